@@ -1,0 +1,38 @@
+# pyrollouts: the entry points. `make demo` and `make test` work on a fresh clone: they create the
+# virtualenv (.venv) and install what they need; slow tool builds are cached outside the repo.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install test test-fast lint demo bench soak clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+# The whole suite: lint, then every test (unit, scenarios on every runtime, local integration, k8s).
+test: install tools lint
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Without the Kubernetes control plane (for a quick loop while developing).
+test-fast: install lint
+	$(BIN)/pytest -q -p no:cacheprovider -m "not k8s" $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/rollouts demo $(DEMO_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build
+
+-include mk/*.mk

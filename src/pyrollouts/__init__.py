@@ -1,0 +1,3 @@
+"""pyrollouts: progressive delivery for services, Argo Rollouts-compatible."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,183 @@
+"""The engine's inputs and outputs: Observed state in, a Plan of small frozen actions out.
+
+Everything here is data. ``engine.plan(rollout, observed, now)`` reads an Observed and returns a
+Plan; the controller applies the plan's actions in order, then writes ``plan.status`` through the
+status subresource, then looks again after ``plan.requeue_after`` seconds (None: only on change).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..model.rollout import Rollout, RolloutStatus
+
+
+@dataclass(frozen=True)
+class ReplicaSetState:
+    """What the engine knows of one ReplicaSet owned by the Rollout (its JSON form is in ``obj``)."""
+
+    name: str
+    uid: str
+    pod_template_hash: str  # the rollouts-pod-template-hash label value
+    template: Mapping[str, Any]  # spec.template, as stored (hash label included)
+    replicas: int  # spec.replicas
+    status_replicas: int
+    ready_replicas: int
+    available_replicas: int
+    annotations: Mapping[str, str]
+    labels: Mapping[str, str]
+    creation_timestamp: str  # RFC3339
+    obj: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    selector: Mapping[str, str]
+    annotations: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class PodState:
+    """A pod's identity, owner and labels (for previewMetadata/activeMetadata), and readiness."""
+
+    name: str
+    replicaset: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    ready: bool = False
+    restarts: int = 0
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The world as the controller last saw it, for one Rollout."""
+
+    replicasets: tuple[ReplicaSetState, ...] = ()
+    services: Mapping[str, ServiceState] = field(default_factory=dict)  # by name; missing = absent
+    pods: tuple[PodState, ...] = ()
+    first_seen: bool = False  # True when this controller has not reconciled this Rollout before
+
+
+# ---------------------------------------------------------------------------------------------
+# Actions. Each is applied by the controller as one write.
+
+
+@dataclass(frozen=True)
+class CreateReplicaSet:
+    """Create the ReplicaSet ``<rollout>-<hash>`` with this full JSON body (owner ref included)."""
+
+    name: str
+    body: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ScaleReplicaSet:
+    """Set spec.replicas and the desired-replicas annotation."""
+
+    name: str
+    replicas: int
+    desired_replicas: int
+
+
+@dataclass(frozen=True)
+class AnnotateReplicaSet:
+    """Set (str) or remove (None) annotations on a ReplicaSet: revision, revision-history, and
+    ephemeral metadata. The scale-down deadline has its own action."""
+
+    name: str
+    annotations: Mapping[str, str | None]
+    labels: Mapping[str, str | None] = field(default_factory=dict)
+    template_labels: Mapping[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SetScaleDownDeadline:
+    """Set (RFC3339 UTC) or clear (None) the ``scale-down-deadline`` annotation."""
+
+    name: str
+    deadline: str | None
+
+
+@dataclass(frozen=True)
+class SwitchService:
+    """Point a Service's selector at a pod-template hash and mark it managed by this Rollout."""
+
+    service: str
+    pod_template_hash: str
+    managed_by: str
+
+
+@dataclass(frozen=True)
+class PatchPodMetadata:
+    """Set or remove labels/annotations on one pod (previewMetadata/activeMetadata)."""
+
+    pod: str
+    labels: Mapping[str, str | None] = field(default_factory=dict)
+    annotations: Mapping[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UpdateRollout:
+    """Write the Rollout's own spec/metadata: spec.replicas when nil, the revision annotation."""
+
+    replicas: int | None = None
+    annotations: Mapping[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeleteReplicaSet:
+    name: str
+
+
+@dataclass(frozen=True)
+class EmitEvent:
+    """A Kubernetes Event on the Rollout: type Normal or Warning, Argo's reason and message."""
+
+    type: str
+    reason: str
+    message: str
+
+
+Action = (
+    CreateReplicaSet
+    | ScaleReplicaSet
+    | AnnotateReplicaSet
+    | SetScaleDownDeadline
+    | SwitchService
+    | PatchPodMetadata
+    | UpdateRollout
+    | DeleteReplicaSet
+    | EmitEvent
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do now, the status to write afterwards, and when to look again (seconds)."""
+
+    actions: tuple[Action, ...]
+    status: RolloutStatus
+    requeue_after: float | None = None
+
+
+__all__ = [
+    "Action",
+    "AnnotateReplicaSet",
+    "CreateReplicaSet",
+    "DeleteReplicaSet",
+    "EmitEvent",
+    "Observed",
+    "PatchPodMetadata",
+    "Plan",
+    "PodState",
+    "ReplicaSetState",
+    "Rollout",
+    "ScaleReplicaSet",
+    "ServiceState",
+    "SetScaleDownDeadline",
+    "SwitchService",
+    "UpdateRollout",
+]

@@ -1,0 +1,60 @@
+"""The label, annotation and reason names shared with Argo Rollouts (see ARGO-COMPAT)."""
+
+from __future__ import annotations
+
+GROUP = "argoproj.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+POD_TEMPLATE_HASH_LABEL = "rollouts-pod-template-hash"
+REVISION_ANNOTATION = "rollout.argoproj.io/revision"
+REVISION_HISTORY_ANNOTATION = "rollout.argoproj.io/revision-history"
+DESIRED_REPLICAS_ANNOTATION = "rollout.argoproj.io/desired-replicas"
+SCALE_DOWN_DEADLINE_ANNOTATION = "scale-down-deadline"
+EPHEMERAL_METADATA_ANNOTATION = "rollout.argoproj.io/ephemeral-metadata"
+MANAGED_BY_ANNOTATION = "argo-rollouts.argoproj.io/managed-by-rollouts"
+INSTANCE_ID_LABEL = "argo-rollouts.argoproj.io/controller-instance-id"
+
+# Pause reasons
+PAUSE_BLUE_GREEN = "BlueGreenPause"
+
+# Condition types
+COND_PROGRESSING = "Progressing"
+COND_AVAILABLE = "Available"
+COND_PAUSED = "Paused"
+COND_HEALTHY = "Healthy"
+COND_COMPLETED = "Completed"
+COND_INVALID_SPEC = "InvalidSpec"
+COND_REPLICA_FAILURE = "ReplicaFailure"
+
+# Condition / event reasons
+NEW_RS_CREATED = "NewReplicaSetCreated"
+RS_UPDATED = "ReplicaSetUpdated"
+NEW_RS_AVAILABLE = "NewReplicaSetAvailable"
+ROLLOUT_PAUSED = "RolloutPaused"
+ROLLOUT_RESUMED = "RolloutResumed"
+ROLLOUT_RETRY = "RolloutRetry"
+ROLLOUT_ABORTED = "RolloutAborted"
+PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+ROLLOUT_HEALTHY = "RolloutHealthy"
+ROLLOUT_COMPLETED = "RolloutCompleted"
+ROLLOUT_NOT_COMPLETED = "RolloutNotCompleted"
+AVAILABLE_REASON = "AvailableReason"
+INVALID_SPEC_REASON = "InvalidSpec"
+ROLLOUT_ADDED_TO_INFORMER = "RolloutAddedToInformer"
+ROLLOUT_UPDATED = "RolloutUpdated"
+SCALING_REPLICASET = "ScalingReplicaSet"
+SWITCH_SERVICE = "SwitchService"
+
+# Phases
+PHASE_HEALTHY = "Healthy"
+PHASE_PROGRESSING = "Progressing"
+PHASE_PAUSED = "Paused"
+PHASE_DEGRADED = "Degraded"
+
+# Defaults
+DEFAULT_REVISION_HISTORY_LIMIT = 10
+DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
+DEFAULT_SCALE_DOWN_DELAY_SECONDS = 30
+DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS = 30
+INVALID_SPEC_RETRY_SECONDS = 20

@@ -1,0 +1,53 @@
+"""Kubernetes object types used by both runtimes, from Kubernetes' own schema (lightkube-models).
+
+The Rollout is ours (``model.rollout``); ReplicaSet, Pod, Service, Namespace and Event are the
+generated Kubernetes models, so their fields are exactly Kubernetes' and never hand-written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightkube.models.core_v1 import Container, PodTemplateSpec, Probe, ServicePort
+from lightkube.resources.apps_v1 import ReplicaSet
+from lightkube.resources.core_v1 import Event, Namespace, Pod, Service
+
+from .rollout import Rollout
+
+__all__ = [
+    "KINDS",
+    "Container",
+    "Event",
+    "Namespace",
+    "Pod",
+    "PodTemplateSpec",
+    "Probe",
+    "ReplicaSet",
+    "Rollout",
+    "Service",
+    "ServicePort",
+    "api_version_of",
+]
+
+#: kind -> apiVersion, for every kind the object model knows.
+KINDS: dict[str, str] = {
+    "Rollout": "argoproj.io/v1alpha1",
+    "ReplicaSet": "apps/v1",
+    "Pod": "v1",
+    "Service": "v1",
+    "Namespace": "v1",
+    "Event": "v1",
+}
+
+#: Kinds that live in a namespace.
+NAMESPACED = {"Rollout", "ReplicaSet", "Pod", "Service", "Event"}
+
+
+def api_version_of(kind: str) -> str:
+    """The apiVersion for a kind of the object model; KeyError for an unknown kind."""
+    return KINDS[kind]
+
+
+def replicaset_from_wire(obj: dict[str, Any]) -> Any:
+    """A typed ReplicaSet from its JSON form."""
+    return ReplicaSet.from_dict(obj)

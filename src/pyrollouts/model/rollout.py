@@ -1,0 +1,212 @@
+"""The Rollout object (argoproj.io/v1alpha1), blue-green subset, as typed pydantic models.
+
+This module is the single source of the Rollout's schema: the parser, the linter's schema walk
+and the CRD's openAPIV3Schema are all derived from these classes. Wire names are camelCase
+(aliases); Python attributes are snake_case. The pod template is kept as a plain mapping here and
+is described by Kubernetes' own generated models (lightkube-models, see ``model.kube``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from . import names
+
+
+class _Wire(BaseModel):
+    """Base: camelCase on the wire, unknown fields kept (lint reports them), None omitted on dump."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    def wire(self) -> dict[str, Any]:
+        """The object as Kubernetes JSON (camelCase, no None values)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class ObjectMeta(_Wire):
+    name: str = ""
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = None
+    creation_timestamp: str | None = None
+    deletion_timestamp: str | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    owner_references: list[dict[str, Any]] | None = None
+    finalizers: list[str] | None = None
+
+
+class LabelSelector(_Wire):
+    match_labels: dict[str, str] | None = None
+    match_expressions: list[dict[str, Any]] | None = None
+
+
+class PodMetadata(_Wire):
+    """Labels and annotations put on pods while they hold a role (previewMetadata/activeMetadata)."""
+
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class PreferredAntiAffinity(_Wire):
+    weight: int
+
+
+class RequiredAntiAffinity(_Wire):
+    pass
+
+
+class AntiAffinity(_Wire):
+    preferred_during_scheduling_ignored_during_execution: PreferredAntiAffinity | None = None
+    required_during_scheduling_ignored_during_execution: RequiredAntiAffinity | None = None
+
+
+class RolloutAnalysis(_Wire):
+    templates: list[dict[str, Any]] | None = None
+    args: list[dict[str, Any]] | None = None
+
+
+class BlueGreenStrategy(_Wire):
+    active_service: str = ""
+    preview_service: str | None = None
+    preview_replica_count: int | None = None
+    auto_promotion_enabled: bool | None = None
+    auto_promotion_seconds: int | None = None
+    scale_down_delay_seconds: int | None = None
+    scale_down_delay_revision_limit: int | None = None
+    abort_scale_down_delay_seconds: int | None = None
+    pre_promotion_analysis: RolloutAnalysis | None = None
+    post_promotion_analysis: RolloutAnalysis | None = None
+    preview_metadata: PodMetadata | None = None
+    active_metadata: PodMetadata | None = None
+    anti_affinity: AntiAffinity | None = None
+
+
+class CanaryStrategy(_Wire):
+    """Accepted so manifests parse; canary is a later issue (validation reports it as unsupported)."""
+
+
+class RolloutStrategy(_Wire):
+    blue_green: BlueGreenStrategy | None = None
+    canary: dict[str, Any] | None = None
+
+
+class ObjectRef(_Wire):
+    api_version: str | None = None
+    kind: str | None = None
+    name: str | None = None
+
+
+class RollbackWindow(_Wire):
+    revisions: int | None = None
+
+
+class RolloutSpec(_Wire):
+    replicas: int | None = None
+    selector: LabelSelector | None = None
+    template: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kube-type": "io.k8s.api.core.v1.PodTemplateSpec"}
+    )
+    workload_ref: ObjectRef | None = None
+    min_ready_seconds: int | None = None
+    revision_history_limit: int | None = None
+    progress_deadline_seconds: int | None = None
+    progress_deadline_abort: bool | None = None
+    paused: bool | None = None
+    restart_at: str | None = None
+    rollback_window: RollbackWindow | None = None
+    strategy: RolloutStrategy = Field(default_factory=RolloutStrategy)
+
+
+class PauseCondition(_Wire):
+    reason: str
+    start_time: str
+
+
+class Condition(_Wire):
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+    last_update_time: str | None = None
+    last_transition_time: str | None = None
+
+
+class BlueGreenStatus(_Wire):
+    active_selector: str | None = None
+    preview_selector: str | None = None
+    scale_up_preview_check_point: bool | None = None
+    pre_promotion_analysis_run_status: dict[str, Any] | None = None
+    post_promotion_analysis_run_status: dict[str, Any] | None = None
+
+
+class RolloutStatus(_Wire):
+    phase: str | None = None
+    message: str | None = None
+    observed_generation: str | None = None
+    current_pod_hash: str | None = None
+    stable_rs: str | None = Field(default=None, alias="stableRS")
+    blue_green: BlueGreenStatus | None = None
+    pause_conditions: list[PauseCondition] | None = None
+    controller_pause: bool | None = None
+    abort: bool | None = None
+    aborted_at: str | None = None
+    promote_full: bool | None = None
+    replicas: int | None = None
+    updated_replicas: int | None = None
+    ready_replicas: int | None = None
+    available_replicas: int | None = None
+    hpa_replicas: int | None = Field(default=None, alias="HPAReplicas")
+    selector: str | None = None
+    restarted_at: str | None = None
+    collision_count: int | None = None
+    conditions: list[Condition] | None = None
+    canary: dict[str, Any] | None = None
+
+
+class Rollout(_Wire):
+    api_version: str = names.API_VERSION
+    kind: str = "Rollout"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: RolloutSpec = Field(default_factory=RolloutSpec)
+    status: RolloutStatus | None = None
+
+    @classmethod
+    def from_wire(cls, obj: dict[str, Any]) -> Rollout:
+        """Parse a Rollout from its Kubernetes JSON form."""
+        return cls.model_validate(obj)
+
+    # Effective values with Argo's defaults -------------------------------------------------
+    @property
+    def bg(self) -> BlueGreenStrategy:
+        return self.spec.strategy.blue_green or BlueGreenStrategy()
+
+    def effective_replicas(self) -> int:
+        return 1 if self.spec.replicas is None else self.spec.replicas
+
+    def revision_history_limit(self) -> int:
+        v = self.spec.revision_history_limit
+        return names.DEFAULT_REVISION_HISTORY_LIMIT if v is None else v
+
+    def progress_deadline_seconds(self) -> int:
+        v = self.spec.progress_deadline_seconds
+        return names.DEFAULT_PROGRESS_DEADLINE_SECONDS if v is None else v
+
+    def min_ready_seconds(self) -> int:
+        return self.spec.min_ready_seconds or 0
+
+    def auto_promotion_enabled(self) -> bool:
+        v = self.bg.auto_promotion_enabled
+        return True if v is None else v
+
+    def scale_down_delay_seconds(self) -> int:
+        v = self.bg.scale_down_delay_seconds
+        return names.DEFAULT_SCALE_DOWN_DELAY_SECONDS if v is None else v
+
+    def abort_scale_down_delay_seconds(self) -> int:
+        v = self.bg.abort_scale_down_delay_seconds
+        return names.DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS if v is None else v

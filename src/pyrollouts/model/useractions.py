@@ -1,0 +1,166 @@
+"""User actions as the patches Argo's kubectl plugin sends (ARGO-COMPAT "User actions").
+
+Each function returns a list of ``Patch``: a JSON merge patch and whether it goes to the object
+(spec/metadata) or to its ``status`` subresource. The controller needs no API of its own: any client
+that applies these patches (our CLI, the dashboard, Argo's own plugin) drives the rollout.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from . import names
+
+
+class ActionError(ValueError):
+    """The action does not apply to the Rollout in its current state (message says why)."""
+
+
+@dataclass(frozen=True)
+class Patch:
+    body: dict[str, Any]
+    subresource: str | None = None  # "status" or None for the object itself
+
+
+def _spec_paused(rollout: dict[str, Any]) -> bool:
+    return bool(rollout.get("spec", {}).get("paused"))
+
+
+def promote(rollout: dict[str, Any], full: bool = False) -> list[Patch]:
+    """promote: unpause and clear pause conditions; --full: skip remaining pauses/steps."""
+    status = rollout.get("status") or {}
+    paused = _spec_paused(rollout) or bool(status.get("pauseConditions")) or bool(
+        status.get("controllerPause")
+    )
+    name = rollout.get("metadata", {}).get("name", "")
+    if not full and not paused:
+        raise ActionError(f"rollout '{name}' is not paused")
+    if full and status.get("stableRS") and status.get("stableRS") == status.get("currentPodHash"):
+        raise ActionError(f"rollout '{name}' is already fully promoted")
+    patches: list[Patch] = []
+    if _spec_paused(rollout):
+        patches.append(Patch({"spec": {"paused": False}}))
+    if full:
+        patches.append(Patch({"status": {"promoteFull": True}}, "status"))
+    else:
+        patches.append(Patch({"status": {"pauseConditions": None}}, "status"))
+    return patches
+
+
+def abort(rollout: dict[str, Any]) -> list[Patch]:
+    return [Patch({"status": {"abort": True}}, "status")]
+
+
+def retry(rollout: dict[str, Any]) -> list[Patch]:
+    return [Patch({"status": {"abort": False}}, "status")]
+
+
+def pause(rollout: dict[str, Any]) -> list[Patch]:
+    return [Patch({"spec": {"paused": True}})]
+
+
+def resume(rollout: dict[str, Any]) -> list[Patch]:
+    return [Patch({"spec": {"paused": False}})]
+
+
+def restart(rollout: dict[str, Any], now_rfc3339: str) -> list[Patch]:
+    return [Patch({"spec": {"restartAt": now_rfc3339}})]
+
+
+def set_image(rollout: dict[str, Any], container: str, image: str) -> list[Patch]:
+    """Set one container's image (``*``: every container and init container)."""
+    tmpl = copy.deepcopy(rollout.get("spec", {}).get("template") or {})
+    pod = tmpl.setdefault("spec", {})
+    found = False
+    for key in ("initContainers", "containers", "ephemeralContainers"):
+        for c in pod.get(key) or []:
+            if container == "*" or c.get("name") == container:
+                c["image"] = image
+                found = True
+    if not found:
+        name = rollout.get("metadata", {}).get("name", "")
+        raise ActionError(f"rollout '{name}' has no container named '{container}'")
+    return [Patch({"spec": {"template": tmpl}})]
+
+
+def set_env(rollout: dict[str, Any], container: str, key: str, value: str) -> list[Patch]:
+    """Set (or add) one env var on a container (``*``: every container)."""
+    tmpl = copy.deepcopy(rollout.get("spec", {}).get("template") or {})
+    found = False
+    for c in tmpl.get("spec", {}).get("containers") or []:
+        if container == "*" or c.get("name") == container:
+            found = True
+            env = c.setdefault("env", [])
+            for e in env:
+                if e.get("name") == key:
+                    e.clear()
+                    e.update({"name": key, "value": value})
+                    break
+            else:
+                env.append({"name": key, "value": value})
+    if not found:
+        name = rollout.get("metadata", {}).get("name", "")
+        raise ActionError(f"rollout '{name}' has no container named '{container}'")
+    return [Patch({"spec": {"template": tmpl}})]
+
+
+def undo(rollout: dict[str, Any], replicasets: list[dict[str, Any]], to_revision: int | None) -> list[Patch]:
+    """Restore the template of an earlier revision (default: the one before the current).
+
+    The hash label the controller injected is removed so the restored template hashes to the old
+    ReplicaSet's hash and that ReplicaSet is reused (a fast rollback)."""
+    name = rollout.get("metadata", {}).get("name", "")
+    by_rev: dict[int, dict[str, Any]] = {}
+    for rs in replicasets:
+        ann = rs.get("metadata", {}).get("annotations") or {}
+        try:
+            by_rev[int(ann.get(names.REVISION_ANNOTATION, ""))] = rs
+        except ValueError:
+            continue
+    if not by_rev:
+        raise ActionError(f"rollout '{name}' has no revisions to undo to")
+    current = max(by_rev)
+    if to_revision is None or to_revision == 0:
+        older = sorted(r for r in by_rev if r < current)
+        if not older:
+            raise ActionError(f"rollout '{name}' has no previous revision to undo to")
+        to_revision = older[-1]
+    if to_revision not in by_rev:
+        known = ", ".join(str(r) for r in sorted(by_rev))
+        raise ActionError(f"rollout '{name}' has no revision {to_revision} (revisions: {known})")
+    tmpl = copy.deepcopy(by_rev[to_revision].get("spec", {}).get("template") or {})
+    labels = tmpl.get("metadata", {}).get("labels") or {}
+    labels.pop(names.POD_TEMPLATE_HASH_LABEL, None)
+    current_tmpl = rollout.get("spec", {}).get("template") or {}
+    return [Patch({"spec": {"template": merge_patch_to(current_tmpl, tmpl)}})]
+
+
+def merge_patch_to(old: Any, new: Any) -> Any:
+    """A JSON merge patch (RFC 7386) that turns ``old`` into ``new`` (keys only in old become null)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return copy.deepcopy(new)
+    out: dict[str, Any] = {}
+    for k in old:
+        if k not in new:
+            out[k] = None
+    for k, v in new.items():
+        if k not in old:
+            out[k] = copy.deepcopy(v)
+        elif old[k] != v:
+            out[k] = merge_patch_to(old[k], v)
+    return out
+
+
+def apply_merge_patch(target: Any, patch: Any) -> Any:
+    """Apply a JSON merge patch (RFC 7386) and return the result; inputs are not modified."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result: dict[str, Any] = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            result.pop(k, None)
+        else:
+            result[k] = apply_merge_patch(result.get(k), v)
+    return result

@@ -49,6 +49,7 @@ class PodState:
     annotations: Mapping[str, str] = field(default_factory=dict)
     ready: bool = False
     restarts: int = 0
+    creation_timestamp: str = ""  # RFC3339; restartAt replaces the pods created before it
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,13 @@ class DeleteReplicaSet:
 
 
 @dataclass(frozen=True)
+class DeletePod:
+    """Delete one pod (spec.restartAt: its ReplicaSet replaces it with a fresh one)."""
+
+    pod: str
+
+
+@dataclass(frozen=True)
 class EmitEvent:
     """A Kubernetes Event on the Rollout: type Normal or Warning, Argo's reason and message."""
 
@@ -150,6 +158,7 @@ Action = (
     | PatchPodMetadata
     | UpdateRollout
     | DeleteReplicaSet
+    | DeletePod
     | EmitEvent
 )
 
@@ -167,6 +176,7 @@ __all__ = [
     "Action",
     "AnnotateReplicaSet",
     "CreateReplicaSet",
+    "DeletePod",
     "DeleteReplicaSet",
     "EmitEvent",
     "Observed",

@@ -15,6 +15,11 @@ from pydantic.alias_generators import to_camel
 
 from . import names
 
+# Field metadata read by the linter's schema walk and the CRD generator (model.schema): the bounds
+# Argo and Kubernetes enforce, fields Argo requires, and fields typed by Kubernetes' own schema.
+_NON_NEGATIVE: dict[str, Any] = {"minimum": 0}
+_REQUIRED: dict[str, Any] = {"x-required": True}
+
 
 class _Wire(BaseModel):
     """Base: camelCase on the wire, unknown fields kept (lint reports them), None omitted on dump."""
@@ -53,7 +58,7 @@ class PodMetadata(_Wire):
 
 
 class PreferredAntiAffinity(_Wire):
-    weight: int
+    weight: int = Field(json_schema_extra={"minimum": 1, "maximum": 100})
 
 
 class RequiredAntiAffinity(_Wire):
@@ -71,14 +76,14 @@ class RolloutAnalysis(_Wire):
 
 
 class BlueGreenStrategy(_Wire):
-    active_service: str = ""
+    active_service: str = Field(default="", json_schema_extra=_REQUIRED)
     preview_service: str | None = None
-    preview_replica_count: int | None = None
+    preview_replica_count: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
     auto_promotion_enabled: bool | None = None
-    auto_promotion_seconds: int | None = None
-    scale_down_delay_seconds: int | None = None
-    scale_down_delay_revision_limit: int | None = None
-    abort_scale_down_delay_seconds: int | None = None
+    auto_promotion_seconds: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
+    scale_down_delay_seconds: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
+    scale_down_delay_revision_limit: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
+    abort_scale_down_delay_seconds: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
     pre_promotion_analysis: RolloutAnalysis | None = None
     post_promotion_analysis: RolloutAnalysis | None = None
     preview_metadata: PodMetadata | None = None
@@ -102,19 +107,21 @@ class ObjectRef(_Wire):
 
 
 class RollbackWindow(_Wire):
-    revisions: int | None = None
+    revisions: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
 
 
 class RolloutSpec(_Wire):
-    replicas: int | None = None
-    selector: LabelSelector | None = None
+    replicas: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
+    selector: LabelSelector | None = Field(
+        default=None, json_schema_extra={"x-kube-type": "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"}
+    )
     template: dict[str, Any] | None = Field(
         default=None, json_schema_extra={"x-kube-type": "io.k8s.api.core.v1.PodTemplateSpec"}
     )
     workload_ref: ObjectRef | None = None
-    min_ready_seconds: int | None = None
-    revision_history_limit: int | None = None
-    progress_deadline_seconds: int | None = None
+    min_ready_seconds: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
+    revision_history_limit: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
+    progress_deadline_seconds: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
     progress_deadline_abort: bool | None = None
     paused: bool | None = None
     restart_at: str | None = None
@@ -171,7 +178,10 @@ class RolloutStatus(_Wire):
 class Rollout(_Wire):
     api_version: str = names.API_VERSION
     kind: str = "Rollout"
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    metadata: ObjectMeta = Field(
+        default_factory=ObjectMeta,
+        json_schema_extra={"x-kube-type": "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"},
+    )
     spec: RolloutSpec = Field(default_factory=RolloutSpec)
     status: RolloutStatus | None = None
 

@@ -1,0 +1,411 @@
+"""The CLI's Kubernetes backend: the same verbs, straight against the API server.
+
+Used by ``kubectl rollouts ...`` (the plugin, ``kubectl_main``) and ``rollouts --backend kubernetes``.
+It finds the cluster as kubectl does (``--kubeconfig``, ``--context``, ``$KUBECONFIG``,
+``~/.kube/config``). User actions are exactly the patches of ``pyrollouts.model.useractions``,
+sent to the Rollout or to its ``/status`` subresource, so they drive Argo's own controller too.
+Apply is server-side apply (field manager ``kubectl-rollouts``): fields dropped from a manifest
+are dropped from the object, and fields the controller owns are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from lightkube import ApiError as KubeApiError
+from lightkube import Client
+from lightkube.types import CascadeType, OnErrorAction, OnErrorResult, PatchType
+
+from .. import __version__
+from ..model import useractions
+from ..model.cluster import ClusterError
+from ..runtimes.kubernetes.cluster import load_config
+from ..runtimes.kubernetes.resources import NAMESPACED, RESOURCES
+from .client import ApiError, CliError, Obj
+
+FIELD_MANAGER = "kubectl-rollouts"
+
+#: CLI kind names (and kubectl's short names) -> the Kubernetes kind.
+KINDS: dict[str, str] = {
+    "rollout": "Rollout",
+    "rollouts": "Rollout",
+    "ro": "Rollout",
+    "replicaset": "ReplicaSet",
+    "replicasets": "ReplicaSet",
+    "rs": "ReplicaSet",
+    "pod": "Pod",
+    "pods": "Pod",
+    "po": "Pod",
+    "service": "Service",
+    "services": "Service",
+    "svc": "Service",
+    "event": "Event",
+    "events": "Event",
+    "ev": "Event",
+    "namespace": "Namespace",
+    "namespaces": "Namespace",
+    "ns": "Namespace",
+}
+
+#: The order objects of one manifest are written in: what others refer to first.
+_ORDER = {"Namespace": 0, "Service": 1, "Rollout": 3}
+
+
+def _kind(kind: str) -> str:
+    k = KINDS.get(kind.lower()) or (kind if kind in RESOURCES else None)
+    if k is None:
+        raise CliError(
+            f"unknown kind {kind!r}: use one of rollout, replicaset, pod, service, event, namespace"
+        )
+    return k
+
+
+def _rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _plain(item: Any) -> Obj:
+    return dict(item.to_dict() if hasattr(item, "to_dict") else item)
+
+
+def _selector(labels: str | None) -> dict[str, str] | None:
+    if not labels:
+        return None
+    out: dict[str, str] = {}
+    for part in labels.split(","):
+        k, sep, v = part.partition("=")
+        if not sep or not k.strip():
+            raise CliError(f"label selector {labels!r}: expected key=value[,key=value]")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _api_error(exc: KubeApiError, what: str) -> ApiError:
+    status = exc.status
+    code = int(getattr(status, "code", 0) or 0)
+    message = str(getattr(status, "message", "") or exc)
+    if code == 404:
+        message = f"{what} not found"
+    return ApiError(code, message, [])
+
+
+class KubeBackend:
+    """The ``Backend`` of the CLI over a kubeconfig (see the module docstring)."""
+
+    def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
+        try:
+            self.config = load_config(kubeconfig, context)
+        except ClusterError as exc:
+            raise CliError(str(exc)) from None
+        self.client = Client(self.config, field_manager=FIELD_MANAGER)
+
+    @property
+    def default_namespace(self) -> str:
+        """The context's namespace (kubectl's default for -n), else ``default``."""
+        return str(getattr(self.config, "namespace", None) or "default")
+
+    # -- reading -----------------------------------------------------------------------------
+    def version(self) -> Obj:
+        """The CLI version, the runtime and the time now (for ages)."""
+        return {
+            "version": __version__,
+            "runtime": "kubernetes",
+            "server": self.config.cluster.server,
+            "now": _rfc3339(datetime.now(UTC)),
+        }
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj:
+        """One object; ApiError 404 when missing."""
+        k = _kind(kind)
+        try:
+            obj = _plain(
+                self.client.get(RESOURCES[k], name, namespace=namespace if k in NAMESPACED else None)
+            )
+        except KubeApiError as exc:
+            raise _api_error(exc, f"{k.lower()} '{name}'") from None
+        obj.setdefault("kind", k)
+        return obj
+
+    def list(self, kind: str, namespace: str | None, labels: str | None = None) -> list[Obj]:
+        """Objects of a kind in a namespace (None: every namespace)."""
+        k = _kind(kind)
+        ns: str | None = None
+        if k in NAMESPACED:
+            ns = namespace if namespace is not None else "*"
+        try:
+            items = [
+                _plain(i) for i in self.client.list(RESOURCES[k], namespace=ns, labels=_selector(labels))
+            ]
+        except KubeApiError as exc:
+            raise _api_error(exc, f"{k.lower()}s") from None
+        for i in items:
+            i.setdefault("kind", k)
+        return items
+
+    def _owned(self, rollout: Obj) -> tuple[list[Obj], list[Obj]]:
+        ns = rollout["metadata"].get("namespace", "default")
+        uid = rollout["metadata"].get("uid")
+        rss = [
+            rs
+            for rs in self.list("replicaset", ns)
+            if any(r.get("uid") == uid for r in rs["metadata"].get("ownerReferences") or [])
+        ]
+        uids = {rs["metadata"].get("uid") for rs in rss}
+        pods = [
+            p
+            for p in self.list("pod", ns)
+            if any(r.get("uid") in uids for r in p["metadata"].get("ownerReferences") or [])
+        ]
+        return rss, pods
+
+    def info(self, namespace: str, name: str) -> Obj:
+        """The info view of a rollout (the same shape the local server returns)."""
+        from ..server.info import rollout_info  # the one pure function both backends share
+
+        ro = self.get("rollout", namespace, name)
+        rss, pods = self._owned(ro)
+        return rollout_info(ro, rss, pods, datetime.now(UTC))
+
+    def watch_info(self, namespace: str, name: str) -> Iterator[Obj]:
+        """The info view now and after every change of the rollout, its ReplicaSets or its Pods."""
+        changed: queue.Queue[str] = queue.Queue()
+        stop = threading.Event()
+
+        def retry(_: Exception, count: int) -> OnErrorResult:
+            return OnErrorResult(OnErrorAction.RETRY, sleep=min(5.0, 0.2 * count))
+
+        def follow(kind: str) -> None:
+            client = Client(self.config, field_manager=FIELD_MANAGER)
+            try:
+                for _ in client.watch(RESOURCES[kind], namespace=namespace, on_error=retry):
+                    if stop.is_set():
+                        return
+                    changed.put(kind)
+            except Exception as exc:  # the main loop notices through the periodic refresh
+                changed.put(f"error: {exc}")
+
+        for kind in ("Rollout", "ReplicaSet", "Pod"):
+            threading.Thread(target=follow, args=(kind,), daemon=True, name=f"watch-{kind}").start()
+        last: Obj | None = None
+        try:
+            while True:
+                try:
+                    view = self.info(namespace, name)
+                except ApiError as exc:
+                    if exc.status == 404 and last is not None:
+                        raise CliError(f"rollout '{name}' was deleted from namespace '{namespace}'") from None
+                    raise
+                comparable = {k: v for k, v in view.items() if k not in ("now", "rollout")}
+                if comparable != last:
+                    last = comparable
+                    yield view
+                try:
+                    changed.get(timeout=5.0)
+                    # Coalesce a burst of changes (a reconcile writes several objects) into one redraw.
+                    deadline = threading.Event()
+                    deadline.wait(0.1)
+                    while not changed.empty():
+                        changed.get_nowait()
+                except queue.Empty:
+                    pass
+        finally:
+            stop.set()
+
+    def logs(
+        self, namespace: str, pod: str, *, container: str | None, follow: bool, tail: int | None
+    ) -> Iterator[bytes]:
+        """A pod's log, as the kubelet serves it (kwok's fake pods have none)."""
+        try:
+            for line in self.client.log(
+                pod, namespace=namespace, container=container, follow=follow, tail_lines=tail, newlines=True
+            ):
+                yield line.encode()
+        except KubeApiError as exc:
+            raise _api_error(exc, f"pod '{pod}'") from None
+
+    # -- writing -----------------------------------------------------------------------------
+    def apply(self, text: str, source: str, namespace: str, *, create_only: bool) -> Obj:
+        """Check the manifest (refusing it on any error), then create or server-side apply each object."""
+        from ..model.lint import check_manifests
+        from ..model.parse import KEPT_KINDS
+
+        parsed, findings = check_manifests(text, source, default_namespace=namespace)
+        errors = [str(f) for f in findings if f.severity == "error"]
+        if errors:
+            raise CliError(f"{source}: the manifest has errors; nothing was applied", errors)
+        warnings = [{"text": str(f)} for f in findings if f.severity != "error"]
+        objects: list[Obj] = []
+        for p in parsed:
+            if p.kind in KEPT_KINDS or p.kind not in RESOURCES:
+                warnings.append(
+                    {"text": f"{source}: {p.kind} '{p.name}' is not handled by this CLI; skipped"}
+                )
+                continue
+            objects.append(dict(p.obj))
+        objects.sort(key=lambda o: _ORDER.get(str(o.get("kind")), 2))
+        results = []
+        for obj in objects:
+            results.append(self._apply_one(obj, namespace, create_only))
+        return {"results": results, "warnings": warnings}
+
+    def _apply_one(self, obj: Obj, namespace: str, create_only: bool) -> Obj:
+        kind = str(obj["kind"])
+        res = RESOURCES[kind]
+        meta = obj.setdefault("metadata", {})
+        name = str(meta.get("name", ""))
+        ns = (meta.get("namespace") or namespace) if kind in NAMESPACED else None
+        if ns:
+            meta["namespace"] = ns
+        obj.pop("status", None)
+        before: Obj | None
+        try:
+            before = _plain(self.client.get(res, name, namespace=ns))
+        except KubeApiError as exc:
+            if getattr(exc.status, "code", None) != 404:
+                raise _api_error(exc, f"{kind.lower()} '{name}'") from None
+            before = None
+        if create_only:
+            if before is not None:
+                raise CliError(
+                    f"{kind.lower()} '{name}' already exists in namespace '{ns}'", ["use apply to update it"]
+                )
+            try:
+                self.client.create(res(obj), namespace=ns)
+            except KubeApiError as exc:
+                raise CliError(f"{kind.lower()} '{name}': {exc.status.message}") from None
+            return {"kind": kind, "name": name, "result": "created"}
+        try:
+            after = _plain(
+                self.client.patch(
+                    res,
+                    name,
+                    obj,
+                    namespace=ns,
+                    patch_type=PatchType.APPLY,
+                    field_manager=FIELD_MANAGER,
+                    force=True,
+                )
+            )
+        except KubeApiError as exc:
+            raise CliError(f"{kind.lower()} '{name}': {exc.status.message}") from None
+        if before is None:
+            result = "created"
+        elif before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion"):
+            result = "unchanged"
+        else:
+            result = "configured"
+        return {"kind": kind, "name": name, "result": result}
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete an object (its dependents go with it)."""
+        k = _kind(kind)
+        try:
+            self.client.delete(
+                RESOURCES[k],
+                name,
+                namespace=namespace if k in NAMESPACED else None,
+                cascade=CascadeType.BACKGROUND,
+            )
+        except KubeApiError as exc:
+            raise _api_error(exc, f"{k.lower()} '{name}'") from None
+
+    def patches_for(self, rollout: Obj, verb: str, body: Obj) -> tuple[list[useractions.Patch], str]:
+        """Argo's patches for a verb, and the message to print."""
+        name = rollout["metadata"]["name"]
+        if verb == "promote":
+            full = bool(body.get("full"))
+            return useractions.promote(
+                rollout, full=full
+            ), f"rollout '{name}' {'fully ' if full else ''}promoted"
+        if verb == "abort":
+            return useractions.abort(rollout), f"rollout '{name}' aborted"
+        if verb == "retry":
+            return useractions.retry(rollout), f"rollout '{name}' retried"
+        if verb == "pause":
+            return useractions.pause(rollout), f"rollout '{name}' paused"
+        if verb == "resume":
+            return useractions.resume(rollout), f"rollout '{name}' resumed"
+        if verb == "restart":
+            return useractions.restart(rollout, _rfc3339(datetime.now(UTC))), f"rollout '{name}' restarts"
+        if verb == "undo":
+            rss, _ = self._owned(rollout)
+            return useractions.undo(rollout, rss, body.get("toRevision")), f"rollout '{name}' undo"
+        if verb == "set-image":
+            return (
+                useractions.set_image(rollout, str(body["container"]), str(body["image"])),
+                f"rollout '{name}' image updated",
+            )
+        if verb == "set-env":
+            return (
+                useractions.set_env(rollout, str(body["container"]), str(body["name"]), str(body["value"])),
+                f"rollout '{name}' env updated",
+            )
+        raise CliError(f"unknown action {verb!r}")
+
+    def action(self, namespace: str, name: str, verb: str, body: Obj | None = None) -> Obj:
+        """Apply a user action's patches to the Rollout (spec) or its /status subresource."""
+        ro = self.get("rollout", namespace, name)
+        try:
+            patches, message = self.patches_for(ro, verb, body or {})
+        except useractions.ActionError as exc:
+            raise CliError(str(exc)) from None
+        res = RESOURCES["Rollout"]
+        for p in patches:
+            target = res.Status if p.subresource == "status" else res
+            try:
+                ro = _plain(
+                    self.client.patch(target, name, p.body, namespace=namespace, patch_type=PatchType.MERGE)
+                )
+            except KubeApiError as exc:
+                raise _api_error(exc, f"rollout '{name}'") from None
+        return {"message": message, "rollout": ro}
+
+
+def kubectl_args(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Split kubectl's connection flags (``--kubeconfig``, ``--context``, anywhere on the line, as
+    kubectl passes them to a plugin) from the rest: (remaining args, {flag: value})."""
+    rest: list[str] = []
+    found: dict[str, str] = {}
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        for flag in ("--kubeconfig", "--context"):
+            if a == flag and i + 1 < len(args):
+                found[flag] = args[i + 1]
+                i += 2
+                break
+            if a.startswith(flag + "="):
+                found[flag] = a.split("=", 1)[1]
+                i += 1
+                break
+        else:
+            rest.append(a)
+            i += 1
+    return rest, found
+
+
+def kubectl_argv(argv: Sequence[str]) -> list[str]:
+    """The argv for the CLI when run as the kubectl plugin: connection flags moved to the front as
+    global options, and the context's namespace as the default for -n (as kubectl has it)."""
+    rest, found = kubectl_args(argv)
+    front: list[str] = []
+    for flag, value in found.items():
+        front += [flag, value]
+    has_ns = any(
+        a in ("-n", "--namespace") or a.startswith("--namespace=") or (a.startswith("-n") and len(a) > 2)
+        for a in rest
+    )
+    if not has_ns and "ROLLOUTS_NAMESPACE" not in os.environ:
+        try:
+            ns = load_config(found.get("--kubeconfig"), found.get("--context")).namespace
+        except ClusterError:
+            ns = None  # the verb reports the kubeconfig problem itself
+        if ns:
+            os.environ["ROLLOUTS_NAMESPACE"] = ns
+    return [*front, *rest]

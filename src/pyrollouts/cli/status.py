@@ -1,0 +1,94 @@
+"""`rollouts status`: wait for a rollout to become Healthy (or Paused), like Argo's status verb."""
+
+from __future__ import annotations
+
+import threading
+import time
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+
+from .client import CliError
+from .common import Namespace, echo, parse_duration
+from .view import fetch_info, watch_views
+
+EXIT_REACHED = 0
+EXIT_DEGRADED = 1
+EXIT_TIMEOUT = 2
+
+
+class Until(StrEnum):
+    healthy = "healthy"
+    paused = "paused"
+
+
+def _line(view: dict[str, Any]) -> str:
+    status, message = view.get("status") or "", view.get("message") or ""
+    return f"{status} - {message}" if message else status
+
+
+def _verdict(view: dict[str, Any], until: Until) -> int | None:
+    status = view.get("status")
+    if status == "Healthy" and until is Until.healthy:
+        return EXIT_REACHED
+    if status == "Paused" and until is Until.paused:
+        return EXIT_REACHED
+    if status == "Degraded":
+        return EXIT_DEGRADED
+    return None
+
+
+def status(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Rollout name.")],
+    namespace: Namespace = "default",
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch/--no-watch", "-w", help="Wait until the rollout is done (default) or print once."
+        ),
+    ] = True,
+    timeout: Annotated[
+        str, typer.Option("--timeout", "-t", help="Give up after this long (30s, 5m; 0 = never).")
+    ] = "0",
+    until: Annotated[Until, typer.Option("--until", help="The state that counts as done.")] = Until.healthy,
+) -> None:
+    """Print the rollout's status. Exit 0 when it reaches Healthy (or Paused with --until paused),
+    1 when Degraded, 2 on timeout (or, with --no-watch, when not there yet)."""
+    limit = parse_duration(timeout)
+    view = fetch_info(ctx, namespace, name)
+    last = _line(view)
+    echo(last)
+    verdict = _verdict(view, until)
+    if verdict is not None:
+        _finish(view, verdict)
+    if not watch:
+        raise typer.Exit(EXIT_TIMEOUT)
+    holder: dict[str, Any] = {"view": view, "at": time.monotonic(), "changed": threading.Event()}
+    watch_views(ctx, namespace, name, holder)
+    deadline = time.monotonic() + limit if limit > 0 else None
+    while True:
+        wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+        holder["changed"].wait(wait)
+        holder["changed"].clear()
+        if "error" in holder:
+            err = holder["error"]
+            raise err if isinstance(err, CliError) else CliError(str(err))
+        view = holder["view"]
+        line = _line(view)
+        if line != last:
+            echo(line)
+            last = line
+        verdict = _verdict(view, until)
+        if verdict is not None:
+            _finish(view, verdict)
+        if deadline is not None and time.monotonic() >= deadline:
+            echo(f"Error: timed out after {timeout} waiting for rollout '{name}' to be {until.value}")
+            raise typer.Exit(EXIT_TIMEOUT)
+
+
+def _finish(view: dict[str, Any], verdict: int) -> None:
+    if verdict == EXIT_DEGRADED:
+        echo(f"Error: the rollout is in a degraded state with message: {view.get('message') or ''}")
+    raise typer.Exit(verdict)

@@ -1,0 +1,233 @@
+"""`rollouts get rollout`: the header and the revision tree, in the shape of Argo's plugin.
+
+Pure functions from the info view (``server.info.rollout_info``, as the API returns it) and a time
+to text, so golden tests need no server and no clock. ``render_rich`` adds colour for terminals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.text import Text
+
+ICON_ROLLOUT = "⟳"
+ICON_REVISION = "#"
+ICON_REPLICASET = "⧉"
+ICON_POD = "□"
+
+STATUS_ICONS = {
+    "Healthy": "✔",
+    "Running": "✔",
+    "Succeeded": "✔",
+    "Completed": "✔",
+    "Progressing": "◌",
+    "Pending": "◌",
+    "ContainerCreating": "◌",
+    "Terminating": "◌",
+    "Paused": "॥",
+    "Degraded": "✖",
+    "Failed": "✖",
+    "Error": "✖",
+    "CrashLoopBackOff": "✖",
+    "ScaledDown": "•",
+}
+
+STATUS_STYLES = {"✔": "green", "◌": "yellow", "॥": "grey62", "✖": "red", "•": "grey50"}
+
+HEADER_WIDTH = 17
+
+
+def parse_time(s: str | None) -> datetime | None:
+    """An RFC3339 time; None when absent or malformed."""
+    if not s:
+        return None
+    try:
+        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def human_duration(seconds: float) -> str:
+    """An age as kubectl prints it: 5s, 2m10s, 15m, 3h20m, 11h, 3d4h, 20d, 2y."""
+    s = int(seconds)
+    if s < 0:
+        s = 0
+    if s < 120:
+        return f"{s}s"
+    m = s // 60
+    if m < 10:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if m < 180:
+        return f"{m}m"
+    h = s // 3600
+    if h < 8:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
+    if h < 48:
+        return f"{h}h"
+    d = h // 24
+    if h < 24 * 8:
+        return f"{d}d{h % 24}h" if h % 24 else f"{d}d"
+    if d < 365 * 2:
+        return f"{d}d"
+    return f"{d // 365}y"
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go prints one rounded to seconds (Argo's delay:1m20s): 45s, 1m20s, 1h0m5s."""
+    s = max(0, round(seconds))
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    if h:
+        return f"{h}h{m}m{sec}s"
+    if m:
+        return f"{m}m{sec}s"
+    return f"{sec}s"
+
+
+def age(ts: str | None, now: datetime) -> str:
+    """The AGE column for a creationTimestamp ("" when unknown)."""
+    t = parse_time(ts)
+    return human_duration((now - t).total_seconds()) if t else ""
+
+
+def status_cell(status: str) -> str:
+    """``✔ Healthy`` and friends."""
+    icon = STATUS_ICONS.get(status, "◌")
+    return f"{icon} {status}" if status else ""
+
+
+def header_lines(info: Mapping[str, Any]) -> list[str]:
+    """The header block: Name, Namespace, Status, Message, Strategy, Images, Replicas."""
+
+    def row(key: str, value: Any) -> str:
+        return f"{key:<{HEADER_WIDTH}}{value}".rstrip()
+
+    lines = [
+        row("Name:", info.get("name", "")),
+        row("Namespace:", info.get("namespace", "")),
+        row("Status:", status_cell(str(info.get("status") or ""))),
+    ]
+    if info.get("message"):
+        lines.append(row("Message:", info["message"]))
+    lines.append(row("Strategy:", info.get("strategy", "")))
+    images = info.get("images") or []
+    for i, img in enumerate(images):
+        roles = img.get("roles") or []
+        text = img.get("image", "") + (f" ({', '.join(roles)})" if roles else "")
+        lines.append(row("Images:" if i == 0 else "", text))
+    if not images:
+        lines.append(row("Images:", ""))
+    reps = info.get("replicas") or {}
+    lines.append("Replicas:")
+    for key in ("desired", "current", "updated", "ready", "available"):
+        lines.append(row(f"  {key.capitalize()}:", reps.get(key, 0)))
+    return lines
+
+
+def _rs_info(rs: Mapping[str, Any], now: datetime) -> str:
+    parts = list(rs.get("roles") or [])
+    deadline = parse_time(rs.get("scaleDownDeadline"))
+    if deadline is not None:
+        left = (deadline - now).total_seconds()
+        parts.append(f"delay:{go_duration(left)}" if left > 0 else "delay:passed")
+    return ",".join(parts)
+
+
+def _pod_info(pod: Mapping[str, Any]) -> str:
+    parts = [f"ready:{pod.get('ready', '0/0')}"]
+    if pod.get("restarts"):
+        parts.append(f"restarts:{pod['restarts']}")
+    if pod.get("hostPort"):
+        parts.append(f"port:{pod['hostPort']}")
+    return ",".join(parts)
+
+
+def tree_rows(info: Mapping[str, Any], now: datetime) -> list[tuple[str, str, str, str, str]]:
+    """The tree as rows of (NAME with its tree prefix, KIND, STATUS, AGE, INFO)."""
+    rows: list[tuple[str, str, str, str, str]] = [
+        (
+            f"{ICON_ROLLOUT} {info.get('name', '')}",
+            "Rollout",
+            status_cell(str(info.get("status") or "")),
+            age(info.get("creationTimestamp"), now),
+            "",
+        )
+    ]
+    revisions: Sequence[Mapping[str, Any]] = info.get("revisions") or []
+    for ri, rev in enumerate(revisions):
+        last_rev = ri == len(revisions) - 1
+        rows.append(
+            (
+                ("└──" if last_rev else "├──") + f"{ICON_REVISION} revision:{rev.get('revision')}",
+                "",
+                "",
+                "",
+                "",
+            )
+        )
+        rev_pad = "   " if last_rev else "│  "
+        rss: Sequence[Mapping[str, Any]] = rev.get("replicaSets") or []
+        for si, rs in enumerate(rss):
+            last_rs = si == len(rss) - 1
+            rows.append(
+                (
+                    rev_pad + ("└──" if last_rs else "├──") + f"{ICON_REPLICASET} {rs.get('name', '')}",
+                    "ReplicaSet",
+                    status_cell(str(rs.get("status") or "")),
+                    age(rs.get("creationTimestamp"), now),
+                    _rs_info(rs, now),
+                )
+            )
+            rs_pad = rev_pad + ("   " if last_rs else "│  ")
+            pods: Sequence[Mapping[str, Any]] = rs.get("pods") or []
+            for pi, pod in enumerate(pods):
+                last_pod = pi == len(pods) - 1
+                rows.append(
+                    (
+                        rs_pad + ("└──" if last_pod else "├──") + f"{ICON_POD} {pod.get('name', '')}",
+                        "Pod",
+                        status_cell(str(pod.get("status") or "")),
+                        age(pod.get("creationTimestamp"), now),
+                        _pod_info(pod),
+                    )
+                )
+    return rows
+
+
+def table_lines(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
+    """Rows in columns two spaces apart (like Go's tabwriter), trailing blanks trimmed."""
+    all_rows = [header, *rows]
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(header))]
+    out = []
+    for r in all_rows:
+        cells = [c.ljust(widths[i]) for i, c in enumerate(r[:-1])] + [r[-1]]
+        out.append("  ".join(cells).rstrip())
+    return out
+
+
+def render(info: Mapping[str, Any], now: datetime) -> str:
+    """The whole `get rollout` output as plain text (header, blank line, tree)."""
+    lines = header_lines(info)
+    lines.append("")
+    lines.extend(table_lines(tree_rows(info, now), ("NAME", "KIND", "STATUS", "AGE", "INFO")))
+    return "\n".join(lines) + "\n"
+
+
+def render_rich(info: Mapping[str, Any], now: datetime) -> Text:
+    """``render`` with the status icons coloured, for a terminal."""
+    text = Text(render(info, now))
+    for icon, style in STATUS_STYLES.items():
+        text.highlight_regex(rf"{icon} \S+", style)
+    return text
+
+
+def info_now(info: Mapping[str, Any], received_monotonic: float, monotonic_now: float) -> datetime:
+    """The server's time now: its ``now`` when the view was sent plus the time since, so ages and
+    delays follow the server's clock (which a --test-clock server may have moved)."""
+    base = parse_time(info.get("now")) or datetime.now(UTC)
+    from datetime import timedelta
+
+    return base + timedelta(seconds=max(0.0, monotonic_now - received_monotonic))

@@ -1,0 +1,224 @@
+"""Verbs that show things: get rollout, get all, list rollouts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.live import Live
+
+from .client import ApiError, CliError, Obj
+from .common import Namespace, echo, kind_display, out, state
+from .tree import age, info_now, parse_time, render, render_rich, table_lines
+
+get_app = typer.Typer(
+    help="Show one rollout (with its revision tree) or everything in a namespace.", no_args_is_help=True
+)
+list_app = typer.Typer(help="List rollouts.", no_args_is_help=True)
+
+
+def fetch_info(ctx: typer.Context, namespace: str, name: str) -> Obj:
+    """The info view of a rollout, with an error naming it when it does not exist."""
+    try:
+        return state(ctx).backend().info(namespace, name)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise CliError(f"rollout '{name}' not found in namespace '{namespace}'") from None
+        raise
+
+
+def watch_views(ctx: typer.Context, namespace: str, name: str, holder: dict[str, Any]) -> threading.Thread:
+    """Follow the info stream in a thread: ``holder`` gets the latest view (and when it came),
+    or the error that ended the stream."""
+
+    def follow() -> None:
+        try:
+            for view in state(ctx).backend().watch_info(namespace, name):
+                holder["view"], holder["at"] = view, time.monotonic()
+                holder["changed"].set()
+            holder["error"] = CliError(f"the server closed the watch of rollout '{name}'")
+        except Exception as exc:
+            holder["error"] = exc
+        holder["changed"].set()
+
+    t = threading.Thread(target=follow, daemon=True, name="info-watch")
+    t.start()
+    return t
+
+
+@get_app.command("rollout")
+def get_rollout(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Rollout name.")],
+    namespace: Namespace = "default",
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Redraw on every change until Ctrl-C.")
+    ] = False,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="json or yaml: the Rollout object.")
+    ] = None,
+) -> None:
+    """The rollout's header and its tree of revisions, ReplicaSets and Pods."""
+    if output is not None and output not in ("json", "yaml"):
+        raise typer.BadParameter(f"-o {output}: use json or yaml")
+    view = fetch_info(ctx, namespace, name)
+    if output is not None:
+        obj = view["rollout"]
+        echo(json.dumps(obj, indent=2) if output == "json" else yaml.safe_dump(obj, sort_keys=False))
+        return
+    if not watch:
+        out().print(render_rich(view, info_now(view, 0.0, 0.0)), end="")
+        return
+    holder: dict[str, Any] = {"view": view, "at": time.monotonic(), "changed": threading.Event()}
+    watch_views(ctx, namespace, name, holder)
+    console = out()
+    with Live(
+        render_rich(view, info_now(view, 0, 0)), console=console, auto_refresh=False, transient=False
+    ) as live:
+        try:
+            while True:
+                holder["changed"].wait(1.0)
+                holder["changed"].clear()
+                if "error" in holder:
+                    raise holder["error"]
+                v = holder["view"]
+                live.update(render_rich(v, info_now(v, holder["at"], time.monotonic())), refresh=True)
+        except KeyboardInterrupt:
+            pass
+
+
+def _age(obj: Obj, now: Any) -> str:
+    return age(obj.get("metadata", {}).get("creationTimestamp"), now)
+
+
+@get_app.command("all")
+def get_all(ctx: typer.Context, namespace: Namespace = "default") -> None:
+    """Rollouts, ReplicaSets, Pods and Services of a namespace (like kubectl get all)."""
+    backend = state(ctx).backend()
+    now_text = backend.version().get("now")
+    from datetime import UTC, datetime
+
+    now = parse_time(now_text) or datetime.now(UTC)
+    sections: list[list[str]] = []
+    ros = backend.list("rollout", namespace)
+    if ros:
+        rows = []
+        for r in ros:
+            st = r.get("status") or {}
+            spec = r.get("spec") or {}
+            rows.append(
+                (
+                    f"rollout.argoproj.io/{r['metadata']['name']}",
+                    str(spec.get("replicas", 1)),
+                    str(st.get("replicas", 0)),
+                    str(st.get("updatedReplicas", 0)),
+                    str(st.get("availableReplicas", 0)),
+                    st.get("phase", ""),
+                    _age(r, now),
+                )
+            )
+        sections.append(
+            table_lines(rows, ("NAME", "DESIRED", "CURRENT", "UP-TO-DATE", "AVAILABLE", "PHASE", "AGE"))
+        )
+    rss = backend.list("replicaset", namespace)
+    if rss:
+        rows = []
+        for rs in rss:
+            st = rs.get("status") or {}
+            rows.append(
+                (
+                    f"replicaset.apps/{rs['metadata']['name']}",
+                    str(rs.get("spec", {}).get("replicas", 0)),
+                    str(st.get("replicas", 0)),
+                    str(st.get("readyReplicas", 0)),
+                    _age(rs, now),
+                )
+            )
+        sections.append(table_lines(rows, ("NAME", "DESIRED", "CURRENT", "READY", "AGE")))
+    pods = backend.list("pod", namespace)
+    if pods:
+        from ..server.info import pod_info
+
+        rows = []
+        for p in pods:
+            pi = pod_info(p)
+            rows.append(
+                (
+                    f"pod/{pi['name']}",
+                    pi["ready"],
+                    pi["status"],
+                    str(pi["restarts"]),
+                    str(pi["hostPort"] or ""),
+                    _age(p, now),
+                )
+            )
+        sections.append(table_lines(rows, ("NAME", "READY", "STATUS", "RESTARTS", "PORT", "AGE")))
+    svcs = backend.list("service", namespace)
+    if svcs:
+        rows = []
+        for s in svcs:
+            spec = s.get("spec") or {}
+            ports = ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or [])
+            sel = ",".join(f"{k}={v}" for k, v in (spec.get("selector") or {}).items())
+            rows.append((f"service/{s['metadata']['name']}", ports, sel, _age(s, now)))
+        sections.append(table_lines(rows, ("NAME", "PORT(S)", "SELECTOR", "AGE")))
+    if not sections:
+        echo(f"No resources found in {namespace} namespace.")
+        return
+    echo("\n\n".join("\n".join(s) for s in sections))
+
+
+@list_app.command("rollouts")
+def list_rollouts(
+    ctx: typer.Context,
+    namespace: Namespace = "default",
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")] = False,
+) -> None:
+    """One line per rollout: strategy, status, replica counts."""
+    items = state(ctx).backend().list("rollout", None if all_namespaces else namespace)
+    if not items:
+        echo("No resources found." if all_namespaces else f"No resources found in {namespace} namespace.")
+        return
+    rows = []
+    for r in sorted(items, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])):
+        st = r.get("status") or {}
+        spec = r.get("spec") or {}
+        strategy = "BlueGreen" if "blueGreen" in (spec.get("strategy") or {}) else "Canary"
+        desired = spec.get("replicas", 1)
+        row = (
+            r["metadata"]["name"],
+            strategy,
+            st.get("phase", "") or "Progressing",
+            "-",
+            "-",
+            f"{st.get('readyReplicas', 0)}/{desired}",
+            str(desired),
+            str(st.get("updatedReplicas", 0)),
+            str(st.get("availableReplicas", 0)),
+        )
+        rows.append((r["metadata"].get("namespace", ""), *row) if all_namespaces else row)
+    header = (
+        "NAME",
+        "STRATEGY",
+        "STATUS",
+        "STEP",
+        "SET-WEIGHT",
+        "READY",
+        "DESIRED",
+        "UP-TO-DATE",
+        "AVAILABLE",
+    )
+    echo("\n".join(table_lines(rows, (("NAMESPACE", *header) if all_namespaces else header))))
+
+
+# aliases Argo's plugin accepts
+get_app.command("ro", hidden=True)(get_rollout)
+get_app.command("rollouts", hidden=True)(get_rollout)
+list_app.command("rollout", hidden=True)(list_rollouts)
+list_app.command("ro", hidden=True)(list_rollouts)
+
+__all__ = ["get_app", "kind_display", "list_app", "render"]

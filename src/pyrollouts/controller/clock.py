@@ -1,0 +1,38 @@
+"""Time for the controller: the real UTC clock, with an offset tests can advance.
+
+The engine never reads a clock; the controller passes ``clock.now()`` into ``engine.plan``. Tests
+and the scenario drivers advance the offset to skip long delays (scale-down, auto-promotion)
+without waiting for them.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+
+class Clock:
+    """UTC wall clock plus an adjustable offset (0 in production)."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta()
+        self._lock = threading.Lock()
+        self._listeners: list[object] = []
+
+    def now(self) -> datetime:
+        with self._lock:
+            return datetime.now(UTC) + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move this clock forward; callers should then requeue timed work."""
+        with self._lock:
+            self._offset += timedelta(seconds=seconds)
+
+    @property
+    def offset_seconds(self) -> float:
+        return self._offset.total_seconds()
+
+
+def rfc3339(t: datetime) -> str:
+    """RFC3339 UTC with a trailing Z and whole seconds, as Kubernetes writes times."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,209 @@
+"""The rollout controller: watch -> workqueue -> gather observed state -> engine.plan -> apply.
+
+It drives any ``Cluster`` (model/cluster.py) and never knows which runtime is underneath: the local
+server runs it over SQLite and processes, ``rollouts controller`` over the Kubernetes API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from .. import engine
+from ..model import names
+from ..model.cluster import Cluster, NotFound, Obj, WatchEvent
+from ..model.rollout import Rollout
+from .apply import SpecRejected, apply_plan
+from .clock import Clock
+from .observe import gather
+from .workqueue import WorkQueue
+
+log = logging.getLogger("pyrollouts.controller")
+
+WATCHED_KINDS = ("Rollout", "ReplicaSet", "Service", "Pod")
+
+
+def key_of(obj: Obj) -> str:
+    meta = obj.get("metadata", {})
+    return f"{meta.get('namespace', 'default')}/{meta.get('name', '')}"
+
+
+class RolloutController:
+    """Reconciles every Rollout in scope. ``run()`` until cancelled."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        clock: Clock | None = None,
+        *,
+        namespace: str | None = None,
+        instance_id: str | None = None,
+        workers: int = 1,
+        on_reconcile: Callable[[Obj, float, Exception | None], None] | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.clock = clock or Clock()
+        self.namespace = namespace
+        self.instance_id = instance_id or None
+        self.workers = max(1, workers)
+        self.queue = WorkQueue()
+        self.on_reconcile = on_reconcile
+        self._seen: set[str] = set()
+        self._rs_owner: dict[str, str] = {}  # "ns/rs" -> "ns/rollout"
+        self._rollout_keys: set[str] = set()
+        self._ready = asyncio.Event()
+
+    # -- scope ---------------------------------------------------------------------------------
+    def in_scope(self, rollout: Obj) -> bool:
+        """Argo's sharding: objects labelled with an instance id belong to that controller only."""
+        labels = rollout.get("metadata", {}).get("labels") or {}
+        return labels.get(names.INSTANCE_ID_LABEL) == self.instance_id if self.instance_id else (
+            names.INSTANCE_ID_LABEL not in labels
+        )
+
+    @property
+    def ready(self) -> asyncio.Event:
+        """Set once the initial list has been queued."""
+        return self._ready
+
+    # -- event routing -------------------------------------------------------------------------
+    async def _route(self, ev: WatchEvent) -> None:
+        obj = ev.obj
+        meta = obj.get("metadata", {})
+        ns = meta.get("namespace", "default")
+        if ev.kind == "Rollout":
+            key = key_of(obj)
+            if ev.type == "DELETED":
+                self._rollout_keys.discard(key)
+                self._seen.discard(key)
+                return
+            self._rollout_keys.add(key)
+            await self.queue.add(key)
+        elif ev.kind == "ReplicaSet":
+            for ref in meta.get("ownerReferences") or []:
+                if ref.get("kind") == "Rollout":
+                    rkey = f"{ns}/{ref.get('name')}"
+                    self._rs_owner[f"{ns}/{meta.get('name')}"] = rkey
+                    await self.queue.add(rkey)
+        elif ev.kind == "Pod":
+            for ref in meta.get("ownerReferences") or []:
+                rkey = self._rs_owner.get(f"{ns}/{ref.get('name')}")
+                if rkey:
+                    await self.queue.add(rkey)
+        elif ev.kind == "Service":
+            for rkey in list(self._rollout_keys):
+                if rkey.startswith(ns + "/"):
+                    await self.queue.add(rkey)
+
+    async def _watch_loop(self) -> None:
+        async for ev in self.cluster.watch(WATCHED_KINDS, self.namespace):
+            try:
+                await self._route(ev)
+            except Exception:  # routing must never stop the watch
+                log.exception("routing a watch event failed")
+
+    async def requeue_all(self) -> None:
+        """Queue every known Rollout (after the clock moved, or on a periodic resync)."""
+        for key in list(self._rollout_keys):
+            await self.queue.add(key)
+
+    # -- reconcile -----------------------------------------------------------------------------
+    async def reconcile(self, key: str) -> float | None:
+        """Plan and apply once for one Rollout; returns seconds until it should be looked at again."""
+        ns, _, name = key.partition("/")
+        try:
+            obj = await self.cluster.get("Rollout", ns, name)
+        except NotFound:
+            self._rollout_keys.discard(key)
+            self._seen.discard(key)
+            return None
+        if not self.in_scope(obj) or obj.get("metadata", {}).get("deletionTimestamp"):
+            return None
+        first = key not in self._seen
+        try:
+            rollout = Rollout.from_wire(obj)
+        except ValidationError as exc:
+            await self._write_unparseable(obj, exc)
+            return float(names.INVALID_SPEC_RETRY_SECONDS)
+        observed = await gather(self.cluster, obj, first_seen=first)
+        for rs in observed.replicasets:
+            self._rs_owner[f"{ns}/{rs.name}"] = key
+        plan = engine.plan(rollout, observed, self.clock.now())
+        try:
+            ok = await apply_plan(self.cluster, obj, plan, self.clock)
+        except SpecRejected:
+            # The InvalidSpec condition is written; look again on the next change or in 20 s (Argo).
+            self._seen.add(key)
+            return float(names.INVALID_SPEC_RETRY_SECONDS)
+        self._seen.add(key)
+        if not ok:
+            return 0.0  # lost a race with a user's write: plan again from fresh state
+        return plan.requeue_after
+
+    async def _write_unparseable(self, obj: Obj, exc: ValidationError) -> None:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        msg = f"InvalidSpec: {where}: {first.get('msg')}"
+        meta = obj["metadata"]
+        await self.cluster.patch(
+            "Rollout",
+            meta.get("namespace", "default"),
+            meta["name"],
+            {"status": {"phase": names.PHASE_DEGRADED, "message": msg}},
+            subresource="status",
+        )
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            if key is None:
+                return
+            started = time.monotonic()
+            err: Exception | None = None
+            try:
+                again = await self.reconcile(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                err = exc
+                delay = self.queue.add_rate_limited(key)
+                log.warning("reconcile %s failed (retry in %.3fs): %s", key, delay, exc, exc_info=True)
+            else:
+                self.queue.forget(key)
+                if again is not None:
+                    self.queue.add_after(key, again)
+            finally:
+                await self.queue.done(key)
+            if self.on_reconcile is not None:
+                with contextlib.suppress(Exception):
+                    self.on_reconcile(
+                        {"key": key}, time.monotonic() - started, err
+                    )
+
+    async def run(self) -> None:
+        """Watch, list, and work until cancelled."""
+        watch_task = asyncio.create_task(self._watch_loop())
+        await asyncio.sleep(0)  # let the watch subscribe before listing, so no change is missed
+        for obj in await self.cluster.list("Rollout", self.namespace):
+            key = key_of(obj)
+            self._rollout_keys.add(key)
+            await self.queue.add(key)
+        self._ready.set()
+        workers = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
+        try:
+            await asyncio.gather(watch_task, *workers)
+        finally:
+            await self.queue.shutdown()
+            for t in [watch_task, *workers]:
+                t.cancel()
+            await asyncio.gather(watch_task, *workers, return_exceptions=True)
+
+
+def describe(obj: Any) -> str:
+    return key_of(obj) if isinstance(obj, dict) else str(obj)

@@ -1,0 +1,103 @@
+"""Gather what the engine needs about one Rollout from a Cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..engine.types import Observed, PodState, ReplicaSetState, ServiceState
+from ..model import names
+from ..model.cluster import Cluster, Obj
+
+
+def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    """True when one of the object's ownerReferences names this uid."""
+    return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
+
+
+def replicaset_state(rs: Obj) -> ReplicaSetState:
+    meta = rs.get("metadata", {})
+    spec = rs.get("spec", {})
+    status = rs.get("status") or {}
+    labels = meta.get("labels") or {}
+    return ReplicaSetState(
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        pod_template_hash=labels.get(names.POD_TEMPLATE_HASH_LABEL, ""),
+        template=spec.get("template") or {},
+        replicas=int(spec.get("replicas") or 0),
+        status_replicas=int(status.get("replicas") or 0),
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        available_replicas=int(status.get("availableReplicas") or 0),
+        annotations=dict(meta.get("annotations") or {}),
+        labels=dict(labels),
+        creation_timestamp=meta.get("creationTimestamp", ""),
+        obj=rs,
+    )
+
+
+def pod_ready(pod: Obj) -> bool:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return bool(cond.get("status") == "True")
+    return False
+
+
+def pod_restarts(pod: Obj) -> int:
+    return sum(int(cs.get("restartCount") or 0) for cs in (pod.get("status") or {}).get("containerStatuses") or [])
+
+
+def pod_state(pod: Obj, rs_by_uid: Mapping[str, str]) -> PodState | None:
+    meta = pod.get("metadata", {})
+    owner = ""
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("uid") in rs_by_uid:
+            owner = rs_by_uid[ref["uid"]]
+    if not owner:
+        return None
+    return PodState(
+        name=meta.get("name", ""),
+        replicaset=owner,
+        labels=dict(meta.get("labels") or {}),
+        annotations=dict(meta.get("annotations") or {}),
+        ready=pod_ready(pod),
+        restarts=pod_restarts(pod),
+    )
+
+
+async def gather(cluster: Cluster, rollout: Obj, *, first_seen: bool = False) -> Observed:
+    """The Observed state for a Rollout: its ReplicaSets, its Services and its Pods."""
+    meta = rollout.get("metadata", {})
+    ns = meta.get("namespace", "default")
+    uid = meta.get("uid", "")
+    rs_objs = [rs for rs in await cluster.list("ReplicaSet", ns) if owned_by(rs, uid)]
+    replicasets = tuple(replicaset_state(rs) for rs in rs_objs)
+    bg = ((rollout.get("spec") or {}).get("strategy") or {}).get("blueGreen") or {}
+    services: dict[str, ServiceState] = {}
+    for svc_name in {bg.get("activeService"), bg.get("previewService")} - {None, ""}:
+        try:
+            svc = await cluster.get("Service", ns, str(svc_name))
+        except Exception as exc:  # NotFound: the engine reports the missing Service
+            if type(exc).__name__ != "NotFound":
+                raise
+            continue
+        smeta = svc.get("metadata", {})
+        services[str(svc_name)] = ServiceState(
+            name=str(svc_name),
+            selector=dict((svc.get("spec") or {}).get("selector") or {}),
+            annotations=dict(smeta.get("annotations") or {}),
+        )
+    rs_by_uid = {rs.uid: rs.name for rs in replicasets}
+    selector = ((rollout.get("spec") or {}).get("selector") or {}).get("matchLabels") or None
+    pods: list[PodState] = []
+    if rs_by_uid:
+        for pod in await cluster.list("Pod", ns, selector):
+            state = pod_state(pod, rs_by_uid)
+            if state is not None:
+                pods.append(state)
+    return Observed(
+        replicasets=replicasets,
+        services=services,
+        pods=tuple(sorted(pods, key=lambda p: p.name)),
+        first_seen=first_seen,
+    )

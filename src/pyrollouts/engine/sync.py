@@ -1,0 +1,39 @@
+"""The engine's entry point: ``plan(rollout, observed, now) -> Plan`` (Argo's sync loop, minus I/O)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ..model import names
+from ..model.rollout import Rollout, RolloutStatus
+from . import bluegreen, events, status, timeutil, validation
+from .context import Ctx
+from .types import Observed, Plan, UpdateRollout
+
+
+def plan(rollout: Rollout, observed: Observed, now: datetime) -> Plan:
+    """Decide what to do for one Rollout, given what was observed at ``now``.
+
+    Pure and deterministic: no I/O, no clock, no randomness. Idempotent: once the world has caught
+    up with a plan, planning again yields no write actions and the same status. The controller
+    applies ``actions`` in order, then writes ``status`` (only what changed) through the status
+    subresource, then plans again after ``requeue_after`` seconds (None: only on a change)."""
+    now = timeutil.utc(now)
+    status_in = rollout.status.wire() if rollout.status is not None else {}
+    ctx = Ctx(rollout=rollout, observed=observed, now=now, status_in=status_in)
+    if observed.first_seen:
+        ctx.event(names.ROLLOUT_ADDED_TO_INFORMER, events.added_to_informer(ctx.namespace, ctx.name))
+    if rollout.spec.replicas is None:
+        ctx.actions.append(UpdateRollout(replicas=1))  # Argo writes the default back into the spec
+    problem = validation.invalid_spec(rollout, observed)
+    if problem is not None:
+        new_status = status.invalid(ctx, problem)
+        ctx.requeues.append(float(names.INVALID_SPEC_RETRY_SECONDS))
+    else:
+        new_status = bluegreen.reconcile(ctx)
+    waits = [w for w in ctx.requeues if w > 0]
+    return Plan(
+        actions=tuple(ctx.actions),
+        status=RolloutStatus.model_validate(new_status),
+        requeue_after=min(waits) if waits else None,
+    )

@@ -1,0 +1,257 @@
+"""Walk a document against its schema (``model.schema``): unknown fields, wrong types, bounds.
+
+This is what makes lint strict. It is general: nothing here knows about probes or ports. An unknown
+field is searched for in the schema nearby (a typo of a field of the same object, a field of an
+enclosing object, or of an object one level down) so the finding can say where it belongs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .findings import ERROR, Finding, format_path
+from .schema import FieldInfo, ListOf, MapOf, ObjectType, Open, Scalar, TypeNode
+from .yamlsafe import FieldPath, LineMap
+
+# How many enclosing objects to search for a misplaced field: "nearby", not anywhere in the schema.
+_ANCESTOR_DEPTH = 3
+
+# Kubernetes' resource quantity syntax (a decimal number and an optional suffix).
+_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """An enclosing object on the way down: its type, its path, and the key it sits under."""
+
+    type: ObjectType
+    path: FieldPath
+
+
+def walk(
+    data: Any,
+    root: TypeNode,
+    source: str,
+    lines: LineMap,
+    *,
+    base: FieldPath = (),
+    unknown_fields: bool = True,
+) -> list[Finding]:
+    """Findings for ``data`` checked against ``root``: unknown fields (when ``unknown_fields``), type
+    mismatches, missing required fields, and bounds. ``base`` is the path of ``data`` in its document."""
+    out: list[Finding] = []
+
+    def report(path: FieldPath, problem: str, fix: str) -> None:
+        out.append(Finding(source, lines.line(path), format_path(path), ERROR, problem, fix))
+
+    _Walker(report, unknown_fields).value(data, root, base, ())
+    return out
+
+
+class _Walker:
+    def __init__(self, report: Callable[[FieldPath, str, str], None], unknown_fields: bool) -> None:
+        self.report = report
+        self.unknown_fields = unknown_fields
+
+    def value(self, data: Any, node: TypeNode, path: FieldPath, frames: tuple[_Frame, ...]) -> None:
+        if data is None:
+            # JSON null means "not set" to Kubernetes; required fields are checked by the parent.
+            return
+        if isinstance(node, Scalar):
+            self.scalar(data, node, path)
+        elif isinstance(node, Open):
+            if node.object_only and not isinstance(data, dict):
+                self.report(path, f"expected an object, got {_describe(data)}", "write a mapping here")
+        elif isinstance(node, ListOf):
+            if not isinstance(data, list):
+                self.report(
+                    path, f"expected a list, got {_describe(data)}", "write a YAML list (items with '- ')"
+                )
+                return
+            for i, item in enumerate(data):
+                self.value(item, node.item, (*path, i), frames)
+        elif isinstance(node, MapOf):
+            if not isinstance(data, dict):
+                self.report(
+                    path, f"expected a map, got {_describe(data)}", "write a mapping of names to values"
+                )
+                return
+            for k, v in data.items():
+                self.value(v, node.value, (*path, k), frames)
+        else:
+            self.obj(data, node, path, frames)
+
+    def obj(self, data: Any, node: ObjectType, path: FieldPath, frames: tuple[_Frame, ...]) -> None:
+        if not isinstance(data, dict):
+            self.report(
+                path, f"expected an object ({node.name}), got {_describe(data)}", "write a mapping here"
+            )
+            return
+        fields = node.fields
+        inner = (*frames, _Frame(node, path))
+        for key, val in data.items():
+            f = fields.get(key)
+            if f is None:
+                if self.unknown_fields:
+                    self.unknown(key, node, (*path, key), frames)
+                continue
+            self.value(val, f.type, (*path, key), inner)
+            self.bounds(val, f, (*path, key))
+        for f in fields.values():
+            if f.required and data.get(f.name) in (None, "") and not _is_apiversion_kind(f):
+                self.report(
+                    (*path, f.name) if f.name in data else path,
+                    f"the required field {f.name!r} of {_label(path)} ({node.name}) is missing",
+                    f"set {f.name}",
+                )
+
+    def scalar(self, data: Any, node: Scalar, path: FieldPath) -> None:
+        kind = node.kind
+        if kind in ("string", "date-time"):
+            if not isinstance(data, str):
+                self.report(
+                    path,
+                    f"expected a string, got {_describe(data)}",
+                    f'quote the value: "{_plain(data)}"' if _is_scalar(data) else "write a string",
+                )
+        elif kind == "integer":
+            if isinstance(data, bool) or not (
+                isinstance(data, int) or (isinstance(data, float) and data.is_integer())
+            ):
+                self.report(
+                    path, f"expected an integer, got {_describe(data)}", _number_fix(data, "an integer")
+                )
+        elif kind == "number":
+            if isinstance(data, bool) or not isinstance(data, int | float):
+                self.report(path, f"expected a number, got {_describe(data)}", _number_fix(data, "a number"))
+        elif kind == "boolean":
+            if not isinstance(data, bool):
+                fix = (
+                    f"write {str(data).lower()} without quotes"
+                    if str(data).lower() in ("true", "false")
+                    else "write true or false"
+                )
+                self.report(path, f"expected a boolean, got {_describe(data)}", fix)
+        elif kind == "int-or-string":
+            if isinstance(data, bool) or not isinstance(data, int | str):
+                self.report(
+                    path, f"expected an integer or a name, got {_describe(data)}", "write a number or a name"
+                )
+            elif isinstance(data, str) and re.fullmatch(r"[0-9]+", data):
+                # Kubernetes keeps a quoted number in an IntOrString as a string: a port *name* (which
+                # must contain a letter) or a percentage (which must end in %). Either way, refused.
+                self.report(
+                    path,
+                    f'"{data}" is a string, and Kubernetes rejects a numeric string as a port name',
+                    f"write {data}, a number without quotes",
+                )
+        elif kind == "quantity":
+            if isinstance(data, bool) or not isinstance(data, int | float | str):
+                self.report(
+                    path,
+                    f"expected a quantity, got {_describe(data)}",
+                    "write a quantity such as 128Mi or 500m",
+                )
+            elif isinstance(data, str) and not _QUANTITY.match(data):
+                self.report(
+                    path,
+                    f"{data!r} is not a Kubernetes quantity",
+                    "write a number with an optional suffix such as 128Mi, 1Gi, 500m or 2",
+                )
+
+    def bounds(self, data: Any, f: FieldInfo, path: FieldPath) -> None:
+        if not isinstance(data, int | float) or isinstance(data, bool):
+            return
+        if f.minimum is not None and data < f.minimum:
+            self.report(
+                path,
+                f"{f.name} is {data}; it must be at least {f.minimum}",
+                f"set {f.name} to {f.minimum} or more",
+            )
+        if f.maximum is not None and data > f.maximum:
+            self.report(
+                path,
+                f"{f.name} is {data}; it must be at most {f.maximum}",
+                f"set {f.name} to {f.maximum} or less",
+            )
+
+    def unknown(self, key: str, node: ObjectType, path: FieldPath, frames: tuple[_Frame, ...]) -> None:
+        where = _label(path[:-1])
+        problem = f"unknown field {key!r} in {where} ({node.name})"
+        self.report(path, problem, _hint(key, node, path, frames))
+
+
+def _hint(key: str, node: ObjectType, path: FieldPath, frames: tuple[_Frame, ...]) -> str:
+    """Where an unknown field probably belongs: nearest enclosing object that has it, a typo of a
+    field here, or an object one level down that has it."""
+    for frame in reversed(frames[-_ANCESTOR_DEPTH:]):
+        if key in frame.type.fields:
+            target = _label(frame.path)
+            return (
+                f"{key} belongs to {target}, not to {_label(path[:-1])}: move it to {format_path(frame.path)}"
+            )
+    close = difflib.get_close_matches(key, list(node.fields), n=1, cutoff=0.75)
+    if not close:
+        lower = {name.lower(): name for name in node.fields}
+        if key.lower() in lower:
+            close = [lower[key.lower()]]
+    if close:
+        return f"did you mean {close[0]!r}?"
+    homes = [name for name, f in node.fields.items() if _child_has(f.type, key)]
+    if homes:
+        return f"{key} is a field of {' or '.join(homes)}: move it inside one of them"
+    return f"remove it; {node.name} has no such field"
+
+
+def _child_has(node: TypeNode, key: str) -> bool:
+    while isinstance(node, ListOf | MapOf):
+        node = node.item if isinstance(node, ListOf) else node.value
+    return isinstance(node, ObjectType) and key in node.fields
+
+
+def _label(path: FieldPath) -> str:
+    """A short name for where a field sits: the last named key, with the list index if any."""
+    if not path:
+        return "the document"
+    last = path[-1]
+    if isinstance(last, int) and len(path) > 1:
+        return f"{path[-2]}[{last}]"
+    return str(last)
+
+
+def _is_apiversion_kind(f: FieldInfo) -> bool:
+    return f.name in ("apiVersion", "kind")
+
+
+def _is_scalar(data: Any) -> bool:
+    return isinstance(data, int | float | bool)
+
+
+def _plain(data: Any) -> str:
+    if isinstance(data, bool):
+        return "true" if data else "false"
+    return str(data)
+
+
+def _describe(data: Any) -> str:
+    if isinstance(data, bool):
+        return f"the boolean {_plain(data)}"
+    if isinstance(data, int | float):
+        return f"the number {data}"
+    if isinstance(data, str):
+        return f"the string {data!r}"
+    if isinstance(data, list):
+        return "a list"
+    if isinstance(data, dict):
+        return "a mapping"
+    return type(data).__name__
+
+
+def _number_fix(data: Any, what: str) -> str:
+    if isinstance(data, str) and re.fullmatch(r"[+-]?[0-9]+(\.[0-9]+)?", data.strip()):
+        return f"write {data.strip()} without quotes"
+    return f"write {what}"

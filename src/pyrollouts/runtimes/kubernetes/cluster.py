@@ -1,0 +1,241 @@
+"""``KubeCluster``: the ``Cluster`` protocol over the Kubernetes API (lightkube's async client).
+
+Objects go in and out as Kubernetes JSON dicts. Writes are JSON merge patches; a resourceVersion
+precondition is sent inside the patch body (``metadata.resourceVersion``), which makes the API
+server answer 409 when the object moved on, exactly like an update. Status is written only through
+the ``/status`` subresource. The API server's refusals map onto the protocol's errors: 404
+NotFound, 409 Conflict, 400/422 Invalid (carrying the server's own message, which names the field).
+
+Reads of ReplicaSets, Services and Pods are served from the informers' caches once they have
+synced; the Rollout itself is always read from the API server, because its resourceVersion is the
+precondition of our status write and a stale copy would only cost a lost race and a replan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lightkube import AsyncClient, KubeConfig
+from lightkube.config.kubeconfig import SingleConfig
+from lightkube.core.exceptions import ApiError, ConfigError
+from lightkube.types import CascadeType, PatchType
+
+from ...model.cluster import ClusterError, Conflict, Invalid, NotFound, Obj, WatchEvent
+from .informer import InformerSet, matches
+from .resources import NAMESPACED, resource_of
+
+log = logging.getLogger("pyrollouts.kubernetes")
+
+FIELD_MANAGER = "rollouts-controller"
+
+#: The kinds the controller's caches hold.
+CACHED_KINDS = ("Rollout", "ReplicaSet", "Service", "Pod")
+
+
+class KubeConfigError(ClusterError):
+    """The kubeconfig cannot be used (missing file, unknown context); the message says what to do."""
+
+
+def load_config(kubeconfig: str | None = None, context: str | None = None) -> SingleConfig:
+    """The client configuration, found as kubectl finds it: ``kubeconfig`` (else $KUBECONFIG, else
+    ~/.kube/config, else the in-cluster service account), then ``context`` (else the current one)."""
+    try:
+        if kubeconfig:
+            path = Path(kubeconfig).expanduser()
+            if not path.is_file():
+                raise KubeConfigError(f"--kubeconfig {kubeconfig}: no such file")
+            conf = KubeConfig.from_file(path)
+        else:
+            conf = KubeConfig.from_env()
+        single = conf.get(context)
+    except ConfigError as exc:
+        where = (
+            f"--kubeconfig {kubeconfig}" if kubeconfig else "the kubeconfig ($KUBECONFIG or ~/.kube/config)"
+        )
+        raise KubeConfigError(f"{where}: {exc}; pass --kubeconfig FILE and --context NAME") from None
+    if single is None:
+        raise KubeConfigError("the kubeconfig has no current context; pass --context NAME")
+    return single
+
+
+def make_client(
+    kubeconfig: str | None = None, context: str | None = None, *, field_manager: str = FIELD_MANAGER
+) -> AsyncClient:
+    """An async lightkube client for the kubeconfig and context (see ``load_config``)."""
+    return AsyncClient(load_config(kubeconfig, context), field_manager=field_manager)
+
+
+def translate(exc: ApiError, what: str) -> ClusterError:
+    """The protocol's error for an API error, keeping the API server's message."""
+    code = getattr(exc.status, "code", None)
+    message = getattr(exc.status, "message", None) or str(exc)
+    if code == 404:
+        return NotFound(f"{what}: {message}")
+    if code == 409:
+        return Conflict(f"{what}: {message}")
+    if code in (400, 422):
+        return Invalid(message)
+    return ClusterError(f"{what}: HTTP {code}: {message}")
+
+
+def _plain(item: Any) -> Obj:
+    return dict(item.to_dict() if hasattr(item, "to_dict") else item)
+
+
+class KubeCluster:
+    """The Kubernetes runtime's Cluster. ``start()`` the caches before handing it to a controller;
+    without them every read goes to the API server (fine for the CLI)."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        namespace: str | None = None,
+        cache: bool = True,
+        on_event: Callable[[Obj], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.informers: InformerSet | None = InformerSet(client, CACHED_KINDS, namespace) if cache else None
+        #: Called with every Event this cluster created (the metrics count them).
+        self.on_event = on_event
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self, timeout: float | None = 60.0) -> None:
+        """Start the caches and wait for their first list."""
+        if self.informers is not None:
+            self.informers.start()
+            await self.informers.wait_synced(timeout)
+
+    async def close(self) -> None:
+        """Stop the caches and close the client."""
+        if self.informers is not None:
+            await self.informers.stop()
+        await self.client.close()
+
+    def _cache_for(self, kind: str, namespace: str | None) -> Any:
+        if self.informers is None or kind == "Rollout":
+            return None
+        inf = self.informers.informers.get(kind)
+        if inf is None or not inf.synced.is_set() or not inf.covers(namespace):
+            return None
+        return inf
+
+    # -- the Cluster protocol ----------------------------------------------------------------
+    async def get(self, kind: str, namespace: str, name: str) -> Obj:
+        """The object; raises NotFound."""
+        cache = self._cache_for(kind, namespace)
+        if cache is not None:
+            obj = cache.get(namespace, name)
+            if obj is None:
+                raise NotFound(f"{kind} {namespace}/{name} not found")
+            return dict(obj)
+        try:
+            item = await self.client.get(resource_of(kind), name, namespace=self._ns(kind, namespace))
+        except ApiError as exc:
+            raise translate(exc, f"{kind} {namespace}/{name}") from None
+        return self._with_kind(kind, _plain(item))
+
+    async def list(
+        self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> list[Obj]:
+        """Objects of a kind, optionally in one namespace and matching all the given labels."""
+        cache = self._cache_for(kind, namespace)
+        if cache is not None:
+            return list(cache.list(namespace, labels))
+        ns: str | None = None
+        if kind in NAMESPACED:
+            ns = namespace if namespace is not None else (self.namespace or "*")
+        try:
+            out = [
+                self._with_kind(kind, _plain(i))
+                async for i in self.client.list(resource_of(kind), namespace=ns, labels=dict(labels or {}))
+            ]
+        except ApiError as exc:
+            raise translate(exc, f"list {kind}") from None
+        return [o for o in out if matches(o, labels)]
+
+    async def create(self, kind: str, obj: Obj) -> Obj:
+        """Create; raises Conflict if the name is taken, Invalid if refused. Returns the stored object."""
+        res = resource_of(kind)
+        body = dict(obj)
+        body.setdefault("apiVersion", res._api_info.resource.api_version)
+        body.setdefault("kind", kind)
+        meta = body.get("metadata") or {}
+        ns = self._ns(kind, meta.get("namespace"))
+        try:
+            created = await self.client.create(res(body), namespace=ns)
+        except ApiError as exc:
+            raise translate(
+                exc, f"create {kind} {meta.get('namespace', '')}/{meta.get('name', '')}"
+            ) from None
+        out = self._with_kind(kind, _plain(created))
+        if kind == "Event" and self.on_event is not None:
+            try:
+                self.on_event(out)
+            except Exception:  # counting must never fail a write
+                log.exception("on_event hook failed")
+        return out
+
+    async def patch(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: Obj,
+        *,
+        subresource: str | None = None,
+        resource_version: str | None = None,
+    ) -> Obj:
+        """Apply a JSON merge patch; ``subresource="status"`` writes only status; with
+        ``resource_version``, Conflict unless the object still has that version."""
+        res = resource_of(kind)
+        if subresource == "status":
+            res = res.Status
+        elif subresource is not None:
+            raise ValueError(f"unsupported subresource {subresource!r}: only 'status'")
+        body = dict(patch)
+        if resource_version is not None:
+            # The precondition rides in the body: the API server compares it like an update's.
+            body["metadata"] = {**(body.get("metadata") or {}), "resourceVersion": resource_version}
+        try:
+            out = await self.client.patch(
+                res, name, body, namespace=self._ns(kind, namespace), patch_type=PatchType.MERGE
+            )
+        except ApiError as exc:
+            raise translate(exc, f"patch {kind} {namespace}/{name}") from None
+        return self._with_kind(kind, _plain(out))
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete (cascading to owned objects in the background); raises NotFound."""
+        try:
+            await self.client.delete(
+                resource_of(kind), name, namespace=self._ns(kind, namespace), cascade=CascadeType.BACKGROUND
+            )
+        except ApiError as exc:
+            raise translate(exc, f"delete {kind} {namespace}/{name}") from None
+
+    def watch(self, kinds: Sequence[str], namespace: str | None = None) -> AsyncIterator[WatchEvent]:
+        """Every change to objects of these kinds from this call on, in order, from the caches.
+        The caches must be started (``start()``); kinds outside CACHED_KINDS are refused."""
+        if self.informers is None:
+            raise ClusterError("watch needs the caches: create KubeCluster(cache=True) and start() it")
+        unknown = set(kinds) - set(CACHED_KINDS)
+        if unknown:
+            raise ValueError(f"cannot watch {sorted(unknown)}: the caches hold {', '.join(CACHED_KINDS)}")
+        return self.informers.subscribe(kinds, namespace)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _ns(self, kind: str, namespace: str | None) -> str | None:
+        if kind not in NAMESPACED:
+            return None
+        return namespace or self.namespace or "default"
+
+    @staticmethod
+    def _with_kind(kind: str, obj: Obj) -> Obj:
+        # Single-object responses carry kind; list items do not: add it so both look the same.
+        obj.setdefault("kind", kind)
+        return obj

@@ -1,0 +1,248 @@
+"""List+watch caches ("informers") of the objects in the controller's scope.
+
+One ``Informer`` per kind lists the objects once, then watches from the list's resourceVersion,
+keeping a local copy of every object. A dropped watch resumes from the last resourceVersion seen;
+a ``410 Gone`` (the version was compacted away) relists and turns the difference between the old
+and the new copy into synthetic events, so no consumer misses a change. Consumers read the copy
+(``get``/``list``) and subscribe to the changes (``subscribe``); the copy is always updated before
+the change is handed on, so a consumer woken by an event reads at least that state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import httpx2
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+
+from ...model.cluster import Obj, WatchEvent
+from .resources import NAMESPACED, resource_of
+
+log = logging.getLogger("pyrollouts.kubernetes.informer")
+
+# A watch that fails for another reason than 410 is retried after this backoff (doubling, capped).
+_RETRY_MIN = 0.2
+_RETRY_MAX = 10.0
+
+
+def matches(obj: Mapping[str, Any], labels: Mapping[str, str] | None) -> bool:
+    """True when the object carries every label given (an equality label selector)."""
+    if not labels:
+        return True
+    have = obj.get("metadata", {}).get("labels") or {}
+    return all(have.get(k) == v for k, v in labels.items())
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata", {})
+    return meta.get("namespace") or "", meta.get("name") or ""
+
+
+class Informer:
+    """The cache of one kind in one namespace (or all namespaces when ``namespace`` is None)."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        kind: str,
+        namespace: str | None,
+        emit: Callable[[WatchEvent], None],
+    ) -> None:
+        self.client = client
+        self.kind = kind
+        self.namespace = namespace if kind in NAMESPACED else None
+        self._emit = emit
+        self._res = resource_of(kind)
+        self._objects: dict[tuple[str, str], Obj] = {}
+        self.synced = asyncio.Event()
+        self.resource_version: str | None = None
+        #: How many times the informer listed (1 + relists after 410 Gone); read by tests and logs.
+        self.lists = 0
+
+    # -- reading -----------------------------------------------------------------------------
+    def get(self, namespace: str, name: str) -> Obj | None:
+        """A copy of the cached object, or None."""
+        obj = self._objects.get((namespace if self.kind in NAMESPACED else "", name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def list(self, namespace: str | None = None, labels: Mapping[str, str] | None = None) -> list[Obj]:
+        """Copies of the cached objects, optionally in one namespace and with all the given labels."""
+        out = []
+        for (ns, _), obj in sorted(self._objects.items()):
+            if namespace is not None and self.kind in NAMESPACED and ns != namespace:
+                continue
+            if matches(obj, labels):
+                out.append(copy.deepcopy(obj))
+        return out
+
+    def covers(self, namespace: str | None) -> bool:
+        """True when a read in ``namespace`` (None: all) can be served from this cache."""
+        return self.namespace is None or namespace == self.namespace
+
+    # -- filling -----------------------------------------------------------------------------
+    async def _relist(self) -> None:
+        ns = self.namespace if self.namespace is not None else ("*" if self.kind in NAMESPACED else None)
+        listing = self.client.list(self._res, namespace=ns, chunk_size=500)
+        fresh: dict[tuple[str, str], Obj] = {}
+        async for item in listing:
+            obj = dict(item.to_dict() if hasattr(item, "to_dict") else item)
+            obj.setdefault("kind", self.kind)
+            fresh[_key(obj)] = obj
+        self.resource_version = listing.resourceVersion
+        self.lists += 1
+        old = self._objects
+        self._objects = fresh
+        # After a relist (not the first list) the consumers learn what changed while we were blind.
+        if self.synced.is_set():
+            for key, obj in fresh.items():
+                before = old.get(key)
+                if before is None:
+                    self._emit(WatchEvent("ADDED", self.kind, obj))
+                elif before.get("metadata", {}).get("resourceVersion") != obj.get("metadata", {}).get(
+                    "resourceVersion"
+                ):
+                    self._emit(WatchEvent("MODIFIED", self.kind, obj))
+            for key, obj in old.items():
+                if key not in fresh:
+                    self._emit(WatchEvent("DELETED", self.kind, obj))
+        else:
+            for obj in fresh.values():
+                self._emit(WatchEvent("ADDED", self.kind, obj))
+        self.synced.set()
+
+    def _apply(self, type_: str, obj: Obj) -> None:
+        obj.setdefault("kind", self.kind)
+        key = _key(obj)
+        rv = obj.get("metadata", {}).get("resourceVersion")
+        if rv:
+            self.resource_version = rv
+        if type_ == "DELETED":
+            self._objects.pop(key, None)
+        elif type_ in ("ADDED", "MODIFIED"):
+            self._objects[key] = obj
+        else:  # BOOKMARK and the like only move the resourceVersion
+            return
+        self._emit(WatchEvent(type_, self.kind, obj))
+
+    async def run(self) -> None:
+        """List, then watch forever (relisting on 410 Gone); cancel to stop."""
+        backoff = _RETRY_MIN
+        need_list = True
+        while True:
+            try:
+                if need_list:
+                    await self._relist()
+                    need_list = False
+                ns = (
+                    self.namespace
+                    if self.namespace is not None
+                    else ("*" if self.kind in NAMESPACED else None)
+                )
+                stream = self.client.watch(self._res, namespace=ns, resource_version=self.resource_version)
+                async for type_, item in stream:
+                    obj = dict(item.to_dict() if hasattr(item, "to_dict") else item)
+                    self._apply(type_, obj)
+                    backoff = _RETRY_MIN
+            except asyncio.CancelledError:
+                raise
+            except ApiError as exc:
+                code = getattr(exc.status, "code", None)
+                if code == 410:
+                    log.info(
+                        "%s watch: resourceVersion %s is gone, relisting", self.kind, self.resource_version
+                    )
+                    need_list = True
+                    continue
+                log.warning("%s watch failed (%s %s), retrying in %.1fs", self.kind, code, exc, backoff)
+            except (httpx2.HTTPError, OSError) as exc:
+                log.warning("%s watch connection failed (%s), retrying in %.1fs", self.kind, exc, backoff)
+            except Exception:  # a bug must not end the cache silently: log it and start over
+                log.exception("%s informer failed; relisting", self.kind)
+                need_list = True
+            await asyncio.sleep(backoff)
+            backoff = min(_RETRY_MAX, backoff * 2)
+
+
+class _Subscription:
+    """Changes for one consumer, in order; subscribed from the moment it is made."""
+
+    def __init__(self, hub: InformerSet, kinds: Sequence[str], namespace: str | None) -> None:
+        self._hub = hub
+        self.kinds = frozenset(kinds)
+        self.namespace = namespace
+        self.queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
+        self.closed = False
+
+    def wants(self, ev: WatchEvent) -> bool:
+        if ev.kind not in self.kinds:
+            return False
+        return self.namespace is None or ev.obj.get("metadata", {}).get("namespace") == self.namespace
+
+    def __aiter__(self) -> _Subscription:
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        if self.closed:
+            raise StopAsyncIteration
+        return await self.queue.get()
+
+    async def aclose(self) -> None:
+        """Stop receiving changes."""
+        self.closed = True
+        self._hub.unsubscribe(self)
+
+
+class InformerSet:
+    """The informers of one scope and the consumers of their changes."""
+
+    def __init__(self, client: AsyncClient, kinds: Sequence[str], namespace: str | None = None) -> None:
+        self.client = client
+        self.namespace = namespace
+        self._subs: list[_Subscription] = []
+        self.informers: dict[str, Informer] = {k: Informer(client, k, namespace, self._emit) for k in kinds}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _emit(self, ev: WatchEvent) -> None:
+        for sub in list(self._subs):
+            if sub.wants(ev):
+                sub.queue.put_nowait(ev)
+
+    def subscribe(self, kinds: Sequence[str], namespace: str | None = None) -> _Subscription:
+        """Every change to these kinds from now on (including the initial list's ADDED events of
+        informers that have not synced yet)."""
+        sub = _Subscription(self, kinds, namespace)
+        self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: _Subscription) -> None:
+        with contextlib.suppress(ValueError):
+            self._subs.remove(sub)
+
+    def start(self) -> None:
+        """Start every informer (idempotent)."""
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(inf.run(), name=f"informer-{k}") for k, inf in self.informers.items()
+            ]
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        """Wait until every informer has listed once; TimeoutError after ``timeout`` seconds."""
+        await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in self.informers.values())), timeout)
+
+    @property
+    def synced(self) -> bool:
+        """True once every informer has listed once."""
+        return all(i.synced.is_set() for i in self.informers.values())
+
+    async def stop(self) -> None:
+        """Stop every informer."""
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []

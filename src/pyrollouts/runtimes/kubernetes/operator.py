@@ -1,0 +1,217 @@
+"""The operator process: caches, leader election, metrics, health, and the controller's workers.
+
+``run_operator`` assembles the Kubernetes runtime around a controller. The controller itself is
+handed in as a factory (the app layer passes ``RolloutController``): the runtime layer sits below
+the controller and never imports it. Only the replica holding the Lease runs the controller's
+workers; every replica keeps its caches warm and serves /healthz, /readyz and /metrics, so a
+follower takes over within one lease duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from ...model import names
+from ...model.cluster import Obj
+from .cluster import KubeCluster, make_client
+from .leader import DEFAULT_LEASE_NAME, LeaderElector, LeaseTimings
+from .logs import configure_logging
+from .metrics import ControllerMetrics, health_app, metrics_app, serve
+
+log = logging.getLogger("pyrollouts.operator")
+
+
+class ControllerLike(Protocol):
+    """What the operator needs of a controller: run until cancelled; requeue every Rollout."""
+
+    async def run(self) -> None: ...
+
+    async def requeue_all(self) -> None: ...
+
+
+#: factory(cluster, namespace, instance_id, workers, on_reconcile) -> a controller
+ControllerFactory = Callable[
+    [KubeCluster, str | None, str | None, int, Callable[[Obj, float, Exception | None], None]], ControllerLike
+]
+
+
+def in_scope(rollout: Obj, instance_id: str | None) -> bool:
+    """Argo's sharding rule: a Rollout labelled with an instance id belongs to that controller only."""
+    labels = (rollout.get("metadata") or {}).get("labels") or {}
+    if instance_id:
+        return labels.get(names.INSTANCE_ID_LABEL) == instance_id
+    return names.INSTANCE_ID_LABEL not in labels
+
+
+def default_identity() -> str:
+    """hostname_uuid, as client-go names leader-election candidates."""
+    return f"{socket.gethostname()}_{uuid.uuid4()}"
+
+
+async def operate(
+    factory: ControllerFactory,
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    namespace: str | None = None,
+    instance_id: str | None = None,
+    leader_elect: bool = True,
+    metrics_port: int = 8090,
+    healthz_port: int = 8080,
+    rollout_threads: int = 10,
+    listen_address: str = "0.0.0.0",
+    lease_namespace: str | None = None,
+    lease_name: str | None = None,
+    timings: LeaseTimings | None = None,
+    identity: str | None = None,
+    advance_clock: Callable[[float], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the operator until ``stop`` is set or the task is cancelled."""
+    client = make_client(kubeconfig, context)
+    lease_ns = lease_namespace or os.environ.get("POD_NAMESPACE") or namespace or "default"
+    lease = lease_name or (f"{DEFAULT_LEASE_NAME}-{instance_id}" if instance_id else DEFAULT_LEASE_NAME)
+    ident = identity or default_identity()
+    cluster: KubeCluster
+
+    def rollouts() -> list[Obj]:
+        if cluster.informers is None:
+            return []
+        inf = cluster.informers.informers["Rollout"]
+        return [r for r in inf.list(namespace) if in_scope(r, instance_id)]
+
+    metrics = ControllerMetrics(rollouts)
+    cluster = KubeCluster(client, namespace=namespace, on_event=metrics.count_event)
+    state: dict[str, Any] = {"leader": not leader_elect, "controller": None}
+
+    def on_reconcile(obj: Obj, seconds: float, err: Exception | None) -> None:
+        metrics.observe_reconcile(str(obj.get("key", "")), seconds, err)
+
+    def ready() -> bool:
+        return cluster.informers is not None and cluster.informers.synced
+
+    def details() -> dict[str, Any]:
+        return {"leader": state["leader"], "identity": ident}
+
+    health = health_app(ready, details)
+    if advance_clock is not None:
+        # --test-clock: tests skip long delays (scale-down deadlines) without waiting for them.
+        async def debug_clock(request: web.Request) -> web.Response:
+            body = await request.json()
+            advance_clock(float(body.get("advance", 0)))
+            ctrl = state["controller"]
+            if ctrl is not None:
+                await ctrl.requeue_all()
+            return web.json_response({"advanced": body.get("advance", 0)})
+
+        health.router.add_post("/debug/clock", debug_clock)
+
+    runners = [
+        await serve(health, listen_address, healthz_port),
+        await serve(metrics_app(metrics), listen_address, metrics_port),
+    ]
+    log.info(
+        "starting rollouts controller",
+        extra={
+            "namespace": namespace or "(all)",
+            "instanceID": instance_id or "",
+            "leaderElect": leader_elect,
+            "identity": ident,
+            "metricsPort": metrics_port,
+            "healthzPort": healthz_port,
+        },
+    )
+
+    async def lead() -> None:
+        ctrl = factory(cluster, namespace, instance_id, rollout_threads, on_reconcile)
+        state["controller"] = ctrl
+        try:
+            await ctrl.run()
+        finally:
+            state["controller"] = None
+
+    def on_change(leading: bool) -> None:
+        state["leader"] = leading
+        log.info("leadership changed", extra={"leader": leading, "identity": ident})
+
+    try:
+        await cluster.start(timeout=120)
+        log.info("caches synced")
+        if leader_elect:
+            elector = LeaderElector(client, lease_ns, lease, ident, lead, timings, on_change=on_change)
+            work = asyncio.create_task(elector.run(), name="leader-election")
+        else:
+            work = asyncio.create_task(lead(), name="controller")
+        waiters = {work}
+        if stop is not None:
+            waiters.add(asyncio.create_task(stop.wait(), name="stop"))
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for t in waiters - done:
+            t.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+        if work in done:
+            work.result()
+    finally:
+        for r in runners:
+            with contextlib.suppress(Exception):
+                await r.cleanup()
+        with contextlib.suppress(Exception):
+            await cluster.close()
+
+
+def run_operator(
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    instance_id: str | None,
+    leader_elect: bool,
+    metrics_port: int,
+    healthz_port: int,
+    rollout_threads: int,
+    loglevel: str,
+    logformat: str,
+    *,
+    factory: ControllerFactory,
+    **options: Any,
+) -> int:
+    """Run the operator in this process until SIGTERM/SIGINT; returns the exit code.
+
+    ``options`` are passed to ``operate`` (listen_address, lease_namespace, lease_name, timings,
+    identity, advance_clock)."""
+    configure_logging(loglevel, logformat)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await operate(
+            factory,
+            kubeconfig=kubeconfig,
+            context=context,
+            namespace=namespace or None,
+            instance_id=instance_id or None,
+            leader_elect=leader_elect,
+            metrics_port=metrics_port,
+            healthz_port=healthz_port,
+            rollout_threads=rollout_threads,
+            stop=stop,
+            **options,
+        )
+
+    try:
+        asyncio.run(main())
+    except Exception as exc:
+        log.error("controller failed: %s", exc, exc_info=True)
+        return 1
+    return 0

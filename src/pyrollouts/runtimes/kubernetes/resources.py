@@ -1,0 +1,69 @@
+"""The API resources the Kubernetes runtime reads and writes, as lightkube resource classes.
+
+Every kind is declared as a *generic* (dict-based) lightkube resource, so objects cross the
+``Cluster`` boundary in their exact Kubernetes JSON form: no round trip through typed models that
+could drop fields the API server added (or fields of a newer Kubernetes than the models know).
+The classes are built here and deliberately not put in lightkube's global registry: the typed
+ReplicaSet, Pod and Service classes live there already and must keep working for other code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightkube.core import resource as res
+from lightkube.generic_resource import (
+    GenericGlobalResource,
+    GenericNamespacedResource,
+    GenericNamespacedStatus,
+    create_api_info,
+)
+
+from ...model import names
+
+
+def _namespaced(group: str, version: str, kind: str, plural: str) -> Any:
+    info = create_api_info(group, version, kind, plural)
+
+    class Status(GenericNamespacedStatus):
+        _api_info = res.ApiInfo(
+            resource=info.resource,
+            parent=info.resource,
+            plural=plural,
+            verbs=["get", "patch", "put"],
+            action="status",
+        )
+
+    Status.__name__ = Status.__qualname__ = f"{kind}Status"
+    cls = type(kind, (GenericNamespacedResource,), {"_api_info": info, "Status": Status})
+    return cls
+
+
+def _global(group: str, version: str, kind: str, plural: str) -> Any:
+    return type(kind, (GenericGlobalResource,), {"_api_info": create_api_info(group, version, kind, plural)})
+
+
+#: kind -> resource class, for every kind the Cluster protocol carries.
+RESOURCES: dict[str, Any] = {
+    "Rollout": _namespaced(names.GROUP, names.VERSION, "Rollout", "rollouts"),
+    "ReplicaSet": _namespaced("apps", "v1", "ReplicaSet", "replicasets"),
+    "Pod": _namespaced("", "v1", "Pod", "pods"),
+    "Service": _namespaced("", "v1", "Service", "services"),
+    "Event": _namespaced("", "v1", "Event", "events"),
+    "Namespace": _global("", "v1", "Namespace", "namespaces"),
+}
+
+LEASE = _namespaced("coordination.k8s.io", "v1", "Lease", "leases")
+CRD = _global("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions")
+
+#: Kinds that live in a namespace.
+NAMESPACED = frozenset({"Rollout", "ReplicaSet", "Pod", "Service", "Event"})
+
+
+def resource_of(kind: str) -> Any:
+    """The resource class for a kind; ValueError naming the known kinds otherwise."""
+    try:
+        return RESOURCES[kind]
+    except KeyError:
+        known = ", ".join(sorted(RESOURCES))
+        raise ValueError(f"unknown kind {kind!r}: the Kubernetes runtime handles {known}") from None

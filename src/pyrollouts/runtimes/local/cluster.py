@@ -1,0 +1,60 @@
+"""``LocalCluster``: the ``Cluster`` protocol over the local store.
+
+The store's calls are short SQLite transactions, so they run right in the event loop thread: that
+keeps one writer thread and makes the watch order the commit order without extra machinery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+from ...model.cluster import Obj, WatchEvent
+from .store import Store
+
+
+class LocalCluster:
+    """The local runtime's Cluster: objects in the SQLite store, changes from its in-process watch."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def get(self, kind: str, namespace: str, name: str) -> Obj:
+        """The object; raises NotFound."""
+        return self.store.get(kind, namespace, name)
+
+    async def list(
+        self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> list[Obj]:
+        """Objects of a kind, optionally in one namespace and matching all the given labels."""
+        return self.store.list(kind, namespace, labels)
+
+    async def create(self, kind: str, obj: Obj) -> Obj:
+        """Create; raises Conflict if the name is taken, Invalid if refused. Returns the stored object."""
+        return self.store.create(kind, obj)
+
+    async def patch(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: Obj,
+        *,
+        subresource: str | None = None,
+        resource_version: str | None = None,
+    ) -> Obj:
+        """Apply a JSON merge patch; ``subresource="status"`` writes only status; with
+        ``resource_version``, Conflict unless the object still has that version."""
+        return self.store.patch(
+            kind, namespace, name, patch, subresource=subresource, resource_version=resource_version
+        )
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete (cascading to owned objects); raises NotFound."""
+        self.store.delete(kind, namespace, name)
+
+    def watch(self, kinds: Sequence[str], namespace: str | None = None) -> AsyncIterator[WatchEvent]:
+        """Every change to objects of these kinds from the moment of this call, in commit order.
+
+        Must be called from a running event loop; the subscription starts at the call (not at the
+        first ``__anext__``), so nothing committed after the call is missed. ``close()`` ends it."""
+        return self.store.subscribe(kinds, namespace)

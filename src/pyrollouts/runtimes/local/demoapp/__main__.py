@@ -1,0 +1,5 @@
+"""``python -m pyrollouts.runtimes.local.demoapp``: run the demo app."""
+
+from . import main
+
+main()

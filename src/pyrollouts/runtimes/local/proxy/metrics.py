@@ -1,0 +1,144 @@
+"""Per-revision request counters and latency histograms, exposed as Prometheus text and as JSON.
+
+Counting happens on the request path, so it is a few dict and list operations on plain objects;
+prometheus-client only renders them (through a custom collector) when /metrics is scraped, which
+keeps its per-call label lookup and locking off the hot path.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+#: Histogram bucket upper bounds, in seconds (+Inf is implicit).
+BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+@dataclass
+class RevisionStats:
+    """Counters for one (namespace, service, revision)."""
+
+    by_class: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUS_CLASSES, 0))
+    bucket_counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
+    latency_sum: float = 0.0
+    tcp_connections: int = 0
+
+    @property
+    def requests(self) -> int:
+        """All HTTP requests answered, whatever the status."""
+        return sum(self.by_class.values())
+
+    def quantile(self, q: float) -> float | None:
+        """An upper-bound estimate of the q-quantile latency from the buckets (None if no data)."""
+        total = sum(self.bucket_counts)
+        if total == 0:
+            return None
+        rank = q * total
+        seen = 0
+        for i, n in enumerate(self.bucket_counts):
+            seen += n
+            if seen >= rank:
+                return BUCKETS[i] if i < len(BUCKETS) else float("inf")
+        return float("inf")
+
+
+class ProxyMetrics:
+    """All counters of one proxy process."""
+
+    def __init__(self) -> None:
+        self.revisions: dict[tuple[str, str, str], RevisionStats] = {}
+        self.active_connections = 0
+
+    def _get(self, namespace: str, service: str, revision: str) -> RevisionStats:
+        key = (namespace, service, revision or "none")
+        stats = self.revisions.get(key)
+        if stats is None:
+            stats = self.revisions[key] = RevisionStats()
+        return stats
+
+    def observe(self, namespace: str, service: str, revision: str, status: int, seconds: float) -> None:
+        """Count one answered HTTP request; revision "" means no pod was chosen (e.g. a 503)."""
+        stats = self._get(namespace, service, revision)
+        cls = f"{status // 100}xx"
+        stats.by_class[cls] = stats.by_class.get(cls, 0) + 1
+        stats.bucket_counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        stats.latency_sum += seconds
+
+    def observe_tcp(self, namespace: str, service: str, revision: str) -> None:
+        """Count one L4 connection forwarded to a revision."""
+        self._get(namespace, service, revision).tcp_connections += 1
+
+    def as_json(self) -> dict[str, Any]:
+        """The /stats payload: {"services": {"ns/name": {"revisions": {hash: {...}}}}}."""
+        services: dict[str, Any] = {}
+        for (ns, svc, rev), st in sorted(self.revisions.items()):
+            n = st.requests
+            entry = services.setdefault(f"{ns}/{svc}", {"namespace": ns, "name": svc, "revisions": {}})
+            entry["revisions"][rev] = {
+                "requests": n,
+                "byClass": dict(st.by_class),
+                "errors": st.by_class.get("5xx", 0),
+                "latencyMeanSeconds": (st.latency_sum / n) if n else None,
+                "latencyP50Seconds": st.quantile(0.5),
+                "latencyP90Seconds": st.quantile(0.9),
+                "latencyP99Seconds": st.quantile(0.99),
+                "tcpConnections": st.tcp_connections,
+            }
+        return {"activeConnections": self.active_connections, "services": services}
+
+    def prometheus_text(self) -> bytes:
+        """The Prometheus text exposition of every counter."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector(self))
+        return generate_latest(registry)
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: ProxyMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Any]:
+        labels = ["namespace", "service", "revision"]
+        requests = CounterMetricFamily(
+            "pyrollouts_proxy_requests",
+            "HTTP requests answered by the proxy, per revision and status class",
+            labels=[*labels, "code"],
+        )
+        latency = HistogramMetricFamily(
+            "pyrollouts_proxy_request_duration_seconds",
+            "Time from the request head to the end of the response, per revision",
+            labels=labels,
+        )
+        tcp = CounterMetricFamily(
+            "pyrollouts_proxy_tcp_connections",
+            "L4 (appProtocol tcp) connections forwarded, per revision",
+            labels=labels,
+        )
+        for (ns, svc, rev), st in sorted(self.metrics.revisions.items()):
+            for cls, n in st.by_class.items():
+                requests.add_metric([ns, svc, rev, cls], n)
+            cumulative = 0
+            buckets: list[tuple[str, float]] = []
+            for bound, n in zip([*map(str, BUCKETS), "+Inf"], st.bucket_counts, strict=True):
+                cumulative += n
+                buckets.append((bound, cumulative))
+            latency.add_metric([ns, svc, rev], buckets, st.latency_sum)
+            tcp.add_metric([ns, svc, rev], st.tcp_connections)
+        active = GaugeMetricFamily(
+            "pyrollouts_proxy_active_connections", "Client connections open on the proxy's listeners"
+        )
+        active.add_metric([], self.metrics.active_connections)
+        yield requests
+        yield latency
+        yield tcp
+        yield active

@@ -1,0 +1,176 @@
+"""The proxy process's core: applies a table (snapshot swap, listeners opened and closed), persists
+it, and owns the files in the state directory (proxy.pid, proxy-table.json, proxy.lock)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .l4 import TcpListener
+from .l7 import HttpListener
+from .state import ProxyState
+from .table import EMPTY_TABLE, TableError, build_routing, validate_table
+
+log = logging.getLogger(__name__)
+
+PID_FILE = "proxy.pid"
+SOCKET_FILE = "proxy.sock"
+TABLE_FILE = "proxy-table.json"
+LOCK_FILE = "proxy.lock"
+LOG_FILE = "proxy.log"
+SWEEP_INTERVAL = 5.0
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of a process (clock ticks since boot), which with the pid identifies
+    it across pid reuse; None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) may contain spaces, so split after its closing paren.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+class ProxyServer:
+    """Listeners per table port, fed by ``apply``."""
+
+    def __init__(self, state_dir: Path, default_bind: str) -> None:
+        self.state_dir = state_dir
+        self.default_bind = default_bind
+        self.state = ProxyState()
+        self.table: dict[str, Any] = EMPTY_TABLE
+        # key -> (server, is_tcp)
+        self.listeners: dict[tuple[str, int], tuple[asyncio.AbstractServer, bool]] = {}
+        self.failed: list[dict[str, Any]] = []
+        self.started = time.time()
+        self._lock = asyncio.Lock()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Serve the persisted table, if any, at once (a restarted proxy needs no server)."""
+        path = self.state_dir / TABLE_FILE
+        if path.exists():
+            try:
+                table = json.loads(path.read_text())
+                await self.apply(table, persist=False)
+                log.info("serving persisted table version %s from %s", table.get("version"), path)
+            except (OSError, ValueError, TableError) as exc:
+                log.error("ignoring unreadable %s: %s", path, exc)
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.state.pool.sweep()
+
+    async def apply(self, table: Any, *, persist: bool = True) -> dict[str, Any]:
+        """Validate and switch to a table; returns {"version", "listening", "failed"}. Raises
+        TableError (nothing changed) when the table is malformed."""
+        validate_table(table)
+        async with self._lock:
+            t0 = time.perf_counter()
+            routing = build_routing(table, self.default_bind)
+            # The switch itself: one assignment, so every request sees one whole snapshot.
+            self.state.routing = routing
+            switched = time.perf_counter() - t0
+            self.table = table
+            self.state.pool.retain_only(
+                {(t.host, t.port) for r in routing.routes.values() for t in r.targets}
+            )
+            failed = [dict(c) for c in routing.conflicts]
+            wanted = {key: route.tcp for key, route in routing.routes.items()}
+            for key, (server, tcp) in list(self.listeners.items()):
+                if key not in wanted or wanted[key] != tcp:
+                    # Established connections keep going (they drain); only accepting stops.
+                    server.close()
+                    del self.listeners[key]
+            for key, tcp in wanted.items():
+                if key in self.listeners:
+                    continue
+                route = routing.routes[key]
+                handler = (TcpListener if tcp else HttpListener)(self.state, key).handle
+                try:
+                    server = await asyncio.start_server(
+                        handler, host=key[0], port=key[1], reuse_address=True, backlog=1024
+                    )
+                except OSError as exc:
+                    failed.append(
+                        {
+                            "namespace": route.namespace,
+                            "name": route.service,
+                            "bind": key[0],
+                            "port": key[1],
+                            "error": f"cannot listen on {key[0]}:{key[1]}: {exc.strerror or exc}",
+                        }
+                    )
+                    continue
+                self.listeners[key] = (server, tcp)
+            self.failed = failed
+            if persist:
+                self._persist(table)
+        for f in failed:
+            log.warning("service %s/%s: %s", f["namespace"], f["name"], f["error"])
+        return {
+            "version": routing.version,
+            "listening": [{"bind": k[0], "port": k[1], "tcp": tcp} for k, (_, tcp) in self.listeners.items()],
+            "failed": failed,
+            # From the start of apply to the snapshot swap: how long the switch itself took.
+            "switchSeconds": switched,
+        }
+
+    def _persist(self, table: dict[str, Any]) -> None:
+        path = self.state_dir / TABLE_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(table))
+        os.replace(tmp, path)
+
+    def health(self) -> dict[str, Any]:
+        """The /healthz payload."""
+        return {
+            "ok": True,
+            "pid": os.getpid(),
+            "startTime": process_start_time(os.getpid()),
+            "version": self.state.routing.version,
+            "listeners": len(self.listeners),
+            "failed": self.failed,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """The /stats payload: counters per revision plus what each service routes to now."""
+        routes = {}
+        for (bind, port), r in self.state.routing.routes.items():
+            routes[f"{bind}:{port}"] = {
+                "service": r.service_key,
+                "port": port,
+                "tcp": r.tcp,
+                "ready": [{"pod": t.pod, "revision": t.revision, "hostPort": t.port} for t in r.targets],
+            }
+        return {
+            "pid": os.getpid(),
+            "uptimeSeconds": time.time() - self.started,
+            "version": self.state.routing.version,
+            "routes": routes,
+            **self.state.metrics.as_json(),
+        }
+
+    async def close(self, drain_seconds: float = 2.0) -> None:
+        """Stop accepting, give open connections a moment to finish, close the pool."""
+        for server, _ in self.listeners.values():
+            server.close()
+        self.listeners.clear()
+        if self._sweeper:
+            self._sweeper.cancel()
+        deadline = time.monotonic() + drain_seconds
+        while self.state.metrics.active_connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self.state.pool.close_all()
+        with contextlib.suppress(Exception):
+            await asyncio.sleep(0)

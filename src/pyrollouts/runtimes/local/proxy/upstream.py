@@ -1,0 +1,105 @@
+"""Keep-alive connections to endpoints, pooled per (host, port).
+
+A connection goes back to the pool only after a complete response that allows keep-alive. Idle
+connections to endpoints that left the routing table are closed when the table changes; a request
+still running on one finishes first (that is the draining guarantee) and its connection is closed
+when it is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+CONNECT_TIMEOUT = 5.0
+IDLE_TIMEOUT = 30.0
+MAX_IDLE_PER_ENDPOINT = 64
+READ_LIMIT = 2**16
+
+
+@dataclass(eq=False)
+class UpstreamConn:
+    """One connection to an endpoint."""
+
+    host: str
+    port: int
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    idle_since: float = field(default=0.0)
+
+    def usable(self) -> bool:
+        """False once the endpoint closed it (or it broke) while idle."""
+        return not (self.writer.is_closing() or self.reader.at_eof() or self.reader.exception())
+
+    def close(self) -> None:
+        """Close without waiting (the peer sees a FIN)."""
+        self.writer.close()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per endpoint."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, int], list[UpstreamConn]] = {}
+        # None until the first table: then only endpoints in the table may keep idle connections.
+        self._live: set[tuple[str, int]] | None = None
+
+    async def acquire(self, host: str, port: int) -> tuple[UpstreamConn, bool]:
+        """A connection to host:port and whether it was reused from the pool. Raises OSError or
+        TimeoutError when a new connection cannot be made."""
+        idle = self._idle.get((host, port))
+        while idle:
+            conn = idle.pop()
+            if conn.usable():
+                return conn, True
+            conn.close()
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, limit=READ_LIMIT), CONNECT_TIMEOUT
+        )
+        return UpstreamConn(host, port, reader, writer), False
+
+    def release(self, conn: UpstreamConn) -> None:
+        """Return a connection after a complete keep-alive exchange."""
+        key = (conn.host, conn.port)
+        if not conn.usable() or (self._live is not None and key not in self._live):
+            conn.close()
+            return
+        idle = self._idle.setdefault(key, [])
+        if len(idle) >= MAX_IDLE_PER_ENDPOINT:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        idle.append(conn)
+
+    def discard_idle(self, host: str, port: int) -> None:
+        """Close the idle connections to one endpoint (after one of them proved stale)."""
+        for conn in self._idle.pop((host, port), []):
+            conn.close()
+
+    def retain_only(self, live: set[tuple[str, int]]) -> None:
+        """Close idle connections to endpoints not in ``live`` (called on every table change)."""
+        self._live = live
+        for key in [k for k in self._idle if k not in live]:
+            for conn in self._idle.pop(key):
+                conn.close()
+
+    def sweep(self, max_idle: float = IDLE_TIMEOUT) -> None:
+        """Close connections idle longer than max_idle seconds or closed by the endpoint."""
+        now = time.monotonic()
+        for key, idle in list(self._idle.items()):
+            keep = [c for c in idle if c.usable() and now - c.idle_since < max_idle]
+            for c in idle:
+                if c not in keep:
+                    c.close()
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+
+    def close_all(self) -> None:
+        """Close every idle connection (on shutdown)."""
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()

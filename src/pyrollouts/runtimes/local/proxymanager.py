@@ -1,0 +1,355 @@
+"""Starting, adopting, feeding and supervising the proxy process; following Services and Pods.
+
+The proxy runs in its own session (``start_new_session=True``) so it outlives the server: traffic
+keeps flowing while the server is down. A restarted server finds the live proxy through
+<state-dir>/proxy.pid (pid plus kernel start time, so a reused pid is not mistaken for it) and the
+control socket, checks that /healthz answers with that pid, and adopts it instead of starting a
+second one (the proxy's own lock on proxy.lock would refuse a second one anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ...model.cluster import Cluster
+from .endpoints import build_table
+from .proxy.server import LOG_FILE, PID_FILE, SOCKET_FILE, process_start_time
+
+log = logging.getLogger(__name__)
+
+
+class ProxyError(RuntimeError):
+    """The proxy could not be started, reached, or refused a table (the message says which)."""
+
+
+class ProxyManager:
+    """Owns the proxy process of one state directory."""
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        bind: str = "127.0.0.1",
+        *,
+        start_timeout: float = 15.0,
+        request_timeout: float = 10.0,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.bind = bind
+        self.start_timeout = start_timeout
+        self.request_timeout = request_timeout
+        self.socket_path = self.state_dir / SOCKET_FILE
+        self.pid_path = self.state_dir / PID_FILE
+        self.log_path = self.state_dir / LOG_FILE
+        self.pid: int | None = None
+        self._start_time: int | None = None
+        self._child: subprocess.Popen[bytes] | None = None
+        self._desired: dict[str, Any] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+        #: How many times watch() restarted a dead or hung proxy.
+        self.restarts = 0
+        #: The answer to the last successful push (its "failed" lists ports that could not be bound).
+        self.last_result: dict[str, Any] | None = None
+
+    # -- control channel ---------------------------------------------------------------------------
+
+    def _http(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=str(self.socket_path)),
+                timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+            )
+            self._session_loop = loop
+        return self._session
+
+    async def _call(self, method: str, path: str, body: Any = None) -> aiohttp.ClientResponse:
+        session = self._http()
+        resp = await session.request(method, f"http://proxy{path}", json=body)
+        await resp.read()
+        return resp
+
+    async def health(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The proxy's /healthz answer, or None if nothing answers on the control socket."""
+        if not self.socket_path.exists():
+            return None
+        try:
+            async with asyncio.timeout(timeout or self.request_timeout):
+                resp = await self._call("GET", "/healthz")
+                if resp.status != 200:
+                    return None
+                data: dict[str, Any] = await resp.json()
+                return data
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+            return None
+
+    # -- process lifecycle -------------------------------------------------------------------------
+
+    def _read_pid_file(self) -> tuple[int, int | None] | None:
+        try:
+            data = json.loads(self.pid_path.read_text())
+            return int(data["pid"]), data.get("startTime")
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def alive(self) -> bool:
+        """Whether the proxy process this manager knows about still runs (reaps it if it was ours)."""
+        if self.pid is None:
+            return False
+        if self._child is not None and self._child.pid == self.pid:
+            return self._child.poll() is None
+        start = process_start_time(self.pid)
+        return start is not None and (self._start_time is None or start == self._start_time)
+
+    async def ensure_running(self) -> int:
+        """Adopt the live proxy of this state directory or start one; returns its pid once it
+        answers /healthz. Raises ProxyError (with the tail of proxy.log) if it does not come up."""
+        if self.pid is not None and self.alive():
+            h = await self.health(timeout=2.0)
+            if h and h.get("pid") == self.pid:
+                return self.pid
+        found = self._read_pid_file()
+        if found is not None:
+            pid, start = found
+            if process_start_time(pid) is not None and (start is None or process_start_time(pid) == start):
+                h = await self.health(timeout=2.0)
+                if h and h.get("pid") == pid:
+                    self.pid, self._start_time = pid, start
+                    log.info("adopted the running proxy (pid %s)", pid)
+                    return pid
+        return await self._start()
+
+    async def _start(self) -> int:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            self._child = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pyrollouts.runtimes.local.proxy",
+                    "--state-dir",
+                    str(self.state_dir),
+                    "--bind",
+                    self.bind,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            logf.close()
+        pid = self._child.pid
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            code = self._child.poll()
+            if code is not None:
+                # Exit 3: another proxy holds the lock (e.g. it started between our check and now).
+                if code == 3:
+                    h = await self.health(timeout=2.0)
+                    found = self._read_pid_file()
+                    if h and found and h.get("pid") == found[0]:
+                        self._child = None
+                        self.pid, self._start_time = found
+                        return found[0]
+                raise ProxyError(f"the proxy exited with status {code} at start; {self._log_tail()}")
+            h = await self.health(timeout=1.0)
+            if h and h.get("pid") == pid:
+                self.pid, self._start_time = pid, h.get("startTime")
+                log.info("started the proxy (pid %s)", pid)
+                return pid
+            await asyncio.sleep(0.02)
+        self._child.kill()
+        raise ProxyError(f"the proxy did not answer within {self.start_timeout}s; {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()[-5:]
+        except OSError:
+            return f"no log at {self.log_path}"
+        return f"last lines of {self.log_path}: " + " | ".join(lines)
+
+    async def watch(self, interval: float = 0.5, health_every: int = 4, unhealthy_after: int = 3) -> None:
+        """Supervise forever: restart the proxy (it reloads its persisted table, then gets the last
+        pushed one again) when it died, or when it stopped answering /healthz ``unhealthy_after``
+        times in a row."""
+        tick = 0
+        failures = 0
+        while True:
+            await asyncio.sleep(interval)
+            tick += 1
+            restart = not self.alive()
+            if not restart and tick % health_every == 0:
+                h = await self.health(timeout=2.0)
+                failures = 0 if h and h.get("pid") == self.pid else failures + 1
+                if failures >= unhealthy_after:
+                    log.error("the proxy (pid %s) stopped answering; killing it", self.pid)
+                    self._kill(signal.SIGKILL)
+                    restart = True
+            if not restart:
+                continue
+            failures = 0
+            log.error("the proxy (pid %s) is gone; restarting it", self.pid)
+            try:
+                await self._start()
+                self.restarts += 1
+                if self._desired is not None:
+                    await self.push(self._desired)
+            except (ProxyError, OSError) as exc:
+                log.error("restarting the proxy failed: %s", exc)
+
+    def _kill(self, sig: int) -> None:
+        if self.pid is not None and self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate the proxy of this state directory (ours or adopted): SIGTERM, then SIGKILL."""
+        if self.pid is None:
+            found = self._read_pid_file()
+            if (
+                found is not None
+                and process_start_time(found[0]) is not None
+                and (found[1] is None or process_start_time(found[0]) == found[1])
+            ):
+                self.pid, self._start_time = found
+        if self.pid is None:
+            return
+        self._kill(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self.alive():
+            self._kill(signal.SIGKILL)
+            while self.alive() and time.monotonic() < deadline + 2:
+                time.sleep(0.02)
+        self.pid = None
+        self._child = None
+
+    async def aclose(self) -> None:
+        """Close the control-channel client (the proxy keeps running)."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    # -- table, stats --------------------------------------------------------------------------------
+
+    async def push(self, table: dict[str, Any]) -> dict[str, Any]:
+        """Send a whole table; returns {"version", "listening", "failed"}. Raises ProxyError if the
+        proxy is unreachable or refuses the table (the message names the bad field)."""
+        self._desired = table
+        try:
+            resp = await self._call("PUT", "/table", table)
+            data: dict[str, Any] = await resp.json()
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            raise ProxyError(f"cannot reach the proxy at {self.socket_path}: {exc}") from exc
+        if resp.status != 200:
+            raise ProxyError(f"the proxy refused the table: {data.get('error', data)}")
+        self.last_result = data
+        return data
+
+    async def table(self) -> dict[str, Any]:
+        """The table the proxy serves now."""
+        resp = await self._call("GET", "/table")
+        data: dict[str, Any] = await resp.json()
+        return data
+
+    async def stats(self) -> dict[str, Any]:
+        """The proxy's /stats: per-revision request counts by status class, latency quantiles, routes."""
+        resp = await self._call("GET", "/stats")
+        data: dict[str, Any] = await resp.json()
+        return data
+
+    async def metrics_text(self) -> str:
+        """The proxy's /metrics in Prometheus text format."""
+        resp = await self._call("GET", "/metrics")
+        return await resp.text()
+
+
+class ServiceProxyController:
+    """Follows Services and Pods in a Cluster and pushes the table to the proxy on every change.
+
+    Changes are debounced by ``debounce`` seconds, and every push is built from a fresh list of
+    Services and Pods (never from the events themselves), so a burst of events ends in one push of
+    the latest state. An identical table is not pushed again.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        manager: ProxyManager,
+        *,
+        bind: str | None = None,
+        debounce: float = 0.005,
+        retry_after: float = 0.5,
+    ) -> None:
+        self.cluster = cluster
+        self.manager = manager
+        self.bind = bind or manager.bind
+        self.debounce = debounce
+        self.retry_after = retry_after
+        self._changed = asyncio.Event()
+        self._pushed_services: Any = None
+        self._version = 0
+        #: The last push's answer (see ProxyManager.push).
+        self.last_result: dict[str, Any] | None = None
+
+    async def sync_once(self) -> dict[str, Any] | None:
+        """List, build and push now; returns the push result, or None if the table was unchanged."""
+        services = await self.cluster.list("Service")
+        pods = await self.cluster.list("Pod")
+        self._version = max(self._version + 1, int(time.time() * 1000))
+        table = build_table(services, pods, self._version, self.bind)
+        if table["services"] == self._pushed_services:
+            return None
+        result = await self.manager.push(table)
+        self._pushed_services = table["services"]
+        self.last_result = result
+        return result
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                async for _event in self.cluster.watch(["Service", "Pod"]):
+                    self._changed.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("watching Services and Pods failed (%s); watching again", exc)
+            await asyncio.sleep(self.retry_after)
+            self._changed.set()  # events may have been missed while not watching
+
+    async def run(self) -> None:
+        """Run forever (cancel to stop)."""
+        follower = asyncio.create_task(self._follow())
+        self._changed.set()
+        try:
+            while True:
+                await self._changed.wait()
+                await asyncio.sleep(self.debounce)
+                self._changed.clear()
+                try:
+                    await self.sync_once()
+                except Exception as exc:
+                    log.warning("pushing the routing table failed (%s); retrying", exc)
+                    self._pushed_services = None
+                    await asyncio.sleep(self.retry_after)
+                    self._changed.set()
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower

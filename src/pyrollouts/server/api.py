@@ -1,0 +1,635 @@
+"""The local server's HTTP/JSON API, used by the CLI and the dashboard (docs/api.md).
+
+``make_app`` builds an aiohttp application over any ``Cluster``. Every write goes through the
+Cluster; user actions are computed with ``model.useractions`` and applied as the same patches Argo's
+plugin sends, so the controller needs no API of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from .. import __version__
+from ..model import useractions
+from ..model.cluster import Cluster, Conflict, Invalid, NotFound, Obj
+from .apply import ApplyRefused, apply_objects, check_text, findings_for_objects
+from .info import rfc3339, rollout_info
+
+log = logging.getLogger("pyrollouts.server.api")
+
+#: URL segment -> kind
+KIND_OF_PLURAL: dict[str, str] = {
+    "rollouts": "Rollout",
+    "replicasets": "ReplicaSet",
+    "pods": "Pod",
+    "services": "Service",
+    "events": "Event",
+    "namespaces": "Namespace",
+}
+CLUSTER_SCOPED = {"Namespace"}
+
+#: What the info routes follow: any change of these kinds may change a Rollout's tree.
+INFO_KINDS = ("Rollout", "ReplicaSet", "Pod", "Service")
+
+HEARTBEAT_SECONDS = 15.0
+
+
+class ClockLike(Protocol):
+    def now(self) -> datetime: ...
+
+    def advance(self, seconds: float) -> None: ...
+
+
+Admission = Callable[[list[Obj]], list[str]]
+
+
+class ApiError(web.HTTPException):
+    """An error answered as JSON {"error": ..., "details": [...]}."""
+
+    def __init__(self, status: int, error: str, details: Sequence[Any] = ()) -> None:
+        self.status_code = status
+        super().__init__(
+            text=json.dumps({"error": error, "details": list(details)}),
+            content_type="application/json",
+        )
+
+
+class _Ctx:
+    """What the handlers share."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        admission: Admission,
+        clock: ClockLike,
+        token: str | None,
+        state_dir: Path | None,
+        test_clock: bool,
+    ) -> None:
+        self.cluster = cluster
+        self.admission = admission
+        self.clock = clock
+        self.token = token
+        self.state_dir = state_dir
+        self.test_clock = test_clock
+
+
+CTX_KEY: web.AppKey[_Ctx] = web.AppKey("pyrollouts_ctx", _Ctx)
+PROXY_KEY: web.AppKey[Any] = web.AppKey("pyrollouts_proxy", object)
+
+
+def make_app(
+    cluster: Cluster,
+    *,
+    admission: Admission,
+    clock: ClockLike,
+    token: str | None = None,
+    extra_routes: Iterable[web.AbstractRouteDef] | Callable[[web.Application], None] | None = None,
+    state_dir: Path | None = None,
+    test_clock: bool | None = None,
+    proxy: Any = None,
+) -> web.Application:
+    """The API application. ``token``: when set, every /api request needs ``Authorization: Bearer``.
+    ``state_dir``: where pod logs live (``logs/<ns>/<pod>/<container>.log``); without it the logs
+    route answers 404. ``test_clock``: enable POST /api/debug/clock (default: the clock's
+    ``adjustable`` attribute). ``extra_routes``: route definitions (or a function given the app) for
+    the dashboard or anything else. ``proxy``: the runtime's proxy manager, kept for routes that
+    report on the data plane."""
+    app = web.Application(middlewares=[_errors_middleware, _auth_middleware])
+    if test_clock is None:
+        test_clock = bool(getattr(clock, "adjustable", False))
+    app[CTX_KEY] = _Ctx(cluster, admission, clock, token, state_dir, test_clock)
+    app[PROXY_KEY] = proxy
+    app.add_routes(
+        [
+            web.get("/api/version", version),
+            web.post("/api/apply", apply_route),
+            web.get("/api/watch", watch),
+            web.post("/api/debug/clock", debug_clock),
+            web.get("/api/rollouts/{namespace}/{name}/info", info),
+            web.get("/api/rollouts/{namespace}/{name}/info/watch", info_watch),
+            web.post("/api/rollouts/{namespace}/{name}/{action}", action),
+            web.get("/api/pods/{namespace}/{name}/logs", logs),
+            web.get("/api/{plural}", list_objects),
+            web.post("/api/{plural}", create_object),
+            web.get("/api/{plural}/{namespace}/{name}", get_object),
+            web.patch("/api/{plural}/{namespace}/{name}", patch_object),
+            web.delete("/api/{plural}/{namespace}/{name}", delete_object),
+            # Namespaces have no namespace segment.
+            web.get("/api/namespaces/{name}", get_namespace),
+        ]
+    )
+    if extra_routes is not None:
+        if callable(extra_routes):
+            extra_routes(app)
+        else:
+            app.add_routes(extra_routes)
+    return app
+
+
+# ---------------------------------------------------------------------------------------------
+# middlewares
+
+
+@web.middleware
+async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        resp: web.StreamResponse = await handler(request)
+        return resp
+    except ApiError:
+        raise
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        raise ApiError(exc.status, exc.reason) from exc
+    except NotFound as exc:
+        raise ApiError(404, str(exc) or "not found") from exc
+    except Conflict as exc:
+        raise ApiError(409, str(exc) or "conflict") from exc
+    except Invalid as exc:
+        raise ApiError(422, str(exc) or "invalid") from exc
+    except useractions.ActionError as exc:
+        raise ApiError(409, str(exc)) from exc
+    except ApplyRefused as exc:
+        raise ApiError(exc.status, exc.error, exc.details) from exc
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        # A bug or a runtime failure: answer JSON the CLI can show, keep the traceback in the log.
+        log.exception("%s %s failed", request.method, request.path)
+        raise ApiError(500, f"internal error: {type(exc).__name__}: {exc}", ["see the server's log"]) from exc
+
+
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@web.middleware
+async def _auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    ctx = request.app[CTX_KEY]
+    if request.path.startswith("/api/"):
+        authorized = False
+        auth = request.headers.get("Authorization", "")
+        if ctx.token is not None:
+            given = auth[7:].strip() if auth.startswith("Bearer ") else ""
+            authorized = bool(given) and hmac.compare_digest(given.encode(), ctx.token.encode())
+            if not authorized:
+                raise ApiError(
+                    401,
+                    "this server needs a token: send 'Authorization: Bearer <token>' "
+                    "(rollouts --token-file FILE, or ROLLOUTS_TOKEN)",
+                )
+        if request.method in MUTATING and not authorized:
+            # A browser page from another origin must not drive the server (CSRF): browsers send
+            # Origin on cross-origin writes, and cannot add a bearer token without our consent.
+            origin = request.headers.get("Origin")
+            if origin is not None and not _same_origin(origin, request.host):
+                raise ApiError(403, f"cross-origin request refused (Origin {origin} is not {request.host})")
+    resp: web.StreamResponse = await handler(request)
+    return resp
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    try:
+        return urlsplit(origin).netloc.lower() == host.lower()
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _ctx(request: web.Request) -> _Ctx:
+    return request.app[CTX_KEY]
+
+
+def _kind(request: web.Request) -> str:
+    plural = request.match_info["plural"]
+    kind = KIND_OF_PLURAL.get(plural)
+    if kind is None:
+        known = ", ".join(sorted(KIND_OF_PLURAL))
+        raise ApiError(404, f"unknown resource '{plural}' (known: {known})")
+    return kind
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}") from exc
+
+
+def _dict_body(body: Any, what: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiError(400, f"the request body must be a JSON object ({what})")
+    return body
+
+
+def _labels(selector: str | None) -> dict[str, str] | None:
+    if not selector:
+        return None
+    out: dict[str, str] = {}
+    for part in selector.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or "!" in key:
+            raise ApiError(
+                400, f"labelSelector '{selector}': only key=value pairs joined by ',' are supported"
+            )
+        out[key.strip()] = value.strip().lstrip("=")
+    return out
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+
+
+async def _get_rollout(ctx: _Ctx, ns: str, name: str) -> Obj:
+    try:
+        return await ctx.cluster.get("Rollout", ns, name)
+    except NotFound:
+        raise ApiError(404, f"rollout '{name}' not found in namespace '{ns}'") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# routes
+
+
+async def version(request: web.Request) -> web.Response:
+    """GET /api/version"""
+    ctx = _ctx(request)
+    return _json(
+        {
+            "version": __version__,
+            "api": "v1",
+            "runtime": "local",
+            "testClock": ctx.test_clock,
+            "now": rfc3339(ctx.clock.now()),
+        }
+    )
+
+
+async def list_objects(request: web.Request) -> web.Response:
+    """GET /api/{plural}?namespace=&labelSelector="""
+    kind = _kind(request)
+    ns = request.query.get("namespace") or None
+    items = await _ctx(request).cluster.list(kind, ns, _labels(request.query.get("labelSelector")))
+    return _json({"kind": f"{kind}List", "items": items})
+
+
+async def get_object(request: web.Request) -> web.Response:
+    """GET /api/{plural}/{namespace}/{name}"""
+    kind = _kind(request)
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    try:
+        obj = await _ctx(request).cluster.get(kind, ns, name)
+    except NotFound:
+        raise ApiError(404, f"{kind.lower()} '{name}' not found in namespace '{ns}'") from None
+    return _json(obj)
+
+
+async def get_namespace(request: web.Request) -> web.Response:
+    """GET /api/namespaces/{name}"""
+    name = request.match_info["name"]
+    try:
+        obj = await _ctx(request).cluster.get("Namespace", "", name)
+    except NotFound:
+        raise ApiError(404, f"namespace '{name}' not found") from None
+    return _json(obj)
+
+
+async def create_object(request: web.Request) -> web.Response:
+    """POST /api/{plural}: create one object, validated as apply validates."""
+    ctx = _ctx(request)
+    kind = _kind(request)
+    obj = _dict_body(await _json_body(request), "one object")
+    obj.setdefault("kind", kind)
+    if obj["kind"] != kind:
+        raise ApiError(400, f"the body's kind '{obj['kind']}' does not match the URL's '{kind}'")
+    ns = request.query.get("namespace") or "default"
+    results = await apply_objects(
+        ctx.cluster, ctx.admission, [obj], ns, create_only=True, findings=findings_for_objects([obj], ns)
+    )
+    stored = await ctx.cluster.get(kind, results[0]["namespace"], results[0]["name"])
+    return _json(stored, status=201)
+
+
+async def patch_object(request: web.Request) -> web.Response:
+    """PATCH /api/{plural}/{namespace}/{name}?subresource=status: a JSON merge patch."""
+    kind = _kind(request)
+    body = _dict_body(await _json_body(request), "a JSON merge patch")
+    sub = request.query.get("subresource") or None
+    if sub not in (None, "status"):
+        raise ApiError(400, f"unknown subresource '{sub}' (only 'status')")
+    obj = await _ctx(request).cluster.patch(
+        kind,
+        request.match_info["namespace"],
+        request.match_info["name"],
+        body,
+        subresource=sub,
+        resource_version=request.query.get("resourceVersion") or None,
+    )
+    return _json(obj)
+
+
+async def delete_object(request: web.Request) -> web.Response:
+    """DELETE /api/{plural}/{namespace}/{name} (cascading)."""
+    kind = _kind(request)
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    try:
+        await _ctx(request).cluster.delete(kind, ns, name)
+    except NotFound:
+        raise ApiError(404, f"{kind.lower()} '{name}' not found in namespace '{ns}'") from None
+    return _json({"deleted": {"kind": kind, "namespace": ns, "name": name}})
+
+
+async def apply_route(request: web.Request) -> web.Response:
+    """POST /api/apply {text, source, namespace, createOnly} or {objects, namespace, createOnly}.
+
+    Everything is validated first (lint errors, admission, create conflicts); nothing is written
+    unless all objects pass."""
+    ctx = _ctx(request)
+    body = _dict_body(await _json_body(request), "{text: ..., source: ...} or {objects: [...]}")
+    ns = str(body.get("namespace") or "default")
+    create_only = bool(body.get("createOnly"))
+    if isinstance(body.get("text"), str):
+        source = str(body.get("source") or "<request>")
+        objects, findings = check_text(body["text"], source, ns)
+    elif isinstance(body.get("objects"), list):
+        objects = body["objects"]
+        if not all(isinstance(o, dict) for o in objects):
+            raise ApiError(400, "'objects' must be a list of JSON objects")
+        findings = findings_for_objects(objects, ns)
+    else:
+        raise ApiError(400, "the body needs 'text' (a YAML/JSON manifest) or 'objects' (a list)")
+    results = await apply_objects(
+        ctx.cluster, ctx.admission, objects, ns, create_only=create_only, findings=findings
+    )
+    return _json({"results": results, "warnings": [f for f in findings if f.get("severity") != "error"]})
+
+
+ACTIONS = ("promote", "abort", "retry", "pause", "resume", "restart", "undo", "set-image", "set-env")
+
+
+async def action(request: web.Request) -> web.Response:
+    """POST /api/rollouts/{namespace}/{name}/{action}: a user action, as Argo's patches."""
+    ctx = _ctx(request)
+    verb = request.match_info["action"]
+    if verb not in ACTIONS:
+        raise ApiError(404, f"unknown action '{verb}' (known: {', '.join(ACTIONS)})")
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    raw = await request.read()
+    body = _dict_body(await _json_body(request), f"{verb} options") if raw.strip() else {}
+    ro = await _get_rollout(ctx, ns, name)
+    message = f"rollout '{name}' {verb}d"
+    if verb == "promote":
+        full = bool(body.get("full"))
+        patches = useractions.promote(ro, full=full)
+        message = f"rollout '{name}' {'fully ' if full else ''}promoted"
+    elif verb == "abort":
+        patches = useractions.abort(ro)
+        message = f"rollout '{name}' aborted"
+    elif verb == "retry":
+        patches = useractions.retry(ro)
+        message = f"rollout '{name}' retried"
+    elif verb == "pause":
+        patches = useractions.pause(ro)
+        message = f"rollout '{name}' paused"
+    elif verb == "resume":
+        patches = useractions.resume(ro)
+        message = f"rollout '{name}' resumed"
+    elif verb == "restart":
+        patches = useractions.restart(ro, rfc3339(ctx.clock.now()))
+        message = f"rollout '{name}' restarts"
+    elif verb == "undo":
+        to = body.get("toRevision")
+        if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 0):
+            raise ApiError(400, f"toRevision must be a non-negative integer, not {to!r}")
+        rss = await ctx.cluster.list("ReplicaSet", ns)
+        uid = ro.get("metadata", {}).get("uid")
+        owned = [
+            rs for rs in rss if any(r.get("uid") == uid for r in rs["metadata"].get("ownerReferences") or [])
+        ]
+        patches = useractions.undo(ro, owned, to)
+        message = f"rollout '{name}' undo"
+    elif verb == "set-image":
+        container, image = body.get("container"), body.get("image")
+        if not isinstance(container, str) or not isinstance(image, str) or not container or not image:
+            raise ApiError(400, 'set-image needs {"container": NAME or "*", "image": IMAGE}')
+        patches = useractions.set_image(ro, container, image)
+        message = f"rollout '{name}' image updated"
+    else:  # set-env
+        container, key, value = body.get("container"), body.get("name"), body.get("value")
+        if (
+            not isinstance(container, str)
+            or not isinstance(key, str)
+            or not key
+            or not isinstance(value, str)
+        ):
+            raise ApiError(400, 'set-env needs {"container": NAME or "*", "name": KEY, "value": VALUE}')
+        patches = useractions.set_env(ro, container, key, value)
+        message = f"rollout '{name}' env updated"
+    for p in patches:
+        ro = await ctx.cluster.patch("Rollout", ns, name, p.body, subresource=p.subresource)
+    return _json({"message": message, "rollout": ro})
+
+
+async def _info_of(ctx: _Ctx, ns: str, name: str) -> Obj:
+    ro = await _get_rollout(ctx, ns, name)
+    rss = await ctx.cluster.list("ReplicaSet", ns)
+    pods = await ctx.cluster.list("Pod", ns)
+    return rollout_info(ro, rss, pods, ctx.clock.now())
+
+
+async def info(request: web.Request) -> web.Response:
+    """GET /api/rollouts/{namespace}/{name}/info: the header and the revision tree."""
+    return _json(await _info_of(_ctx(request), request.match_info["namespace"], request.match_info["name"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# streams (Server-Sent Events)
+
+
+async def _sse_start(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    await resp.prepare(request)
+    return resp
+
+
+async def _sse_send(resp: web.StreamResponse, event: str, data: Any) -> None:
+    payload = json.dumps(data, default=str, separators=(",", ":"))
+    await resp.write(f"event: {event}\ndata: {payload}\n\n".encode())
+
+
+async def _changes(
+    cluster: Cluster, kinds: Sequence[str], ns: str | None, flag: asyncio.Event, sink: list[Any] | None = None
+) -> None:
+    """Follow cluster.watch: set ``flag`` on every change (and keep the events in ``sink``)."""
+    async for ev in cluster.watch(kinds, ns):
+        if sink is not None:
+            sink.append(ev)
+        flag.set()
+
+
+async def watch(request: web.Request) -> web.StreamResponse:
+    """GET /api/watch?kinds=Rollout,Pod&namespace=: every change as an SSE event."""
+    ctx = _ctx(request)
+    kinds = [k for k in (request.query.get("kinds") or "Rollout,ReplicaSet,Pod,Service").split(",") if k]
+    for k in kinds:
+        if k not in KIND_OF_PLURAL.values():
+            raise ApiError(400, f"unknown kind '{k}' in kinds")
+    ns = request.query.get("namespace") or None
+    resp = await _sse_start(request)
+    flag = asyncio.Event()
+    events: list[Any] = []
+    follower = asyncio.create_task(_changes(ctx.cluster, kinds, ns, flag, events))
+    try:
+        while not follower.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(flag.wait(), HEARTBEAT_SECONDS)
+            flag.clear()
+            if not events:
+                await resp.write(b": ping\n\n")
+            while events:
+                ev = events.pop(0)
+                await _sse_send(resp, ev.type, {"type": ev.type, "kind": ev.kind, "object": ev.obj})
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        follower.cancel()
+        with contextlib.suppress(BaseException):
+            await follower
+    return resp
+
+
+async def info_watch(request: web.Request) -> web.StreamResponse:
+    """GET /api/rollouts/{namespace}/{name}/info/watch: the info view, sent again on every change.
+
+    Also re-checked every second so that nothing missed between a watch and a read can leave the
+    view stale; an unchanged view is not sent again."""
+    ctx = _ctx(request)
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    first = await _info_of(ctx, ns, name)  # a 404 before the stream starts
+    resp = await _sse_start(request)
+    flag = asyncio.Event()
+    follower = asyncio.create_task(_changes(ctx.cluster, INFO_KINDS, ns, flag))
+    last_sent = ""
+    last_write = asyncio.get_running_loop().time()
+    try:
+        view: Obj | None = first
+        while True:
+            if view is not None:
+                key = json.dumps({k: v for k, v in view.items() if k != "now"}, sort_keys=True, default=str)
+                if key != last_sent:
+                    await _sse_send(resp, "info", view)
+                    last_sent = key
+                    last_write = asyncio.get_running_loop().time()
+            if asyncio.get_running_loop().time() - last_write > HEARTBEAT_SECONDS:
+                await resp.write(b": ping\n\n")
+                last_write = asyncio.get_running_loop().time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(flag.wait(), 1.0)
+            flag.clear()
+            await asyncio.sleep(0.05)  # coalesce a burst of changes into one view
+            try:
+                view = await _info_of(ctx, ns, name)
+            except ApiError:
+                await _sse_send(resp, "deleted", {"name": name, "namespace": ns})
+                break
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        follower.cancel()
+        with contextlib.suppress(BaseException):
+            await follower
+    return resp
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    """GET /api/pods/{namespace}/{name}/logs?container=&follow=1&tail=N: a replica's output."""
+    ctx = _ctx(request)
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    try:
+        pod = await ctx.cluster.get("Pod", ns, name)
+    except NotFound:
+        raise ApiError(404, f"pod '{name}' not found in namespace '{ns}'") from None
+    if ctx.state_dir is None:
+        raise ApiError(404, "this server keeps no log files")
+    containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
+    container = request.query.get("container") or (containers[0] if containers else "")
+    if containers and container not in containers:
+        raise ApiError(
+            404, f"pod '{name}' has no container '{container}' (containers: {', '.join(containers)})"
+        )
+    path = ctx.state_dir / "logs" / ns / name / f"{container}.log"
+    follow = request.query.get("follow") in ("1", "true", "yes")
+    tail = request.query.get("tail")
+    if not path.exists() and not follow:
+        raise ApiError(404, f"no log for pod '{name}' container '{container}' yet")
+    resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    await resp.prepare(request)
+    pos = 0
+    if path.exists():
+        data = path.read_bytes()
+        if tail is not None and tail.isdigit():
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[-int(tail) :]) if int(tail) else b""
+            pos = path.stat().st_size
+        else:
+            pos = len(data)
+        await resp.write(data)
+    if follow:
+        checked = 0.0
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await asyncio.sleep(0.25)
+                if path.exists():
+                    size = path.stat().st_size
+                    if size < pos:  # truncated or replaced: start over
+                        pos = 0
+                    if size > pos:
+                        with path.open("rb") as f:
+                            f.seek(pos)
+                            chunk = f.read(size - pos)
+                        pos += len(chunk)
+                        await resp.write(chunk)
+                if loop.time() - checked > 2.0:
+                    checked = loop.time()
+                    try:
+                        await ctx.cluster.get("Pod", ns, name)
+                    except NotFound:
+                        break
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+    with contextlib.suppress(ConnectionResetError):
+        await resp.write_eof()
+    return resp
+
+
+async def debug_clock(request: web.Request) -> web.Response:
+    """POST /api/debug/clock {advance: seconds}: only on a server started with --test-clock."""
+    ctx = _ctx(request)
+    if not ctx.test_clock:
+        raise ApiError(409, "this server runs on the real clock; start it with --test-clock to advance time")
+    body = _dict_body(await _json_body(request), "{advance: seconds}")
+    secs = body.get("advance")
+    if not isinstance(secs, int | float) or isinstance(secs, bool) or secs < 0:
+        raise ApiError(400, f"advance must be a non-negative number of seconds, not {secs!r}")
+    try:
+        ctx.clock.advance(float(secs))
+    except PermissionError as exc:
+        raise ApiError(409, str(exc)) from exc
+    return _json({"now": rfc3339(ctx.clock.now())})

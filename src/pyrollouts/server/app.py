@@ -1,0 +1,224 @@
+"""The local server: assembles the local runtime, the proxy, the rollout controller and the API.
+
+``rollouts server --state-dir DIR --listen 127.0.0.1:7390`` runs:
+- the SQLite store and the ReplicaSet controller/supervisor that runs Pods as processes
+  (runtimes/local), re-adopting processes left by an earlier server;
+- the proxy process (the data plane), adopted if already running, fed its routing table from the
+  store's Services and Pods;
+- the rollout controller (controller/) over the local Cluster;
+- the HTTP API (server/api.py) used by the CLI and the dashboard.
+App processes and the proxy do not depend on this process: if it dies, traffic keeps flowing, and a
+restarted server picks everything up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..controller import Clock, RolloutController
+
+log = logging.getLogger("pyrollouts.server")
+
+
+class ServerError(Exception):
+    """A server that cannot start (message says why and what to do)."""
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ServerError(f"--listen {listen!r}: expected HOST:PORT, for example 127.0.0.1:7390")
+    return (host.strip("[]") or "127.0.0.1"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ControllerClock:
+    """The clock the API may advance (test mode); advancing requeues every rollout."""
+
+    def __init__(self, clock: Clock, controller: RolloutController | None, adjustable: bool) -> None:
+        self._clock = clock
+        self.controller = controller
+        self.adjustable = adjustable
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    def advance(self, seconds: float) -> None:
+        if not self.adjustable:
+            raise PermissionError("the clock can be advanced only on a server started with --test-clock")
+        self._clock.advance(seconds)
+        if self.controller is not None:
+            asyncio.get_running_loop().create_task(self.controller.requeue_all())
+
+
+class LocalServer:
+    """All the parts of a local server, started and stopped together (also used by tests)."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        listen: str = "127.0.0.1:7390",
+        *,
+        token_file: Path | None = None,
+        image_map: Path | None = None,
+        test_clock: bool = False,
+        proxy_bind: str = "127.0.0.1",
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.host, self.port = parse_listen(listen)
+        self.token: str | None = None
+        if token_file is not None:
+            try:
+                self.token = Path(token_file).read_text().strip()
+            except OSError as exc:
+                raise ServerError(f"--token-file {token_file}: cannot read it ({exc.strerror})") from exc
+            if not self.token:
+                raise ServerError(f"--token-file {token_file}: the file is empty; put a token in it")
+        if not is_loopback(self.host) and not self.token:
+            raise ServerError(
+                f"--listen {listen}: listening beyond loopback needs a token; "
+                "pass --token-file FILE (clients send it as a bearer token)"
+            )
+        self.image_map = image_map
+        self.test_clock = test_clock
+        self.proxy_bind = proxy_bind
+        self.clock = Clock()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._runner: web.AppRunner | None = None
+        self.stopped = asyncio.Event()
+        self.stop_everything = False
+
+    async def start(self) -> None:
+        from ..runtimes.local.proxymanager import ProxyManager, ServiceProxyController
+        from ..runtimes.local.runtime import LocalRuntime
+        from . import api
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.runtime = LocalRuntime(self.state_dir, image_map=self.image_map)
+        await self.runtime.start()
+        self.proxy = ProxyManager(self.state_dir, bind=self.proxy_bind)
+        await self.proxy.ensure_running()
+        self.service_proxy = ServiceProxyController(self.runtime.cluster, self.proxy)
+        self.controller = RolloutController(self.runtime.cluster, self.clock)
+        api_clock = ControllerClock(self.clock, self.controller, self.test_clock)
+        self._tasks = [
+            asyncio.create_task(self.controller.run(), name="rollout-controller"),
+            asyncio.create_task(self.service_proxy.run(), name="service-proxy"),
+            asyncio.create_task(self.proxy.watch(), name="proxy-supervisor"),
+        ]
+        app = api.make_app(
+            self.runtime.cluster,
+            admission=self.admission,
+            clock=api_clock,
+            token=self.token,
+            state_dir=self.state_dir,
+            extra_routes=[web.post("/api/shutdown", self._shutdown)],
+            proxy=self.proxy,
+        )
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            raise ServerError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror}; "
+                "is another server running? pick another port with --listen"
+            ) from exc
+        (self.state_dir / "server.pid").write_text(f"{os.getpid()}\n{self.host}:{self.port}\n")
+        log.info("pyrollouts server listening on http://%s:%d", self.host, self.port)
+
+    def admission(self, objects: list[dict[str, Any]]) -> list[str]:
+        """Refusals specific to one machine: pod features it cannot do, Service port clashes."""
+        return list(self.runtime.admission(objects))
+
+    async def _shutdown(self, request: web.Request) -> web.Response:
+        """POST /api/shutdown {"all": true}: stop the server; with all, also the pods and proxy."""
+        body: dict[str, Any] = {}
+        with contextlib.suppress(Exception):
+            body = await request.json()
+        self.stop_everything = bool(body.get("all"))
+        asyncio.get_running_loop().call_later(0.05, self.stopped.set)
+        return web.json_response({"stopping": True, "all": self.stop_everything})
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        runtime = getattr(self, "runtime", None)
+        if runtime is not None:
+            await runtime.stop(terminate_pods=self.stop_everything)
+        proxy = getattr(self, "proxy", None)
+        if proxy is not None and self.stop_everything:
+            await proxy.stop()
+        with contextlib.suppress(FileNotFoundError):
+            (self.state_dir / "server.pid").unlink()
+
+
+def default_state_dir() -> Path:
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir("pyrollouts"))
+
+
+def serve(
+    state_dir: Path | None = None,
+    listen: str = "127.0.0.1:7390",
+    *,
+    token_file: Path | None = None,
+    image_map: Path | None = None,
+    test_clock: bool = False,
+    proxy_bind: str = "127.0.0.1",
+) -> None:
+    """Run a local server until SIGTERM/SIGINT (or POST /api/shutdown)."""
+    state = Path(state_dir) if state_dir else default_state_dir()
+    state.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=os.environ.get("PYROLLOUTS_LOGLEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.FileHandler(state / "server.log"), logging.StreamHandler(sys.stderr)],
+    )
+    async def main() -> None:
+        server = LocalServer(
+            state,
+            listen,
+            token_file=token_file,
+            image_map=image_map,
+            test_clock=test_clock,
+            proxy_bind=proxy_bind,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, server.stopped.set)
+        await server.start()
+        await server.stopped.wait()
+        await server.stop()
+
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional on platforms without it
+        asyncio.run(main())
+    else:
+        uvloop.run(main())

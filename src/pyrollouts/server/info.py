@@ -1,0 +1,239 @@
+"""The "info" view of one Rollout: what `rollouts get rollout` and the dashboard show.
+
+A pure function from objects (the Rollout, its ReplicaSets, their Pods) and a time to plain JSON
+data: the header (phase, message, images with their roles, replica counts) and the revision tree
+(newest revision first, each ReplicaSet with its roles and scale-down deadline, each Pod with
+readiness, restarts and, on the local runtime, its host port). Both the HTTP API and a future
+Kubernetes backend of the CLI compute it the same way, so the CLI renders one shape only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ..model import names
+
+Obj = dict[str, Any]
+
+#: Where the local runtime records a Pod's host ports: JSON {containerPort: hostPort}, the Pod's
+#: main port first (runtimes/local/ports.py).
+PORTS_ANNOTATION = "local.pyrollouts.io/ports"
+
+ROLE_ORDER = ("stable", "active", "preview")
+
+
+def rfc3339(t: datetime) -> str:
+    """RFC3339 UTC with a trailing Z, whole seconds (Kubernetes' form)."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(s: str | None) -> datetime | None:
+    """Parse an RFC3339 timestamp as Kubernetes writes it; None when absent or malformed."""
+    if not s:
+        return None
+    try:
+        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _owned_by(obj: Mapping[str, Any], uid: str, kind: str, name: str) -> bool:
+    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+        if uid and ref.get("uid") == uid:
+            return True
+        # Objects written by hand or before uids were known: fall back to kind + name.
+        if not ref.get("uid") and ref.get("kind") == kind and ref.get("name") == name:
+            return True
+    return False
+
+
+def _revision(rs: Mapping[str, Any]) -> int:
+    ann = rs.get("metadata", {}).get("annotations") or {}
+    try:
+        return int(ann.get(names.REVISION_ANNOTATION, "0"))
+    except ValueError:
+        return 0
+
+
+def _pod_ready_counts(pod: Mapping[str, Any]) -> tuple[int, int]:
+    spec_containers = (pod.get("spec") or {}).get("containers") or []
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    total = len(spec_containers) or len(statuses)
+    ready = sum(1 for cs in statuses if cs.get("ready"))
+    return ready, total
+
+
+def _pod_restarts(pod: Mapping[str, Any]) -> int:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return sum(int(cs.get("restartCount") or 0) for cs in statuses)
+
+
+def host_port(pod: Mapping[str, Any]) -> int | None:
+    """The host port a local replica listens on, wherever the runtime recorded it."""
+    ann = pod.get("metadata", {}).get("annotations") or {}
+    raw = ann.get(PORTS_ANNOTATION)
+    if raw:
+        try:
+            ports = json.loads(raw)
+            for v in ports.values():
+                return int(v)
+        except (ValueError, TypeError, AttributeError):
+            pass
+    status = pod.get("status") or {}
+    if isinstance(status.get("hostPort"), int):
+        return int(status["hostPort"])
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        for p in c.get("ports") or []:
+            if p.get("hostPort"):
+                return int(p["hostPort"])
+    return None
+
+
+def pod_status(pod: Mapping[str, Any]) -> str:
+    """A kubectl-like status word: a waiting/terminated reason, Terminating, or the phase."""
+    meta = pod.get("metadata", {})
+    status = pod.get("status") or {}
+    if meta.get("deletionTimestamp"):
+        return "Terminating"
+    for cs in status.get("containerStatuses") or []:
+        state = cs.get("state") or {}
+        for key in ("waiting", "terminated"):
+            reason = (state.get(key) or {}).get("reason")
+            if reason:
+                return str(reason)
+    return str(status.get("phase") or "Pending")
+
+
+def pod_info(pod: Mapping[str, Any]) -> Obj:
+    """One Pod's row in the tree."""
+    ready, total = _pod_ready_counts(pod)
+    meta = pod.get("metadata", {})
+    return {
+        "name": meta.get("name", ""),
+        "creationTimestamp": meta.get("creationTimestamp"),
+        "status": pod_status(pod),
+        "ready": f"{ready}/{total}",
+        "allReady": total > 0 and ready == total,
+        "restarts": _pod_restarts(pod),
+        "hostPort": host_port(pod),
+    }
+
+
+def _rs_status(rs: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> str:
+    desired = int((rs.get("spec") or {}).get("replicas") or 0)
+    st = rs.get("status") or {}
+    if desired == 0:
+        return "ScaledDown" if int(st.get("replicas") or 0) == 0 and not pods else "Progressing"
+    if int(st.get("availableReplicas") or 0) >= desired:
+        return "Healthy"
+    return "Progressing"
+
+
+def _images(template: Mapping[str, Any]) -> list[str]:
+    return [str(c.get("image", "")) for c in (template.get("spec") or {}).get("containers") or []]
+
+
+def rollout_info(
+    rollout: Mapping[str, Any],
+    replicasets: Sequence[Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> Obj:
+    """The info view (see the module docstring). ReplicaSets and Pods may include unrelated
+    objects of the namespace: only those the Rollout owns (and their Pods) are used."""
+    meta = rollout.get("metadata", {})
+    name = meta.get("name", "")
+    uid = meta.get("uid", "")
+    spec = rollout.get("spec") or {}
+    status = rollout.get("status") or {}
+    bg_status = status.get("blueGreen") or {}
+    strategy = spec.get("strategy") or {}
+    active_sel = bg_status.get("activeSelector") or ""
+    preview_sel = bg_status.get("previewSelector") or ""
+    stable = status.get("stableRS") or ""
+
+    own_rs = [rs for rs in replicasets if _owned_by(rs, uid, "Rollout", name)]
+    rs_infos: list[Obj] = []
+    image_roles: dict[str, list[str]] = {}
+    for rs in sorted(own_rs, key=lambda r: (-_revision(r), r.get("metadata", {}).get("name", ""))):
+        rmeta = rs.get("metadata", {})
+        rs_uid = rmeta.get("uid", "")
+        rs_name = rmeta.get("name", "")
+        rs_pods = [p for p in pods if _owned_by(p, rs_uid, "ReplicaSet", rs_name)]
+        rs_pods.sort(
+            key=lambda p: (p.get("metadata", {}).get("creationTimestamp") or "", p["metadata"]["name"])
+        )
+        h = (rmeta.get("labels") or {}).get(names.POD_TEMPLATE_HASH_LABEL, "")
+        roles: list[str] = []
+        if h and h == stable:
+            roles.append("stable")
+        # As Argo shows it: the preview role only when the RS is not also the active one.
+        if h and h == active_sel:
+            roles.append("active")
+        elif h and h == preview_sel:
+            roles.append("preview")
+        ann = rmeta.get("annotations") or {}
+        deadline = ann.get(names.SCALE_DOWN_DEADLINE_ANNOTATION) or None
+        rs_spec = rs.get("spec") or {}
+        rs_st = rs.get("status") or {}
+        images = _images(rs_spec.get("template") or {})
+        if roles:
+            for img in images:
+                image_roles.setdefault(img, [])
+                for r in roles:
+                    if r not in image_roles[img]:
+                        image_roles[img].append(r)
+        rs_infos.append(
+            {
+                "name": rs_name,
+                "revision": _revision(rs),
+                "podTemplateHash": h,
+                "creationTimestamp": rmeta.get("creationTimestamp"),
+                "status": _rs_status(rs, rs_pods),
+                "roles": roles,
+                "scaleDownDeadline": deadline,
+                "replicas": int(rs_spec.get("replicas") or 0),
+                "readyReplicas": int(rs_st.get("readyReplicas") or 0),
+                "availableReplicas": int(rs_st.get("availableReplicas") or 0),
+                "images": images,
+                "pods": [pod_info(p) for p in rs_pods],
+            }
+        )
+
+    revisions: list[Obj] = []
+    for rsi in rs_infos:
+        if revisions and revisions[-1]["revision"] == rsi["revision"]:
+            revisions[-1]["replicaSets"].append(rsi)
+        else:
+            revisions.append({"revision": rsi["revision"], "replicaSets": [rsi]})
+
+    desired = spec.get("replicas")
+    return {
+        "name": name,
+        "namespace": meta.get("namespace", "default"),
+        "creationTimestamp": meta.get("creationTimestamp"),
+        "status": status.get("phase") or "Progressing",
+        "message": status.get("message") or "",
+        "strategy": "BlueGreen" if "blueGreen" in strategy else ("Canary" if "canary" in strategy else ""),
+        "images": [
+            {"image": img, "roles": sorted(roles, key=ROLE_ORDER.index)} for img, roles in image_roles.items()
+        ],
+        "replicas": {
+            "desired": 1 if desired is None else int(desired),
+            "current": int(status.get("replicas") or 0),
+            "updated": int(status.get("updatedReplicas") or 0),
+            "ready": int(status.get("readyReplicas") or 0),
+            "available": int(status.get("availableReplicas") or 0),
+        },
+        "activeSelector": active_sel,
+        "previewSelector": preview_sel,
+        "stableRS": stable,
+        "currentPodHash": status.get("currentPodHash") or "",
+        "revisions": revisions,
+        "now": rfc3339(now),
+        "rollout": dict(rollout),
+    }

@@ -1,0 +1,386 @@
+"""Every verb of the CLI against a real `rollouts server` (real store, processes and proxy)."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import EXAMPLE, Server, free_port, http_body, seed_manifest
+
+from pyrollouts.cli.main import run
+
+# The seed's manifest as first written: probe timings inside httpGet and the port as a string.
+FAITHFUL_SEED = EXAMPLE.read_text().replace(
+    """            httpGet:
+              path: /healthz
+              port: 8080
+""",
+    """            httpGet:
+              path: /healthz
+              port: "8080"
+              initialDelaySeconds: 3
+""",
+)
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def rs_by_revision(server: Server, ns: str, name: str) -> dict[int, dict]:
+    info = server.info(ns, name)
+    return {rev["revision"]: rev["replicaSets"][0] for rev in info["revisions"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# without a server
+
+
+def test_no_server_says_how_to_start_one() -> None:
+    port = free_port()
+    for argv in (
+        ["get", "rollout", "x"],
+        ["promote", "x"],
+        ["list", "rollouts"],
+        ["apply", "-f", str(EXAMPLE)],
+    ):
+        err = io.StringIO()
+        old = sys.stderr
+        sys.stderr = err
+        try:
+            code = run(["--server", f"http://127.0.0.1:{port}", *argv])
+        finally:
+            sys.stderr = old
+        assert code == 1, argv
+        assert f"cannot reach a pyrollouts server at http://127.0.0.1:{port}" in err.getvalue()
+        assert "rollouts server --state-dir" in err.getvalue()
+
+
+def test_lint_clean_and_faulty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["lint", "-f", str(EXAMPLE)]) == 0
+    assert "no errors" in capsys.readouterr().out
+    bad = write(tmp_path, "seed.yaml", FAITHFUL_SEED)
+    assert run(["lint", "-f", bad]) == 1
+    out = capsys.readouterr()
+    assert "error:" in out.out and f"{bad}:" in out.out  # findings name the file and line
+    assert "error(s)" in out.err
+    assert run(["lint", "-f", str(tmp_path / "missing.yaml")]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_completion_scripts(capsys: pytest.CaptureFixture[str]) -> None:
+    for shell in ("bash", "zsh", "fish"):
+        assert run(["completion", shell]) == 0
+        assert "_ROLLOUTS_COMPLETE" in capsys.readouterr().out
+    assert run(["completion", "tcsh"]) == 2
+
+
+def test_kubectl_plugin_entry_point_says_backend_missing() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pyrollouts.cli.main import kubectl_main; kubectl_main()",
+            "get",
+            "rollout",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "Kubernetes backend of the CLI is not built yet" in proc.stderr
+
+
+def test_rollouts_entry_point_runs(server: Server) -> None:
+    exe = Path(sys.executable).with_name("rollouts")
+    proc = subprocess.run(
+        [str(exe), "--server", server.url, "version"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "rollouts: v" in proc.stdout and "server: v" in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# errors against a server
+
+
+def test_unknown_rollout_everywhere(server: Server) -> None:
+    for argv in (
+        ["get", "rollout", "nope"],
+        ["promote", "nope"],
+        ["abort", "nope"],
+        ["retry", "rollout", "nope"],
+        ["undo", "nope"],
+        ["pause", "nope"],
+        ["restart", "nope"],
+        ["set", "image", "nope", "a=b"],
+        ["set", "env", "nope", "a", "K=V"],
+        ["status", "nope"],
+        ["delete", "rollout", "nope"],
+    ):
+        r = server.cli(*argv, "-n", "ghost")
+        assert r.code == 1, (argv, r)
+        assert "rollout 'nope' not found in namespace 'ghost'" in r.err, (argv, r.err)
+
+
+def test_bad_file_is_refused_and_nothing_stored(server: Server, tmp_path: Path) -> None:
+    ns = "cli-bad"
+    text, _, _ = seed_manifest(ns)
+    bad_text = text.replace(
+        """              port: 8080
+""",
+        """              port: "8080"
+              initialDelaySeconds: 3
+""",
+    )
+    r = server.cli("apply", "-f", write(tmp_path, "bad.yaml", bad_text))
+    assert r.code == 1
+    assert "nothing was applied" in r.err and "bad.yaml:" in r.err
+    assert server.cli("list", "rollouts", "-n", ns).out.startswith("No resources found")
+    assert server.http("GET", f"/api/services?namespace={ns}")["items"] == []
+    r = server.cli("apply", "-f", write(tmp_path, "broken.yaml", "kind: [unclosed\n"))
+    assert r.code == 1 and "invalid YAML" in r.err
+    r = server.cli("apply", "-f", str(tmp_path / "absent.yaml"))
+    assert r.code == 1 and "no such file" in r.err
+
+
+def test_usage_errors_exit_2(server: Server) -> None:
+    assert server.cli("set", "image", "x", "no-equals-sign").code == 2
+    assert server.cli("set", "env", "x", "c", "NOVALUE").code == 2
+    assert server.cli("get", "rollout", "x", "-o", "xml").code == 2
+    assert server.cli("status", "x", "-t", "soon").code == 2
+    assert server.cli("delete", "gizmo", "x").code == 2
+    assert server.cli("frobnicate").code == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# the seed's story, verb by verb
+
+
+def test_seed_story(server: Server, tmp_path: Path) -> None:
+    ns = "cli-story"
+    text, prod, preview = seed_manifest(ns)
+    path = write(tmp_path, "super-hello.yaml", text)
+
+    r = server.cli("create", "-f", path)
+    assert r.code == 0, r
+    assert r.out.splitlines() == [
+        f"namespace/{ns} created",
+        "rollout.argoproj.io/super-hello created",
+        "service/super-hello-prod created",
+        "service/super-hello-preview created",
+    ]
+    r = server.cli("create", "-f", path)
+    assert r.code == 1 and "already exists (use apply to update it)" in " ".join(r.err.split())
+
+    r = server.cli("status", "super-hello", "-n", ns, "-t", "60s")
+    assert r.code == 0, (r, server.log_text()[-2000:])
+    assert r.out.strip().splitlines()[-1] == "Healthy"
+    assert http_body(prod) == "VERSION V2" and http_body(preview) == "VERSION V2"
+
+    r = server.cli("get", "rollout", "super-hello", "-n", ns)
+    assert r.code == 0
+    assert "Status:          ✔ Healthy" in r.out
+    assert "Images:          ghcr.io/gbaeke/super:1.0.2 (stable, active)" in r.out
+    assert "# revision:1" in r.out and "stable,active" in r.out
+    assert r.out.count("ready:1/1") == 3 and "port:" in r.out
+
+    r = server.cli("promote", "super-hello", "-n", ns)
+    assert r.code == 1 and "rollout 'super-hello' is not paused" in r.err
+
+    r = server.cli("apply", "-f", path)  # the same manifest again changes nothing
+    assert r.code == 0 and "rollout.argoproj.io/super-hello unchanged" in r.out
+
+    r = server.cli("set", "env", "super-hello", "super-hello", "WELCOME=VERSION V3", "-n", ns)
+    assert r.code == 0 and r.out.strip() == "rollout 'super-hello' env updated"
+    r = server.cli("status", "super-hello", "-n", ns, "--until", "paused", "-t", "60s")
+    assert r.code == 0, r
+    assert r.out.strip().splitlines()[-1] == "Paused - BlueGreenPause"
+    assert http_body(prod) == "VERSION V2"
+    server.wait_for("preview on V3", lambda: http_body(preview) == "VERSION V3", timeout=10)
+
+    r = server.cli("get", "rollout", "super-hello", "-n", ns)
+    assert "॥ Paused" in r.out and "Message:         BlueGreenPause" in r.out
+    assert "# revision:2" in r.out and "preview" in r.out
+    obj = json.loads(server.cli("get", "rollout", "super-hello", "-n", ns, "-o", "json").out)
+    assert obj["status"]["phase"] == "Paused"
+    assert (
+        yaml.safe_load(server.cli("get", "rollout", "super-hello", "-n", ns, "-o", "yaml").out)["kind"]
+        == "Rollout"
+    )
+
+    r = server.cli("list", "rollouts", "-n", ns)
+    assert r.out.splitlines()[0].split()[:3] == ["NAME", "STRATEGY", "STATUS"]
+    assert r.out.splitlines()[1].split()[:3] == ["super-hello", "BlueGreen", "Paused"]
+    r = server.cli("list", "rollouts", "-A")
+    assert r.out.splitlines()[0].startswith("NAMESPACE") and ns in r.out
+
+    r = server.cli("promote", "super-hello", "-n", ns)
+    assert r.code == 0 and r.out.strip() == "rollout 'super-hello' promoted"
+    r = server.cli("status", "super-hello", "-n", ns, "-t", "60s")
+    assert r.code == 0, r
+    server.wait_for("production on V3", lambda: http_body(prod) == "VERSION V3", timeout=10)
+    r = server.cli("get", "rollout", "super-hello", "-n", ns)
+    assert "delay:" in r.out
+
+    # The scale-down delay passes on the server's (test) clock.
+    server.http("POST", "/api/debug/clock", {"advance": 40})
+    server.wait_for(
+        "revision 1 scaled down",
+        lambda: rs_by_revision(server, ns, "super-hello")[1]["status"] == "ScaledDown",
+        timeout=30,
+    )
+    r = server.cli("get", "rollout", "super-hello", "-n", ns)
+    assert "• ScaledDown" in r.out
+
+    r = server.cli("get", "all", "-n", ns)
+    assert r.code == 0
+    for word in (
+        "rollout.argoproj.io/super-hello",
+        "replicaset.apps/super-hello-",
+        "pod/super-hello-",
+        "service/super-hello-prod",
+        f"{prod}/TCP",
+        "rollouts-pod-template-hash=",
+    ):
+        assert word in r.out, word
+
+    # undo: back to revision 1's template (V2), as a new revision 3
+    r = server.cli("undo", "super-hello", "-n", ns)
+    assert r.code == 0 and "undo" in r.out
+    r = server.cli("status", "super-hello", "-n", ns, "--until", "paused", "-t", "60s")
+    assert r.code == 0, r
+    assert 3 in rs_by_revision(server, ns, "super-hello")
+    server.wait_for("preview back on V2", lambda: http_body(preview) == "VERSION V2", timeout=10)
+
+    # abort: production stays on V3, the rollout is Degraded; retry brings the pause back
+    r = server.cli("abort", "super-hello", "-n", ns)
+    assert r.code == 0 and r.out.strip() == "rollout 'super-hello' aborted"
+    r = server.cli("status", "super-hello", "-n", ns, "-t", "30s")
+    assert r.code == 1 and "degraded state" in r.out
+    assert http_body(prod) == "VERSION V3"
+    r = server.cli("retry", "rollout", "super-hello", "-n", ns)
+    assert r.code == 0 and r.out.strip() == "rollout 'super-hello' retried"
+    r = server.cli("status", "super-hello", "-n", ns, "--until", "paused", "-t", "60s")
+    assert r.code == 0, r
+
+    r = server.cli("promote", "super-hello", "-n", ns, "--full")
+    assert r.code == 0 and r.out.strip() == "rollout 'super-hello' fully promoted"
+    assert server.cli("status", "super-hello", "-n", ns, "-t", "60s").code == 0
+    server.wait_for("production back on V2", lambda: http_body(prod) == "VERSION V2", timeout=10)
+
+    # pause / resume (spec.paused)
+    assert server.cli("pause", "super-hello", "-n", ns).out.strip() == "rollout 'super-hello' paused"
+    r = server.cli("status", "super-hello", "-n", ns, "--no-watch")
+    assert r.code == 2 and "Paused - manually paused" in r.out
+    assert server.cli("resume", "super-hello", "-n", ns).out.strip() == "rollout 'super-hello' resumed"
+    assert server.cli("status", "super-hello", "-n", ns, "-t", "30s").code == 0
+
+    # restart
+    assert server.cli("restart", "super-hello", "-n", ns).code == 0
+    assert server.http("GET", f"/api/rollouts/{ns}/super-hello")["spec"]["restartAt"]
+
+    # set image: a container that does not exist, then one that does
+    r = server.cli("set", "image", "super-hello", "web=ghcr.io/gbaeke/super:1.0.3", "-n", ns)
+    assert r.code == 1 and "has no container named 'web'" in r.err
+    r = server.cli("set", "image", "super-hello", "super-hello=ghcr.io/gbaeke/super:1.0.3", "-n", ns)
+    assert r.code == 0 and r.out.strip() == "rollout 'super-hello' image updated"
+    ro = server.http("GET", f"/api/rollouts/{ns}/super-hello")
+    assert ro["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/gbaeke/super:1.0.3"
+
+    # logs of a live pod
+    pods = [
+        p
+        for rev in server.info(ns, "super-hello")["revisions"]
+        for rs in rev["replicaSets"]
+        for p in rs["pods"]
+    ]
+    assert pods
+    proc = server.cli_process("logs", pods[0]["name"], "-n", ns)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "listening" in out
+    r = server.cli("logs", "no-such-pod", "-n", ns)
+    assert r.code == 1 and "pod 'no-such-pod' not found" in r.err
+
+    # delete: the rollout, its ReplicaSets and its processes go
+    r = server.cli("delete", "rollout", "super-hello", "-n", ns)
+    assert r.code == 0 and r.out.strip() == 'rollout.argoproj.io "super-hello" deleted'
+    server.wait_for(
+        "pods gone", lambda: server.http("GET", f"/api/pods?namespace={ns}")["items"] == [], timeout=30
+    )
+    assert server.cli("delete", "rollout", "super-hello", "-n", ns).code == 1
+
+
+def test_status_timeout_and_degraded(server: Server, tmp_path: Path) -> None:
+    ns = "cli-never-ready"
+    text, _, _ = seed_manifest(ns, replicas=1, extra_env={"DEMO_FAIL": "never-ready"})
+    text = text.replace(
+        "  revisionHistoryLimit: 6\n", "  revisionHistoryLimit: 6\n  progressDeadlineSeconds: 4\n"
+    )
+    assert server.cli("apply", "-f", write(tmp_path, "never.yaml", text)).code == 0
+    r = server.cli("status", "super-hello", "-n", ns, "-t", "1s")
+    assert r.code == 2 and "timed out after 1s" in r.out
+    r = server.cli("status", "super-hello", "-n", ns, "-t", "60s")
+    assert r.code == 1, r
+    assert "ProgressDeadlineExceeded" in r.out
+    assert server.cli("delete", "rollout", "super-hello", "-n", ns).code == 0
+
+
+def test_get_rollout_watch_redraws_until_interrupted(server: Server, tmp_path: Path) -> None:
+    ns = "cli-watch"
+    text, _, _ = seed_manifest(ns, replicas=1)
+    assert server.cli("apply", "-f", write(tmp_path, "w.yaml", text)).code == 0
+    proc = server.cli_process("get", "rollout", "super-hello", "-n", ns, "-w")
+    try:
+        assert server.cli("status", "super-hello", "-n", ns, "-t", "60s").code == 0
+        time.sleep(1.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "⟳ super-hello" in out and "✔ Healthy" in out, out
+    assert server.cli("delete", "rollout", "super-hello", "-n", ns).code == 0
+
+
+def test_logs_follow_streams_until_interrupted(server: Server, tmp_path: Path) -> None:
+    ns = "cli-logs"
+    text, _, _ = seed_manifest(ns, replicas=1)
+    assert server.cli("apply", "-f", write(tmp_path, "l.yaml", text)).code == 0
+    assert server.cli("status", "super-hello", "-n", ns, "-t", "60s").code == 0
+    pod = server.info(ns, "super-hello")["revisions"][0]["replicaSets"][0]["pods"][0]["name"]
+    proc = server.cli_process("logs", pod, "-n", ns, "-f")
+    time.sleep(1.5)
+    assert proc.poll() is None  # still following
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert "listening" in out
+    assert server.cli("delete", "rollout", "super-hello", "-n", ns).code == 0
+
+
+def test_token_is_required_when_set(tmp_path: Path) -> None:
+    tok = tmp_path / "token"
+    tok.write_text("s3cret-token\n")
+    (tmp_path / "state").mkdir()
+    s = Server(tmp_path / "state", token_file=tok)
+    try:
+        r = s.cli("list", "rollouts")
+        assert r.code == 1 and "needs a token" in r.err
+        r = s.cli("--token-file", str(tok), "list", "rollouts")
+        assert r.code == 0, r
+        wrong = tmp_path / "wrong"
+        wrong.write_text("nope")
+        assert s.cli("--token-file", str(wrong), "list", "rollouts").code == 1
+    finally:
+        s.stop()

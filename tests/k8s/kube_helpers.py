@@ -1,0 +1,372 @@
+"""Helpers for the Kubernetes runtime's tests: controller subprocesses, identities, polling.
+
+Controllers run as real subprocesses (``rollouts controller --kubeconfig ...``), each with its own
+log file, ports on 127.0.0.1 and, where a test needs to tell them apart in the audit log, its own
+ServiceAccount token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from lightkube import Client, KubeConfig
+from lightkube.types import PatchType
+
+from pyrollouts.runtimes.kubernetes.resources import RESOURCES
+from pyrollouts.testing.k8s_cluster import ControlPlane, tool_path
+
+VENV_BIN = Path(sys.executable).parent
+ROLLOUTS = str(VENV_BIN / "rollouts")
+REPO = Path(__file__).resolve().parents[2]
+
+Obj = dict[str, Any]
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll ``check`` until it returns a truthy value (returned); AssertionError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except AssertionError:
+            raise
+        except Exception as exc:  # the object may not exist yet
+            last_exc = exc
+        if time.monotonic() > deadline:
+            extra = f" (last error: {last_exc})" if last_exc else ""
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    """GET a loopback URL; (status, body)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def http_post(url: str, body: Obj, timeout: float = 5.0) -> tuple[int, str]:
+    """POST JSON to a loopback URL; (status, body)."""
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return resp.status, resp.read().decode()
+
+
+class ControllerProc:
+    """One `rollouts controller` subprocess."""
+
+    def __init__(
+        self,
+        kubeconfig: Path | str,
+        namespace: str,
+        log_path: Path,
+        *,
+        leader_elect: bool = False,
+        env: dict[str, str] | None = None,
+        extra: Sequence[str] = (),
+        identity_name: str = "ctrl",
+    ) -> None:
+        self.kubeconfig = str(kubeconfig)
+        self.namespace = namespace
+        self.log_path = log_path
+        self.metrics_port = free_port()
+        self.healthz_port = free_port()
+        self.leader_elect = leader_elect
+        self.env = env or {}
+        self.extra = list(extra)
+        self.name = identity_name
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def args(self) -> list[str]:
+        return [
+            ROLLOUTS,
+            "controller",
+            "--kubeconfig",
+            self.kubeconfig,
+            "--namespace",
+            self.namespace,
+            f"--leader-elect={'true' if self.leader_elect else 'false'}",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--healthz-port",
+            str(self.healthz_port),
+            "--listen-address",
+            "127.0.0.1",
+            "--test-clock",
+            "--loglevel",
+            "debug",
+            "--rollout-threads",
+            "2",
+            *self.extra,
+        ]
+
+    def start(self, wait_ready: bool = True) -> ControllerProc:
+        """Start the process (appending to its log) and wait for /readyz."""
+        env = {**os.environ, **self.env}
+        env.pop("KUBECONFIG", None)
+        log = self.log_path.open("ab")
+        log.write(f"\n==== start {' '.join(self.args())} env={self.env}\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(
+            self.args(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        log.close()
+        if wait_ready:
+            wait_for(self.ready, 60, f"controller {self.name} /readyz\n{self.log_tail()}")
+        return self
+
+    def ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(
+                f"controller {self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
+            )
+        try:
+            return http_get(f"http://127.0.0.1:{self.healthz_port}/readyz", 1.0)[0] == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        status, body = http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        assert status == 200, body
+        return body
+
+    def advance(self, seconds: float) -> None:
+        """Move the controller's clock forward (its --test-clock endpoint)."""
+        http_post(f"http://127.0.0.1:{self.healthz_port}/debug/clock", {"advance": seconds})
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+
+def admin_client(cp: ControlPlane, namespace: str) -> Client:
+    """A lightkube client as the admin, defaulting to the namespace."""
+    return Client(
+        KubeConfig.from_file(str(cp.kubeconfig)), namespace=namespace, field_manager="pyrollouts-tests"
+    )
+
+
+def plain(item: Any) -> Obj:
+    return dict(item.to_dict() if hasattr(item, "to_dict") else item)
+
+
+def get(client: Client, kind: str, name: str, namespace: str) -> Obj:
+    return plain(client.get(RESOURCES[kind], name, namespace=namespace))
+
+
+def list_objs(client: Client, kind: str, namespace: str) -> list[Obj]:
+    return [plain(i) for i in client.list(RESOURCES[kind], namespace=namespace)]
+
+
+def apply(client: Client, obj: Obj, namespace: str, manager: str = "pyrollouts-tests") -> Obj:
+    """Server-side apply one object into the namespace."""
+    obj = json.loads(json.dumps(obj))
+    kind = obj["kind"]
+    obj.setdefault("metadata", {})["namespace"] = namespace
+    obj.pop("status", None)
+    out = client.patch(
+        RESOURCES[kind],
+        obj["metadata"]["name"],
+        obj,
+        namespace=namespace,
+        patch_type=PatchType.APPLY,
+        field_manager=manager,
+        force=True,
+    )
+    return plain(out)
+
+
+def merge_patch(client: Client, kind: str, name: str, namespace: str, body: Obj, status: bool = False) -> Obj:
+    res = RESOURCES[kind].Status if status else RESOURCES[kind]
+    return plain(client.patch(res, name, body, namespace=namespace, patch_type=PatchType.MERGE))
+
+
+def owned_replicasets(client: Client, rollout: Obj) -> list[Obj]:
+    uid = rollout["metadata"]["uid"]
+    ns = rollout["metadata"]["namespace"]
+    return [
+        rs
+        for rs in list_objs(client, "ReplicaSet", ns)
+        if any(r.get("uid") == uid for r in rs["metadata"].get("ownerReferences") or [])
+    ]
+
+
+def revision(rs: Obj) -> int:
+    return int((rs["metadata"].get("annotations") or {}).get("rollout.argoproj.io/revision", "0"))
+
+
+def by_revision(client: Client, rollout: Obj) -> dict[int, Obj]:
+    return {revision(rs): rs for rs in owned_replicasets(client, rollout)}
+
+
+def rs_hash(rs: Obj) -> str:
+    return str(rs["metadata"]["labels"]["rollouts-pod-template-hash"])
+
+
+def events(client: Client, namespace: str, name: str) -> list[Obj]:
+    evs = [
+        e
+        for e in list_objs(client, "Event", namespace)
+        if (e.get("involvedObject") or {}).get("name") == name
+        and (e.get("involvedObject") or {}).get("kind") == "Rollout"
+    ]
+    evs.sort(
+        key=lambda e: (e["metadata"].get("creationTimestamp") or "", int(e["metadata"]["resourceVersion"]))
+    )
+    return evs
+
+
+def kubectl(
+    cp: ControlPlane,
+    *args: str,
+    kubeconfig: Path | str | None = None,
+    timeout: float = 60,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run the built kubectl (with the venv first on PATH, so `kubectl rollouts` finds our plugin)."""
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("KUBECONFIG", None)
+    cmd = [str(tool_path("kubectl")), "--kubeconfig", str(kubeconfig or cp.kubeconfig), *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+def service_account_kubeconfig(cp: ControlPlane, client: Client, namespace: str, sa: str, path: Path) -> str:
+    """A ServiceAccount with cluster-admin rights and a kubeconfig holding a token for it; returns the
+    user name the audit log records (system:serviceaccount:<ns>:<sa>)."""
+    core = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": namespace}}
+    api = cp.api
+    status, data = api.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", core)
+    assert status in (200, 201, 409), data
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": f"{namespace}-{sa}"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}],
+    }
+    status, data = api.request("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding)
+    assert status in (200, 201, 409), data
+    status, data = api.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
+    )
+    assert status in (200, 201), data
+    token = data["status"]["token"]
+    admin = json.loads(Path(cp.kubeconfig).read_text())
+    admin["users"] = [{"name": sa, "user": {"token": token}}]
+    admin["contexts"] = [{"name": sa, "context": {"cluster": admin["clusters"][0]["name"], "user": sa}}]
+    admin["current-context"] = sa
+    path.write_text(json.dumps(admin))
+    path.chmod(0o600)
+    return f"system:serviceaccount:{namespace}:{sa}"
+
+
+def audit_writes(cp: ControlPlane, user: str, namespace: str) -> list[Obj]:
+    """The audit events of mutating requests by ``user`` on objects in ``namespace``."""
+    out = []
+    for line in Path(cp.audit_log).read_text(errors="replace").splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if (ev.get("user") or {}).get("username") != user:
+            continue
+        if ev.get("verb") not in ("create", "update", "patch", "delete", "deletecollection"):
+            continue
+        if (ev.get("objectRef") or {}).get("namespace") != namespace:
+            continue
+        out.append(ev)
+    return out
+
+
+# -- fixtures: the test modules register them with pytest.fixture(name=...)(...)
+_crds_done: set[str] = set()
+
+
+def crds_fixture(control_plane: ControlPlane) -> None:
+    """The CRDs, installed once per control plane with `rollouts install-crds`."""
+    if str(control_plane.kubeconfig) in _crds_done:
+        return
+    res = subprocess.run(
+        [ROLLOUTS, "install-crds", "--kubeconfig", str(control_plane.kubeconfig)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, f"install-crds failed:\n{res.stdout}\n{res.stderr}"
+    assert "rollouts.argoproj.io" in res.stdout
+    _crds_done.add(str(control_plane.kubeconfig))
+
+
+def client_fixture(control_plane: ControlPlane, namespace: str, crds: None) -> Iterator[Client]:
+    """A lightkube client as the admin in the test's namespace, the CRDs installed."""
+    c = admin_client(control_plane, namespace)
+    yield c
+    c.close()
+
+
+def controllers_fixture(tmp_path: Path) -> Iterator[list[ControllerProc]]:
+    """Controller processes started by a test; all stopped afterwards (their logs shown on failure)."""
+    procs: list[ControllerProc] = []
+    yield procs
+    for p in procs:
+        p.kill()

@@ -1,0 +1,262 @@
+"""The scenario corpus (tests/scenarios/*.yaml) on the Kubernetes runtime.
+
+The driver applies objects with server-side apply, sends user actions as Argo's patches, advances
+the controller's clock through its --test-clock endpoint, and makes pods unready, ready or crashing
+the way kwok lets a test: a revision declared unready/crashing before it exists gets kwok's
+annotation in its pod template (so its pods never become ready at all); pods that exist already
+get their status written directly (kwok leaves a Running pod's status alone), and so do pods of that
+revision created later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import kube_helpers
+import pytest
+from kube_helpers import (
+    REPO,
+    ControllerProc,
+    admin_client,
+    apply,
+    by_revision,
+    events,
+    get,
+    list_objs,
+    merge_patch,
+    owned_replicasets,
+    revision,
+)
+from lightkube import ApiError, Client
+
+from pyrollouts.runtimes.kubernetes.resources import RESOURCES
+from pyrollouts.testing import kwok_stages
+from pyrollouts.testing.k8s_cluster import ControlPlane
+from pyrollouts.testing.scenarios import Step, load_scenario, run_scenario, scenario_files
+
+Obj = dict[str, Any]
+
+# The shared fixtures live in kube_helpers (this folder's conftest belongs to the harness).
+_crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
+_client = pytest.fixture(name="client")(kube_helpers.client_fixture)
+_controllers = pytest.fixture(name="controllers")(kube_helpers.controllers_fixture)
+SCENARIOS = scenario_files(REPO / "tests" / "scenarios")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _pod_status(state: str, pod: Obj) -> Obj:
+    ready = "True" if state == "ready" else "False"
+    conds = [
+        {"type": "Initialized", "status": "True", "lastTransitionTime": _now()},
+        {"type": "Ready", "status": ready, "lastTransitionTime": _now()},
+        {"type": "ContainersReady", "status": ready, "lastTransitionTime": _now()},
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": _now()},
+    ]
+    containers = []
+    for c in pod["spec"]["containers"]:
+        cs: Obj = {
+            "name": c["name"],
+            "image": c["image"],
+            "ready": state == "ready",
+            "restartCount": 0,
+            "started": state != "crash",
+            "state": {"running": {"startedAt": _now()}},
+        }
+        if state == "crash":
+            cs["restartCount"] = 1
+            cs["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": "scenario: crash"}}
+        containers.append(cs)
+    return {"status": {"phase": "Running", "conditions": conds, "containerStatuses": containers}}
+
+
+class KubeDriver:
+    """The scenario Driver over the real control plane and a `rollouts controller` subprocess."""
+
+    def __init__(
+        self, cp: ControlPlane, namespace: str, client: Client, procs: list[ControllerProc], log_dir: Path
+    ) -> None:
+        self.cp = cp
+        self.ns = namespace
+        self.client = client
+        self.procs = procs
+        self.log_dir = log_dir
+        self.offset = 0.0
+        self.name = ""
+        self.services: list[str] = []
+        self.policy: dict[int, str] = {}  # revision -> ready | unready | crash
+        self.ctrl: ControllerProc | None = None
+        self._stop = threading.Event()
+        self._enforcer: threading.Thread | None = None
+
+    async def start(self, objects: Sequence[Obj]) -> None:
+        self.name = next(o for o in objects if o["kind"] == "Rollout")["metadata"]["name"]
+        self.ctrl = ControllerProc(self.cp.kubeconfig, self.ns, self.log_dir / "controller.log")
+        self.procs.append(self.ctrl)
+        await asyncio.to_thread(self.ctrl.start)
+        self._enforcer = threading.Thread(target=self._enforce, daemon=True)
+        self._enforcer.start()
+
+    async def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.offset)
+
+    # -- pods ----------------------------------------------------------------------------------
+    def _enforce(self) -> None:
+        """Keep the pods of revisions with a policy in that state (new pods too)."""
+        c = admin_client(self.cp, self.ns)
+        try:
+            while not self._stop.is_set():
+                if self.policy:
+                    try:
+                        self._apply_policy(c)
+                    except Exception:
+                        pass  # the rollout may not exist yet; try again
+                self._stop.wait(0.2)
+        finally:
+            c.close()
+
+    def _apply_policy(self, c: Client) -> None:
+        ro = get(c, "Rollout", self.name, self.ns)
+        revs = {rs["metadata"]["uid"]: revision(rs) for rs in owned_replicasets(c, ro)}
+        for pod in list_objs(c, "Pod", self.ns):
+            owner = next((r.get("uid") for r in pod["metadata"].get("ownerReferences") or []), None)
+            state = self.policy.get(revs.get(owner, -1))
+            if state is None or pod["metadata"].get("deletionTimestamp"):
+                continue
+            if (pod.get("status") or {}).get("phase") not in ("Running",):
+                continue  # kwok has not started it yet
+            ready = any(
+                x.get("type") == "Ready" and x.get("status") == "True"
+                for x in (pod.get("status") or {}).get("conditions") or []
+            )
+            crashed = any(
+                ((cs.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff"
+                for cs in (pod.get("status") or {}).get("containerStatuses") or []
+            )
+            want_ready = state == "ready"
+            if ready == want_ready and (state != "crash" or crashed):
+                continue
+            try:
+                merge_patch(c, "Pod", pod["metadata"]["name"], self.ns, _pod_status(state, pod), status=True)
+            except ApiError:
+                pass
+
+    def _template_for(self, rollout: Obj) -> Obj:
+        """The Rollout to apply: kwok's annotation in the template when the revision it will create has
+        a not-ready policy already (so its pods never flicker to ready)."""
+        try:
+            current = get(self.client, "Rollout", self.name, self.ns)
+            rss = by_revision(self.client, current)
+        except ApiError:
+            rss = {}
+        next_rev = max(rss, default=0) + 1
+        state = self.policy.get(next_rev)
+        if state in ("unready", "crash"):
+            rollout = copy.deepcopy(rollout)
+            ann = rollout["spec"]["template"].setdefault("metadata", {}).setdefault("annotations", {})
+            if state == "unready":
+                ann[kwok_stages.ANNOTATION_READY] = "never"
+            else:
+                ann[kwok_stages.ANNOTATION_CRASH] = "true"
+        return rollout
+
+    # -- steps ---------------------------------------------------------------------------------
+    async def do(self, step: Step) -> None:
+        await asyncio.to_thread(self._do, step)
+
+    def _do(self, step: Step) -> None:
+        if step.do == "apply":
+            for name in step.deleted:
+                try:
+                    self.client.delete(RESOURCES["Service"], name, namespace=self.ns)
+                except ApiError:
+                    pass
+            objs = sorted(step.objects, key=lambda o: 0 if o["kind"] == "Service" else 1)
+            for o in objs:
+                if o["kind"] == "Namespace":
+                    continue
+                o = copy.deepcopy(o)
+                o["metadata"].pop("namespace", None)
+                if o["kind"] == "Service":
+                    o["spec"]["type"] = "ClusterIP"
+                    self.services.append(o["metadata"]["name"])
+                if o["kind"] == "Rollout":
+                    o = self._template_for(o)
+                apply(self.client, o, self.ns, manager="scenario")
+        elif step.patches:
+            for p in step.patches:
+                merge_patch(
+                    self.client, "Rollout", self.name, self.ns, p.body, status=p.subresource == "status"
+                )
+        elif step.do == "advance":
+            self.offset += step.seconds
+            assert self.ctrl is not None
+            self.ctrl.advance(step.seconds)
+        elif step.do == "pods":
+            assert step.revision is not None and step.state is not None
+            self.policy[step.revision] = step.state
+        elif step.do == "wait":
+            time.sleep(step.seconds)
+        else:
+            raise AssertionError(f"the Kubernetes driver does not know step {step.do!r}")
+
+    async def objects(self) -> tuple[Obj, list[Obj], list[Obj], list[Obj]]:
+        return await asyncio.to_thread(self._objects)
+
+    def _objects(self) -> tuple[Obj, list[Obj], list[Obj], list[Obj]]:
+        try:
+            ro = get(self.client, "Rollout", self.name, self.ns)
+        except ApiError as exc:
+            raise LookupError(str(exc)) from None
+        rss = owned_replicasets(self.client, ro)
+        bg = (ro.get("spec") or {}).get("strategy", {}).get("blueGreen") or {}
+        svcs = []
+        for n in (bg.get("activeService"), bg.get("previewService")):
+            if n:
+                try:
+                    svcs.append(get(self.client, "Service", n, self.ns))
+                except ApiError:
+                    pass
+        return ro, rss, svcs, events(self.client, self.ns, self.name)
+
+    async def settle(self) -> None:
+        await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._enforcer is not None:
+            self._enforcer.join(5)
+        if self.ctrl is not None:
+            self.ctrl.stop()
+
+
+@pytest.fixture
+def driver(
+    control_plane: ControlPlane,
+    namespace: str,
+    client: Client,
+    controllers: list[ControllerProc],
+    tmp_path: Path,
+) -> Iterator[KubeDriver]:
+    d = KubeDriver(control_plane, namespace, client, controllers, tmp_path)
+    yield d
+    asyncio.run(d.close())
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_scenario(path: Path, driver: KubeDriver) -> None:
+    scenario = load_scenario(path)
+    try:
+        asyncio.run(run_scenario(scenario, driver, poll_timeout=20.0, poll_interval=0.2))
+    except AssertionError as exc:
+        log = driver.ctrl.log_tail(60) if driver.ctrl else ""
+        raise AssertionError(f"{exc}\n--- controller log ---\n{log}") from None

@@ -1,0 +1,503 @@
+"""The proxy process, for real: backends on 127.0.0.1, the proxy as a process, a load client in
+its own process. Every test is bounded in time and request count."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from pyrollouts.runtimes.local.proxymanager import ProxyManager
+
+pytestmark = pytest.mark.timeout(120)
+
+LOADCLIENT = Path(__file__).with_name("proxy_loadclient.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Backend:
+    """An aiohttp app in the test's loop: GET / answers its name, /slow waits, /ws echoes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> Backend:
+        async def index(request: web.Request) -> web.Response:
+            body = await request.read()
+            xff = request.headers.get("X-Forwarded-For", "")
+            return web.Response(text=f"{self.name} {request.method} len={len(body)} xff={xff}\n")
+
+        async def slow(request: web.Request) -> web.Response:
+            await asyncio.sleep(float(request.query.get("s", "1")))
+            return web.Response(text=f"{self.name} slow\n")
+
+        async def stream(request: web.Request) -> web.StreamResponse:
+            resp = web.StreamResponse()
+            await resp.prepare(request)  # no Content-Length: chunked
+            for i in range(5):
+                await resp.write(f"{self.name}-{i};".encode())
+            await resp.write_eof()
+            return resp
+
+        async def ws(request: web.Request) -> web.WebSocketResponse:
+            sock = web.WebSocketResponse()
+            await sock.prepare(request)
+            async for msg in sock:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    await sock.send_str(f"{self.name}:{msg.data}")
+            return sock
+
+        app = web.Application()
+        app.router.add_get("/slow", slow)
+        app.router.add_get("/stream", stream)
+        app.router.add_get("/ws", ws)
+        app.router.add_route("*", "/{tail:.*}", index)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+def table(
+    version: int,
+    port: int,
+    endpoints: list[tuple[str, str, int, bool]],
+    *,
+    tcp: bool = False,
+    name: str = "super-hello-prod",
+) -> dict[str, Any]:
+    """A one-service table: endpoints are (pod, revision, host port, ready)."""
+    return {
+        "version": version,
+        "services": [
+            {
+                "namespace": "my-app",
+                "name": name,
+                "bind": "127.0.0.1",
+                "ports": [{"name": "http", "port": port, "appProtocol": "tcp" if tcp else None}],
+                "endpoints": [
+                    {
+                        "pod": pod,
+                        "revision": rev,
+                        "host": "127.0.0.1",
+                        "ports": {str(port): hp},
+                        "ready": ready,
+                    }
+                    for pod, rev, hp, ready in endpoints
+                ],
+            }
+        ],
+    }
+
+
+@pytest.fixture
+def state_dir() -> Any:
+    # Short, because the control socket path must fit in a unix socket address.
+    d = Path(tempfile.mkdtemp(prefix="pxy", dir="/tmp"))
+    yield d
+    ProxyManager(d).stop()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+async def manager(state_dir: Path) -> AsyncIterator[ProxyManager]:
+    m = ProxyManager(state_dir)
+    await m.ensure_running()
+    yield m
+    await m.aclose()
+    m.stop()
+
+
+@pytest.fixture
+async def backends() -> AsyncIterator[tuple[Backend, Backend]]:
+    a, b = await Backend("A").start(), await Backend("B").start()
+    yield a, b
+    await a.stop()
+    await b.stop()
+
+
+async def get(url: str, **kw: Any) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as s, s.get(url, **kw) as r:
+        return r.status, await r.text()
+
+
+def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes, read until the proxy closes (for framing checks; run it in a thread, the
+    backends live in the test's loop)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+async def test_routes_and_switches_without_failing_a_request(
+    manager: ProxyManager, backends: tuple[Backend, Backend], state_dir: Path
+) -> None:
+    a, b = backends
+    port = free_port()
+    res = await manager.push(table(1, port, [("a-1", "aaa", a.port, True)]))
+    assert res["failed"] == []
+    assert (await get(f"http://127.0.0.1:{port}/"))[1].startswith("A GET")
+
+    stop_file = state_dir / "stop-load"
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            str(LOADCLIENT),
+            f"http://127.0.0.1:{port}/",
+            "--stop-file",
+            str(stop_file),
+            "--max-seconds",
+            "60",
+            "--interval",
+            "0.001",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    push_times: list[float] = []
+    observed: list[float] = []
+    in_proxy: list[float] = []
+    try:
+        await asyncio.sleep(0.3)
+        for i in range(20):
+            backend, rev = (b, "bbb") if i % 2 == 0 else (a, "aaa")
+            t0 = time.perf_counter()
+            res = await manager.push(
+                table(2 + i, port, [(f"{backend.name.lower()}-1", rev, backend.port, True)])
+            )
+            in_proxy.append(res["switchSeconds"])
+            push_times.append(time.perf_counter() - t0)
+            # The first new request after the push must already reach the new backend.
+            status, body = await asyncio.to_thread(_get_new_conn, port)
+            observed.append(time.perf_counter() - t0)
+            assert status == 200 and body.startswith(backend.name), body
+            await asyncio.sleep(0.1)
+    finally:
+        stop_file.touch()
+        out, _ = await asyncio.to_thread(client.communicate, timeout=30)
+    result = json.loads(out)
+    print(
+        f"\nswitch inside the proxy: median {statistics.median(in_proxy) * 1e6:.0f} us; "
+        f"PUT /table round trip: median {statistics.median(push_times) * 1000:.2f} ms, "
+        f"max {max(push_times) * 1000:.2f} ms; first request on the new backend after "
+        f"median {statistics.median(observed) * 1000:.2f} ms; load: {result['total']} requests, "
+        f"{result['failed']} failed, seen {result['seen']}"
+    )
+    assert result["failed"] == 0, result["errors"]
+    assert result["total"] > 200
+    assert result["seen"].get("A", 0) > 0 and result["seen"].get("B", 0) > 0
+
+
+def _get_new_conn(port: int) -> tuple[int, str]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+async def test_in_flight_request_drains_on_the_old_backend(
+    manager: ProxyManager, backends: tuple[Backend, Backend]
+) -> None:
+    a, b = backends
+    port = free_port()
+    await manager.push(table(1, port, [("a-1", "aaa", a.port, True)]))
+    async with aiohttp.ClientSession() as s:
+        slow = asyncio.create_task(_fetch(s, f"http://127.0.0.1:{port}/slow?s=1"))
+        await asyncio.sleep(0.3)
+        await manager.push(table(2, port, [("b-1", "bbb", b.port, True)]))
+        # An idle keep-alive connection of the same session moves to B on its next request.
+        assert (await _fetch(s, f"http://127.0.0.1:{port}/"))[1].startswith("B")
+        status, body = await slow
+        assert (status, body) == (200, "A slow\n")
+
+
+async def _fetch(s: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+    async with s.get(url) as r:
+        return r.status, await r.text()
+
+
+async def test_bodies_framing_and_headers(manager: ProxyManager, backends: tuple[Backend, Backend]) -> None:
+    a, _ = backends
+    port = free_port()
+    await manager.push(table(1, port, [("a-1", "aaa", a.port, True)]))
+    # Content-Length body, X-Forwarded-For added to an existing one.
+    async with aiohttp.ClientSession() as s:
+        async with s.post(
+            f"http://127.0.0.1:{port}/p", data=b"x" * 100_000, headers={"X-Forwarded-For": "10.0.0.9"}
+        ) as r:
+            assert await r.text() == "A POST len=100000 xff=10.0.0.9, 127.0.0.1\n"
+
+        async def gen() -> AsyncIterator[bytes]:
+            for _ in range(10):
+                yield b"y" * 1000
+
+        async with s.post(f"http://127.0.0.1:{port}/c", data=gen()) as r:  # chunked upload
+            assert await r.text() == "A POST len=10000 xff=127.0.0.1\n"
+        async with s.get(f"http://127.0.0.1:{port}/stream") as r:  # chunked download
+            assert await r.text() == "A-0;A-1;A-2;A-3;A-4;"
+    # HTTP/1.0 with a chunked upstream body: plain body, closed at the end.
+    resp = await asyncio.to_thread(raw_request, port, b"GET /stream HTTP/1.0\r\nHost: x\r\n\r\n")
+    assert resp.startswith(b"HTTP/1.0 200")
+    assert b"Transfer-Encoding" not in resp and resp.endswith(b"A-0;A-1;A-2;A-3;A-4;")
+    # Two pipelined requests, the second with Connection: close, which is honoured.
+    resp = await asyncio.to_thread(
+        raw_request,
+        port,
+        b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    assert resp.count(b"HTTP/1.1 200") == 2 and b"Connection: close" in resp
+    # HEAD: headers only.
+    resp = await asyncio.to_thread(
+        raw_request, port, b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert resp.startswith(b"HTTP/1.1 200") and resp.endswith(b"\r\n\r\n")
+
+
+async def test_no_ready_pod_is_503_and_refused_upstream_is_502(
+    manager: ProxyManager, backends: tuple[Backend, Backend]
+) -> None:
+    a, _ = backends
+    port = free_port()
+    await manager.push(table(1, port, [("a-1", "aaa", a.port, False)]))
+    status, body = await get(f"http://127.0.0.1:{port}/")
+    assert status == 503
+    assert body == "no ready pods for service my-app/super-hello-prod\n"
+
+    dead = free_port()
+    await manager.push(table(2, port, [("dead-1", "ddd", dead, True)]))
+    status, body = await get(f"http://127.0.0.1:{port}/")
+    assert status == 502
+    assert "service my-app/super-hello-prod" in body and f"127.0.0.1:{dead}" in body
+    assert "refused" in body.lower()
+
+    # A refused endpoint next to a live one: connect failures move on to the live one.
+    await manager.push(table(3, port, [("dead-1", "ddd", dead, True), ("a-1", "aaa", a.port, True)]))
+    results = [await get(f"http://127.0.0.1:{port}/") for _ in range(10)]
+    assert all(s == 200 and b.startswith("A") for s, b in results), results
+
+
+async def test_websocket_passthrough_and_drain(
+    manager: ProxyManager, backends: tuple[Backend, Backend]
+) -> None:
+    a, b = backends
+    port = free_port()
+    await manager.push(table(1, port, [("a-1", "aaa", a.port, True)]))
+    async with aiohttp.ClientSession() as s, s.ws_connect(f"http://127.0.0.1:{port}/ws") as ws1:
+        await ws1.send_str("hello")
+        assert await asyncio.wait_for(ws1.receive_str(), 5) == "A:hello"
+        await manager.push(table(2, port, [("b-1", "bbb", b.port, True)]))
+        # The open tunnel stays on A; a new one goes to B.
+        await ws1.send_str("again")
+        assert await asyncio.wait_for(ws1.receive_str(), 5) == "A:again"
+        async with s.ws_connect(f"http://127.0.0.1:{port}/ws") as ws2:
+            await ws2.send_str("x" * 70_000)
+            assert await asyncio.wait_for(ws2.receive_str(), 5) == "B:" + "x" * 70_000
+
+
+async def test_l4_tcp_mode_switches_new_connections_and_drains_old(manager: ProxyManager) -> None:
+    async def serve(name: bytes) -> tuple[asyncio.Server, int]:
+        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            w.write(name + b"\n")
+            while line := await r.readline():
+                w.write(name + b":" + line)
+                await w.drain()
+            w.close()
+
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+        return srv, srv.sockets[0].getsockname()[1]
+
+    sa, pa = await serve(b"TA")
+    sb, pb = await serve(b"TB")
+    port = free_port()
+    try:
+        await manager.push(table(1, port, [("a-1", "aaa", pa, True)], tcp=True))
+        r1, w1 = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(r1.readline(), 5) == b"TA\n"
+        await manager.push(table(2, port, [("b-1", "bbb", pb, True)], tcp=True))
+        r2, w2 = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(r2.readline(), 5) == b"TB\n"
+        w1.write(b"ping\n")
+        assert await asyncio.wait_for(r1.readline(), 5) == b"TA:ping\n"
+        w1.close()
+        w2.close()
+        stats = await manager.stats()
+        revs = stats["services"]["my-app/super-hello-prod"]["revisions"]
+        assert revs["aaa"]["tcpConnections"] == 1 and revs["bbb"]["tcpConnections"] == 1
+    finally:
+        sa.close()
+        sb.close()
+
+
+async def test_metrics_per_revision(manager: ProxyManager, backends: tuple[Backend, Backend]) -> None:
+    a, b = backends
+    port = free_port()
+    await manager.push(table(1, port, [("a-1", "aaa", a.port, True)]))
+    for _ in range(3):
+        await get(f"http://127.0.0.1:{port}/")
+    await manager.push(table(2, port, [("b-1", "bbb", b.port, True)]))
+    for _ in range(5):
+        await get(f"http://127.0.0.1:{port}/")
+    await manager.push(table(3, port, [("b-1", "bbb", b.port, False)]))
+    await get(f"http://127.0.0.1:{port}/")  # a 503: no revision
+    stats = await manager.stats()
+    revs = stats["services"]["my-app/super-hello-prod"]["revisions"]
+    assert revs["aaa"]["byClass"]["2xx"] == 3
+    assert revs["bbb"]["byClass"]["2xx"] == 5
+    assert revs["none"]["byClass"]["5xx"] == 1
+    assert revs["bbb"]["latencyP99Seconds"] is not None
+    text = await manager.metrics_text()
+    assert (
+        'pyrollouts_proxy_requests_total{code="2xx",namespace="my-app",revision="bbb",'
+        'service="super-hello-prod"} 5.0' in text
+    )
+    assert 'pyrollouts_proxy_request_duration_seconds_count{namespace="my-app",revision="aaa"' in text
+
+
+async def test_bad_table_is_refused_and_unbindable_port_reported(manager: ProxyManager) -> None:
+    with pytest.raises(Exception, match=r"table\.services\[0\]\.ports\[0\]\.port"):
+        await manager.push({"version": 1, "services": [{"namespace": "n", "name": "s", "ports": [{"port": 0}],
+                                                        "endpoints": []}]})  # fmt: skip
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    try:
+        res = await manager.push(table(2, taken, []))
+        assert len(res["failed"]) == 1
+        assert res["failed"][0]["port"] == taken and "cannot listen" in res["failed"][0]["error"]
+        assert (await manager.health())["ok"] is True  # type: ignore[index]
+    finally:
+        holder.close()
+
+
+CONTROLLER = """
+import asyncio, json, sys, time
+from pyrollouts.runtimes.local.proxymanager import ProxyManager
+async def main():
+    m = ProxyManager(sys.argv[1])
+    pid = await m.ensure_running()
+    await m.push(json.loads(sys.argv[2]))
+    print(pid, flush=True)
+    await asyncio.sleep(120)
+asyncio.run(main())
+"""
+
+
+def proxies_for(state_dir: Path) -> list[int]:
+    """Pids of proxy processes serving this state dir (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"pyrollouts.runtimes.local.proxy" in cmd and str(state_dir).encode() in cmd:
+            found.append(int(entry))
+    return found
+
+
+async def test_proxy_outlives_its_controller_and_is_adopted(
+    state_dir: Path, backends: tuple[Backend, Backend]
+) -> None:
+    a, _ = backends
+    port = free_port()
+    ctl = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CONTROLLER,
+            str(state_dir),
+            json.dumps(table(1, port, [("a-1", "aaa", a.port, True)])),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(ctl.stdout.readline), 30)  # type: ignore[union-attr]
+        proxy_pid = int(line)
+    finally:
+        ctl.kill()  # kill -9 the controlling process
+        ctl.wait()
+    assert (await get(f"http://127.0.0.1:{port}/"))[1].startswith("A")
+    m = ProxyManager(state_dir)
+    try:
+        assert await m.ensure_running() == proxy_pid
+        assert proxies_for(state_dir) == [proxy_pid]
+        assert (await m.table())["version"] == 1
+        assert (await get(f"http://127.0.0.1:{port}/"))[1].startswith("A")
+    finally:
+        await m.aclose()
+
+
+async def test_killed_proxy_is_restarted_with_its_last_table(
+    manager: ProxyManager, backends: tuple[Backend, Backend], state_dir: Path
+) -> None:
+    a, b = backends
+    port = free_port()
+    await manager.push(table(1, port, [("a-1", "aaa", a.port, True)]))
+    await manager.push(table(2, port, [("b-1", "bbb", b.port, True)]))
+    first = manager.pid
+    assert first is not None
+    supervisor = asyncio.create_task(manager.watch(interval=0.1))
+    try:
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (manager.restarts and manager.pid != first):
+            await asyncio.sleep(0.05)
+        assert manager.restarts == 1 and manager.pid != first
+        assert (await get(f"http://127.0.0.1:{port}/"))[1].startswith("B")
+        assert proxies_for(state_dir) == [manager.pid]
+    finally:
+        supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await supervisor
+
+    # Without any push, a fresh proxy serves the table it persisted.
+    second = manager.pid
+    assert second is not None
+    os.kill(second, signal.SIGKILL)
+    while manager.alive():
+        await asyncio.sleep(0.02)
+    fresh = ProxyManager(state_dir)
+    try:
+        assert await fresh.ensure_running() != second
+        assert (await get(f"http://127.0.0.1:{port}/"))[1].startswith("B")
+    finally:
+        await fresh.aclose()

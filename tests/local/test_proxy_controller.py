@@ -1,0 +1,137 @@
+"""ServiceProxyController over the real local store: selector and readiness changes reach the proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from pyrollouts.runtimes.local.cluster import LocalCluster
+from pyrollouts.runtimes.local.endpoints import PORTS_ANNOTATION
+from pyrollouts.runtimes.local.proxymanager import ProxyManager, ServiceProxyController
+from pyrollouts.runtimes.local.store import Store
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        return r.status, await r.text()
+
+
+@pytest.fixture
+async def manager() -> AsyncIterator[ProxyManager]:
+    # A short state dir: the control socket path must fit in a unix socket address.
+    d = Path(tempfile.mkdtemp(prefix="pxy", dir="/tmp"))
+    m = ProxyManager(d)
+    await m.ensure_running()
+    yield m
+    await m.aclose()
+    m.stop()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+async def backend(name: str) -> tuple[web.AppRunner, int]:
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=f"{name}\n")
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
+
+
+def pod(name: str, rev: str, host_port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "my-app",
+                     "labels": {"app": "hello", "rollouts-pod-template-hash": rev},
+                     "annotations": {PORTS_ANNOTATION: json.dumps({"8080": host_port, "http": host_port})}},
+        "spec": {"containers": [{"name": "app", "command": ["true"],
+                                 "ports": [{"name": "http", "containerPort": 8080}]}]},
+        "status": {"podIP": "127.0.0.1", "phase": "Running",
+                   "conditions": [{"type": "Ready", "status": "True"}]},
+    }  # fmt: skip
+
+
+async def wait_for_body(url: str, want: str, timeout: float = 5.0) -> float:
+    start = time.perf_counter()
+    status, body = 0, ""
+    while time.perf_counter() - start < timeout:
+        try:
+            status, body = await get(url)
+        except aiohttp.ClientConnectionError as exc:  # the listener is not open yet
+            status, body = 0, str(exc)
+        if (status == 200 and body == want) or (want.startswith("503") and status == 503):
+            return time.perf_counter() - start
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{url} never answered {want!r} (last: {status} {body!r})")
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[tuple[Store, LocalCluster]]:
+    store = Store(tmp_path / "state.db")
+    yield store, LocalCluster(store)
+    store.close()
+
+
+async def test_controller_follows_selector_and_readiness(
+    manager: ProxyManager,
+    cluster: tuple[Store, LocalCluster],
+) -> None:
+    store, local = cluster
+    (ra, pa), (rb, pb) = await backend("A"), await backend("B")
+    port = free_port()
+    store.create("Pod", pod("hello-aaa-1", "aaa", pa), keep_status=True)
+    store.create("Pod", pod("hello-bbb-1", "bbb", pb), keep_status=True)
+    store.create(
+        "Service",
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello-prod", "namespace": "my-app"},
+         "spec": {"selector": {"app": "hello", "rollouts-pod-template-hash": "aaa"},
+                  "ports": [{"name": "http", "port": port, "targetPort": "http"}]}},
+    )  # fmt: skip
+    controller = ServiceProxyController(local, manager)
+    task = asyncio.create_task(controller.run())
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        await wait_for_body(url, "A\n")
+        await local.patch(
+            "Service", "my-app", "hello-prod", {"spec": {"selector": {"rollouts-pod-template-hash": "bbb"}}}
+        )
+        took = await wait_for_body(url, "B\n")
+        print(f"\nselector patch -> traffic on B after {took * 1000:.1f} ms (store, controller, proxy)")
+        await local.patch(
+            "Pod", "my-app", "hello-bbb-1",
+            {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}, subresource="status",
+        )  # fmt: skip
+        await wait_for_body(url, "503")
+        status, body = await get(url)
+        assert (status, body) == (503, "no ready pods for service my-app/hello-prod\n")
+        assert controller.last_result is not None and controller.last_result["failed"] == []
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await ra.cleanup()
+        await rb.cleanup()

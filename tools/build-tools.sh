@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Builds the Kubernetes test tools from Go modules into a cache outside the repo:
+#   ${PYROLLOUTS_TOOLS_DIR:-~/.cache/pyrollouts/tools}/<tool>-<version>/<tool>
+# Versions come from tools/versions.env (the one place they are pinned).
+#
+# Idempotent and resumable: a tool whose binary exists is not rebuilt; a binary is written to a
+# temporary name and renamed only once the build succeeded, so an interrupted build leaves nothing
+# half-made (the Go build cache keeps the finished packages, so a rerun resumes quickly).
+# A failing step prints the command and the tail of its output, and exits non-zero.
+#
+# Usage: tools/build-tools.sh            build what is missing
+#        tools/build-tools.sh --check    exit 0 if everything is built, 1 otherwise (builds nothing)
+#        tools/build-tools.sh --print-dir
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$HERE/versions.env"
+
+TOOLS_DIR="${PYROLLOUTS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pyrollouts/tools}"
+K8S_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+ALL_TOOLS=(etcd "${K8S_TOOLS[@]}" kwok helm)
+
+version_of() {
+    case "$1" in
+        etcd) echo "$ETCD_VERSION" ;;
+        kwok) echo "$KWOK_VERSION" ;;
+        helm) echo "$HELM_VERSION" ;;
+        *) echo "$KUBERNETES_VERSION" ;;
+    esac
+}
+bin_of() { echo "$TOOLS_DIR/$1-$(version_of "$1")/$1"; }
+
+missing=()
+for t in "${ALL_TOOLS[@]}"; do
+    [[ -x "$(bin_of "$t")" ]] || missing+=("$t")
+done
+
+case "${1:-}" in
+    --print-dir) echo "$TOOLS_DIR"; exit 0 ;;
+    --check)
+        if ((${#missing[@]})); then echo "tools: missing: ${missing[*]}" >&2; exit 1; fi
+        exit 0 ;;
+    "") ;;
+    *) echo "usage: $0 [--check|--print-dir]" >&2; exit 2 ;;
+esac
+
+# The fast path: `make test` calls this every time, so once everything is built it must cost nothing.
+if ((${#missing[@]} == 0)); then
+    echo "tools: all built in $TOOLS_DIR (versions from tools/versions.env)"
+    exit 0
+fi
+
+command -v go >/dev/null || { echo "tools: 'go' is not on PATH; install Go >= 1.26" >&2; exit 1; }
+# Static binaries, the installed Go only (a toolchain download would be a surprise on a fresh machine),
+# and two parallel compiles: the machine has two cores shared with others.
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:--buildvcs=false}"
+BUILD_FLAGS=(-p 2 -trimpath)
+mkdir -p "$TOOLS_DIR"
+LOG_DIR="$TOOLS_DIR/logs"
+mkdir -p "$LOG_DIR"
+TIMES="$TOOLS_DIR/build-times.tsv"
+
+# Runs a command with its output in a log file; on failure shows the command and the log's tail.
+run() {
+    local log="$LOG_DIR/$STEP.log"
+    echo "  \$ $*" >>"$log"
+    if ! "$@" >>"$log" 2>&1; then
+        echo "tools: FAILED in step '$STEP' (cwd $(pwd)):" >&2
+        echo "  \$ $*" >&2
+        echo "---- last 60 lines of $log ----" >&2
+        tail -n 60 "$log" >&2
+        exit 1
+    fi
+}
+
+# Writes tools/k8s/go.mod for KUBERNETES_VERSION: k8s.io/kubernetes replaces its staging modules
+# (k8s.io/api, k8s.io/client-go, ...) with local paths, which mean nothing outside its repository,
+# so this module replaces each with its published v0.<minor>.<patch> release (a replace only: some,
+# such as k8s.io/sample-cli-plugin, are not published, and are not needed unless required).
+ensure_k8s_module() {
+    local dir="$HERE/k8s"
+    if grep -q "k8s.io/kubernetes $KUBERNETES_VERSION\$" "$dir/go.mod" 2>/dev/null && [[ -s "$dir/go.sum" ]]; then
+        return
+    fi
+    STEP=k8s-module
+    : >"$LOG_DIR/$STEP.log"
+    echo "tools: writing tools/k8s/go.mod for k8s.io/kubernetes $KUBERNETES_VERSION"
+    local staging_version="v0.${KUBERNETES_VERSION#v1.}"
+    cd "$dir"
+    rm -f go.mod go.sum
+    run go mod init pyrollouts.local/tools/k8s
+    run go mod edit -go=1.26.0
+    local gomod
+    gomod="$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')"
+    [[ -f "$gomod" ]] || { echo "tools: could not download k8s.io/kubernetes@$KUBERNETES_VERSION" >&2; exit 1; }
+    local edits=(-require="k8s.io/kubernetes@$KUBERNETES_VERSION")
+    local m
+    for m in $(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$gomod"); do
+        edits+=(-replace="$m=$m@$staging_version")
+    done
+    run go mod edit "${edits[@]}"
+    local t
+    for t in "${K8S_TOOLS[@]}"; do
+        run go get -tool "k8s.io/kubernetes/cmd/$t@$KUBERNETES_VERSION"
+    done
+    run go mod tidy
+    cd - >/dev/null
+}
+
+# etcd's server module has no main package of its own (the repository root's does, and that module
+# replaces its siblings with local paths); tools/etcd/main.go calls etcdmain.Main like the root one.
+ensure_etcd_module() {
+    local dir="$HERE/etcd"
+    if grep -q "go.etcd.io/etcd/server/v3 $ETCD_VERSION\$" "$dir/go.mod" 2>/dev/null && [[ -s "$dir/go.sum" ]]; then
+        return
+    fi
+    STEP=etcd-module
+    : >"$LOG_DIR/$STEP.log"
+    echo "tools: writing tools/etcd/go.mod for go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+    cd "$dir"
+    rm -f go.mod go.sum
+    run go mod init pyrollouts.local/tools/etcd
+    run go mod edit -go=1.26.0
+    run go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+    run go mod tidy
+    cd - >/dev/null
+}
+
+build_tool() {
+    local t="$1" version out tmp
+    version="$(version_of "$t")"
+    out="$(bin_of "$t")"
+    tmp="$out.partial.$$"
+    mkdir -p "$(dirname "$out")"
+    case "$t" in
+        etcd) ensure_etcd_module ;;
+        kube-*|kubectl) ensure_k8s_module ;;
+    esac
+    STEP="build-$t"
+    : >"$LOG_DIR/$STEP.log"
+    case "$t" in
+        etcd)
+            cd "$HERE/etcd"
+            run go build "${BUILD_FLAGS[@]}" -ldflags "-s -w" -o "$tmp" .
+            cd - >/dev/null ;;
+        kube-*|kubectl)
+            local minor="${KUBERNETES_VERSION#v1.}"
+            minor="${minor%%.*}"
+            local ld="-s -w"
+            local pkg
+            # Both packages carry version variables (client-go's for clients, component-base's for servers).
+            for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+                ld+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+                ld+=" -X $pkg.gitTreeState=clean"
+            done
+            cd "$HERE/k8s"
+            run go build "${BUILD_FLAGS[@]}" -ldflags "$ld" -o "$tmp" "k8s.io/kubernetes/cmd/$t"
+            cd - >/dev/null ;;
+        kwok)
+            # No replace directives in kwok's go.mod, so `go install pkg@version` builds it as released.
+            local gobin
+            gobin="$(mktemp -d)"
+            run env GOBIN="$gobin" go install "${BUILD_FLAGS[@]}" -ldflags "-s -w" \
+                "sigs.k8s.io/kwok/cmd/kwok@$version"
+            mv "$gobin/kwok" "$tmp"
+            rm -rf "$gobin" ;;
+        helm)
+            local gobin
+            gobin="$(mktemp -d)"
+            run env GOBIN="$gobin" go install "${BUILD_FLAGS[@]}" \
+                -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$version" \
+                "helm.sh/helm/v3/cmd/helm@$version"
+            mv "$gobin/helm" "$tmp"
+            rm -rf "$gobin" ;;
+    esac
+    mv -f "$tmp" "$out"
+}
+
+echo "tools: building ${missing[*]} into $TOOLS_DIR ($(go version | awk '{print $3}'); logs in $LOG_DIR)"
+total_start=$SECONDS
+i=0
+for t in "${missing[@]}"; do
+    i=$((i + 1))
+    echo "tools: [$i/${#missing[@]}] $t $(version_of "$t") ..."
+    start=$SECONDS
+    build_tool "$t"
+    took=$((SECONDS - start))
+    printf '%s\t%s\t%s\t%s\n' "$t" "$(version_of "$t")" "$took" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$TIMES"
+    echo "tools: [$i/${#missing[@]}] $t built in ${took}s -> $(bin_of "$t")"
+done
+echo "tools: done in $((SECONDS - total_start))s (per-tool times appended to $TIMES)"

@@ -11,7 +11,9 @@ of requests), all on 127.0.0.1:
 - nginx: nginx (one worker, upstream keep-alive) in front of it, if /usr/sbin/nginx exists
   (``apt-get install nginx-light``).
 
-Prints requests/s, p50 and p99 latency per target and the ratios proxy/direct and proxy/nginx.
+Prints requests/s, p50 and p99 latency per target, the CPU time the proxy and nginx processes
+spent per request (steadier than req/s when the machine is shared), and the ratios proxy/direct
+and proxy/nginx. Exits 1 if any request failed.
 """
 
 from __future__ import annotations
@@ -119,18 +121,46 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
     raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
-def load(port: int, args: argparse.Namespace) -> dict[str, Any]:
+def cpu_seconds(pids: list[int]) -> float:
+    """User+system CPU time of these processes and their children (nginx's workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    seen: set[int] = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+        todo += [int(c) for c in children]
+    return total
+
+
+def load(port: int, args: argparse.Namespace, pids: list[int] | None = None) -> dict[str, Any]:
+    """Warm up, then run the bounded load; with pids, also the CPU those processes used per request
+    (a steadier figure than req/s on a machine shared with other work)."""
     # A short warm-up so pools and caches are filled, then the measured run.
     subprocess.run(
         [sys.executable, "-c", LOADGEN, str(port), str(args.connections), "1", "20000"],
         check=True, capture_output=True,
     )  # fmt: skip
+    cpu0 = cpu_seconds(pids or [])
     out = subprocess.run(
         [sys.executable, "-c", LOADGEN, str(port), str(args.connections), str(args.seconds),
          str(args.max_requests)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     result: dict[str, Any] = json.loads(out.stdout)
+    result["cpu_us_per_request"] = (
+        (cpu_seconds(pids) - cpu0) / result["requests"] * 1e6 if pids and result["requests"] else None
+    )
     return result
 
 
@@ -209,7 +239,8 @@ def start_nginx(workdir: Path, port: int, backend_port: int) -> subprocess.Popen
 def fmt(r: dict[str, Any]) -> str:
     return (
         f"{r['rps']:10.0f} req/s   p50 {r['p50'] * 1000:7.3f} ms   p99 {r['p99'] * 1000:7.3f} ms"
-        f"   ({r['requests']} requests, {r['errors']} errors)"
+        + (f"   {r['cpu_us_per_request']:6.1f} us CPU/request" if r.get("cpu_us_per_request") else "")
+        + f"   ({r['requests']} requests, {r['errors']} errors)"
     )
 
 
@@ -235,7 +266,7 @@ def main() -> int:
         proxy_port = free_port()
         manager = asyncio.run(start_proxy(work / "state", proxy_port, backend_port))
         wait_port(proxy_port)
-        results["proxy"] = load(proxy_port, args)
+        results["proxy"] = load(proxy_port, args, [manager.pid])
         manager.stop()
         manager = None
 
@@ -243,7 +274,7 @@ def main() -> int:
             nginx_port = free_port()
             procs.append(start_nginx(work, nginx_port, backend_port))
             wait_port(nginx_port)
-            results["nginx"] = load(nginx_port, args)
+            results["nginx"] = load(nginx_port, args, [procs[-1].pid])
         else:
             print(f"({NGINX} not found: no nginx baseline; apt-get install nginx-light adds it)")
     finally:
@@ -267,6 +298,8 @@ def main() -> int:
         n = results["nginx"]
         print(f"  proxy/nginx:  throughput {p['rps'] / n['rps']:.2f}x, p50 {p['p50'] / n['p50']:.2f}x, "
               f"p99 {p['p99'] / n['p99']:.2f}x")  # fmt: skip
+        if p.get("cpu_us_per_request") and n.get("cpu_us_per_request"):
+            print(f"  proxy/nginx:  CPU per request {p['cpu_us_per_request'] / n['cpu_us_per_request']:.2f}x")
     return 0 if all(r["errors"] == 0 for r in results.values()) else 1
 
 

@@ -80,7 +80,7 @@ run() {
 # such as k8s.io/sample-cli-plugin, are not published, and are not needed unless required).
 ensure_k8s_module() {
     local dir="$HERE/k8s"
-    if grep -q "k8s.io/kubernetes $KUBERNETES_VERSION\$" "$dir/go.mod" 2>/dev/null && [[ -s "$dir/go.sum" ]]; then
+    if grep -Eq "k8s.io/kubernetes $KUBERNETES_VERSION( |$)" "$dir/go.mod" 2>/dev/null && [[ -s "$dir/go.sum" ]]; then
         return
     fi
     STEP=k8s-module
@@ -112,7 +112,7 @@ ensure_k8s_module() {
 # replaces its siblings with local paths); tools/etcd/main.go calls etcdmain.Main like the root one.
 ensure_etcd_module() {
     local dir="$HERE/etcd"
-    if grep -q "go.etcd.io/etcd/server/v3 $ETCD_VERSION\$" "$dir/go.mod" 2>/dev/null && [[ -s "$dir/go.sum" ]]; then
+    if grep -Eq "go.etcd.io/etcd/server/v3 $ETCD_VERSION( |$)" "$dir/go.mod" 2>/dev/null && [[ -s "$dir/go.sum" ]]; then
         return
     fi
     STEP=etcd-module

@@ -59,6 +59,14 @@ def _pids_using(marker: str) -> list[int]:
     return pids
 
 
+def _describe(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        cmd = "?"
+    return f"{pid}: {cmd.strip()}"
+
+
 class Server:
     """One running `rollouts server` subprocess."""
 
@@ -171,11 +179,12 @@ class Server:
         # Anything still running from this state dir (the proxy, an app process) is a leak: end it,
         # then fail the test run so the leak is seen.
         leftovers = _pids_using(str(self.state_dir))
+        described = [_describe(pid) for pid in leftovers]
         for pid in leftovers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.log.close()
-        assert not leftovers, f"processes left behind by the server: {leftovers}"
+        assert not leftovers, f"processes left behind by the server: {described}"
 
 
 @pytest.fixture(scope="module")

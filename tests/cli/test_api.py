@@ -90,6 +90,7 @@ def test_apply_create_update_unchanged_and_conflict(server: Server) -> None:
     again = server.http("GET", f"/api/services/{ns}/super-hello-prod")
     assert again["spec"]["selector"] == svc["spec"]["selector"]
     server.http("DELETE", f"/api/rollouts/{ns}/super-hello")
+    server.wait_for("pods gone", lambda: server.http("GET", f"/api/pods?namespace={ns}")["items"] == [])
 
 
 def test_actions_and_patch_routes(server: Server) -> None:
@@ -119,6 +120,7 @@ def test_actions_and_patch_routes(server: Server) -> None:
     server.http("DELETE", f"/api/rollouts/{ns}/super-hello")
     code, _ = error_of(server, "DELETE", f"/api/rollouts/{ns}/super-hello")
     assert code == 404
+    server.wait_for("pods gone", lambda: server.http("GET", f"/api/pods?namespace={ns}")["items"] == [])
 
 
 def test_cross_origin_writes_are_refused(server: Server) -> None:

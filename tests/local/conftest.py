@@ -66,9 +66,11 @@ def wait_for() -> Callable[..., Awaitable[Any]]:
 def make_runtime(state_dir: Path) -> Iterator[Callable[..., LocalRuntime]]:
     """A factory of (not yet started) LocalRuntimes on ``state_dir`` with test timings; the test
     stops what it started, the fixture kills any pod process left behind."""
+
     def make(**kwargs: Any) -> LocalRuntime:
         kwargs.setdefault("backoff", TEST_BACKOFF)
         kwargs.setdefault("drain_delay", 0.05)
         return LocalRuntime(state_dir, **kwargs)
+
     yield make
     kill_all_pod_processes(state_dir)

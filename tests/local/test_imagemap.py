@@ -21,7 +21,7 @@ def test_packaged_map_runs_the_seed_image_as_the_demo_app() -> None:
 
 def test_user_map_wins_and_state_dir_file_is_read(tmp_path: Path) -> None:
     (tmp_path / "images.yaml").write_text(
-        'images:\n'
+        "images:\n"
         '  "ghcr.io/gbaeke/super:2.*": {command: ["/opt/super2"], args: ["--fast"]}\n'
         '  "shop/api:*": ["{python}", "-m", "shop.api"]\n'
     )

@@ -62,6 +62,9 @@ class Backend:
             await resp.write_eof()
             return resp
 
+        async def big(request: web.Request) -> web.Response:
+            return web.Response(body=b"z" * (8 * 2**20))
+
         async def ws(request: web.Request) -> web.WebSocketResponse:
             sock = web.WebSocketResponse()
             await sock.prepare(request)
@@ -74,6 +77,7 @@ class Backend:
         app.router.add_get("/slow", slow)
         app.router.add_get("/stream", stream)
         app.router.add_get("/ws", ws)
+        app.router.add_get("/big", big)
         app.router.add_route("*", "/{tail:.*}", index)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
@@ -501,3 +505,55 @@ async def test_killed_proxy_is_restarted_with_its_last_table(
         assert (await get(f"http://127.0.0.1:{port}/"))[1].startswith("B")
     finally:
         await fresh.aclose()
+
+
+async def test_large_response_to_a_slow_client(
+    manager: ProxyManager, backends: tuple[Backend, Backend]
+) -> None:
+    a, _ = backends
+    port = free_port()
+    await manager.push(table(1, port, [("a-1", "aaa", a.port, True)]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 8388608" in head
+    got = 0
+    while got < 8 * 2**20:
+        chunk = await asyncio.wait_for(reader.read(65536), 5)
+        assert chunk
+        got += len(chunk)
+        if got < 2**20:
+            await asyncio.sleep(0.002)  # slow at first: the proxy must hold back, not fail
+    assert got == 8 * 2**20
+    # The same connection serves the next request.
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.1 200")
+    writer.close()
+
+
+async def test_pooled_connection_closed_by_the_endpoint_is_retried(manager: ProxyManager) -> None:
+    """The keep-alive race: the endpoint closes a pooled connection just as a request arrives on it.
+    A GET (no body) is sent again on a fresh connection, so the client sees no failure."""
+    served = dropped = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served, dropped
+        await reader.readuntil(b"\r\n\r\n")
+        served += 1
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+        await writer.drain()
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            dropped += 1  # the next request on this connection: closed unanswered
+        writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = free_port()
+    try:
+        await manager.push(table(1, port, [("flaky-1", "fff", srv.sockets[0].getsockname()[1], True)]))
+        async with aiohttp.ClientSession() as s:
+            for _ in range(5):
+                assert await _fetch(s, f"http://127.0.0.1:{port}/") == (200, "ok\n")
+        assert served == 5 and dropped >= 4
+    finally:
+        srv.close()

@@ -22,17 +22,41 @@ from pyrollouts.runtimes.local.store import Store
 def rs(name: str, replicas: int = 1, owner: dict[str, Any] | None = None, **labels: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": "shop", "labels": labels}
     if owner is not None:
-        meta["ownerReferences"] = [{"apiVersion": owner["apiVersion"], "kind": owner["kind"],
-                                    "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
-                                    "controller": True}]
-    return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": meta,
-            "spec": {"replicas": replicas, "template": {"metadata": {"labels": {"app": name}}}}}
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": owner["apiVersion"],
+                "kind": owner["kind"],
+                "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"],
+                "controller": True,
+            }
+        ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": meta,
+        "spec": {"replicas": replicas, "template": {"metadata": {"labels": {"app": name}}}},
+    }
 
 
 def pod(name: str, owner: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": "Pod", "metadata": {"name": name, "namespace": "shop", "ownerReferences": [
-        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner["metadata"]["name"],
-         "uid": owner["metadata"]["uid"], "controller": True}]}, "spec": {"containers": []}}
+    return {
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"containers": []},
+    }
 
 
 @pytest.fixture
@@ -54,7 +78,7 @@ def test_create_assigns_identity_and_namespace(store: Store) -> None:
     assert int(ns["metadata"]["resourceVersion"]) < int(meta["resourceVersion"])
     with pytest.raises(Conflict, match="already exists"):
         store.create("ReplicaSet", rs("web"))
-    with pytest.raises(Invalid, match="metadata.name"):
+    with pytest.raises(Invalid, match=r"metadata\.name"):
         store.create("ReplicaSet", rs("Bad_Name"))
     with pytest.raises(NotFound):
         store.get("ReplicaSet", "shop", "nope")
@@ -64,8 +88,9 @@ def test_create_drops_status_and_generates_names(store: Store) -> None:
     body = rs("web")
     body["status"] = {"replicas": 9}
     assert "status" not in store.create("ReplicaSet", body)
-    gen = store.create("Pod", {"kind": "Pod", "metadata": {"generateName": "web-", "namespace": "shop"},
-                               "spec": {}})
+    gen = store.create(
+        "Pod", {"kind": "Pod", "metadata": {"generateName": "web-", "namespace": "shop"}, "spec": {}}
+    )
     assert gen["metadata"]["name"].startswith("web-") and len(gen["metadata"]["name"]) == 9
 
 
@@ -79,8 +104,13 @@ def test_generation_resource_version_and_subresources(store: Store) -> None:
     obj = store.patch("ReplicaSet", "shop", "web", {"spec": {"replicas": 3}})
     assert obj["metadata"]["generation"] == 2 and obj["spec"]["replicas"] == 3
     # A status write never changes spec or generation, even if the patch carries them.
-    obj = store.patch("ReplicaSet", "shop", "web", {"status": {"replicas": 3}, "spec": {"replicas": 7}},
-                      subresource="status")
+    obj = store.patch(
+        "ReplicaSet",
+        "shop",
+        "web",
+        {"status": {"replicas": 3}, "spec": {"replicas": 7}},
+        subresource="status",
+    )
     assert obj["status"] == {"replicas": 3} and obj["spec"]["replicas"] == 3
     assert obj["metadata"]["generation"] == 2
     # An object write never changes status.
@@ -119,8 +149,15 @@ def test_list_filters_by_namespace_and_labels(store: Store) -> None:
 
 
 def test_cascading_delete_is_recursive_and_atomic(store: Store) -> None:
-    ro = store.create("Rollout", {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-                                  "metadata": {"name": "web", "namespace": "shop"}, "spec": {}})
+    ro = store.create(
+        "Rollout",
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {},
+        },
+    )
     r1 = store.create("ReplicaSet", rs("web-1", owner=ro))
     r2 = store.create("ReplicaSet", rs("web-2", owner=ro))
     unrelated = store.create("ReplicaSet", rs("other"))
@@ -129,8 +166,12 @@ def test_cascading_delete_is_recursive_and_atomic(store: Store) -> None:
     store.create("Pod", pod("other-ccccc", unrelated))
     deleted = store.delete("Rollout", "shop", "web")
     assert [(o["kind"], o["metadata"]["name"]) for o in deleted] == [
-        ("Rollout", "web"), ("ReplicaSet", "web-1"), ("Pod", "web-1-aaaaa"),
-        ("ReplicaSet", "web-2"), ("Pod", "web-2-bbbbb")]
+        ("Rollout", "web"),
+        ("ReplicaSet", "web-1"),
+        ("Pod", "web-1-aaaaa"),
+        ("ReplicaSet", "web-2"),
+        ("Pod", "web-2-bbbbb"),
+    ]
     assert [p["metadata"]["name"] for p in store.list("Pod")] == ["other-ccccc"]
     assert [r["metadata"]["name"] for r in store.list("ReplicaSet")] == ["other"]
     with pytest.raises(NotFound):
@@ -142,8 +183,9 @@ def test_cascading_delete_is_recursive_and_atomic(store: Store) -> None:
 def test_event_cap_keeps_the_newest(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db", event_cap=5)
     for i in range(8):
-        store.create("Event", {"metadata": {"name": f"e{i}", "namespace": "shop"}, "reason": "R",
-                               "message": str(i)})
+        store.create(
+            "Event", {"metadata": {"name": f"e{i}", "namespace": "shop"}, "reason": "R", "message": str(i)}
+        )
     assert [e["metadata"]["name"] for e in store.list("Event", "shop")] == ["e3", "e4", "e5", "e6", "e7"]
     store.close()
 
@@ -162,7 +204,7 @@ def test_reopen_keeps_everything(tmp_path: Path) -> None:
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "state.db"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(Invalid, match="state.db.*--state-dir"):
+    with pytest.raises(Invalid, match=r"state\.db.*--state-dir"):
         Store(bad)
 
 
@@ -176,9 +218,13 @@ async def test_watch_sees_every_commit_in_order(store: Store) -> None:
     # Writes from a worker thread and from the loop thread interleave; order must follow commits.
     for i in range(20):
         if i % 2:
-            await loop.run_in_executor(None, store.patch, "ReplicaSet", "shop", "web", {"spec": {"replicas": i + 10}})
+            await loop.run_in_executor(
+                None, store.patch, "ReplicaSet", "shop", "web", {"spec": {"replicas": i + 10}}
+            )
         else:
-            await cluster.patch("ReplicaSet", "shop", "web", {"status": {"replicas": i}}, subresource="status")
+            await cluster.patch(
+                "ReplicaSet", "shop", "web", {"status": {"replicas": i}}, subresource="status"
+            )
     await cluster.create("Pod", pod("web-xxxxx", owner))
     await cluster.delete("ReplicaSet", "shop", "web")
     events = []
@@ -187,8 +233,11 @@ async def test_watch_sees_every_commit_in_order(store: Store) -> None:
     rvs = [int(e.obj["metadata"]["resourceVersion"]) for e in events]
     assert rvs == sorted(rvs) and len(set(rvs)) == len(rvs)
     assert [e.type for e in events][:2] == ["ADDED", "MODIFIED"]
-    assert [(e.type, e.kind) for e in events[-3:]] == [("ADDED", "Pod"), ("DELETED", "ReplicaSet"),
-                                                        ("DELETED", "Pod")]
+    assert [(e.type, e.kind) for e in events[-3:]] == [
+        ("ADDED", "Pod"),
+        ("DELETED", "ReplicaSet"),
+        ("DELETED", "Pod"),
+    ]
     first = await asyncio.wait_for(all_watch.__anext__(), 2)
     assert (first.type, first.kind) == ("ADDED", "Namespace")
     rs_watch.close()  # type: ignore[attr-defined]
@@ -235,3 +284,14 @@ def test_a_killed_writer_loses_nothing_acknowledged(tmp_path: Path) -> None:
     assert all(o["spec"]["pad"] == "x" * 2000 for o in stored)
     assert store.resource_version() >= max(int(o["metadata"]["resourceVersion"]) for o in stored)
     store.close()
+
+
+async def test_a_dropped_watch_is_released(store: Store) -> None:
+    import gc
+
+    watch = store.subscribe(["ReplicaSet"])
+    assert len(store._subs) == 1
+    del watch
+    gc.collect()
+    assert len(store._subs) == 0
+    store.create("ReplicaSet", rs("web"))  # nobody listening: nothing queued anywhere

@@ -7,6 +7,7 @@ Only the standard library is used for HTTP: the CLI stays quick to start.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -113,6 +114,7 @@ class HttpBackend:
     token: str | None = None
     timeout: float = 30.0
     _parts: Any = field(init=False, repr=False)
+    _streams: set[http.client.HTTPConnection] = field(init=False, repr=False, default_factory=set)
 
     def __post_init__(self) -> None:
         url = self.server if "://" in self.server else f"http://{self.server}"
@@ -177,8 +179,9 @@ class HttpBackend:
     def sse(self, path: str, query: dict[str, Any] | None = None) -> Iterator[tuple[str, Any]]:
         """Server-Sent Events from a stream route, as (event, data) until the server ends it."""
         conn, resp = self._open("GET", path, None, query, None)
+        self._streams.add(conn)
         try:
-            event, data_lines = "message", []
+            event, data_lines = "message", list[str]()
             while True:
                 line = resp.readline()
                 if not line:
@@ -194,8 +197,20 @@ class HttpBackend:
                     event = text[6:].strip()
                 elif text.startswith("data:"):
                     data_lines.append(text[5:].lstrip())
+        except (OSError, ValueError, AttributeError):
+            # close() from another thread ends the stream; a dropped server does too.
+            return
         finally:
+            self._streams.discard(conn)
             conn.close()
+
+    def close(self) -> None:
+        """End every open stream (watches), e.g. from the thread that started them."""
+        for conn in list(self._streams):
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     # -- the Backend -----------------------------------------------------------------------
     def version(self) -> Obj:

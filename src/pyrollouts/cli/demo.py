@@ -55,7 +55,7 @@ def shift_ports(text: str, offset: int) -> str:
     if not offset:
         return text
     for port in (PROD_PORT, PREVIEW_PORT):
-        text = re.sub(rf"(\bport:\s*){port}\b", lambda m, p=port: f"{m.group(1)}{p + offset}", text)
+        text = re.sub(rf"(\bport:\s*){port}\b", rf"\g<1>{port + offset}", text)
     return text
 
 
@@ -104,7 +104,7 @@ class Demo:
         self.preview = PREVIEW_PORT + port_offset
         self.server_port = SERVER_PORT + port_offset
         self.url = f"http://127.0.0.1:{self.server_port}"
-        self.console = Console(highlight=False)
+        self.console = Console(highlight=False, soft_wrap=True)
         self.workdir = Path(tempfile.mkdtemp(prefix="pyrollouts-demo-"))
         self.state_dir = self.workdir / "state"
         self.server: subprocess.Popen[bytes] | None = None

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from typer.exceptions import TyperException
 
-from . import actions, demo, kube_commands, misc, resources, status, view
+from . import actions, dashboard, demo, kube_commands, misc, resources, status, view
 from .client import DEFAULT_SERVER, CliError
 from .common import BACKENDS, State, err
 
@@ -58,8 +58,9 @@ def root(
     """Global options come before the verb: rollouts --server URL get rollout NAME."""
     if backend not in BACKENDS:
         raise typer.BadParameter(f"--backend {backend}: use one of {', '.join(BACKENDS)}")
-    ctx.obj = State(server=server, token_file=token_file, backend_name=backend, kubeconfig=kubeconfig,
-                    context=context)
+    ctx.obj = State(
+        server=server, token_file=token_file, backend_name=backend, kubeconfig=kubeconfig, context=context
+    )
 
 
 app.command()(resources.apply)
@@ -82,6 +83,7 @@ app.command()(misc.version)
 app.command()(misc.completion)
 app.command()(misc.server)
 app.command()(misc.shutdown)
+app.command()(dashboard.dashboard)
 
 
 app.command()(demo.demo)
@@ -96,7 +98,7 @@ def run(argv: list[str] | None = None, prog_name: str = "rollouts", backend: str
         args = ["--backend", backend, *args]
     # Register typer's completion classes (add_completion=False skips it): `rollouts completion`
     # prints scripts that call back with _ROLLOUTS_COMPLETE, which needs them.
-    from typer.completion import completion_init
+    from typer.completion import completion_init  # type: ignore[attr-defined]
 
     completion_init()
     command = typer.main.get_command(app)

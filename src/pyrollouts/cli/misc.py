@@ -37,7 +37,7 @@ class Shell(StrEnum):
 
 def completion(ctx: typer.Context, shell: Annotated[Shell, typer.Argument(help="bash, zsh or fish")]) -> None:
     """Print a shell completion script, e.g. `source <(rollouts completion bash)`."""
-    from typer.completion import get_completion_script
+    from typer.completion import get_completion_script  # type: ignore[attr-defined]
 
     prog = ctx.find_root().info_name or "rollouts"
     var = "_{}_COMPLETE".format(prog.replace("-", "_").replace(" ", "_").upper())

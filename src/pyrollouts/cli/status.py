@@ -11,7 +11,7 @@ import typer
 
 from .client import CliError
 from .common import Namespace, echo, parse_duration
-from .view import fetch_info, watch_views
+from .view import fetch_info, stop_watching, watch_views
 
 EXIT_REACHED = 0
 EXIT_DEGRADED = 1
@@ -58,8 +58,7 @@ def status(
     1 when Degraded, 2 on timeout (or, with --no-watch, when not there yet)."""
     limit = parse_duration(timeout)
     view = fetch_info(ctx, namespace, name)
-    last = _line(view)
-    echo(last)
+    echo(_line(view))
     verdict = _verdict(view, until)
     if verdict is not None:
         _finish(view, verdict)
@@ -67,6 +66,14 @@ def status(
         raise typer.Exit(EXIT_TIMEOUT)
     holder: dict[str, Any] = {"view": view, "at": time.monotonic(), "changed": threading.Event()}
     watch_views(ctx, namespace, name, holder)
+    try:
+        _follow(holder, name, timeout, until, limit)
+    finally:
+        stop_watching(ctx)
+
+
+def _follow(holder: dict[str, Any], name: str, timeout: str, until: Until, limit: float) -> None:
+    last = _line(holder["view"])
     deadline = time.monotonic() + limit if limit > 0 else None
     while True:
         wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))

@@ -50,6 +50,13 @@ def watch_views(ctx: typer.Context, namespace: str, name: str, holder: dict[str,
     return t
 
 
+def stop_watching(ctx: typer.Context) -> None:
+    """Close the backend's open watch streams (the thread of ``watch_views`` then ends)."""
+    close = getattr(state(ctx).backend(), "close", None)
+    if callable(close):
+        close()
+
+
 @get_app.command("rollout")
 def get_rollout(
     ctx: typer.Context,
@@ -89,6 +96,8 @@ def get_rollout(
                 live.update(render_rich(v, info_now(v, holder["at"], time.monotonic())), refresh=True)
         except KeyboardInterrupt:
             pass
+        finally:
+            stop_watching(ctx)
 
 
 def _age(obj: Obj, now: Any) -> str:
@@ -126,10 +135,10 @@ def get_all(ctx: typer.Context, namespace: Namespace = "default") -> None:
         )
     rss = backend.list("replicaset", namespace)
     if rss:
-        rows = []
+        rs_rows: list[tuple[str, ...]] = []
         for rs in rss:
             st = rs.get("status") or {}
-            rows.append(
+            rs_rows.append(
                 (
                     f"replicaset.apps/{rs['metadata']['name']}",
                     str(rs.get("spec", {}).get("replicas", 0)),
@@ -138,15 +147,15 @@ def get_all(ctx: typer.Context, namespace: Namespace = "default") -> None:
                     _age(rs, now),
                 )
             )
-        sections.append(table_lines(rows, ("NAME", "DESIRED", "CURRENT", "READY", "AGE")))
+        sections.append(table_lines(rs_rows, ("NAME", "DESIRED", "CURRENT", "READY", "AGE")))
     pods = backend.list("pod", namespace)
     if pods:
         from ..server.info import pod_info
 
-        rows = []
+        pod_rows: list[tuple[str, ...]] = []
         for p in pods:
             pi = pod_info(p)
-            rows.append(
+            pod_rows.append(
                 (
                     f"pod/{pi['name']}",
                     pi["ready"],
@@ -156,16 +165,16 @@ def get_all(ctx: typer.Context, namespace: Namespace = "default") -> None:
                     _age(p, now),
                 )
             )
-        sections.append(table_lines(rows, ("NAME", "READY", "STATUS", "RESTARTS", "PORT", "AGE")))
+        sections.append(table_lines(pod_rows, ("NAME", "READY", "STATUS", "RESTARTS", "PORT", "AGE")))
     svcs = backend.list("service", namespace)
     if svcs:
-        rows = []
+        svc_rows: list[tuple[str, ...]] = []
         for s in svcs:
             spec = s.get("spec") or {}
             ports = ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or [])
             sel = ",".join(f"{k}={v}" for k, v in (spec.get("selector") or {}).items())
-            rows.append((f"service/{s['metadata']['name']}", ports, sel, _age(s, now)))
-        sections.append(table_lines(rows, ("NAME", "PORT(S)", "SELECTOR", "AGE")))
+            svc_rows.append((f"service/{s['metadata']['name']}", ports, sel, _age(s, now)))
+        sections.append(table_lines(svc_rows, ("NAME", "PORT(S)", "SELECTOR", "AGE")))
     if not sections:
         echo(f"No resources found in {namespace} namespace.")
         return

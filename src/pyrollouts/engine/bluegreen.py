@@ -129,23 +129,17 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     counts_now = status.counts(ctx, new_rs, ctx.rs_by_hash(active))
     counts_now["blueGreen"] = {"activeSelector": active, "previewSelector": preview}
     timed_out = False
-    if (
-        in_flight
-        and cur != stable
-        and not abort
-        and not paused_spec
-        and not ps.conditions
-        and not template_changed
-    ):
+    if in_flight and not abort and not paused_spec and not ps.conditions and not template_changed:
         timed_out = _timed_out(ctx, conditions.progress_made(st, counts_now))
-    if timed_out and r.spec.progress_deadline_abort:
-        abort = True
+    old_reason = (conditions.get(st, names.COND_PROGRESSING) or {}).get("reason")
+    if timed_out and new_rs is not None and old_reason != names.PROGRESS_DEADLINE_EXCEEDED:
+        ctx.event(names.PROGRESS_DEADLINE_EXCEEDED, events.timed_out(new_rs.name), "Warning")
+    if timed_out and r.spec.progress_deadline_abort and cur != stable:
+        abort = True  # a first deploy has no stable RS to go back to: it only reports the timeout
     if abort and aborted_at is None and new_rs is not None:
         aborted_at = ctx.now_s
         ps = pause.PauseState([p for p in ps.conditions if p.get("reason") != names.PAUSE_BLUE_GREEN], False)
         promote_full = False
-        if timed_out:
-            ctx.event(names.PROGRESS_DEADLINE_EXCEEDED, events.timed_out(new_rs.name), "Warning")
         ctx.event(names.ROLLOUT_ABORTED, events.aborted(new_rev), "Warning")
     if retrying:
         aborted_at = None

@@ -52,13 +52,18 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def _without_hash_label(template: Mapping[str, Any] | None) -> dict[str, Any]:
-    t: dict[str, Any] = copy.deepcopy(dict(template or {}))
+def _without_hash_label(template: Mapping[str, Any] | None, *, deep: bool = False) -> dict[str, Any]:
+    # Shallow copies down to the labels suffice for hashing (nothing else is modified); callers
+    # that go on to edit the template ask for a deep copy.
+    t: dict[str, Any] = copy.deepcopy(dict(template or {})) if deep else dict(template or {})
     meta = t.get("metadata")
     if isinstance(meta, dict):
+        meta = dict(meta)
+        t["metadata"] = meta
         labels = meta.get("labels")
         if isinstance(labels, dict):
-            labels.pop(names.POD_TEMPLATE_HASH_LABEL, None)
+            labels = {k: v for k, v in labels.items() if k != names.POD_TEMPLATE_HASH_LABEL}
+            meta["labels"] = labels
             if not labels:
                 meta.pop("labels")
         if not meta:
@@ -152,7 +157,7 @@ def normalized_template(
 ) -> dict[str, Any]:
     """The template as compared by ``templates_equal``: without the hash label, the given
     (ephemeral) labels and annotations, the injected anti-affinity, and Kubernetes' defaults."""
-    t = _without_hash_label(template)
+    t = _without_hash_label(template, deep=True)
     meta = t.setdefault("metadata", {})
     meta.pop("creationTimestamp", None)
     for key, drop in (("labels", ignore_labels), ("annotations", ignore_annotations)):

@@ -131,7 +131,7 @@ class LocalServer:
             clock=api_clock,
             token=self.token,
             state_dir=self.state_dir,
-            extra_routes=[web.post("/api/shutdown", self._shutdown)],
+            extra_routes=self._extra_routes(api_clock),
             proxy=self.proxy,
         )
         self._runner = web.AppRunner(app, access_log=None)
@@ -147,6 +147,21 @@ class LocalServer:
             ) from exc
         (self.state_dir / "server.pid").write_text(f"{os.getpid()}\n{self.host}:{self.port}\n")
         log.info("pyrollouts server listening on http://%s:%d", self.host, self.port)
+
+    def _extra_routes(self, clock: ControllerClock) -> Any:
+        """The shutdown route, and the dashboard with Argo's /api/v1 (web/)."""
+        from ..web import dashboard_routes
+        from .info import rollout_info
+
+        dashboard = dashboard_routes(
+            self.runtime.cluster, clock=clock, info=rollout_info, proxy=self.proxy, token=self.token
+        )
+
+        def install(app: web.Application) -> None:
+            app.add_routes([web.post("/api/shutdown", self._shutdown)])
+            dashboard(app)
+
+        return install
 
     def admission(self, objects: list[dict[str, Any]]) -> list[str]:
         """Refusals specific to one machine: pod features it cannot do, Service port clashes."""

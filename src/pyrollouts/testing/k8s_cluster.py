@@ -547,6 +547,9 @@ class ControlPlane:
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
+                # The endpoint reconciler refuses a loopback address for the `kubernetes` Service; nothing
+                # in the tests reaches the apiserver through that Service anyway.
+                "--endpoint-reconciler-type=none",
                 f"--secure-port={self._port}",
                 f"--tls-cert-file={pki.serving_cert}",
                 f"--tls-private-key-file={pki.serving_key}",

@@ -56,6 +56,17 @@ def rfc3339(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _merge_in_place(target: Obj, patch: Obj) -> None:
+    """RFC 7386 merge patch applied to target itself (the simulation's hot path: no copies)."""
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        elif isinstance(v, dict) and isinstance(target.get(k), dict):
+            _merge_in_place(target[k], v)
+        else:
+            target[k] = v
+
+
 class SimCluster:
     """One namespace's Rollout, Services, ReplicaSets, Pods and Events, and a virtual clock."""
 
@@ -144,8 +155,8 @@ class SimCluster:
         if self.rollout is None:
             raise SimulationError("no Rollout to patch")
         if subresource == "status":
-            status = apply_merge_patch(self.rollout.get("status") or {}, patch.get("status") or {})
-            self.rollout["status"] = status
+            status = self.rollout.setdefault("status", {})
+            _merge_in_place(status, copy.deepcopy(patch.get("status") or {}))
             self.rollout["metadata"]["resourceVersion"] = str(self._next())
             return
         body = {k: v for k, v in patch.items() if k != "status"}
@@ -311,7 +322,7 @@ class SimCluster:
                     name=meta["name"],
                     uid=meta.get("uid", ""),
                     pod_template_hash=(meta.get("labels") or {}).get(names.POD_TEMPLATE_HASH_LABEL, ""),
-                    template=copy.deepcopy(rs["spec"].get("template") or {}),
+                    template=rs["spec"].get("template") or {},  # the engine never mutates its input
                     replicas=int(rs["spec"].get("replicas") or 0),
                     status_replicas=int(st.get("replicas") or 0),
                     ready_replicas=int(st.get("readyReplicas") or 0),
@@ -319,7 +330,7 @@ class SimCluster:
                     annotations=dict(meta.get("annotations") or {}),
                     labels=dict(meta.get("labels") or {}),
                     creation_timestamp=meta.get("creationTimestamp", ""),
-                    obj=copy.deepcopy(rs),
+                    obj=rs,
                 )
             )
         bg = ((self.rollout.get("spec") or {}).get("strategy") or {}).get("blueGreen") or {}
@@ -354,13 +365,12 @@ class SimCluster:
             raise SimulationError("no Rollout applied yet")
         self._sync_pods()
         observed = self.observed()
-        read = copy.deepcopy(self.rollout)
-        plan = engine_plan(Rollout.from_wire(read), observed, self.now)
+        plan = engine_plan(Rollout.from_wire(self.rollout), observed, self.now)
         self._seen = True
         if self.plan_hook is not None:
-            self.plan_hook(read, observed, plan, self.now)
+            self.plan_hook(self.rollout, observed, plan, self.now)
         self.plans.append(plan)
-        wrote = self.apply(plan, read)
+        wrote = self.apply(plan, self.rollout)
         self._sync_pods()
         self._requeue_at = (
             self.now + timedelta(seconds=plan.requeue_after) if plan.requeue_after is not None else None
@@ -368,12 +378,14 @@ class SimCluster:
         return plan, wrote
 
     def apply(self, plan: a.Plan, read: Obj) -> bool:
-        """Apply a plan's actions in order, then its status as a merge patch (module docstring)."""
+        """Apply a plan's actions in order, then its status as a merge patch (module docstring).
+        ``read`` is the Rollout (at least its status) as it was when the plan was made."""
         assert self.rollout is not None
+        # Computed first: the actions never touch the status, and ``read`` may be the live object.
+        patch = merge_patch_to(read.get("status") or {}, plan.status.wire())
         wrote = bool(plan.actions)
         for action in plan.actions:
             self._apply_action(action)
-        patch = merge_patch_to(read.get("status") or {}, plan.status.wire())
         if patch:
             self.patch_rollout({"status": patch}, subresource="status")
             wrote = True

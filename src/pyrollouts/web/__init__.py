@@ -1,0 +1,19 @@
+"""The dashboard and its Argo-compatible HTTP API (/api/v1), over any Cluster.
+
+``dashboard_routes`` mounts it into the local server's application; ``make_dashboard_app`` is the
+standalone application of ``rollouts dashboard``.
+"""
+
+from .app import check_bind, dashboard_routes, install, is_loopback, make_dashboard_app
+from .rolloutinfo import InfoBuilder, argo_info, available_actions
+
+__all__ = [
+    "InfoBuilder",
+    "argo_info",
+    "available_actions",
+    "check_bind",
+    "dashboard_routes",
+    "install",
+    "is_loopback",
+    "make_dashboard_app",
+]

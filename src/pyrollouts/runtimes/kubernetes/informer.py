@@ -21,7 +21,7 @@ import httpx2
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 
-from ...model.cluster import Obj, WatchEvent
+from ...model.cluster import ClusterError, Obj, WatchEvent
 from .resources import NAMESPACED, resource_of
 
 log = logging.getLogger("pyrollouts.kubernetes.informer")
@@ -64,6 +64,8 @@ class Informer:
         self.resource_version: str | None = None
         #: How many times the informer listed (1 + relists after 410 Gone); read by tests and logs.
         self.lists = 0
+        #: The last failure of a list or watch, until the next success (for a clear startup error).
+        self.last_error: str | None = None
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, namespace: str, name: str) -> Obj | None:
@@ -139,6 +141,7 @@ class Informer:
                 if need_list:
                     await self._relist()
                     need_list = False
+                    self.last_error = None
                 ns = (
                     self.namespace
                     if self.namespace is not None
@@ -159,10 +162,13 @@ class Informer:
                     )
                     need_list = True
                     continue
+                self.last_error = f"HTTP {code}: {exc}"
                 log.warning("%s watch failed (%s %s), retrying in %.1fs", self.kind, code, exc, backoff)
             except (httpx2.HTTPError, OSError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("%s watch connection failed (%s), retrying in %.1fs", self.kind, exc, backoff)
-            except Exception:  # a bug must not end the cache silently: log it and start over
+            except Exception as exc:  # a bug must not end the cache silently: log it and start over
+                self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("%s informer failed; relisting", self.kind)
                 need_list = True
             await asyncio.sleep(backoff)
@@ -190,7 +196,12 @@ class _Subscription:
     async def __anext__(self) -> WatchEvent:
         if self.closed:
             raise StopAsyncIteration
-        return await self.queue.get()
+        try:
+            return await self.queue.get()
+        except asyncio.CancelledError:
+            # The consumer is gone (a controller stopped on losing the Lease): stop queueing for it.
+            await self.aclose()
+            raise
 
     async def aclose(self) -> None:
         """Stop receiving changes."""
@@ -232,8 +243,21 @@ class InformerSet:
             ]
 
     async def wait_synced(self, timeout: float | None = None) -> None:
-        """Wait until every informer has listed once; TimeoutError after ``timeout`` seconds."""
-        await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in self.informers.values())), timeout)
+        """Wait until every informer has listed once; ClusterError naming what failed after ``timeout``."""
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(i.synced.wait() for i in self.informers.values())), timeout
+            )
+        except TimeoutError:
+            stuck = [
+                f"{k}: {i.last_error or 'no answer'}"
+                for k, i in self.informers.items()
+                if not i.synced.is_set()
+            ]
+            hint = " (are the CRDs installed? run `rollouts install-crds`)" if "Rollout" in str(stuck) else ""
+            raise ClusterError(
+                f"the caches did not fill within {timeout}s: {'; '.join(stuck)}{hint}"
+            ) from None
 
     @property
     def synced(self) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
@@ -81,6 +81,8 @@ class ControllerMetrics:
     """Every metric of the controller in one registry (not the process-global one)."""
 
     def __init__(self, rollouts: Callable[[], Iterable[Obj]]) -> None:
+        # Argo exposes no *_created series; prometheus_client's switch for them is process-wide.
+        disable_created_metrics()
         self.registry = CollectorRegistry()
         self.registry.register(RolloutCollector(rollouts))
         self.reconcile = Histogram(

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from ...model import names
-from ...model.cluster import Obj
+from ...model.cluster import ClusterError, Obj
 from .cluster import KubeCluster, make_client
 from .leader import DEFAULT_LEASE_NAME, LeaderElector, LeaseTimings
 from .logs import configure_logging
@@ -211,6 +211,9 @@ def run_operator(
 
     try:
         asyncio.run(main())
+    except ClusterError as exc:  # a configuration problem the message explains: no traceback
+        log.error("controller failed: %s", exc)
+        return 1
     except Exception as exc:
         log.error("controller failed: %s", exc, exc_info=True)
         return 1

@@ -137,7 +137,7 @@ def pod_ports(pod: Mapping[str, Any]) -> dict[int | str, int]:
     """Host ports of a Pod by container port number AND by port name (for the proxy's endpoints:
     a Service targetPort may be either)."""
     numbers = recorded_ports(pod)
-    out: dict[int | str, int] = dict(numbers)
+    out: dict[int | str, int] = {k: v for k, v in numbers.items()}
     for name, n in port_names(pod.get("spec") or {}).items():
         if n in numbers:
             out[name] = numbers[n]

@@ -237,7 +237,11 @@ class ProbeWorker:
                     # Not ready yet: say why (once per failing streak).
                     await self.on_change(False, failed)
             next_at += self.timing.period
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            # Like a ticker: periods missed while the loop was busy are skipped, never bunched up
+            # (two quick failures must not count as two periods).
+            while next_at <= loop.time():
+                next_at += self.timing.period
+            await asyncio.sleep(next_at - loop.time())
 
 
 def environ_for_exec(env: Mapping[str, str]) -> dict[str, str]:

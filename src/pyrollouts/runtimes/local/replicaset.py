@@ -48,12 +48,14 @@ def deletion_order(pods: list[Obj]) -> list[Obj]:
     """Pods in the order a scale-down deletes them (first = first to go), as Kubernetes ranks them:
     pending before running, not ready before ready, ready more recently before ready longer, more
     restarts before fewer, newer before older (``pods`` is given oldest first)."""
+
     def key(item: tuple[int, Obj]) -> tuple[Any, ...]:
         index, pod = item
         phase = (pod.get("status") or {}).get("phase")
         phase_rank = {"Pending": 0, "Unknown": 1, "Running": 2}.get(str(phase), 0)
         since = _ready_since(pod)
         return (phase_rank, since is not None, -(since or 0.0), -_restarts(pod), -index)
+
     return [p for _, p in sorted(enumerate(pods), key=key)]
 
 
@@ -104,8 +106,10 @@ class ReplicaSetController:
         self._sub = self.store.subscribe(["ReplicaSet", "Pod"])
         for rs in self.store.list("ReplicaSet"):
             self.enqueue(rs["metadata"]["namespace"], rs["metadata"]["name"])
-        self._tasks = [asyncio.create_task(self._follow(), name="rs follow"),
-                       asyncio.create_task(self._work(), name="rs worker")]
+        self._tasks = [
+            asyncio.create_task(self._follow(), name="rs follow"),
+            asyncio.create_task(self._work(), name="rs worker"),
+        ]
 
     async def stop(self) -> None:
         """Stop (Pods and processes are left as they are)."""
@@ -188,17 +192,28 @@ class ReplicaSetController:
             gone = {p["metadata"]["uid"] for p in victims}
             active = [p for p in active if p["metadata"]["uid"] not in gone]
         status, next_change = compute_status(rs, active, time.time())
-        conditions = [c for c in (rs.get("status") or {}).get("conditions") or []
-                      if c.get("type") != "ReplicaFailure"]
+        conditions = [
+            c for c in (rs.get("status") or {}).get("conditions") or [] if c.get("type") != "ReplicaFailure"
+        ]
         if failure:
-            conditions.append({"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
-                               "message": failure, "lastTransitionTime": precise_now()})
+            conditions.append(
+                {
+                    "type": "ReplicaFailure",
+                    "status": "True",
+                    "reason": "FailedCreate",
+                    "message": failure,
+                    "lastTransitionTime": precise_now(),
+                }
+            )
         if conditions:
             status["conditions"] = conditions
         if status != (rs.get("status") or {}):
             with contextlib.suppress(NotFound):
-                self.store.update("ReplicaSet", {"metadata": {"namespace": namespace, "name": name},
-                                                 "status": status}, subresource="status")
+                self.store.update(
+                    "ReplicaSet",
+                    {"metadata": {"namespace": namespace, "name": name}, "status": status},
+                    subresource="status",
+                )
         if next_change is not None:
             self.enqueue(namespace, name, after=max(0.01, next_change - time.time() + 0.01))
         elif failure:
@@ -223,17 +238,34 @@ class ReplicaSetController:
         for _ in range(10):
             name = f"{meta['name']}-{random_suffix()}"
             pod: Obj = {
-                "apiVersion": "v1", "kind": "Pod",
+                "apiVersion": "v1",
+                "kind": "Pod",
                 "metadata": {
-                    "name": name, "namespace": ns, "labels": labels, "annotations": annotations,
-                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": meta["name"],
-                                         "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],
+                    "name": name,
+                    "namespace": ns,
+                    "labels": labels,
+                    "annotations": annotations,
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "ReplicaSet",
+                            "name": meta["name"],
+                            "uid": meta["uid"],
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
                 },
                 "spec": spec,
-                "status": {"phase": "Pending", "hostIP": portmap.POD_IP, "podIP": portmap.POD_IP,
-                           "podIPs": [{"ip": portmap.POD_IP}],
-                           "conditions": [{"type": "PodScheduled", "status": "True",
-                                           "lastTransitionTime": precise_now()}]},
+                "status": {
+                    "phase": "Pending",
+                    "hostIP": portmap.POD_IP,
+                    "podIP": portmap.POD_IP,
+                    "podIPs": [{"ip": portmap.POD_IP}],
+                    "conditions": [
+                        {"type": "PodScheduled", "status": "True", "lastTransitionTime": precise_now()}
+                    ],
+                },
             }
             try:
                 created = self.store.create("Pod", pod, keep_status=True)
@@ -252,5 +284,6 @@ class ReplicaSetController:
         with contextlib.suppress(NotFound):
             mark = {"metadata": {"deletionTimestamp": when, "deletionGracePeriodSeconds": int(grace)}}
             self.store.patch("Pod", pmeta["namespace"], pmeta["name"], mark)
-            record_event(self.store, rs, "Normal", "SuccessfulDelete", f"Deleted pod: {pmeta['name']}",
-                         COMPONENT)
+            record_event(
+                self.store, rs, "Normal", "SuccessfulDelete", f"Deleted pod: {pmeta['name']}", COMPONENT
+            )

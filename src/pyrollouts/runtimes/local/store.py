@@ -20,6 +20,7 @@ import secrets
 import sqlite3
 import threading
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +72,10 @@ def labels_match(obj: Mapping[str, Any], labels: Mapping[str, str] | None) -> bo
         return True
     have = (obj.get("metadata") or {}).get("labels") or {}
     return all(have.get(k) == v for k, v in labels.items())
+
+
+_Events = list[tuple[str, str, str, str]]  # (kind, namespace, type, body) per change
+_Objs = list[Obj]
 
 
 class Subscription:
@@ -139,7 +144,8 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.event_cap = event_cap
         self._lock = threading.RLock()
-        self._subs: list[Subscription] = []
+        # Weak: a watch its consumer dropped (a cancelled task) stops receiving and is freed.
+        self._subs: weakref.WeakSet[Subscription] = weakref.WeakSet()
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -172,9 +178,7 @@ class Store:
             raise NotFound(self._describe(kind, ns, name) + " not found")
         return json.loads(row[0])  # type: ignore[no-any-return]
 
-    def list(
-        self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
-    ) -> list[Obj]:
+    def list(self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None) -> _Objs:
         """Objects of a kind (optionally in one namespace, carrying all the labels), oldest first."""
         with self._lock:
             if namespace is None or kind in CLUSTER_SCOPED:
@@ -189,7 +193,7 @@ class Store:
         objs = [json.loads(r[0]) for r in rows]
         return [o for o in objs if labels_match(o, labels)]
 
-    def owned_by(self, uid: str, kind: str | None = None) -> list[Obj]:
+    def owned_by(self, uid: str, kind: str | None = None) -> _Objs:
         """Objects whose ownerReferences name this uid (optionally of one kind), oldest first."""
         with self._lock:
             rows = self._db.execute(
@@ -304,13 +308,13 @@ class Store:
                 new = copy.deepcopy(obj)
             return self._write(kind, ns, old, new, subresource, events)
 
-    def delete(self, kind: str, namespace: str, name: str) -> list[Obj]:
+    def delete(self, kind: str, namespace: str, name: str) -> _Objs:
         """Delete an object and, recursively, everything it owns (and, for a Namespace, everything
         in it), in one transaction. Returns the deleted objects; raises NotFound."""
         ns = self._ns(kind, namespace)
         with self._lock, self._tx() as events:
             root = self._get_locked(kind, ns, name)
-            deleted: list[Obj] = []
+            deleted: _Objs = []
             self._delete_tree(root, deleted, events)
         return deleted
 
@@ -322,22 +326,21 @@ class Store:
         loop = asyncio.get_running_loop()
         sub = Subscription(self, kinds, namespace, loop)
         with self._lock:
-            self._subs.append(sub)
+            self._subs.add(sub)
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
-            if sub in self._subs:
-                self._subs.remove(sub)
+            self._subs.discard(sub)
 
     # ---- internals ---------------------------------------------------------------------------
 
     class _Tx:
         def __init__(self, store: Store) -> None:
             self.store = store
-            self.events: list[tuple[str, str, str, str]] = []
+            self.events: _Events = []
 
-        def __enter__(self) -> list[tuple[str, str, str, str]]:
+        def __enter__(self) -> _Events:
             self.store._db.execute("BEGIN IMMEDIATE")
             return self.events
 
@@ -405,7 +408,7 @@ class Store:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rv', ?)", (rv,))
         return rv
 
-    def _ensure_namespace(self, ns: str, events: list[tuple[str, str, str, str]]) -> None:
+    def _ensure_namespace(self, ns: str, events: _Events) -> None:
         if not self._exists("Namespace", "", ns):
             self._insert(
                 "Namespace",
@@ -415,9 +418,7 @@ class Store:
                 status={"phase": "Active"},
             )
 
-    def _insert(
-        self, kind: str, ns: str, obj: Obj, events: list[tuple[str, str, str, str]], status: Obj | None = None
-    ) -> None:
+    def _insert(self, kind: str, ns: str, obj: Obj, events: _Events, status: Obj | None = None) -> None:
         meta = obj["metadata"]
         rv = self._next_rv()
         meta["uid"] = str(uuid.uuid4())
@@ -445,7 +446,7 @@ class Store:
         old: Obj,
         new: Obj,
         subresource: str | None,
-        events: list[tuple[str, str, str, str]],
+        events: _Events,
     ) -> Obj:
         if not isinstance(new.get("metadata"), dict):
             raise Invalid(f"{kind} {old['metadata']['name']}: metadata must be a mapping")
@@ -502,7 +503,7 @@ class Store:
                     (uid, kind, ns, name),
                 )
 
-    def _delete_tree(self, obj: Obj, deleted: list[Obj], events: list[tuple[str, str, str, str]]) -> None:
+    def _delete_tree(self, obj: Obj, deleted: _Objs, events: _Events) -> None:
         kind = obj["kind"]
         meta = obj["metadata"]
         ns = self._ns(kind, meta.get("namespace"))
@@ -536,7 +537,7 @@ class Store:
         for child in children:
             self._delete_tree(child, deleted, events)
 
-    def _trim_events(self, ns: str, events: list[tuple[str, str, str, str]]) -> None:
+    def _trim_events(self, ns: str, events: _Events) -> None:
         (count,) = self._db.execute(
             "SELECT COUNT(*) FROM objects WHERE kind='Event' AND namespace=?", (ns,)
         ).fetchone()

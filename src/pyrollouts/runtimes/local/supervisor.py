@@ -196,7 +196,12 @@ class Proc:
             try:
                 if self.alive():
                     done: asyncio.Future[None] = loop.create_future()
-                    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+
+                    def exited() -> None:
+                        if not done.done():
+                            done.set_result(None)
+
+                    loop.add_reader(fd, exited)
                     try:
                         await done
                     finally:
@@ -206,6 +211,10 @@ class Proc:
         elif fd == -2:
             while self.alive():
                 await asyncio.sleep(0.2)
+        if self.popen is not None:
+            # Our child: never block the loop in waitpid, even if the start time was unreadable.
+            while self.popen.poll() is None:
+                await asyncio.sleep(0.05)
         return self._reap()
 
     def _reap(self) -> int | None:
@@ -614,8 +623,23 @@ class PodRunner:
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name=f"pod {self.ns}/{self.name}")
 
+    def ensure_ports(self) -> None:
+        """Give a Pod created without host ports (not by the ReplicaSet controller) its ports."""
+        annotations = (self.pod.get("metadata") or {}).get("annotations") or {}
+        if portmap.PORTS_ANNOTATION in annotations:
+            return
+        labels = (self.pod.get("metadata") or {}).get("labels") or {}
+        wanted = portmap.wanted_ports(self.spec, labels, self.sup.store.list("Service", self.ns))
+        taken = portmap.used_host_ports(self.sup.store.list("Pod"))
+        value = portmap.encode_ports(portmap.allocate(wanted, taken))
+        with contextlib.suppress(NotFound):
+            self.pod = self.sup.store.patch(
+                "Pod", self.ns, self.name, {"metadata": {"annotations": {portmap.PORTS_ANNOTATION: value}}}
+            )
+
     async def run(self) -> None:
         try:
+            self.ensure_ports()
             self.write_status()
             if not self.initialized:
                 for name, proc in list(self.adopted.items()):
@@ -642,6 +666,7 @@ class PodRunner:
 
     async def run_init(self, c: Mapping[str, Any], st: ContainerState) -> None:
         crashes = 0
+        code: int | None
         while True:
             st.state = {"waiting": {"reason": "PodInitializing"}}
             self.write_status()
@@ -743,6 +768,7 @@ class PodRunner:
             probes = self.start_probes(c, st, env, kill, kill_reason, resumed)
             self.write_status()
             waiter = asyncio.ensure_future(proc.wait())
+            code: int | None
             killer = asyncio.ensure_future(kill.wait())
             try:
                 await asyncio.wait({waiter, killer}, return_when=asyncio.FIRST_COMPLETED)
@@ -852,10 +878,13 @@ class PodRunner:
             after_startup()
         return tasks
 
-    async def terminate(self, *, grace: float | None = None, delete_object: bool = True) -> None:
+    async def terminate(
+        self, *, grace: float | None = None, delete_object: bool = True, force: bool = False
+    ) -> None:
         """Stop the Pod: mark it not ready, SIGTERM its processes, SIGKILL after the grace period,
-        then delete the Pod object (``delete_object``) and its emptyDir volumes."""
-        if self.terminating:
+        then delete the Pod object (``delete_object``) and its emptyDir volumes. A second call is a
+        no-op unless ``force`` (the server stopping takes over a termination it interrupted)."""
+        if self.terminating and not force:
             return
         self.terminating = True
         if self.task is not None:
@@ -1006,16 +1035,22 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         runners = list(self.runners.values())
-        if terminate_pods:
-            await asyncio.gather(
-                *(r.terminate(grace=grace, delete_object=False) for r in runners), return_exceptions=True
-            )
-        else:
-            for r in runners:
-                await r.detach()
+        # Terminations under way stop here; with terminate_pods they are finished below.
         for t in list(self._background):
             t.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if terminate_pods:
+            await asyncio.gather(
+                *(r.terminate(grace=grace, delete_object=r.terminating, force=True) for r in runners),
+                return_exceptions=True,
+            )
+            # Whatever else this state dir still runs (orphans being stopped) goes too.
+            leftover = [Proc(f.pid, f.start) for f in find_pod_processes(self.state_dir)]
+            limit = self.orphan_grace if grace is None else grace
+            await asyncio.gather(*(stop_process(p, limit) for p in leftover), return_exceptions=True)
+        else:
+            for r in runners:
+                await r.detach()
         self.runners.clear()
 
     def pod_processes(self) -> Iterator[tuple[str, str, Proc]]:

@@ -1,91 +1,203 @@
-"""L4 (``appProtocol: tcp``) forwarding, and the byte pipe that WebSocket tunnels reuse.
+"""Byte pipes: L4 (``appProtocol: tcp``) forwarding, and the tunnel an HTTP Upgrade becomes.
 
-A new connection goes to a ready endpoint of the current snapshot (round robin, trying the next
-one if a connect fails); an established connection stays on its endpoint until either side
-closes, which is how old connections drain after a switch.
+A new connection goes to a ready endpoint of the current snapshot (round robin, trying the next one
+if a connect fails); an established connection stays on its endpoint until either side closes,
+which is how old connections drain after a switch. Written as asyncio protocols (callbacks, no
+per-chunk futures) because this is the data path; flow control pauses reading on one side while
+the other side's write buffer is full.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from .state import ProxyState
-from .upstream import CONNECT_TIMEOUT, READ_LIMIT
+from .table import Target
+from .upstream import CONNECT_TIMEOUT
 
 log = logging.getLogger(__name__)
 
-CHUNK = 2**16
+
+class PipeEnd(asyncio.Protocol):
+    """The upstream side of a pipe: everything it receives goes to ``peer`` (the client transport)."""
+
+    def __init__(self, peer: asyncio.Transport, on_first_data: Callable[[bytes], None] | None = None) -> None:
+        self.peer = peer
+        self.transport: asyncio.Transport | None = None
+        self.on_first_data = on_first_data
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.on_first_data is not None:
+            self.on_first_data(data)
+            self.on_first_data = None
+        if not self.peer.is_closing():
+            self.peer.write(data)
+
+    def eof_received(self) -> bool:
+        # Pass the half-close on, so protocols that end input with a FIN keep working.
+        if not self.peer.is_closing() and self.peer.can_write_eof():
+            self.peer.write_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.peer.close()
+
+    def pause_writing(self) -> None:
+        self.peer.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.peer.resume_reading()
 
 
-async def _copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    try:
-        while data := await src.read(CHUNK):
-            dst.write(data)
-            await dst.drain()
-        # Pass the half-close on, so request/response protocols over TCP see the end of input.
-        if dst.can_write_eof() and not dst.is_closing():
-            dst.write_eof()
-    except (ConnectionError, OSError):
-        dst.close()
+class ClientPipe:
+    """The client side of a pipe, used by a protocol that owns the client transport: buffers what
+    the client sends until the upstream connection exists."""
+
+    def __init__(self, client: asyncio.Transport) -> None:
+        self.client = client
+        self.upstream: PipeEnd | None = None
+        self.pending: list[bytes] = []
+        self.client_eof = False
+
+    def attach(self, upstream: PipeEnd) -> None:
+        """The upstream connection is ready: flush what the client already sent."""
+        self.upstream = upstream
+        assert upstream.transport is not None
+        if self.pending:
+            upstream.transport.write(b"".join(self.pending))
+            self.pending.clear()
+        if self.client_eof and upstream.transport.can_write_eof():
+            upstream.transport.write_eof()
+
+    def send(self, data: bytes) -> None:
+        """Bytes from the client."""
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.write(data)
+        else:
+            self.pending.append(data)
+
+    def eof(self) -> None:
+        """The client half-closed."""
+        self.client_eof = True
+        up = self.upstream.transport if self.upstream is not None else None
+        if up is not None and not up.is_closing() and up.can_write_eof():
+            up.write_eof()
+
+    def close(self) -> None:
+        """The client went away."""
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.close()
+
+    def pause(self) -> None:
+        """The client's write buffer is full: stop reading from the upstream."""
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.pause_reading()
+
+    def resume(self) -> None:
+        """The client's write buffer drained."""
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.resume_reading()
 
 
-async def pipe(
-    a_reader: asyncio.StreamReader,
-    a_writer: asyncio.StreamWriter,
-    b_reader: asyncio.StreamReader,
-    b_writer: asyncio.StreamWriter,
-) -> None:
-    """Copy bytes both ways until both directions ended, then close both sides."""
-    try:
-        await asyncio.gather(_copy(a_reader, b_writer), _copy(b_reader, a_writer))
-    finally:
-        a_writer.close()
-        b_writer.close()
+async def connect_pipe(
+    loop: asyncio.AbstractEventLoop,
+    targets: tuple[Target, ...],
+    start: int,
+    client: asyncio.Transport,
+    on_first_data: Callable[[bytes], None] | None = None,
+) -> tuple[PipeEnd | None, Target | None, list[str]]:
+    """Connect to the first endpoint (round robin from ``start``) that accepts; returns the pipe end,
+    the endpoint, and the errors of those that refused."""
+    errors: list[str] = []
+    n = len(targets)
+    for attempt in range(n):
+        target = targets[(start + attempt) % n]
+        try:
+            _, end = await asyncio.wait_for(
+                loop.create_connection(lambda: PipeEnd(client, on_first_data), target.host, target.port),
+                CONNECT_TIMEOUT,
+            )
+        except (OSError, TimeoutError) as exc:
+            errors.append(f"pod {target.pod or '?'} ({target.host}:{target.port}): {reason(exc)}")
+            continue
+        return end, target, errors
+    return None, None, errors
 
 
-class TcpListener:
-    """Accepts connections on one listener key and forwards them at L4."""
+def reason(exc: BaseException) -> str:
+    """A short human reason for a connection error."""
+    if isinstance(exc, TimeoutError):
+        return "connect timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class TcpProxyProtocol(asyncio.Protocol):
+    """One client connection on an L4 listener."""
 
     def __init__(self, state: ProxyState, key: tuple[str, int]) -> None:
         self.state = state
         self.key = key
+        self.pipe: ClientPipe | None = None
+        self.task: asyncio.Task[None] | None = None
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Connection callback for asyncio.start_server."""
-        metrics = self.state.metrics
-        metrics.active_connections += 1
-        try:
-            route = self.state.route(self.key)
-            if route is None or not route.targets:
-                # No HTTP here to explain with: closing at once is the clearest TCP answer.
-                log.info("tcp %s:%s: no ready endpoint, closing", *self.key)
-                writer.close()
-                return
-            n = len(route.targets)
-            start = self.state.next_index(self.key)
-            for attempt in range(n):
-                target = route.targets[(start + attempt) % n]
-                try:
-                    up_reader, up_writer = await asyncio.wait_for(
-                        asyncio.open_connection(target.host, target.port, limit=READ_LIMIT),
-                        CONNECT_TIMEOUT,
-                    )
-                except (OSError, TimeoutError) as exc:
-                    log.info(
-                        "tcp %s: connect to %s:%s failed: %s",
-                        route.service_key,
-                        target.host,
-                        target.port,
-                        exc,
-                    )
-                    continue
-                metrics.observe_tcp(route.namespace, route.service, target.revision)
-                await pipe(reader, writer, up_reader, up_writer)
-                return
-            writer.close()
-        finally:
-            metrics.active_connections -= 1
-            with contextlib.suppress(Exception):
-                writer.close()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        client: asyncio.Transport = transport  # type: ignore[assignment]
+        self.state.metrics.active_connections += 1
+        route = self.state.route(self.key)
+        if route is None or not route.targets:
+            # No HTTP here to explain with: closing at once is the clearest TCP answer.
+            log.info("tcp %s:%s: no ready endpoint, closing", *self.key)
+            client.close()
+            return
+        self.pipe = ClientPipe(client)
+        client.pause_reading()  # until the upstream connection exists
+        start = self.state.next_index(self.key)
+        connecting = self._connect(route.namespace, route.service, route.targets, start, client)
+        self.task = asyncio.get_running_loop().create_task(connecting)
+
+    async def _connect(self, ns: str, svc: str, targets: tuple[Target, ...], start: int, client: Any) -> None:
+        end, target, errors = await connect_pipe(asyncio.get_running_loop(), targets, start, client)
+        if end is None or target is None:
+            log.info("tcp %s/%s: no endpoint accepted: %s", ns, svc, "; ".join(errors))
+            client.close()
+            return
+        if client.is_closing():
+            assert end.transport is not None
+            end.transport.close()
+            return
+        self.state.metrics.observe_tcp(ns, svc, target.revision)
+        assert self.pipe is not None
+        self.pipe.attach(end)
+        client.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self.pipe is not None:
+            self.pipe.send(data)
+
+    def eof_received(self) -> bool:
+        if self.pipe is not None:
+            self.pipe.eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.metrics.active_connections -= 1
+        if self.pipe is not None:
+            self.pipe.close()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def pause_writing(self) -> None:
+        if self.pipe is not None:
+            self.pipe.pause()
+
+    def resume_writing(self) -> None:
+        if self.pipe is not None:
+            self.pipe.resume()

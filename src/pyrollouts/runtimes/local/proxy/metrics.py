@@ -22,6 +22,7 @@ BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+_CLASS_OF = ("0xx", *STATUS_CLASSES)
 
 
 @dataclass
@@ -69,7 +70,7 @@ class ProxyMetrics:
     def observe(self, namespace: str, service: str, revision: str, status: int, seconds: float) -> None:
         """Count one answered HTTP request; revision "" means no pod was chosen (e.g. a 503)."""
         stats = self._get(namespace, service, revision)
-        cls = f"{status // 100}xx"
+        cls = _CLASS_OF[status // 100] if 1 <= status // 100 <= 5 else f"{status // 100}xx"
         stats.by_class[cls] = stats.by_class.get(cls, 0) + 1
         stats.bucket_counts[bisect.bisect_left(BUCKETS, seconds)] += 1
         stats.latency_sum += seconds

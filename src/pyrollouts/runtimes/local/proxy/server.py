@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .l4 import TcpListener
-from .l7 import HttpListener
+from .l4 import TcpProxyProtocol
+from .l7 import HttpProxyProtocol
 from .state import ProxyState
 from .table import EMPTY_TABLE, TableError, build_routing, validate_table
 
@@ -37,6 +37,10 @@ def process_start_time(pid: int) -> int | None:
     # Field 22; the command name (field 2) may contain spaces, so split after its closing paren.
     fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[19])
+
+
+def _factory(cls: Any, state: ProxyState, key: tuple[str, int]) -> Any:
+    return lambda: cls(state, key)
 
 
 class ProxyServer:
@@ -70,6 +74,9 @@ class ProxyServer:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             self.state.pool.sweep()
+            now = asyncio.get_running_loop().time()
+            for client in list(self.state.clients):
+                client.close_if_idle(now)
 
     async def apply(self, table: Any, *, persist: bool = True) -> dict[str, Any]:
         """Validate and switch to a table; returns {"version", "listening", "failed"}. Raises
@@ -96,10 +103,10 @@ class ProxyServer:
                 if key in self.listeners:
                     continue
                 route = routing.routes[key]
-                handler = (TcpListener if tcp else HttpListener)(self.state, key).handle
+                factory = _factory(TcpProxyProtocol if tcp else HttpProxyProtocol, self.state, key)
                 try:
-                    server = await asyncio.start_server(
-                        handler, host=key[0], port=key[1], reuse_address=True, backlog=1024
+                    server = await asyncio.get_running_loop().create_server(
+                        factory, host=key[0], port=key[1], reuse_address=True, backlog=1024
                     )
                 except OSError as exc:
                     failed.append(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .metrics import ProxyMetrics
 from .table import Route, Routing
 from .upstream import UpstreamPool
@@ -17,6 +19,8 @@ class ProxyState:
         # Round-robin position per listener; kept apart from the snapshot so a table switch does
         # not reset the spread of load.
         self._rr: dict[tuple[str, int], int] = {}
+        #: Open HTTP client connections (for the idle sweep).
+        self.clients: set[Any] = set()
 
     def route(self, key: tuple[str, int]) -> Route | None:
         """The route a new request or connection on listener ``key`` should use now."""

@@ -8,58 +8,45 @@ when it is released.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 CONNECT_TIMEOUT = 5.0
 IDLE_TIMEOUT = 30.0
 MAX_IDLE_PER_ENDPOINT = 64
-READ_LIMIT = 2**16
 
 
-@dataclass(eq=False)
-class UpstreamConn:
-    """One connection to an endpoint."""
+class PooledConn(Protocol):
+    """What the pool needs from a connection (the L7 upstream protocol)."""
 
     host: str
     port: int
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    idle_since: float = field(default=0.0)
+    idle_since: float
 
-    def usable(self) -> bool:
-        """False once the endpoint closed it (or it broke) while idle."""
-        return not (self.writer.is_closing() or self.reader.at_eof() or self.reader.exception())
+    def usable(self) -> bool: ...
 
-    def close(self) -> None:
-        """Close without waiting (the peer sees a FIN)."""
-        self.writer.close()
+    def close(self) -> None: ...
 
 
 class UpstreamPool:
     """Idle keep-alive connections per endpoint."""
 
     def __init__(self) -> None:
-        self._idle: dict[tuple[str, int], list[UpstreamConn]] = {}
+        self._idle: dict[tuple[str, int], list[Any]] = {}
         # None until the first table: then only endpoints in the table may keep idle connections.
         self._live: set[tuple[str, int]] | None = None
 
-    async def acquire(self, host: str, port: int) -> tuple[UpstreamConn, bool]:
-        """A connection to host:port and whether it was reused from the pool. Raises OSError or
-        TimeoutError when a new connection cannot be made."""
+    def take(self, host: str, port: int) -> Any | None:
+        """An idle, still usable connection to host:port, or None (then the caller connects)."""
         idle = self._idle.get((host, port))
         while idle:
             conn = idle.pop()
             if conn.usable():
-                return conn, True
+                return conn
             conn.close()
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, limit=READ_LIMIT), CONNECT_TIMEOUT
-        )
-        return UpstreamConn(host, port, reader, writer), False
+        return None
 
-    def release(self, conn: UpstreamConn) -> None:
+    def release(self, conn: PooledConn) -> None:
         """Return a connection after a complete keep-alive exchange."""
         key = (conn.host, conn.port)
         if not conn.usable() or (self._live is not None and key not in self._live):

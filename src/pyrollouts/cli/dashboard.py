@@ -1,0 +1,143 @@
+"""`rollouts dashboard [-p 3100]`: the dashboard of the current backend, on loopback by default.
+
+local: a relay to the local server's own dashboard (web/relay.py), which adds the CLI's token.
+kubernetes: the dashboard over a KubeCluster with the kubeconfig's credentials, its caches watching
+Rollouts, ReplicaSets, Services and Pods. Beyond loopback a token is required (--token-file or
+ROLLOUTS_TOKEN); open the page once as ``?token=TOKEN``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Annotated, Any
+
+import aiohttp
+import typer
+from aiohttp import web
+
+from ..web import check_bind, make_dashboard_app
+from ..web.relay import make_relay_app
+from .client import CliError, read_token
+from .common import err, state
+
+
+async def _check_server(url: str, token: str | None) -> None:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+            session.get(url.rstrip("/") + "/api/v1/version", headers=headers) as resp,
+        ):
+            if resp.status == 401:
+                raise CliError(
+                    f"the server at {url} needs a token: pass --token-file FILE (or ROLLOUTS_TOKEN)"
+                )
+            if resp.status != 200:
+                raise CliError(f"the server at {url} has no dashboard (GET /api/v1/version: {resp.status})")
+    except aiohttp.ClientError as exc:
+        raise CliError(
+            f"cannot reach a pyrollouts server at {url} ({exc})",
+            ["start one with:  rollouts server", "or point at one with --server URL (or ROLLOUTS_SERVER)"],
+        ) from None
+
+
+async def _kube_app(
+    kubeconfig: str | None, context: str | None, token: str | None
+) -> tuple[web.Application, Any]:
+    from ..controller.clock import Clock
+    from ..model.cluster import ClusterError
+    from ..runtimes.kubernetes.cluster import KubeCluster, load_config, make_client
+    from ..server.info import rollout_info
+
+    try:
+        config = load_config(kubeconfig, context)
+        cluster = KubeCluster(make_client(kubeconfig, context), cache=True)
+        await cluster.start(timeout=30)
+    except ClusterError as exc:
+        raise CliError(str(exc)) from None
+    except TimeoutError:
+        raise CliError("the Kubernetes API did not answer the first list within 30 s") from None
+    namespace = str(getattr(config, "namespace", None) or "default")
+    app = make_dashboard_app(
+        cluster, clock=Clock(), info=rollout_info, token=token, runtime="kubernetes", namespace=namespace
+    )
+    return app, cluster
+
+
+async def serve(
+    backend: str,
+    *,
+    host: str,
+    port: int,
+    server: str,
+    token: str | None,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve the dashboard until ``stop`` is set (or SIGINT/SIGTERM)."""
+    try:
+        check_bind(host, token)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    closer: Any = None
+    if backend == "kubernetes":
+        app, closer = await _kube_app(kubeconfig, context, token)
+    else:
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            raise CliError(
+                "on the local runtime the dashboard relays to the server on loopback only; to reach it "
+                "from elsewhere, start the server itself with --listen HOST:PORT --token-file FILE"
+            )
+        await _check_server(server, token)
+        app = make_relay_app(server, token)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise CliError(
+                f"cannot listen on {host}:{port}: {exc.strerror}; pick another port with -p"
+            ) from None
+        shown = f"[{host}]" if ":" in host else host
+        print(f"dashboard of the {backend} backend at http://{shown}:{port}/ (Ctrl-C stops it)", flush=True)
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        if closer is not None:
+            await closer.close()
+
+
+def dashboard(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to serve the dashboard on.")] = 3100,
+    address: Annotated[
+        str, typer.Option("--address", help="Address to bind; beyond loopback it needs --token-file.")
+    ] = "127.0.0.1",
+) -> None:
+    """Serve the rollouts dashboard for the current backend (local server or Kubernetes)."""
+    st = state(ctx)
+    token = read_token(st.token_file)
+    try:
+        asyncio.run(
+            serve(
+                st.backend_name,
+                host=address,
+                port=port,
+                server=st.server,
+                token=token,
+                kubeconfig=st.kubeconfig,
+                context=st.context,
+            )
+        )
+    except KeyboardInterrupt:
+        err().print("dashboard stopped", markup=False)

@@ -1,0 +1,364 @@
+"""Argo Rollouts' dashboard API under /api/v1, over any ``Cluster`` (ARGO-COMPAT "Dashboard API").
+
+Reads: ``GET rollouts/{ns}/info``, ``rollouts/{ns}/{name}/info`` and their ``/watch`` streams
+(Server-Sent Events; each message's data is ``{"result": ...}`` as Argo's gateway wraps stream
+items), ``namespace``, ``version``. Writes (PUT, or POST): ``promote`` (body ``{"full": bool}``),
+``abort``, ``retry``, ``restart``, ``undo/{revision}``, ``set/{container}/{image}``; each is the
+patch list of ``model.useractions``, exactly what Argo's plugin sends. Writes need the bearer token,
+or an ``Origin`` header naming this server (a browser page of ours); anything else is refused, so a
+page from another site cannot drive a rollout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from .. import __version__
+from ..model import useractions
+from ..model.cluster import Conflict, Invalid, NotFound, Obj
+from .context import WEB_KEY, WebContext
+from .openapi import openapi_document
+from .source import WebError, fingerprint
+
+log = logging.getLogger("pyrollouts.web.api")
+
+HEARTBEAT_SECONDS = 15.0
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, message: str) -> web.Response:
+    """The JSON error body every route answers with: {"error", "code", "message"} (Argo's gateway
+    says "error" and "message"; both carry the text)."""
+    return web.json_response({"error": message, "message": message, "code": status}, status=status)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+
+
+def _handles_errors(fn: Handler) -> Handler:
+    """Answer our errors as JSON here, so the routes behave the same in any host application."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await fn(request)
+        except WebError as exc:
+            return error_response(exc.status, exc.message)
+        except useractions.ActionError as exc:
+            return error_response(409, str(exc))
+        except NotFound as exc:
+            return error_response(404, str(exc) or "not found")
+        except Conflict as exc:
+            return error_response(409, str(exc) or "conflict: try again")
+        except Invalid as exc:
+            return error_response(422, str(exc) or "invalid")
+
+    wrapper.__doc__ = fn.__doc__
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def connected(request: web.Request) -> Callable[[], bool]:
+    """Whether the client of a stream is still there (its connection not closing)."""
+
+    def alive() -> bool:
+        transport = request.transport
+        return transport is not None and not transport.is_closing()
+
+    return alive
+
+
+def _ctx(request: web.Request) -> WebContext:
+    return request.app[WEB_KEY]
+
+
+def bearer_ok(request: web.Request, token: str | None) -> bool:
+    """Whether the request carries the server's token (header, or the dashboard's cookie)."""
+    if token is None:
+        return False
+    auth = request.headers.get("Authorization", "")
+    given = auth[7:].strip() if auth.startswith("Bearer ") else request.cookies.get(COOKIE, "")
+    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+
+COOKIE = "pyrollouts_token"
+
+
+def check_write(request: web.Request) -> None:
+    """Refuse a write without the token in the Authorization header or a same-origin Origin."""
+    ctx = _ctx(request)
+    auth = request.headers.get("Authorization", "")
+    if ctx.token is not None and auth.startswith("Bearer ") and bearer_ok(request, ctx.token):
+        return
+    origin = request.headers.get("Origin")
+    if origin is None:
+        raise WebError(
+            403,
+            "actions need an Origin header naming this server (sent by the dashboard page) "
+            "or 'Authorization: Bearer <token>'",
+        )
+    try:
+        netloc = urlsplit(origin).netloc.lower()
+    except ValueError:
+        netloc = ""
+    if netloc != request.host.lower():
+        raise WebError(403, f"cross-origin request refused (Origin {origin} is not {request.host})")
+
+
+async def _body(request: web.Request, what: str) -> dict[str, Any]:
+    """The JSON object body; {} when empty; WebError 400 when malformed or not an object."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WebError(400, f"the request body is not valid JSON ({exc}); send {what}") from exc
+    if not isinstance(body, dict):
+        raise WebError(400, f"the request body must be a JSON object: {what}")
+    return body
+
+
+# ---------------------------------------------------------------------------------------------
+# reads
+
+
+@_handles_errors
+async def version(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/version"""
+    ctx = _ctx(request)
+    return _json({"rolloutsVersion": f"pyrollouts v{__version__}", "runtime": ctx.runtime})
+
+
+@_handles_errors
+async def namespace(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/namespace: the default namespace and those the user may switch to."""
+    ctx = _ctx(request)
+    return _json(
+        {"namespace": ctx.source.default_namespace, "availableNamespaces": await ctx.source.namespaces()}
+    )
+
+
+@_handles_errors
+async def list_info(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/rollouts/{ns}/info"""
+    return _json({"rollouts": await _ctx(request).source.infos(request.match_info["ns"])})
+
+
+@_handles_errors
+async def get_info(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/rollouts/{ns}/{name}/info"""
+    return _json(await _ctx(request).source.info(request.match_info["ns"], request.match_info["name"]))
+
+
+@_handles_errors
+async def get_events(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/rollouts/{ns}/{name}/events (ours): the rollout's events, oldest first."""
+    ctx = _ctx(request)
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    await ctx.source.rollout(ns, name)
+    return _json({"items": await ctx.source.events(ns, name)})
+
+
+@_handles_errors
+async def get_traffic(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/rollouts/{ns}/{name}/traffic (ours, local runtime): rps and error rate per revision."""
+    ctx = _ctx(request)
+    info = await ctx.source.info(request.match_info["ns"], request.match_info["name"])
+    return _json({"available": ctx.traffic is not None, "revisions": await ctx.traffic_of(info)})
+
+
+@_handles_errors
+async def openapi(request: web.Request) -> web.StreamResponse:
+    """GET /api/openapi.json"""
+    return _json(openapi_document())
+
+
+# ---------------------------------------------------------------------------------------------
+# streams
+
+
+async def sse_start(request: web.Request) -> web.StreamResponse:
+    """Begin a Server-Sent Events response."""
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    await resp.prepare(request)
+    return resp
+
+
+async def sse_send(resp: web.StreamResponse, data: Any, event: str | None = None) -> None:
+    """One SSE message (a named event when ``event`` is given)."""
+    payload = json.dumps(data, default=str, separators=(",", ":"))
+    head = f"event: {event}\n" if event else ""
+    await resp.write(f"{head}data: {payload}\n\n".encode())
+
+
+@_handles_errors
+async def watch_info(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/rollouts/{ns}/{name}/info/watch: RolloutInfo as ``{"result": info}`` messages,
+    again on every change; also named events ``events`` (the event log) and ``traffic`` (local)."""
+    ctx = _ctx(request)
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    await ctx.source.rollout(ns, name)  # a 404 before the stream starts
+    resp = await sse_start(request)
+    sent = {"info": "", "events": "", "traffic": ""}
+    last_write = asyncio.get_running_loop().time()
+    try:
+        async for _ in ctx.source.changes(ns, connected(request)):
+            try:
+                info = await ctx.source.info(ns, name)
+            except WebError:
+                await sse_send(resp, {"name": name, "namespace": ns}, "deleted")
+                break
+            parts: list[tuple[str, Any, str | None]] = [
+                ("info", {"result": info}, None),
+                ("events", {"items": await ctx.source.events(ns, name)}, "events"),
+            ]
+            if ctx.traffic is not None:
+                parts.append(("traffic", {"revisions": await ctx.traffic_of(info)}, "traffic"))
+            for key, data, event in parts:
+                fp = fingerprint(data["result"] if key == "info" else data)
+                if fp != sent[key]:
+                    await sse_send(resp, data, event)
+                    sent[key] = fp
+                    last_write = asyncio.get_running_loop().time()
+            if asyncio.get_running_loop().time() - last_write > HEARTBEAT_SECONDS:
+                await resp.write(b": ping\n\n")
+                last_write = asyncio.get_running_loop().time()
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return resp
+
+
+@_handles_errors
+async def watch_list(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/rollouts/{ns}/info/watch: ``{"result": {"type", "rolloutInfo"}}`` per change."""
+    ctx = _ctx(request)
+    ns = request.match_info["ns"]
+    resp = await sse_start(request)
+    known: dict[str, str] = {}
+    last_write = asyncio.get_running_loop().time()
+    try:
+        async for _ in ctx.source.changes(ns, connected(request)):
+            infos = {str(i["objectMeta"]["name"]): i for i in await ctx.source.infos(ns)}
+            for name, info in infos.items():
+                fp = fingerprint(info)
+                if known.get(name) != fp:
+                    kind = "MODIFIED" if name in known else "ADDED"
+                    await sse_send(resp, {"result": {"type": kind, "rolloutInfo": info}})
+                    known[name] = fp
+                    last_write = asyncio.get_running_loop().time()
+            for name in [n for n in known if n not in infos]:
+                gone = {"objectMeta": {"name": name, "namespace": ns}}
+                await sse_send(resp, {"result": {"type": "DELETED", "rolloutInfo": gone}})
+                del known[name]
+            if asyncio.get_running_loop().time() - last_write > HEARTBEAT_SECONDS:
+                await resp.write(b": ping\n\n")
+                last_write = asyncio.get_running_loop().time()
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return resp
+
+
+# ---------------------------------------------------------------------------------------------
+# actions
+
+
+async def _apply(ctx: WebContext, ns: str, name: str, patches: list[useractions.Patch]) -> Obj:
+    ro: Obj = {}
+    for p in patches:
+        ro = await ctx.source.cluster.patch("Rollout", ns, name, p.body, subresource=p.subresource)
+    return ro
+
+
+def _action(verb: str) -> Handler:
+    @_handles_errors
+    async def handler(request: web.Request) -> web.StreamResponse:
+        check_write(request)
+        ctx = _ctx(request)
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        body = await _body(request, '{"full": true|false}' if verb == "promote" else "{}")
+        ro = await ctx.source.rollout(ns, name)
+        if verb == "promote":
+            full = body.get("full", False)
+            if not isinstance(full, bool):
+                raise WebError(400, f"'full' must be true or false, not {full!r}")
+            patches = useractions.promote(ro, full=full)
+        elif verb == "abort":
+            patches = useractions.abort(ro)
+        elif verb == "retry":
+            patches = useractions.retry(ro)
+        elif verb == "restart":
+            patches = useractions.restart(ro, ctx.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+        elif verb == "undo":
+            patches = await _undo_patches(ctx, ro, request.match_info["revision"])
+        else:  # set image
+            container, image = request.match_info["container"], request.match_info["image"]
+            try:
+                patches = useractions.set_image(ro, container, image)
+            except useractions.ActionError as exc:
+                raise WebError(400, str(exc)) from exc
+        log.info("%s %s/%s", verb, ns, name)
+        return _json(await _apply(ctx, ns, name, patches))
+
+    handler.__name__ = f"action_{verb}"
+    return handler
+
+
+async def _undo_patches(ctx: WebContext, ro: Obj, raw: str) -> list[useractions.Patch]:
+    name = ro["metadata"]["name"]
+    try:
+        revision = int(raw)
+    except ValueError:
+        raise WebError(400, f"revision '{raw}' is not a number; use one of the rollout's revisions") from None
+    rss = await ctx.source.owned_replicasets(ro)
+    known = sorted(
+        int(r)
+        for rs in rss
+        if (r := (rs["metadata"].get("annotations") or {}).get("rollout.argoproj.io/revision", "")).isdigit()
+    )
+    if revision not in known:
+        listed = ", ".join(str(r) for r in known) or "none"
+        raise WebError(400, f"rollout '{name}' has no revision {revision} (revisions: {listed})")
+    try:
+        return useractions.undo(ro, rss, revision)
+    except useractions.ActionError as exc:
+        raise WebError(400, str(exc)) from exc
+
+
+def api_routes() -> list[web.AbstractRouteDef]:
+    """Every /api/v1 route and /api/openapi.json (they read the WebContext stored on the app)."""
+    base = "/api/v1/rollouts/{ns}/{name}"
+    routes: list[web.AbstractRouteDef] = [
+        web.get("/api/openapi.json", openapi),
+        web.get("/api/v1/version", version),
+        web.get("/api/v1/namespace", namespace),
+        web.get("/api/v1/rollouts/{ns}/info", list_info),
+        web.get("/api/v1/rollouts/{ns}/info/watch", watch_list),
+        web.get(base + "/info", get_info),
+        web.get(base + "/info/watch", watch_info),
+        web.get(base + "/events", get_events),
+        web.get(base + "/traffic", get_traffic),
+    ]
+    actions = {
+        "promote": "/promote",
+        "abort": "/abort",
+        "retry": "/retry",
+        "restart": "/restart",
+        "undo": "/undo/{revision}",
+        # An image holds '/' and ':'; the rest of the path is the image.
+        "set": "/set/{container}/{image:.+}",
+    }
+    for verb, path in actions.items():
+        h = _action(verb)
+        routes += [web.put(base + path, h), web.post(base + path, h)]
+    return routes

@@ -1,0 +1,129 @@
+"""Assembling the dashboard: into the local server's application, or as an application of its own.
+
+``dashboard_routes(...)`` is given to ``server.api.make_app(extra_routes=...)``: the local server
+then serves the dashboard and /api/v1 at its own address (its middlewares check the token on
+/api). ``make_dashboard_app(...)`` is the standalone application ``rollouts dashboard`` serves over
+any Cluster (the Kubernetes runtime through the kubeconfig's credentials), with the same rules.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..model.cluster import Cluster
+from .api import api_routes, bearer_ok, error_response
+from .context import WEB_KEY, WebContext
+from .pages import page_routes
+from .rolloutinfo import InfoBuilder
+from .source import ClockLike, Source
+from .traffic import TrafficSampler
+
+
+def _context(
+    cluster: Cluster,
+    *,
+    clock: ClockLike,
+    info: InfoBuilder,
+    proxy: Any = None,
+    token: str | None = None,
+    runtime: str = "local",
+    namespace: str = "default",
+) -> WebContext:
+    traffic = TrafficSampler(proxy.stats) if proxy is not None and hasattr(proxy, "stats") else None
+    return WebContext(
+        Source(cluster, clock, info, namespace=namespace), token=token, traffic=traffic, runtime=runtime
+    )
+
+
+def install(app: web.Application, ctx: WebContext) -> None:
+    """Add the dashboard's routes to ``app`` and keep ``ctx`` on it (before the app starts)."""
+    app[WEB_KEY] = ctx
+    app.add_routes(api_routes())
+    app.add_routes(page_routes())
+
+    async def stop_sampler(_: web.Application) -> None:
+        if ctx.traffic is not None:
+            await ctx.traffic.close()
+
+    async def end_streams(_: web.Application) -> None:
+        ctx.source.close()
+
+    app.on_shutdown.append(end_streams)
+    app.on_cleanup.append(stop_sampler)
+
+
+def dashboard_routes(
+    cluster: Cluster,
+    *,
+    clock: ClockLike,
+    info: InfoBuilder,
+    proxy: Any = None,
+    token: str | None = None,
+    runtime: str = "local",
+    namespace: str = "default",
+) -> Callable[[web.Application], None]:
+    """For ``make_app(extra_routes=...)``: installs the dashboard and /api/v1 on the server's app.
+
+    ``info``: the info builder (``server.info.rollout_info``). ``proxy``: the local ProxyManager
+    (its ``stats()`` feeds the traffic chart), None elsewhere. ``token``: the server's token, None on
+    loopback."""
+    ctx = _context(
+        cluster, clock=clock, info=info, proxy=proxy, token=token, runtime=runtime, namespace=namespace
+    )
+    return lambda app: install(app, ctx)
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
+    # Pages check the token themselves (they can take it once as ?token=); the API needs the
+    # header or the cookie the pages set.
+    ctx = request.app[WEB_KEY]
+    if ctx.token is not None and request.path.startswith("/api/") and not bearer_ok(request, ctx.token):
+        return error_response(401, "this dashboard needs a token: send 'Authorization: Bearer <token>'")
+    resp: web.StreamResponse = await handler(request)
+    return resp
+
+
+def make_dashboard_app(
+    cluster: Cluster,
+    *,
+    clock: ClockLike,
+    info: InfoBuilder,
+    proxy: Any = None,
+    token: str | None = None,
+    runtime: str = "local",
+    namespace: str = "default",
+) -> web.Application:
+    """A standalone dashboard application over ``cluster`` (see the module docstring)."""
+    app = web.Application(middlewares=[_auth])
+    install(
+        app,
+        _context(
+            cluster, clock=clock, info=info, proxy=proxy, token=token, runtime=runtime, namespace=namespace
+        ),
+    )
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to serve beyond loopback without a token (ValueError saying what to do)."""
+    if not is_loopback(host) and not token:
+        raise ValueError(
+            f"--address {host}: serving the dashboard beyond loopback needs a token; "
+            "pass --token-file FILE (open the page once as ?token=TOKEN)"
+        )
+

@@ -1,0 +1,193 @@
+"""The dashboard's pages and their live streams (server-rendered fragments over SSE).
+
+``/`` goes to the default namespace's list; ``/rollouts/{ns}`` lists rollouts; ``/rollouts/{ns}/{name}``
+shows one. Each page opens an EventSource on ``/ui/...stream``, whose messages carry HTML fragments
+rendered here, so there is one renderer and the script stays small. When the server has a token,
+pages need it once as ``?token=`` (it becomes an HttpOnly, SameSite=Strict cookie).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from . import render
+from .api import COOKIE, bearer_ok, connected, sse_send, sse_start
+from .context import WEB_KEY, WebContext
+from .source import WebError
+
+STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+
+
+def _ctx(request: web.Request) -> WebContext:
+    return request.app[WEB_KEY]
+
+
+def _authorize(request: web.Request) -> web.Response | None:
+    """None when the request may see pages; else the answer to give (a redirect setting the cookie,
+    or a 401 page saying what to do)."""
+    ctx = _ctx(request)
+    if ctx.token is None or bearer_ok(request, ctx.token):
+        return None
+    given = request.query.get("token")
+    if given is not None and hmac.compare_digest(given.encode(), ctx.token.encode()):
+        resp = web.HTTPFound(request.rel_url.without_query("token"))
+        resp.set_cookie(COOKIE, given, httponly=True, samesite="Strict", path="/")
+        return resp
+    return web.Response(
+        status=401,
+        content_type="text/html",
+        text=render.page(
+            "Token needed",
+            "<h1>Token needed</h1><p>This dashboard is served beyond loopback, so it needs the server's "
+            "token: open it once as <code>?token=TOKEN</code> (the token in the server's --token-file).</p>",
+            data={"page": "none"},
+        ),
+    )
+
+
+def _error_page(exc: WebError) -> web.Response:
+    body = (
+        f'<h1>{exc.status}</h1><p class="error">{render.e(exc.message)}</p>'
+        '<p><a href="/">All rollouts</a></p>'
+    )
+    return web.Response(
+        status=exc.status, content_type="text/html", text=render.page("Error", body, data={"page": "none"})
+    )
+
+
+def _token_for_page(request: web.Request) -> str | None:
+    """The token the page's script sends actions with: only to a browser that logged in with it
+    (its cookie), never to a client that sent it as a header (the relay of `rollouts dashboard`
+    adds the header itself, and its users need not see the token)."""
+    token = _ctx(request).token
+    given = request.cookies.get(COOKIE, "")
+    if token is not None and given and hmac.compare_digest(given.encode(), token.encode()):
+        return token
+    return None
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    """GET /: the default namespace's list."""
+    denied = _authorize(request)
+    if denied is not None:
+        return denied
+    raise web.HTTPFound(f"/rollouts/{_ctx(request).source.default_namespace}")
+
+
+async def list_page(request: web.Request) -> web.StreamResponse:
+    """GET /rollouts/{ns}"""
+    denied = _authorize(request)
+    if denied is not None:
+        return denied
+    ctx = _ctx(request)
+    ns = request.match_info["ns"]
+    html = render.list_page(
+        ns, await ctx.source.namespaces(), await ctx.source.infos(ns), _token_for_page(request)
+    )
+    return web.Response(text=html, content_type="text/html")
+
+
+async def _fragments(ctx: WebContext, ns: str, name: str) -> tuple[dict[str, Any], dict[str, str]]:
+    info = await ctx.source.info(ns, name)
+    items = await ctx.source.events(ns, name)
+    series = await ctx.traffic_of(info) if ctx.traffic is not None else None
+    return info, render.rollout_fragments(info, items, series)
+
+
+async def rollout_page(request: web.Request) -> web.StreamResponse:
+    """GET /rollouts/{ns}/{name}"""
+    denied = _authorize(request)
+    if denied is not None:
+        return denied
+    ctx = _ctx(request)
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    try:
+        info = await ctx.source.info(ns, name)
+        items = await ctx.source.events(ns, name)
+    except WebError as exc:
+        return _error_page(exc)
+    series = await ctx.traffic_of(info) if ctx.traffic is not None else None
+    return web.Response(
+        text=render.rollout_page(info, items, series, _token_for_page(request)), content_type="text/html"
+    )
+
+
+async def rollout_stream(request: web.Request) -> web.StreamResponse:
+    """GET /ui/rollouts/{ns}/{name}/stream: ``fragments`` events {phase, now, parts: {id: html}}."""
+    denied = _authorize(request)
+    if denied is not None:
+        return denied
+    ctx = _ctx(request)
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    try:
+        await ctx.source.rollout(ns, name)
+    except WebError as exc:
+        return web.json_response({"error": exc.message}, status=exc.status)
+    resp = await sse_start(request)
+    last: dict[str, str] = {}
+    try:
+        async for _ in ctx.source.changes(ns, connected(request)):
+            try:
+                info, parts = await _fragments(ctx, ns, name)
+            except WebError:
+                await sse_send(resp, {"name": name}, "deleted")
+                break
+            # Only the fragments that changed: the traffic chart moves every second, the rest
+            # rarely, and replacing an unchanged fragment would reset what the user is hovering.
+            changed = {k: v for k, v in parts.items() if last.get(k) != v}
+            if changed:
+                data = {"phase": info["status"], "now": info["now"], "parts": changed}
+                await sse_send(resp, data, "fragments")
+                last.update(changed)
+            else:
+                # Keeps the page's clock in step (countdowns) and the connection known to be alive.
+                await sse_send(resp, {"now": info["now"]}, "tick")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return resp
+
+
+async def list_stream(request: web.Request) -> web.StreamResponse:
+    """GET /ui/rollouts/{ns}/stream: ``rows`` events {html} with the list's table rows."""
+    denied = _authorize(request)
+    if denied is not None:
+        return denied
+    ctx = _ctx(request)
+    ns = request.match_info["ns"]
+    resp = await sse_start(request)
+    last = ""
+    try:
+        async for _ in ctx.source.changes(ns, connected(request)):
+            rows = render.list_rows(await ctx.source.infos(ns))
+            if rows != last:
+                await sse_send(resp, {"html": rows}, "rows")
+                last = rows
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return resp
+
+
+async def static(request: web.Request) -> web.StreamResponse:
+    """GET /ui/static/{file}: the page's script and stylesheet (shipped in the package)."""
+    name = request.match_info["file"]
+    if name not in STATIC:
+        raise web.HTTPNotFound()
+    text = resources.files("pyrollouts.web").joinpath("static", name).read_text(encoding="utf-8")
+    return web.Response(text=text, content_type=STATIC[name], headers={"Cache-Control": "no-cache"})
+
+
+def page_routes() -> list[web.AbstractRouteDef]:
+    """The pages, their streams and the static files."""
+    return [
+        web.get("/", index),
+        web.get("/rollouts/{ns}", list_page),
+        web.get("/rollouts/{ns}/{name}", rollout_page),
+        web.get("/ui/rollouts/{ns}/stream", list_stream),
+        web.get("/ui/rollouts/{ns}/{name}/stream", rollout_stream),
+        web.get("/ui/static/{file}", static),
+    ]

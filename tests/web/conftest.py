@@ -1,0 +1,18 @@
+"""Fixtures of the web tests: a real local server per module (see webharness.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from webharness import Server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real local server shared by one module's tests (each test uses its own namespace)."""
+    s = Server(tmp_path_factory.mktemp("web") / "state")
+    try:
+        yield s
+    finally:
+        s.stop()

@@ -1,0 +1,128 @@
+"""A server with a token (as when bound beyond loopback), and `rollouts dashboard` relaying to it."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from webharness import Server, deploy, free_port
+
+TOKEN = "s3cret-dashboard-token"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A local server that requires TOKEN (overrides the plain one of conftest)."""
+    s = Server(tmp_path_factory.mktemp("webtok") / "state", token=TOKEN)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def test_the_api_and_pages_need_the_token(server: Server) -> None:
+    dep = deploy(server, "tok-a")
+    r = server.http("GET", dep.api + "/info", auth=False)
+    assert r.status == 401 and "token" in r.body["error"]
+    r = server.http("PUT", dep.api + "/restart", {}, auth=False, headers={"Origin": server.url})
+    assert r.status == 401
+    # With the bearer token a write needs no Origin (a script, not a browser).
+    r = server.http("PUT", dep.api + "/restart", {})
+    assert r.status == 200, r.body
+    # Pages: refused without the token; ?token= once sets a cookie that then opens every page.
+    r = server.http("GET", f"/rollouts/{dep.ns}/{dep.name}", auth=False)
+    assert r.status == 401 and "?token=" in str(r.body)
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(f"{server.url}/rollouts/{dep.ns}/{dep.name}?token={TOKEN}", timeout=10) as resp:
+        assert resp.status == 200 and resp.url.endswith(f"/rollouts/{dep.ns}/{dep.name}")
+        html = resp.read().decode()
+    assert 'id="phase"' in html and f'data-token="{TOKEN}"' in html
+    with opener.open(f"{server.url}/rollouts/{dep.ns}", timeout=10) as resp:
+        assert resp.status == 200
+    try:
+        urllib.request.urlopen(f"{server.url}/rollouts/{dep.ns}?token=wrong", timeout=10)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 401
+    else:
+        raise AssertionError("a wrong token opened the page")
+
+
+def _start_dashboard(server: Server, tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+    token_file = tmp_path / "cli-token"
+    token_file.write_text(TOKEN)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pyrollouts.cli.main",
+            "--server",
+            server.url,
+            "--token-file",
+            str(token_file),
+            "dashboard",
+            "-p",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/version", timeout=2)
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"rollouts dashboard did not start: {proc.communicate()[0].decode()}")
+
+
+def test_rollouts_dashboard_relays_with_the_clis_token(server: Server, tmp_path: Path) -> None:
+    dep = deploy(server, "tok-relay")
+    port = free_port()
+    proc = _start_dashboard(server, tmp_path, port)
+    relay = f"http://127.0.0.1:{port}"
+    try:
+        with urllib.request.urlopen(f"{relay}/rollouts/{dep.ns}/{dep.name}", timeout=10) as resp:
+            html = resp.read().decode()
+        # The page works without the token, and the relay does not reveal it.
+        assert 'id="phase"' in html and TOKEN not in html
+        with urllib.request.urlopen(f"{relay}/", timeout=10) as resp:
+            assert resp.url == f"{relay}/rollouts/default"
+        req = urllib.request.Request(f"{relay}{dep.api}/restart", data=b"{}", method="PUT")
+        try:
+            urllib.request.urlopen(req, timeout=10)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 403
+        else:
+            raise AssertionError("a write without Origin went through the relay")
+        req = urllib.request.Request(
+            f"{relay}{dep.api}/restart",
+            data=b"{}",
+            method="PUT",
+            headers={"Origin": relay, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200
+        # Only the dashboard is relayed: not the server's own API.
+        for path in ("/api/shutdown", f"/api/rollouts/{dep.ns}/{dep.name}/info"):
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"{relay}{path}", data=b"{}"), timeout=10)
+            except urllib.error.HTTPError as exc:
+                assert exc.code in (403, 404), path
+            else:
+                raise AssertionError(f"{path} was relayed")
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0].decode()
+    assert f"http://127.0.0.1:{port}/" in out

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..model import names
 from ..model.hash import pod_template_hash
-from . import conditions, events, pause, replicaset, restart, service, status, timeutil
+from . import conditions, ephemeral, events, pause, replicaset, restart, service, status, timeutil
 from .context import Ctx, revision_of
 from .types import ReplicaSetState, UpdateRollout
 
@@ -234,6 +234,15 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     old = [rs for rs in ctx.rss if rs.pod_template_hash not in referenced]
     replicaset.scale_down_old(ctx, old, new_deadlines)
     replicaset.cleanup(ctx, old)
+
+    # -- previewMetadata / activeMetadata ----------------------------------------------------------
+    roles: dict[str, str] = {}
+    if new_rs is not None and active != cur and not created:
+        roles[new_rs.name] = "preview"
+    active_rs = ctx.rs_by_hash(active)
+    if active_rs is not None:
+        roles[active_rs.name] = "active"
+    ephemeral.reconcile(ctx, roles)
 
     # -- restartAt --------------------------------------------------------------------------------
     running = [rs for rs in ctx.rss if rs.pod_template_hash in referenced]

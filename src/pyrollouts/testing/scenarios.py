@@ -108,6 +108,7 @@ EXPECT_KEYS = {
     "status",
     "spec",
     "revisions",
+    "templateLabels",
 }
 TOP_KEYS = {"description", "manifest", "rollout", "services", "pods", "steps"}
 
@@ -243,7 +244,7 @@ def _validate_expect(path: Path, where: str, expect: Any) -> None:
     for key in ("deadline", "events", "pauseConditions"):
         if key in expect and not isinstance(expect[key], list):
             raise _err(path, f"{where}.{key}", "must be a list")
-    for key in ("conditions", "status", "spec", "revisions"):
+    for key in ("conditions", "status", "spec", "revisions", "templateLabels"):
         if key in expect and not isinstance(expect[key], dict):
             raise _err(path, f"{where}.{key}", "must be a mapping")
 
@@ -385,6 +386,7 @@ class Snapshot:
     status: dict[str, Any]
     spec: dict[str, Any]
     revisions: dict[str, int]  # hash -> revision
+    template_labels: dict[int, dict[str, str]] = field(default_factory=dict)  # per revision
 
     def summary(self) -> str:
         return (
@@ -410,6 +412,7 @@ def snapshot(rollout: Obj, replicasets: list[Obj], services: list[Obj], events: 
     replicas: dict[int, int] = {}
     available: dict[int, int] = {}
     deadline: list[int] = []
+    template_labels: dict[int, dict[str, str]] = {}
     for rs in replicasets:
         meta = rs.get("metadata", {})
         h = (meta.get("labels") or {}).get(names.POD_TEMPLATE_HASH_LABEL, "")
@@ -417,6 +420,8 @@ def snapshot(rollout: Obj, replicasets: list[Obj], services: list[Obj], events: 
         revisions[h] = rev
         replicas[rev] = int((rs.get("spec") or {}).get("replicas") or 0)
         available[rev] = int((rs.get("status") or {}).get("availableReplicas") or 0)
+        tmeta = ((rs.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        template_labels[rev] = dict(tmeta.get("labels") or {})
         if names.SCALE_DOWN_DEADLINE_ANNOTATION in (meta.get("annotations") or {}):
             deadline.append(rev)
 
@@ -462,6 +467,7 @@ def snapshot(rollout: Obj, replicasets: list[Obj], services: list[Obj], events: 
         status=copy.deepcopy(status),
         spec=copy.deepcopy(spec),
         revisions=revisions,
+        template_labels=template_labels,
     )
 
 
@@ -544,6 +550,10 @@ def check(expect: Mapping[str, Any] | None, snap: Snapshot) -> list[str]:
         diffs.extend(_subset_diffs("status", expect["status"], snap.status))
     if "spec" in expect:
         diffs.extend(_subset_diffs("spec", expect["spec"], snap.spec))
+    for rev, want_labels in (expect.get("templateLabels") or {}).items():
+        diffs.extend(
+            _subset_diffs(f"templateLabels[{rev}]", want_labels, snap.template_labels.get(int(rev), {}))
+        )
     if "revisions" in expect:
         got_revs = sorted(snap.revisions.values())
         want_revs = expect["revisions"]

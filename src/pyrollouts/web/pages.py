@@ -35,7 +35,8 @@ def _authorize(request: web.Request) -> web.Response | None:
         return None
     given = request.query.get("token")
     if given is not None and hmac.compare_digest(given.encode(), ctx.token.encode()):
-        resp = web.HTTPFound(request.rel_url.without_query("token"))
+        rest = {k: v for k, v in request.rel_url.query.items() if k != "token"}
+        resp = web.Response(status=302, headers={"Location": str(request.rel_url.with_query(rest))})
         resp.set_cookie(COOKIE, given, httponly=True, samesite="Strict", path="/")
         return resp
     return web.Response(

@@ -94,7 +94,7 @@ class TrafficSampler:
                 slot = per_t.setdefault(round(t), [0.0, 0.0])
                 slot[0] += rps
                 slot[1] += rps * err  # errors per second, divided back below
-        out = []
+        out: list[dict[str, Any]] = []
         for rev, per_t in merged.items():
             points = [
                 {"t": t, "rps": round(v[0], 3), "errorRate": round(v[1] / v[0], 4) if v[0] else 0.0}

@@ -51,10 +51,10 @@ def check_plan(rollout: dict[str, Any], observed: Observed, plan: Plan, now: dat
             saturated = rs is not None and rs.replicas == replicas and rs.available_replicas >= replicas
             back_to_stable = bool(status_out.get("abort")) and target == status_in.get("stableRS")
             if not (saturated or back_to_stable):
+                size = (rs.replicas, rs.available_replicas) if rs else None
                 raise InvariantViolation(
                     f"active switched from {current_active} to {target}, which is not saturated "
-                    f"({rs.replicas if rs else None} wanted, {rs.available_replicas if rs else None} available, "
-                    f"{replicas} needed) and not a return to stable on abort"
+                    f"((wanted, available) = {size}, {replicas} needed) and not a return to stable on abort"
                 )
     limit = bg.get("scaleDownDelayRevisionLimit")
     waiting = [

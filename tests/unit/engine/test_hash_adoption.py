@@ -9,7 +9,7 @@ from typing import Any
 
 from conftest import manifest
 
-from pyrollouts.engine import CreateReplicaSet, SwitchService, plan
+from pyrollouts.engine import CreateReplicaSet, EmitEvent, SwitchService, plan
 from pyrollouts.model.hash import SAFE_ALPHABET, pod_template_hash, templates_equal
 from pyrollouts.model.rollout import Rollout
 from pyrollouts.testing.simcluster import SimCluster
@@ -164,7 +164,7 @@ def test_taking_over_from_argo_redeploys_nothing() -> None:
         "blueGreen": {"activeSelector": argo_hash, "previewSelector": argo_hash},
     }
     sim.settle()
-    writes = [a for p in sim.plans for a in p.actions if not type(a).__name__ == "EmitEvent"]
+    writes = [a for p in sim.plans for a in p.actions if not isinstance(a, EmitEvent)]
     assert not any(isinstance(a, CreateReplicaSet | SwitchService) for a in writes), writes
     assert writes == []
     st = sim.rollout["status"]

@@ -277,7 +277,8 @@ def kubectl(
     """Run the built kubectl (with the venv first on PATH, so `kubectl rollouts` finds our plugin)."""
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("KUBECONFIG", None)
-    cmd = [str(tool_path("kubectl")), "--kubeconfig", str(kubeconfig or cp.kubeconfig), *args]
+    # After the verb: kubectl refuses flags placed before a plugin name.
+    cmd = [str(tool_path("kubectl")), *args, "--kubeconfig", str(kubeconfig or cp.kubeconfig)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and res.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")

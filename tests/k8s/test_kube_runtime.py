@@ -118,13 +118,13 @@ def healthy_on(client: Client, ns: str, rev: int) -> bool:
     )
 
 
-def metric(text: str, name: str, **labels: str) -> list[tuple[dict[str, str], float]]:
+def metric(text: str, metric_name: str, /, **labels: str) -> list[tuple[dict[str, str], float]]:
     out = []
     for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
+        if not line.startswith(metric_name + "{") and not line.startswith(metric_name + " "):
             continue
         m = re.match(r"^([a-zA-Z_:]+)(\{(.*)\})?\s+(\S+)$", line)
-        if not m or m.group(1) != name:
+        if not m or m.group(1) != metric_name:
             continue
         got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(3) or ""))
         if all(got.get(k) == v for k, v in labels.items()):

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from pyrollouts.testing.scenarios import load_scenario, run_scenario, scenario_files
+from pyrollouts.testing.scenarios import (
+    ScenarioError,
+    ScenarioFailure,
+    load_scenario,
+    run_scenario,
+    scenario_files,
+)
 from pyrollouts.testing.simcluster import SimDriver
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
@@ -25,3 +31,61 @@ async def test_scenario(path: Path) -> None:
         await run_scenario(scenario, driver, poll_timeout=0)
     finally:
         await driver.close()
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "manifests").mkdir(exist_ok=True)
+    (tmp_path / "manifests" / "super-hello.yaml").write_text(
+        (SCENARIOS / "manifests" / "super-hello.yaml").read_text()
+    )
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("manifest: super-hello\nsteps: [{do: apply}]\n", "description: required"),
+        ("description: x\nmanifest: nope\nsteps: [{do: apply}]\n", "manifests/nope.yaml does not exist"),
+        ("description: x\nmanifest: super-hello\nsteps: []\n", "steps: required"),
+        ("description: x\nmanifest: super-hello\nsteps: [{do: fly}]\n", "steps[0].do: unknown step 'fly'"),
+        ("description: x\nmanifest: super-hello\nsteps: [{do: advance}]\n", "steps[0].seconds: required"),
+        (
+            "description: x\nmanifest: super-hello\nsteps: [{do: apply, seconds: 3}]\n",
+            "`apply` takes no ['seconds']",
+        ),
+        (
+            "description: x\nmanifest: super-hello\nsteps: [{do: apply, expect: {phaze: Healthy}}]\n",
+            "unknown expect key(s) ['phaze']",
+        ),
+        (
+            "description: x\nmanifest: super-hello\nsteps: [{do: pods, revision: 1, state: sad}]\n",
+            "ready, unready or crash",
+        ),
+        (
+            "description: x\nmanifest: super-hello\nextra: 1\nsteps: [{do: apply}]\n",
+            "unknown key(s) ['extra']",
+        ),
+    ],
+)
+def test_bad_scenario_files_are_named_and_explained(tmp_path: Path, text: str, needle: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(path) in str(info.value)
+    assert needle in str(info.value)
+
+
+async def test_a_failed_expectation_names_file_step_and_difference(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "description: x\nmanifest: super-hello\nsteps:\n  - do: apply\n    expect: {phase: Healthy}\n"
+        "  - do: apply\n    env: {WELCOME: V9}\n    expect: {phase: Healthy, active: 2}\n",
+    )
+    with pytest.raises(ScenarioFailure) as info:
+        await run_scenario(load_scenario(path), SimDriver(), poll_timeout=0)
+    msg = str(info.value)
+    assert str(path) in msg and "step 1 (do: apply)" in msg
+    assert "phase: expected 'Healthy', got 'Paused'" in msg
+    assert "active: expected revision 2, got 1" in msg

@@ -86,7 +86,6 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     retrying = not abort and aborted_at is not None
 
     stable: str | None = st.get("stableRS") or None
-    active = service.selected_hash(ctx, bg.active_service)
     preview = service.selected_hash(ctx, bg.preview_service)
 
     max_rev = replicaset.max_revision(ctx.rss)
@@ -109,9 +108,12 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     if new_rs is not None and prev_cur != cur:
         ctx.event(names.ROLLOUT_NOT_COMPLETED, events.not_completed(new_rev, cur))
 
-    initial = stable is None and new_rs is not None
+    active = service.selected_hash(ctx, bg.active_service)
+    # First deploy (no stable RS yet, or the active Service has never been switched): the new RS is
+    # stable at once and there is no pause (ARGO-COMPAT "First deploy").
+    initial = new_rs is not None and stable != cur and (stable is None or active is None)
     if initial:
-        stable = cur  # first deploy: stable at once, no pause (ARGO-COMPAT "First deploy")
+        stable = cur
     stable_rs = ctx.rs_by_hash(stable)
     if abort and cur == stable:
         abort, aborted_at = False, None  # nothing in flight to abort
@@ -166,9 +168,12 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     if in_flight and not abort and not paused_spec:
         pause.reconcile(ctx, ps, skip=fast or not needs, ready=ready)
     was_paused = (conditions.get(st, names.COND_PAUSED) or {}).get("status") == "True"
-    now_paused = bool(ps.conditions) or paused_spec
-    first_reason = str(ps.conditions[0].get("reason")) if ps.conditions else None
-    pause.emit_transition(ctx, was_paused, now_paused, first_reason)
+    # A promote clears status.pauseConditions before we look, so a pause we had recorded (Paused
+    # condition, controllerPause) counts as "before" too; that promote then yields RolloutResumed.
+    before = list(st.get("pauseConditions") or [])
+    if not before and was_paused and st.get("controllerPause") and not template_changed:
+        before = [{"reason": names.PAUSE_BLUE_GREEN}]
+    pause.emit_transition(ctx, before, ps.conditions, abort)
     promotion_ok = fast or (ps.completed if needs else ready)
     if bg.preview_replica_count is None or not in_flight:
         checkpoint = False

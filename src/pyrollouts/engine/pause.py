@@ -62,10 +62,12 @@ def reconcile(ctx: Ctx, pause: PauseState, *, skip: bool, ready: bool) -> None:
             ctx.requeue_at(due)
 
 
-def emit_transition(ctx: Ctx, was_paused: bool, now_paused: bool, first_reason: str | None) -> None:
-    """RolloutPaused / RolloutResumed events when the paused state flips."""
-    if now_paused and not was_paused:
-        msg = events.paused(first_reason) if first_reason else "Rollout is paused"
-        ctx.event(names.ROLLOUT_PAUSED, msg)
-    elif was_paused and not now_paused:
+def emit_transition(
+    ctx: Ctx, before: list[dict[str, Any]], after: list[dict[str, Any]], aborted: bool
+) -> None:
+    """RolloutPaused / RolloutResumed events when status.pauseConditions goes from empty to not (or
+    back), as Argo does; an abort also clears the pause conditions, but that is not a resume."""
+    if after and not before:
+        ctx.event(names.ROLLOUT_PAUSED, events.paused(str(after[0].get("reason", ""))))
+    elif before and not after and not aborted:
         ctx.event(names.ROLLOUT_RESUMED, events.RESUMED)

@@ -55,13 +55,17 @@ def new_rs_body(ctx: Ctx, pod_hash: str, revision: int) -> dict[str, Any]:
     match_labels[names.POD_TEMPLATE_HASH_LABEL] = pod_hash
     selector["matchLabels"] = match_labels
     name = f"{ctx.name}-{pod_hash}"
+    instance = (r.metadata.labels or {}).get(names.INSTANCE_ID_LABEL)
+    rs_labels = dict(tlabels)
+    if instance is not None:
+        rs_labels[names.INSTANCE_ID_LABEL] = instance  # sharding: the RS belongs to the same controller
     return {
         "apiVersion": "apps/v1",
         "kind": "ReplicaSet",
         "metadata": {
             "name": name,
             "namespace": ctx.namespace,
-            "labels": dict(tlabels),
+            "labels": rs_labels,
             "annotations": {
                 names.REVISION_ANNOTATION: str(revision),
                 names.DESIRED_REPLICAS_ANNOTATION: str(ctx.replicas),

@@ -120,8 +120,8 @@ def _conditions(ctx: Ctx, d: Decisions, new: dict[str, Any]) -> list[dict[str, A
     out[t] = c
 
     t = names.COND_AVAILABLE
-    active_rs = ctx.rs_by_hash(d.active)
-    if active_rs is not None and active_rs.available_replicas >= replicas:
+    # Argo: available when the active ReplicaSet is saturated (sized for spec.replicas, all available).
+    if is_saturated(ctx.rs_by_hash(d.active), replicas):
         out[t] = cond.make(
             cond.get(old, t), t, "True", names.AVAILABLE_REASON, "Rollout has minimum availability", now
         )
@@ -157,10 +157,10 @@ def _conditions(ctx: Ctx, d: Decisions, new: dict[str, Any]) -> list[dict[str, A
 
     t = names.COND_COMPLETED
     if d.stable is not None and d.stable == d.cur:
-        out[t] = cond.make(cond.get(old, t), t, "True", names.ROLLOUT_COMPLETED, "Rollout is completed", now)
+        out[t] = cond.make(cond.get(old, t), t, "True", names.ROLLOUT_COMPLETED, names.ROLLOUT_COMPLETED, now)
     else:
         out[t] = cond.make(
-            cond.get(old, t), t, "False", names.ROLLOUT_COMPLETED, "Rollout is not completed", now
+            cond.get(old, t), t, "False", names.ROLLOUT_COMPLETED, names.ROLLOUT_COMPLETED, now
         )
     return cond.ordered(out)
 

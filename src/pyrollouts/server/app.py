@@ -82,6 +82,7 @@ class LocalServer:
         image_map: Path | None = None,
         test_clock: bool = False,
         proxy_bind: str = "127.0.0.1",
+        runtime_options: dict[str, Any] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host, self.port = parse_listen(listen)
@@ -101,6 +102,8 @@ class LocalServer:
         self.image_map = image_map
         self.test_clock = test_clock
         self.proxy_bind = proxy_bind
+        # Extra LocalRuntime keyword arguments (tests pass a short restart backoff and drain delay).
+        self.runtime_options = dict(runtime_options or {})
         self.clock = Clock()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
@@ -113,7 +116,7 @@ class LocalServer:
         from . import api
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.runtime = LocalRuntime(self.state_dir, image_map=self.image_map)
+        self.runtime = LocalRuntime(self.state_dir, image_map=self.image_map, **self.runtime_options)
         await self.runtime.start()
         self.proxy = ProxyManager(self.state_dir, bind=self.proxy_bind)
         await self.proxy.ensure_running()
@@ -187,7 +190,9 @@ class LocalServer:
             await runtime.stop(terminate_pods=self.stop_everything)
         proxy = getattr(self, "proxy", None)
         if proxy is not None and self.stop_everything:
-            await proxy.stop()
+            proxy.stop()  # synchronous (SIGTERM, then SIGKILL): awaiting its None was a TypeError
+        if proxy is not None:
+            await proxy.aclose()  # the control-channel client session; the proxy itself keeps running
         with contextlib.suppress(FileNotFoundError):
             (self.state_dir / "server.pid").unlink()
 

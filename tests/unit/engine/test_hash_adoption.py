@@ -113,7 +113,7 @@ def test_templates_equal_ignores_what_controllers_and_the_api_server_add() -> No
 
 
 def test_taking_over_from_argo_redeploys_nothing() -> None:
-    objs = manifest()
+    objs = manifest({"spec": {"strategy": {"blueGreen": {"activeMetadata": {"labels": {"role": "active"}}}}}})
     sim = SimCluster()
     rollout = next(d for d in objs if d["kind"] == "Rollout")
     sim.apply_objects(objs)

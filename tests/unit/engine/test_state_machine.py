@@ -29,6 +29,7 @@ CONFIGS = st.fixed_dictionaries(
         "progressDeadlineSeconds": st.sampled_from([20, 600]),
         "progressDeadlineAbort": st.booleans(),
         "rollbackWindow": st.sampled_from([None, 1]),
+        "roleMetadata": st.booleans(),
     }
 )
 
@@ -61,6 +62,9 @@ class EngineMachine(RuleBasedStateMachine):
             "progressDeadlineAbort": config["progressDeadlineAbort"],
             "strategy": {"blueGreen": bg},
         }
+        if config["roleMetadata"]:
+            bg["previewMetadata"] = {"labels": {"role": "preview"}}
+            bg["activeMetadata"] = {"labels": {"role": "active"}, "annotations": {"serving": "yes"}}
         if config["rollbackWindow"]:
             spec["rollbackWindow"] = {"revisions": config["rollbackWindow"]}
         self.sim = SimCluster(plan_hook=check_plan)
@@ -110,7 +114,7 @@ class EngineMachine(RuleBasedStateMachine):
         except ua.ActionError:
             pass
 
-    @rule(replicas=st.integers(min_value=1, max_value=3))
+    @rule(replicas=st.integers(min_value=0, max_value=3))
     def scale(self, replicas: int) -> None:
         self._patch([ua.Patch({"spec": {"replicas": replicas}})])
 
@@ -161,6 +165,16 @@ def test_the_invariants_catch_a_premature_cutover(monkeypatch: pytest.MonkeyPatc
     """Break one rule (the cutover no longer waits for saturation) and the machine must notice."""
     monkeypatch.setattr(engine_replicaset, "is_saturated", lambda rs, replicas: rs is not None)
     with pytest.raises(InvariantViolation, match="not saturated"):
+        run_state_machine_as_test(
+            EngineMachine,
+            settings=settings(MACHINE_SETTINGS, max_examples=100, derandomize=True, phases=[Phase.generate]),
+        )
+
+
+def test_the_invariants_catch_an_early_scale_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Break another rule (old ReplicaSets ignore their scale-down deadline): caught too."""
+    monkeypatch.setattr(engine_replicaset, "deadline_of", lambda rs: None)
+    with pytest.raises(InvariantViolation, match="before its scale-down deadline"):
         run_state_machine_as_test(
             EngineMachine,
             settings=settings(MACHINE_SETTINGS, max_examples=100, derandomize=True, phases=[Phase.generate]),

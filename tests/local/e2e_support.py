@@ -1,0 +1,543 @@
+"""Helpers for the local runtime's end-to-end tests (tests/local/test_e2e_*.py).
+
+Everything is real: `rollouts server` runs as a subprocess exactly as a user starts it (with
+``--test-clock``), its pods are processes, its proxy is a process, its store is the sqlite file in
+the state dir. Nothing here reaches into the server's memory: tests look through the HTTP API, the
+CLI, the sqlite file (read-only, also while the server is down) and /proc.
+
+- ``E2EServer(state_dir, env=...)``: one server process; ``cli()``, ``http()``, ``info()``,
+  ``advance()``, ``wait_for()``, ``wait_exit()``, ``kill9()``, ``shutdown_all()``.
+- ``seed_docs(ns, prod, preview, ...)``: the example manifest (examples/super-hello.yaml) as dicts
+  in namespace ``ns`` on the given Service ports, WELCOME set, ready for tweaks; ``to_yaml``.
+- ``stored(state_dir, kind, ns)``: objects straight from state.db.
+- ``app_processes(state_dir)``: the live app processes of the state dir, by Pod uid and container.
+- ``LoadClient``: tests/local/proxy_loadclient.py in its own process against a Service port.
+- ``finish(state_dir, server)``: teardown; `rollouts shutdown --all` (or kill what a dead server
+  left), then asserts that no process of the state dir survives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pyrollouts.cli.main import run
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "super-hello.yaml"
+#: An exact copy of the seed's faithful manifest (/work/shared/seed/super-hello.yaml).
+SEED_FAITHFUL = REPO / "tests" / "unit" / "model" / "seed-super-hello.yaml"
+LOADCLIENT = Path(__file__).with_name("proxy_loadclient.py")
+
+# The environment a pod process carries (runtimes/local/supervisor.py writes it; we only read it).
+ENV_STATE_DIR = "PYROLLOUTS_STATE_DIR"
+ENV_POD_UID = "PYROLLOUTS_POD_UID"
+ENV_CONTAINER = "PYROLLOUTS_CONTAINER"
+KILL_ENV = "PYROLLOUTS_KILL_AT"
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Result:
+    """What one CLI run printed and returned."""
+
+    code: int
+    out: str
+    err: str
+
+
+# ---- /proc ------------------------------------------------------------------------------------
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _environ(pid: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in _read(f"/proc/{pid}/environ").split(b"\0"):
+        k, sep, v = item.partition(b"=")
+        if sep:
+            out[k.decode(errors="replace")] = v.decode(errors="replace")
+    return out
+
+
+def _ppid(pid: int) -> int | None:
+    stat = _read(f"/proc/{pid}/stat").decode(errors="replace")
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    rest = stat.rpartition(")")[2].split()
+    return int(rest[1]) if len(rest) > 1 else None
+
+
+def _is_zombie(pid: int) -> bool:
+    stat = _read(f"/proc/{pid}/stat").decode(errors="replace")
+    rest = stat.rpartition(")")[2].split()
+    return bool(rest) and rest[0] in ("Z", "X")
+
+
+def _all_pids() -> list[int]:
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def describe(pid: int) -> str:
+    """``pid: command line`` for messages."""
+    cmd = _read(f"/proc/{pid}/cmdline").replace(b"\0", b" ").decode(errors="replace").strip()
+    return f"{pid}: {cmd or '?'}"
+
+
+def state_dir_processes(state_dir: Path) -> list[int]:
+    """Every live process of this state dir: the server and the proxy (their command line names
+    it) and the app processes (their environment names it). Zombies are not counted."""
+    marker = str(state_dir.resolve()).encode()
+    me = os.getpid()
+    pids = []
+    for pid in _all_pids():
+        if pid == me or _is_zombie(pid):
+            continue
+        if marker in _read(f"/proc/{pid}/cmdline") or marker in _read(f"/proc/{pid}/environ"):
+            pids.append(pid)
+    return pids
+
+
+def app_processes(state_dir: Path) -> dict[tuple[str, str], list[int]]:
+    """Live app processes of this state dir, as {(pod uid, container): [pids]}. Only the top of
+    each process tree counts (a child of an app process inherits its environment, it is not a
+    second replica)."""
+    want = str(state_dir.resolve())
+    mine = {}
+    for pid in _all_pids():
+        if _is_zombie(pid):
+            continue
+        env = _environ(pid)
+        if env.get(ENV_STATE_DIR) == want:
+            mine[pid] = (env.get(ENV_POD_UID, ""), env.get(ENV_CONTAINER, ""))
+    out: dict[tuple[str, str], list[int]] = {}
+    for pid, key in mine.items():
+        if _ppid(pid) not in mine:
+            out.setdefault(key, []).append(pid)
+    return out
+
+
+def kill_state_dir_processes(state_dir: Path) -> list[str]:
+    """SIGKILL every process of the state dir; returns their descriptions."""
+    pids = state_dir_processes(state_dir)
+    described = [describe(p) for p in pids]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while state_dir_processes(state_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return described
+
+
+# ---- the store, read from the file ------------------------------------------------------------
+
+
+def stored(state_dir: Path, kind: str, ns: str | None = None) -> list[dict[str, Any]]:
+    """Objects of a kind from state.db (read-only; works while the server is down)."""
+    db = sqlite3.connect(f"file:{state_dir / 'state.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        if ns is None:
+            rows = db.execute("SELECT body FROM objects WHERE kind=? ORDER BY created_rv", (kind,))
+        else:
+            rows = db.execute(
+                "SELECT body FROM objects WHERE kind=? AND namespace=? ORDER BY created_rv", (kind, ns)
+            )
+        return [json.loads(r[0]) for r in rows.fetchall()]
+    finally:
+        db.close()
+
+
+def stored_one(state_dir: Path, kind: str, ns: str, name: str) -> dict[str, Any]:
+    """One stored object (fails the test when it is not there)."""
+    found = [o for o in stored(state_dir, kind, ns) if o["metadata"]["name"] == name]
+    assert found, f"{kind} {ns}/{name} is not in the store"
+    return found[0]
+
+
+# ---- manifests --------------------------------------------------------------------------------
+
+
+def seed_docs(
+    ns: str,
+    prod: int,
+    preview: int,
+    *,
+    replicas: int = 2,
+    welcome: str = "V2",
+    env: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """The example manifest (readiness periodSeconds 1) in namespace ``ns`` with its Services on
+    the given ports, ``replicas`` replicas and WELCOME=``welcome`` (plus ``env``)."""
+    docs = [d for d in yaml.safe_load_all(EXAMPLE.read_text(encoding="utf-8")) if d]
+    for d in docs:
+        if d["kind"] == "Namespace":
+            d["metadata"]["name"] = ns
+        else:
+            d["metadata"]["namespace"] = ns
+    svc = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    svc["super-hello-prod"]["spec"]["ports"][0]["port"] = prod
+    svc["super-hello-preview"]["spec"]["ports"][0]["port"] = preview
+    ro = rollout_doc(docs)
+    ro["spec"]["replicas"] = replicas
+    probe = container_doc(docs)["readinessProbe"]
+    assert probe["periodSeconds"] == 1, "the example's readiness probe should poll every second"
+    set_env(docs, "WELCOME", welcome)
+    for k, v in (env or {}).items():
+        set_env(docs, k, v)
+    return docs
+
+
+def rollout_doc(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Rollout of a manifest (to edit in place)."""
+    return next(d for d in docs if d["kind"] == "Rollout")
+
+
+def container_doc(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Rollout's first container (to edit in place)."""
+    return dict(rollout_doc(docs)["spec"]["template"]["spec"]["containers"][0])
+
+
+def set_env(docs: list[dict[str, Any]], name: str, value: str) -> list[dict[str, Any]]:
+    """Set one env variable of the Rollout's container (in place; returns ``docs``)."""
+    c = rollout_doc(docs)["spec"]["template"]["spec"]["containers"][0]
+    env = c.setdefault("env", [])
+    for e in env:
+        if e["name"] == name:
+            e["value"] = value
+            break
+    else:
+        env.append({"name": name, "value": value})
+    return docs
+
+
+def with_env(docs: list[dict[str, Any]], **env: str) -> list[dict[str, Any]]:
+    """A copy of ``docs`` with these env values."""
+    out = copy.deepcopy(docs)
+    for k, v in env.items():
+        set_env(out, k, v)
+    return out
+
+
+def to_yaml(docs: list[dict[str, Any]]) -> str:
+    """A multi-document YAML text of ``docs``."""
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+# ---- HTTP to the Service ports ----------------------------------------------------------------
+
+
+def http_body(port: int, timeout: float = 3) -> str:
+    """GET / on a Service port of 127.0.0.1: the body, or ``HTTP <code>``/``error ...``."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=timeout) as resp:
+            return str(resp.read().decode().strip())
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except OSError as exc:
+        return f"error {exc}"
+
+
+# ---- the server -------------------------------------------------------------------------------
+
+
+class E2EServer:
+    """One `rollouts server --state-dir DIR --listen 127.0.0.1:PORT --test-clock` subprocess."""
+
+    def __init__(self, state_dir: Path, *, env: dict[str, str] | None = None, wait: bool = True) -> None:
+        self.state_dir = state_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = state_dir.parent / f"server-{self.port}.log"
+        args = [
+            sys.executable,
+            "-m",
+            "pyrollouts.cli.main",
+            "server",
+            "--state-dir",
+            str(state_dir),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--test-clock",
+        ]
+        penv = {k: v for k, v in os.environ.items() if k != KILL_ENV}
+        penv.update(env or {})
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=penv,
+                start_new_session=True,
+            )
+        if wait:
+            self.wait_up()
+
+    def wait_up(self, timeout: float = 30) -> None:
+        """Until the API answers (fails with the server's log if it exits or takes too long)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.http("GET", "/api/version", timeout=2)
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"the server did not start:\n{self.log_text()[-3000:]}") from None
+                time.sleep(0.1)
+
+    def log_text(self) -> str:
+        """The server's output so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        """Whether the server process still runs."""
+        return self.proc.poll() is None
+
+    def http(self, method: str, path: str, body: Any = None, timeout: float = 10) -> Any:
+        """One API call; the decoded JSON answer (HTTPError on an error status)."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            text = resp.read()
+            return json.loads(text) if text else None
+
+    def cli(self, *args: str) -> Result:
+        """`rollouts --server URL ARGS...`, run in this process, with what it printed."""
+        out_b, err_b = io.BytesIO(), io.BytesIO()
+        out = io.TextIOWrapper(out_b, encoding="utf-8", write_through=True)
+        err = io.TextIOWrapper(err_b, encoding="utf-8", write_through=True)
+        old = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = out, err
+        try:
+            code = run(["--server", self.url, *args])
+        finally:
+            sys.stdout, sys.stderr = old
+            out.flush()
+            err.flush()
+        return Result(code, out_b.getvalue().decode(), err_b.getvalue().decode())
+
+    def apply(self, docs: list[dict[str, Any]], path: Path) -> Result:
+        """Write ``docs`` to ``path`` and `rollouts apply -f` it."""
+        path.write_text(to_yaml(docs), encoding="utf-8")
+        return self.cli("apply", "-f", str(path))
+
+    def info(self, ns: str, name: str = "super-hello") -> dict[str, Any]:
+        """What `rollouts get rollout` shows, as JSON."""
+        return dict(self.http("GET", f"/api/rollouts/{ns}/{name}/info"))
+
+    def advance(self, seconds: float) -> None:
+        """Move the server's (test) clock forward."""
+        self.http("POST", "/api/debug/clock", {"advance": seconds})
+
+    def wait_for(self, what: str, pred: Callable[[], Any], timeout: float = 60) -> Any:
+        """Poll ``pred()`` until it is truthy (bounded); API errors count as not yet."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = pred()
+            except (urllib.error.HTTPError, KeyError, IndexError) as exc:
+                last = exc
+            else:
+                if last:
+                    return last
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n{self.log_text()[-3000:]}")
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        """The server's exit code once it exited (fails when it is still running after ``timeout``)."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the server did not exit:\n{self.log_text()[-3000:]}") from None
+
+    def kill9(self) -> None:
+        """SIGKILL the server process (nothing else) and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def shutdown(self, everything: bool) -> None:
+        """`rollouts shutdown [--all]`, then wait for the server to exit cleanly."""
+        r = self.cli("shutdown", *(["--all"] if everything else []))
+        assert r.code == 0, r
+        code = self.wait_exit(30)
+        assert code == 0, f"the server exited with {code}:\n{self.log_text()[-3000:]}"
+
+
+# ---- fixtures and teardown --------------------------------------------------------------------
+
+
+def new_state_dir() -> Path:
+    """A fresh directory under /tmp (short: the proxy's unix socket path must fit) holding
+    ``state/`` (the state dir) and the server logs."""
+    return Path(tempfile.mkdtemp(prefix="e2e", dir="/tmp")) / "state"
+
+
+def finish(state_dir: Path, server: E2EServer | None) -> None:
+    """Teardown of one state dir: `rollouts shutdown --all` when a server runs (and then nothing
+    of the state dir may be left: a leftover is a leak and fails the test), else kill what a dead
+    server left behind. Either way, assert that no process of the state dir survives."""
+    leaked: list[str] = []
+    if server is not None and server.alive():
+        try:
+            server.shutdown(everything=True)
+        finally:
+            deadline = time.monotonic() + 5
+            while state_dir_processes(state_dir) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            leaked = kill_state_dir_processes(state_dir)
+    else:
+        kill_state_dir_processes(state_dir)
+    survivors = [describe(p) for p in state_dir_processes(state_dir)]
+    assert not survivors, f"processes of {state_dir} survive: {survivors}"
+    assert not leaked, f"`rollouts shutdown --all` left processes of {state_dir} behind: {leaked}"
+    shutil.rmtree(state_dir.parent, ignore_errors=True)
+
+
+class Servers:
+    """The servers a test starts on one state dir (one at a time); teardown goes through
+    :func:`finish` with the last one."""
+
+    def __init__(self) -> None:
+        self.state_dir = new_state_dir()
+        self.state_dir.mkdir(parents=True)
+        self.current: E2EServer | None = None
+
+    def start(self, env: dict[str, str] | None = None) -> E2EServer:
+        """A server on this state dir (the previous one must have exited)."""
+        assert self.current is None or not self.current.alive(), "one server per state dir"
+        self.current = E2EServer(self.state_dir, env=env)
+        return self.current
+
+    def logs(self) -> str:
+        """Every server log of this state dir (for failure messages)."""
+        return "\n".join(p.read_text(errors="replace")[-4000:] for p in self.state_dir.parent.glob("server-*.log"))
+
+
+def servers_fixture() -> Iterator[Servers]:
+    """The body of each test module's ``servers`` fixture: a fresh state dir for the servers the
+    test starts, torn down with `rollouts shutdown --all` (see :func:`finish`)."""
+    s = Servers()
+    try:
+        yield s
+    finally:
+        finish(s.state_dir, s.current)
+
+
+# ---- traffic ----------------------------------------------------------------------------------
+
+
+class LoadClient:
+    """proxy_loadclient.py in its own process: steady GETs on a Service port over new and
+    keep-alive connections, no retries, until :meth:`stop` (or ``max_seconds``)."""
+
+    def __init__(self, port: int, workdir: Path, *, max_seconds: float = 90, interval: float = 0.01) -> None:
+        self.stop_file = workdir / f"stop-{port}-{time.monotonic_ns()}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(LOADCLIENT),
+                f"http://127.0.0.1:{port}/",
+                "--stop-file",
+                str(self.stop_file),
+                "--max-seconds",
+                str(max_seconds),
+                "--interval",
+                str(interval),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def stop(self) -> dict[str, Any]:
+        """Stop the client; its summary {"total", "failed", "errors", "seen"}."""
+        self.stop_file.touch()
+        out, err = self.proc.communicate(timeout=30)
+        assert self.proc.returncode == 0, err
+        return dict(json.loads(out.strip().splitlines()[-1]))
+
+    def kill(self) -> None:
+        """End it without a summary (teardown after a failure)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# ---- views ------------------------------------------------------------------------------------
+
+
+def summary(info: dict[str, Any]) -> dict[str, Any]:
+    """What an uninterrupted run's end state is compared on: phase, message, the active, preview
+    and stable revisions, and each revision's replica counts and pod count."""
+    by_hash = {
+        rs["podTemplateHash"]: rev["revision"] for rev in info["revisions"] for rs in rev["replicaSets"]
+    }
+    ro = info["rollout"]
+    st = ro.get("status") or {}
+    return {
+        "phase": info["status"],
+        "message": info["message"],
+        "active": by_hash.get(info["activeSelector"]),
+        "preview": by_hash.get(info["previewSelector"]),
+        "stable": by_hash.get(st.get("stableRS")),
+        "replicas": info["replicas"],
+        "revisions": {
+            rev["revision"]: {
+                "spec": rs["replicas"],
+                "ready": rs["readyReplicas"],
+                "available": rs["availableReplicas"],
+                "pods": len(rs["pods"]),
+                "status": rs["status"],
+            }
+            for rev in info["revisions"]
+            for rs in rev["replicaSets"]
+        },
+    }
+
+
+def check_processes(state_dir: Path, server: E2EServer) -> None:
+    """No duplicate and no orphaned process: each container of each stored Pod runs exactly once
+    (a Pod being deleted may have none left), and every app process of the state dir belongs to a
+    stored Pod."""
+    procs = app_processes(state_dir)
+    pods = server.http("GET", "/api/pods")["items"]
+    uids = {p["metadata"]["uid"]: p for p in pods}
+    orphans = {k: v for k, v in procs.items() if k[0] not in uids}
+    assert not orphans, f"app processes with no Pod: {[describe(p) for v in orphans.values() for p in v]}"
+    for uid, pod in uids.items():
+        for c in pod["spec"]["containers"]:
+            running = procs.get((uid, c["name"]), [])
+            assert len(running) <= 1, f"pod {pod['metadata']['name']} runs {c['name']} {len(running)} times"
+            if not pod["metadata"].get("deletionTimestamp"):
+                assert len(running) == 1, f"pod {pod['metadata']['name']}: {c['name']} is not running"

@@ -19,21 +19,46 @@ source "$HERE/versions.env"
 
 TOOLS_DIR="${PYROLLOUTS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pyrollouts/tools}"
 K8S_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-ALL_TOOLS=(etcd "${K8S_TOOLS[@]}" kwok helm)
+ALL_TOOLS=(etcd "${K8S_TOOLS[@]}" kwok helm tofu)
+# Terraform providers, installed as a filesystem mirror that tofu's CLI config (tofu.rc) points at.
+TF_PROVIDERS=(helm kubernetes)
 
 version_of() {
     case "$1" in
         etcd) echo "$ETCD_VERSION" ;;
         kwok) echo "$KWOK_VERSION" ;;
         helm) echo "$HELM_VERSION" ;;
+        tofu) echo "$OPENTOFU_VERSION" ;;
         *) echo "$KUBERNETES_VERSION" ;;
     esac
 }
 bin_of() { echo "$TOOLS_DIR/$1-$(version_of "$1")/$1"; }
 
+# The mirror layout tofu expects: <mirror>/registry.opentofu.org/hashicorp/<name>/<version>/<os_arch>/
+TF_MIRROR="$TOOLS_DIR/tofu-$OPENTOFU_VERSION/providers"
+provider_version_of() {
+    case "$1" in
+        helm) echo "$TF_HELM_PROVIDER_VERSION" ;;
+        kubernetes) echo "$TF_KUBERNETES_PROVIDER_VERSION" ;;
+    esac
+}
+provider_bin_of() {
+    local v
+    v="$(provider_version_of "$1")"
+    v="${v#v}"
+    echo "$TF_MIRROR/registry.opentofu.org/hashicorp/$1/$v/linux_amd64/terraform-provider-$1_v$v"
+}
+# Why a provider could not be built: the tests read this file and fail with its text.
+provider_failure_of() { echo "$TF_MIRROR/$1.unavailable"; }
+
 missing=()
 for t in "${ALL_TOOLS[@]}"; do
     [[ -x "$(bin_of "$t")" ]] || missing+=("$t")
+done
+missing_providers=()
+for p in "${TF_PROVIDERS[@]}"; do
+    # A provider the module proxy refused is recorded once; delete the .unavailable file to retry.
+    [[ -x "$(provider_bin_of "$p")" || -f "$(provider_failure_of "$p")" ]] || missing_providers+=("$p")
 done
 
 case "${1:-}" in
@@ -46,7 +71,7 @@ case "${1:-}" in
 esac
 
 # The fast path: `make test` calls this every time, so once everything is built it must cost nothing.
-if ((${#missing[@]} == 0)); then
+if ((${#missing[@]} == 0 && ${#missing_providers[@]} == 0)); then
     echo "tools: all built in $TOOLS_DIR (versions from tools/versions.env)"
     exit 0
 fi
@@ -127,6 +152,80 @@ ensure_etcd_module() {
     cd - >/dev/null
 }
 
+# OpenTofu's go.mod replaces github.com/hashicorp/hcl/v2 with its own fork, so `go install pkg@version`
+# refuses it: this module requires OpenTofu and copies that replace (read from the released go.mod).
+ensure_tofu_module() {
+    local dir="$HERE/tofu"
+    if grep -Eq "github.com/opentofu/opentofu $OPENTOFU_VERSION( |$)" "$dir/go.mod" 2>/dev/null && [[ -s "$dir/go.sum" ]]; then
+        return
+    fi
+    STEP=tofu-module
+    : >"$LOG_DIR/$STEP.log"
+    echo "tools: writing tools/tofu/go.mod for github.com/opentofu/opentofu $OPENTOFU_VERSION"
+    mkdir -p "$dir"
+    cd "$dir"
+    rm -f go.mod go.sum
+    run go mod init pyrollouts.local/tools/tofu
+    local gomod
+    gomod="$(go mod download -json "github.com/opentofu/opentofu@$OPENTOFU_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')"
+    [[ -f "$gomod" ]] || { echo "tools: could not download github.com/opentofu/opentofu@$OPENTOFU_VERSION" >&2; exit 1; }
+    run go mod edit -go="$(awk '$1 == "go" {print $2; exit}' "$gomod")"
+    local edits=(-require="github.com/opentofu/opentofu@$OPENTOFU_VERSION")
+    local r
+    while read -r r; do
+        edits+=(-replace="$r")
+    done < <(awk '$1 == "replace" && $3 == "=>" {print $2 "=" $4 "@" $5} $1 == "replace" && $4 == "=>" {print $2 "@" $3 "=" $5 "@" $6}' "$gomod")
+    run go mod edit "${edits[@]}"
+    run go get -tool "github.com/opentofu/opentofu/cmd/tofu@$OPENTOFU_VERSION"
+    run go mod tidy
+    cd - >/dev/null
+}
+
+# tofu's CLI config: providers come only from the mirror, so `tofu init` works offline.
+write_tofu_rc() {
+    local rc="$TOOLS_DIR/tofu-$OPENTOFU_VERSION/tofu.rc"
+    mkdir -p "$TF_MIRROR"
+    cat >"$rc.tmp" <<RC
+# Written by tools/build-tools.sh: use with TF_CLI_CONFIG_FILE=$rc
+provider_installation {
+  filesystem_mirror {
+    path    = "$TF_MIRROR"
+    include = ["registry.opentofu.org/hashicorp/*"]
+  }
+}
+RC
+    mv -f "$rc.tmp" "$rc"
+}
+
+# A provider's releases carry its own main package at the module root; the binary is named as the
+# mirror wants it. A module version the proxy does not serve is recorded with the proxy's answer.
+build_provider() {
+    local p="$1" version out tmp module gobin
+    version="$(provider_version_of "$p")"
+    out="$(provider_bin_of "$p")"
+    tmp="$out.partial.$$"
+    module="github.com/hashicorp/terraform-provider-$p"
+    STEP="build-provider-$p"
+    : >"$LOG_DIR/$STEP.log"
+    mkdir -p "$(dirname "$out")"
+    local answer
+    if ! answer="$(cd "$TOOLS_DIR" && go mod download -json "$module@$version" 2>&1)" \
+            || grep -q '"Error"' <<<"$answer"; then
+        {
+            echo "terraform-provider-$p $version cannot be built from the Go module proxy:"
+            echo "  \$ go mod download -json $module@$version"
+            sed 's/^/  /' <<<"$answer"
+        } >"$(provider_failure_of "$p")"
+        echo "tools: provider $p $version NOT built (reason in $(provider_failure_of "$p"))" >&2
+        return 0
+    fi
+    gobin="$(mktemp -d)"
+    run env GOBIN="$gobin" go install "${BUILD_FLAGS[@]}" -ldflags "-s -w" "$module@$version"
+    mv "$gobin/terraform-provider-$p" "$tmp"
+    rm -rf "$gobin"
+    mv -f "$tmp" "$out"
+}
+
 build_tool() {
     local t="$1" version out tmp
     version="$(version_of "$t")"
@@ -136,6 +235,7 @@ build_tool() {
     case "$t" in
         etcd) ensure_etcd_module ;;
         kube-*|kubectl) ensure_k8s_module ;;
+        tofu) ensure_tofu_module ;;
     esac
     STEP="build-$t"
     : >"$LOG_DIR/$STEP.log"
@@ -173,6 +273,13 @@ build_tool() {
                 "helm.sh/helm/v3/cmd/helm@$version"
             mv "$gobin/helm" "$tmp"
             rm -rf "$gobin" ;;
+        tofu)
+            cd "$HERE/tofu"
+            # dev=no: a release build (tofu version prints the plain version, no -dev suffix).
+            run go build "${BUILD_FLAGS[@]}" -ldflags "-s -w -X github.com/opentofu/opentofu/version.dev=no" \
+                -o "$tmp" github.com/opentofu/opentofu/cmd/tofu
+            cd - >/dev/null
+            write_tofu_rc ;;
     esac
     mv -f "$tmp" "$out"
 }
@@ -188,5 +295,17 @@ for t in "${missing[@]}"; do
     took=$((SECONDS - start))
     printf '%s\t%s\t%s\t%s\n' "$t" "$(version_of "$t")" "$took" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$TIMES"
     echo "tools: [$i/${#missing[@]}] $t built in ${took}s -> $(bin_of "$t")"
+done
+for p in "${missing_providers[@]}"; do
+    echo "tools: provider $p $(provider_version_of "$p") ..."
+    start=$SECONDS
+    write_tofu_rc
+    build_provider "$p"
+    if [[ -x "$(provider_bin_of "$p")" ]]; then
+        took=$((SECONDS - start))
+        printf '%s\t%s\t%s\t%s\n' "terraform-provider-$p" "$(provider_version_of "$p")" "$took" \
+            "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$TIMES"
+        echo "tools: provider $p built in ${took}s -> $(provider_bin_of "$p")"
+    fi
 done
 echo "tools: done in $((SECONDS - total_start))s (per-tool times appended to $TIMES)"

@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lightkube import Client, KubeConfig
+from lightkube import ApiError, Client, KubeConfig
 from lightkube.types import PatchType
 
+from pyrollouts.cli.kube_backend import keep_injected_hash
 from pyrollouts.runtimes.kubernetes.resources import RESOURCES
 from pyrollouts.testing.k8s_cluster import ControlPlane, tool_path
 
@@ -215,6 +216,11 @@ def apply(client: Client, obj: Obj, namespace: str, manager: str = "pyrollouts-t
     kind = obj["kind"]
     obj.setdefault("metadata", {})["namespace"] = namespace
     obj.pop("status", None)
+    if kind == "Service":
+        try:
+            keep_injected_hash(obj, get(client, "Service", obj["metadata"]["name"], namespace))
+        except ApiError:
+            pass  # not there yet
     out = client.patch(
         RESOURCES[kind],
         obj["metadata"]["name"],

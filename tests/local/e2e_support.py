@@ -527,17 +527,20 @@ def summary(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_processes(state_dir: Path, server: E2EServer) -> None:
-    """No duplicate and no orphaned process: each container of each stored Pod runs exactly once
-    (a Pod being deleted may have none left), and every app process of the state dir belongs to a
-    stored Pod."""
+    """No duplicate and no orphaned process: each container of each stored Pod runs at most once,
+    exactly once when its status says it is running (and the Pod is not being deleted), and every
+    app process of the state dir belongs to a stored Pod."""
     procs = app_processes(state_dir)
     pods = server.http("GET", "/api/pods")["items"]
     uids = {p["metadata"]["uid"]: p for p in pods}
     orphans = {k: v for k, v in procs.items() if k[0] not in uids}
     assert not orphans, f"app processes with no Pod: {[describe(p) for v in orphans.values() for p in v]}"
     for uid, pod in uids.items():
+        statuses = {cs["name"]: cs for cs in (pod.get("status") or {}).get("containerStatuses") or []}
         for c in pod["spec"]["containers"]:
             running = procs.get((uid, c["name"]), [])
-            assert len(running) <= 1, f"pod {pod['metadata']['name']} runs {c['name']} {len(running)} times"
-            if not pod["metadata"].get("deletionTimestamp"):
-                assert len(running) == 1, f"pod {pod['metadata']['name']}: {c['name']} is not running"
+            name = pod["metadata"]["name"]
+            assert len(running) <= 1, f"pod {name} runs {c['name']} {len(running)} times: {running}"
+            says_running = "running" in (statuses.get(c["name"]) or {}).get("state", {})
+            if says_running and not pod["metadata"].get("deletionTimestamp"):
+                assert len(running) == 1, f"pod {name}: {c['name']} is running by its status, not in /proc"

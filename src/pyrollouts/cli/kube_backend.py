@@ -22,7 +22,7 @@ from lightkube import Client
 from lightkube.types import CascadeType, OnErrorAction, OnErrorResult, PatchType
 
 from .. import __version__
-from ..model import useractions
+from ..model import names, useractions
 from ..model.cluster import ClusterError
 from ..runtimes.kubernetes.cluster import load_config
 from ..runtimes.kubernetes.resources import NAMESPACED, RESOURCES
@@ -279,6 +279,8 @@ class KubeBackend:
             except KubeApiError as exc:
                 raise CliError(f"{kind.lower()} '{name}': {exc.status.message}") from None
             return {"kind": kind, "name": name, "result": "created"}
+        if kind == "Service" and before is not None:
+            keep_injected_hash(obj, before)
         try:
             after = _plain(
                 self.client.patch(
@@ -364,6 +366,19 @@ class KubeBackend:
             except KubeApiError as exc:
                 raise _api_error(exc, f"rollout '{name}'") from None
         return {"message": message, "rollout": ro}
+
+
+def keep_injected_hash(service: Obj, live: Obj) -> None:
+    """Carry the pod-template hash the controller put in a live Service's selector into the Service
+    about to be applied. A Service's selector is an atomic map, so a server-side apply of the
+    manifest's selector would drop the hash and send traffic to every revision at once; kubectl's
+    client-side apply keeps it, and so does this."""
+    live_sel = (live.get("spec") or {}).get("selector") or {}
+    h = live_sel.get(names.POD_TEMPLATE_HASH_LABEL)
+    spec = service.setdefault("spec", {})
+    sel = spec.get("selector")
+    if h and isinstance(sel, dict) and names.POD_TEMPLATE_HASH_LABEL not in sel:
+        spec["selector"] = {**sel, names.POD_TEMPLATE_HASH_LABEL: h}
 
 
 def kubectl_args(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:

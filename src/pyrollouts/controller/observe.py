@@ -62,6 +62,9 @@ def pod_state(pod: Obj, rs_by_uid: Mapping[str, str]) -> PodState | None:
         annotations=dict(meta.get("annotations") or {}),
         ready=pod_ready(pod),
         restarts=pod_restarts(pod),
+        # restartAt replaces the pods created before it: without this every pod looked new, so a
+        # restart was recorded as done at once and no pod was ever replaced.
+        creation_timestamp=str(meta.get("creationTimestamp") or ""),
     )
 
 

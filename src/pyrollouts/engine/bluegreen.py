@@ -190,6 +190,7 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
         in_flight
         and not paused_spec
         and new_rs is not None
+        and not created  # never switch to an RS that does not exist yet (spec.replicas 0 is "saturated")
         and promotion_ok
         and replicaset.is_saturated(new_rs, replicas)
     ):

@@ -43,8 +43,14 @@ from typing import Any
 
 from pyrollouts.testing import kwok_stages
 
-TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "helm")
-_VERSION_KEYS = {"etcd": "ETCD_VERSION", "kwok": "KWOK_VERSION", "helm": "HELM_VERSION"}
+TOOLS = (
+    "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "helm", "tofu"
+)
+_VERSION_KEYS = {
+    "etcd": "ETCD_VERSION", "kwok": "KWOK_VERSION", "helm": "HELM_VERSION", "tofu": "OPENTOFU_VERSION"
+}
+#: Client tools: built by `make tools`, but not needed to start the control plane.
+_CLIENT_TOOLS = ("kubectl", "helm", "tofu")
 
 # Cluster-internal ranges: they only ever appear inside API objects. Nothing dials them (there is no
 # kube-proxy and no container runtime); kwok's nodes report 127.0.0.1 as their own address.
@@ -485,7 +491,7 @@ class ControlPlane:
             return
         started = time.monotonic()
         deadline = started + self.start_timeout
-        binaries = {name: tool_path(name) for name in TOOLS if name not in ("kubectl", "helm")}
+        binaries = {name: tool_path(name) for name in TOOLS if name not in _CLIENT_TOOLS}
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="pyrollouts-k8s-"))
             self._owns_workdir = True
@@ -554,6 +560,13 @@ class ControlPlane:
                 f"--tls-cert-file={pki.serving_cert}",
                 f"--tls-private-key-file={pki.serving_key}",
                 f"--client-ca-file={pki.ca_cert}",
+            # Without a front-proxy CA the controller-manager and scheduler log an error every few
+            # seconds; no front-proxy client certificate is ever issued, so this admits nobody.
+            f"--requestheader-client-ca-file={pki.ca_cert}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 "--authorization-mode=Node,RBAC",
                 f"--service-account-issuer={SA_ISSUER}",
                 f"--service-account-key-file={pki.sa_pub}",
@@ -730,7 +743,7 @@ class ControlPlane:
             names = ", ".join(f"{n} (exit code {c})" for n, c in dead)
             raise ControlPlaneError(f"control plane component(s) exited: {names}\n{self.logs_tail()}")
 
-    def logs_tail(self, lines: int = 25) -> str:
+    def logs_tail(self, lines: int = 20) -> str:
         """Return the last lines of each component's log, one titled block per component."""
         blocks = []
         for proc in self._procs or self._logs_on_disk():

@@ -11,7 +11,8 @@ How the scenario's world is mapped onto real processes:
   stable and the three-way apply sees only the scenario's own changes): container 0 learns its
   pod-template hash through a ``fieldRef`` on the ``rollouts-pod-template-hash`` label and gets
   ``DEMO_UNREADY_FILE`` / ``DEMO_CRASH_FILE`` paths keyed by that hash (``$(VAR)`` expansion), the
-  readiness probe fails after 2 misses instead of 3 (quicker ``unready``), the grace period is
+  readiness probe first checks after half a second and fails after 2 misses instead of 3 (pods
+  are ready in about 0.5 s, and ``unready`` takes 2 s), the grace period is
   short, and every Service port is replaced by a free port of this machine (keyed by Service name
   and port, so Services copied from one another do not clash and parallel runs never collide).
 - ``pods`` creates or removes the per-hash files: ``unready`` makes /healthz answer 503, ``crash``
@@ -57,6 +58,8 @@ HASH_ENV = "SCENARIO_POD_HASH"
 TEST_BACKOFF = Backoff(base=0.2, cap=1.0, reset_after=600.0)
 #: Pod readiness misses before it is unready (Kubernetes' default 3 makes `unready` take 3 s).
 FAILURE_THRESHOLD = 2
+#: When the readiness probe first checks a new pod (the demo app listens within ~0.2 s).
+FIRST_CHECK = 0.5
 #: terminationGracePeriodSeconds for scenario pods: the demo app exits at once on SIGTERM anyway.
 GRACE_SECONDS = 2
 #: How long ``settle`` waits at most for the controller to go idle, and how long idle must last.
@@ -74,7 +77,8 @@ def free_port() -> int:
 
 class LocalDriver:
     """Runs a scenario against the local runtime (module docstring). ``ready_after`` (the scenario's
-    ``pods.readyAfter``) becomes the readiness probe's initialDelaySeconds when it is not 1."""
+    ``pods.readyAfter``) becomes the readiness probe's initialDelaySeconds when it is not 1 (the
+    default, which gets the quick first check)."""
 
     def __init__(self, *, ready_after: float = 1.0, work_dir: Path | None = None) -> None:
         self.ready_after = ready_after
@@ -134,6 +138,10 @@ class LocalDriver:
         elif step.do == "pods":
             self._pending[int(step.revision)] = str(step.state)
             self._resolve_pending()
+            if step.state != "ready":
+                # The simulated pods turn unready at once; real ones after the probe misses. Later
+                # steps (a promote) must see them unready, as the scenario means.
+                await self._wait_unready(int(step.revision))
         else:
             raise ValueError(f"step {step.index}: nothing to do for {step.do!r}")
 
@@ -228,8 +236,11 @@ class LocalDriver:
         probe = container.get("readinessProbe")
         if isinstance(probe, dict):
             probe.setdefault("failureThreshold", FAILURE_THRESHOLD)
-            if self.ready_after != 1.0:
-                probe["initialDelaySeconds"] = max(0, round(self.ready_after))
+            # The first check at once would find the app not listening yet and the next one comes a
+            # period later; checking first after the app's start-up time makes pods ready in about
+            # half a second. (A fraction Kubernetes would refuse; the local runtime takes it, and
+            # this manifest never leaves the driver.)
+            probe["initialDelaySeconds"] = FIRST_CHECK if self.ready_after == 1.0 else self.ready_after
 
     def _map_service(self, obj: Obj) -> None:
         name = str((obj.get("metadata") or {}).get("name"))
@@ -272,6 +283,27 @@ class LocalDriver:
             h = (meta.get("labels") or {}).get(names.POD_TEMPLATE_HASH_LABEL)
             if rev in self._pending and h:
                 self.set_hash_state(str(h), self._pending.pop(rev))
+
+    async def _wait_unready(self, revision: int, timeout: float = 15.0) -> None:
+        """Wait until the ReplicaSet of this revision (if it exists) reports no ready pod."""
+        store = self._server().runtime.store
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            rs = next(
+                (
+                    r
+                    for r in store.list("ReplicaSet", self.namespace)
+                    if ((r.get("metadata") or {}).get("annotations") or {}).get(names.REVISION_ANNOTATION)
+                    == str(revision)
+                ),
+                None,
+            )
+            status = (rs or {}).get("status") or {}
+            if rs is None or not (status.get("readyReplicas") or status.get("availableReplicas")):
+                return
+            await asyncio.sleep(POLL)
+        raise TimeoutError(f"the pods of revision {revision} were still ready after {timeout:g}s")
 
     async def _follow_replicasets(self) -> None:
         store = self._server().runtime.store

@@ -54,7 +54,7 @@ def configure_logging(loglevel: str = "info", logformat: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # The HTTP client logs every request at INFO: useful only when debugging.
-    for noisy in ("httpx", "httpx2", "httpcore", "aiohttp.access"):
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

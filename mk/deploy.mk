@@ -1,0 +1,28 @@
+# Installing on a cluster (issue 6): the Helm chart's release files, the Python packages.
+#   make chart        dist/chart/pyrollouts-<version>.tgz and dist/chart/index.yaml (a chart repository:
+#                     serve dist/chart over HTTP, or copy it to a web server; CHART_REPO_URL=https://...
+#                     writes absolute URLs into the index, else they are relative to the repository)
+#   make chart-crds   regenerate deploy/helm/pyrollouts/crds/ from pyrollouts.model.crd
+#   make dist         dist/pyrollouts-<version>-py3-none-any.whl and dist/pyrollouts-<version>.tar.gz
+.PHONY: chart chart-crds dist
+
+include tools/versions.env
+CHART_DIR := deploy/helm/pyrollouts
+CHART_OUT := dist/chart
+CHART_REPO_URL ?=
+HELM_BIN = $(shell bash tools/build-tools.sh --print-dir)/helm-$(HELM_VERSION)/helm
+
+chart-crds: install
+	$(BIN)/python deploy/helm/gen_crds.py
+
+chart: install tools
+	@$(BIN)/python deploy/helm/gen_crds.py --check
+	$(HELM_BIN) lint --strict $(CHART_DIR)
+	@mkdir -p $(CHART_OUT)
+	$(HELM_BIN) package $(CHART_DIR) --destination $(CHART_OUT)
+	$(HELM_BIN) repo index $(CHART_OUT) $(if $(CHART_REPO_URL),--url $(CHART_REPO_URL))
+	@echo "chart repository in $(CHART_OUT): $$(ls $(CHART_OUT))"
+
+dist: install
+	@rm -f dist/pyrollouts-*.whl dist/pyrollouts-*.tar.gz
+	$(BIN)/python -m build --no-isolation --wheel --sdist --outdir dist .

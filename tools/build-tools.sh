@@ -82,6 +82,17 @@ command -v go >/dev/null || { echo "tools: 'go' is not on PATH; install Go >= 1.
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:--buildvcs=false}"
 BUILD_FLAGS=(-p 2 -trimpath)
 mkdir -p "$TOOLS_DIR"
+# One build at a time: two runs at once would rewrite the same go.mod files and compile everything
+# twice on a 2-core machine. A second run waits for the first, then starts over and so builds only
+# what is still missing.
+if [[ -z "${PYROLLOUTS_TOOLS_LOCKED:-}" ]]; then
+    exec 9>"$TOOLS_DIR/.build.lock"
+    if ! flock -n 9; then
+        echo "tools: another build is running (lock $TOOLS_DIR/.build.lock); waiting for it"
+        flock 9
+        PYROLLOUTS_TOOLS_LOCKED=1 exec bash "$0" "$@"
+    fi
+fi
 LOG_DIR="$TOOLS_DIR/logs"
 mkdir -p "$LOG_DIR"
 TIMES="$TOOLS_DIR/build-times.tsv"

@@ -14,7 +14,8 @@ import asyncio
 import copy
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,6 @@ from pyrollouts.testing.k8s_cluster import ControlPlane
 from pyrollouts.testing.scenarios import Step, load_scenario, run_scenario, scenario_files
 
 Obj = dict[str, Any]
-
-# The shared fixtures live in kube_helpers (this folder's conftest belongs to the harness).
-_crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
-_client = pytest.fixture(name="client")(kube_helpers.client_fixture)
-_controllers = pytest.fixture(name="controllers")(kube_helpers.controllers_fixture)
 SCENARIOS = scenario_files(REPO / "tests" / "scenarios")
 
 
@@ -234,29 +230,58 @@ class KubeDriver:
     async def close(self) -> None:
         self._stop.set()
         if self._enforcer is not None:
-            self._enforcer.join(5)
+            await asyncio.to_thread(self._enforcer.join, 5)
         if self.ctrl is not None:
-            self.ctrl.stop()
+            await asyncio.to_thread(self.ctrl.stop)
 
 
-@pytest.fixture
-def driver(
-    control_plane: ControlPlane,
-    namespace: str,
-    client: Client,
-    controllers: list[ControllerProc],
-    tmp_path: Path,
-) -> Iterator[KubeDriver]:
-    d = KubeDriver(control_plane, namespace, client, controllers, tmp_path)
-    yield d
-    asyncio.run(d.close())
+#: Scenarios run this many at a time, each in its own namespace with its own controller process:
+#: they spend their time waiting for the control plane, so running them side by side keeps the
+#: suite quick; each still reports as its own test.
+CONCURRENCY = 6
+
+
+async def _run_one(cp: ControlPlane, path: Path, log_dir: Path, sem: asyncio.Semaphore) -> str | None:
+    async with sem:
+        ns = await asyncio.to_thread(cp.create_namespace, "scn")
+        client = admin_client(cp, ns)
+        procs: list[ControllerProc] = []
+        scenario_dir = log_dir / path.stem
+        scenario_dir.mkdir(parents=True, exist_ok=True)
+        driver = KubeDriver(cp, ns, client, procs, scenario_dir)
+        try:
+            await run_scenario(load_scenario(path), driver, poll_timeout=30.0, poll_interval=0.2)
+            return None
+        except Exception as exc:
+            log = driver.ctrl.log_tail(60) if driver.ctrl else ""
+            return f"{type(exc).__name__}: {exc}\n--- controller log ({scenario_dir}) ---\n{log}"
+        finally:
+            await driver.close()
+            for p in procs:
+                p.kill()
+            client.close()
+            await asyncio.to_thread(cp.delete_namespace, ns)
+
+
+@pytest.fixture(scope="module")
+def scenario_results(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str | None]:
+    """Every scenario's outcome (None: passed; else the failure), run CONCURRENCY at a time."""
+    kube_helpers.crds_fixture(control_plane)
+    log_dir = tmp_path_factory.mktemp("scenarios")
+
+    async def run_all() -> list[str | None]:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=4 * CONCURRENCY))
+        sem = asyncio.Semaphore(CONCURRENCY)
+        return await asyncio.gather(*(_run_one(control_plane, p, log_dir, sem) for p in SCENARIOS))
+
+    outcomes = asyncio.run(run_all())
+    return {p.stem: o for p, o in zip(SCENARIOS, outcomes, strict=True)}
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
-def test_scenario(path: Path, driver: KubeDriver) -> None:
-    scenario = load_scenario(path)
-    try:
-        asyncio.run(run_scenario(scenario, driver, poll_timeout=20.0, poll_interval=0.2))
-    except AssertionError as exc:
-        log = driver.ctrl.log_tail(60) if driver.ctrl else ""
-        raise AssertionError(f"{exc}\n--- controller log ---\n{log}") from None
+def test_scenario(path: Path, scenario_results: dict[str, str | None]) -> None:
+    failure = scenario_results[path.stem]
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)

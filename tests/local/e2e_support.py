@@ -439,10 +439,6 @@ class Servers:
         self.current = E2EServer(self.state_dir, env=env)
         return self.current
 
-    def logs(self) -> str:
-        """Every server log of this state dir (for failure messages)."""
-        return "\n".join(p.read_text(errors="replace")[-4000:] for p in self.state_dir.parent.glob("server-*.log"))
-
 
 def servers_fixture() -> Iterator[Servers]:
     """The body of each test module's ``servers`` fixture: a fresh state dir for the servers the

@@ -109,7 +109,7 @@ def test_bad_input_is_refused_with_what_to_do_and_nothing_stored(
     secret_env = [
         {"name": "WELCOME", "valueFrom": {"secretKeyRef": {"name": "greeting", "key": "text"}}}
     ]
-    first, details = _refused(srv, _with_pod_spec(base, env=secret_env), work / "secret.yaml")
+    _, details = _refused(srv, _with_pod_spec(base, env=secret_env), work / "secret.yaml")
     assert details == [
         f"{where}containers[0].env[0].valueFrom.secretKeyRef: Secrets do not exist on the local runtime; "
         "give WELCOME its value with `value:` (or set it in the server's environment and map it)"

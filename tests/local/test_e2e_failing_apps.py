@@ -4,13 +4,14 @@ answering the old version untouched (issue 3, "Apps that fail").
 One server runs five rollouts side by side, each in its own namespace with its own Service ports,
 each healthy on V2 (one replica). Each is then updated to a V3 that fails in its own way:
 
-| case | V3 | expected |
-|---|---|---|
-| command not found | ``command: [/nonexistent]`` | pod CrashLoopBackOff, lastState StartError naming the path; Degraded, ProgressDeadlineExceeded |
-| port in use | the app's PORT pinned to a port the test holds | pod CrashLoopBackOff, its log says the address is in use; Degraded |
-| crash loop | DEMO_FAIL=crash | pod CrashLoopBackOff with restarts; Degraded |
-| never ready | DEMO_FAIL=never-ready | pod Running 0/1; Degraded, ProgressDeadlineExceeded |
-| slow start | DEMO_FAIL=slow-start:3 | after a while Paused (BlueGreenPause), V3 on preview |
+- command not found (``command: [/nonexistent]``): the pod in CrashLoopBackOff, its lastState a
+  StartError naming the path, a Failed event; the rollout Degraded, ProgressDeadlineExceeded.
+- port in use (the app's PORT pinned to a port the test holds): CrashLoopBackOff, the pod's log
+  says it cannot listen on that port; Degraded.
+- crash loop (DEMO_FAIL=crash): CrashLoopBackOff with restarts; Degraded.
+- never ready (DEMO_FAIL=never-ready): the pod Running, ready 0/1; Degraded,
+  ProgressDeadlineExceeded.
+- slow start (DEMO_FAIL=slow-start:3): after a while Paused (BlueGreenPause), V3 on preview.
 
 The failing ones have progressDeadlineSeconds 5 (real time). Throughout, a thread reads every
 production port: each answer must be V2, and the V2 pods keep their processes with no restart.
@@ -128,11 +129,12 @@ def test_failing_apps_show_why_and_leave_production_alone(servers: Servers) -> N
         watcher.start()
         try:
             for case in CASES:
-                r = srv.apply(_failing(docs[case], case, held_port), servers.state_dir.parent / f"{case}-v3.yaml")
+                path = servers.state_dir.parent / f"{case}-v3.yaml"
+                r = srv.apply(_failing(docs[case], case, held_port), path)
                 assert r.code == 0, (case, r)
 
             # slow start: not ready for a while, then fine (paused for promotion, V3 on preview).
-            srv.wait_for("slow-start: paused", lambda: srv.info("slow-start")["status"] == "Paused", timeout=60)
+            srv.wait_for("slow-start: paused", lambda: srv.info("slow-start")["status"] == "Paused")
             assert srv.info("slow-start")["message"] == "BlueGreenPause"
             r = srv.cli("get", "rollout", "super-hello", "-n", "slow-start")
             assert "॥ Paused" in r.out and "Message:         BlueGreenPause" in r.out, r.out
@@ -141,10 +143,10 @@ def test_failing_apps_show_why_and_leave_production_alone(servers: Servers) -> N
             )
 
             for case in ("not-found", "port-in-use", "crash", "never-ready"):
-                srv.wait_for(f"{case}: degraded", lambda c=case: srv.info(c)["status"] == "Degraded", timeout=60)
-                info = srv.info(case)
-                assert info["message"].startswith("ProgressDeadlineExceeded: ReplicaSet "), (case, info["message"])
-                assert info["message"].endswith(" has timed out progressing."), (case, info["message"])
+                srv.wait_for(f"{case}: degraded", lambda c=case: srv.info(c)["status"] == "Degraded")
+                message = srv.info(case)["message"]
+                assert message.startswith("ProgressDeadlineExceeded: ReplicaSet "), (case, message)
+                assert message.endswith(" has timed out progressing."), (case, message)
                 r = srv.cli("status", "super-hello", "-n", case, "-t", "5s")
                 assert r.code == 1 and "Degraded - ProgressDeadlineExceeded" in r.out, (case, r)
                 r = srv.cli("get", "rollout", "super-hello", "-n", case)

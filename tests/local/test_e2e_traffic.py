@@ -3,7 +3,7 @@ abort fails no request (issue 3, "Traffic").
 
 The client is its own process (proxy_loadclient.py): two threads, one opening a new connection per
 request and one keeping a connection alive, GET / about every 10 ms each, never retrying, for at
-most 90 s. Every non-200 answer or connection error counts as a failure.
+most 150 s. Every non-200 answer or connection error counts as a failure.
 """
 
 from __future__ import annotations
@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from e2e_support import LoadClient, Servers, free_port, http_body, seed_docs, servers_fixture, summary, with_env
+from e2e_support import (
+    LoadClient,
+    Servers,
+    free_port,
+    http_body,
+    seed_docs,
+    servers_fixture,
+    summary,
+    with_env,
+)
 
 NS = "e2e-traffic"
 
@@ -30,9 +39,9 @@ def test_no_request_fails_across_promote_and_abort(servers: Servers) -> None:
     srv.wait_for("revision 1 healthy", lambda: srv.info(NS)["status"] == "Healthy", timeout=60)
     assert http_body(prod) == "V2"
 
-    load = LoadClient(prod, servers.state_dir.parent, max_seconds=90, interval=0.01)
+    load = LoadClient(prod, servers.state_dir.parent, max_seconds=150, interval=0.01)
     try:
-        srv.wait_for("the client's first answers", lambda: load.proc.poll() is None and http_body(prod) == "V2")
+        srv.wait_for("the client running", lambda: load.proc.poll() is None and http_body(prod) == "V2")
 
         # Promote: V3 comes up on preview, then takes production; V2 is scaled down after the
         # scale-down delay (30 s, passed on the test clock) while the client keeps going.
@@ -67,6 +76,7 @@ def test_no_request_fails_across_promote_and_abort(servers: Servers) -> None:
             timeout=40,
         )
         assert http_body(prod) == "V3"
+        assert load.proc.poll() is None, "the client must send until the end of the run"
     except BaseException:
         load.kill()
         raise

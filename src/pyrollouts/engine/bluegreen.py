@@ -171,7 +171,7 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     # A promote clears status.pauseConditions before we look, so a pause we had recorded (Paused
     # condition, controllerPause) counts as "before" too; that promote then yields RolloutResumed.
     before = list(st.get("pauseConditions") or [])
-    if not before and was_paused and st.get("controllerPause") and not template_changed:
+    if not before and was_paused and st.get("controllerPause") and not template_changed and not paused_spec:
         before = [{"reason": names.PAUSE_BLUE_GREEN}]
     pause.emit_transition(ctx, before, ps.conditions, abort)
     promotion_ok = fast or (ps.completed if needs else ready)

@@ -849,8 +849,10 @@ def _cmd_up(timeout: float) -> int:
         return 0
     ready_file.unlink(missing_ok=True)
     # Check before forking, so a missing build is reported here and not in a log file.
+    # The control plane, and the two clients the printed PATH points at.
     for name in TOOLS:
-        tool_path(name)
+        if name not in _CLIENT_TOOLS or name in ("kubectl", "helm"):
+            tool_path(name)
     log = state / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -40,12 +40,13 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..model import names
 from ..model.cluster import NotFound
+from ..runtimes.local.store import Subscription
 from ..runtimes.local.supervisor import Backoff, kill_all_pod_processes
 from ..server.app import LocalServer
 from ..server.apply import apply_objects
@@ -84,7 +85,7 @@ class LocalDriver:
         self.ready_after = ready_after
         self._own_dir = work_dir is None
         # Short and under /tmp: unix socket paths inside the state dir must stay under 108 bytes.
-        self.dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="lsc", dir="/tmp"))
+        self.dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="lsc", dir="/tmp"))
         self.state_dir = self.dir / "state"
         self.flags = self.dir / "pods"
         self.flags.mkdir(parents=True, exist_ok=True)
@@ -110,11 +111,18 @@ class LocalDriver:
             runtime_options={"backoff": TEST_BACKOFF, "drain_delay": 0.05},
         )
         await self.server.start()
-        self._watch = asyncio.create_task(self._follow_replicasets(), name="scenario-rs-watch")
+        # Subscribed here, not in the task: no ReplicaSet written after start() returns is missed.
+        sub = self.server.runtime.store.subscribe(["ReplicaSet"], self.namespace)
+        self._watch = asyncio.create_task(self._follow_replicasets(sub), name="scenario-rs-watch")
 
     async def now(self) -> datetime:
-        """The controller's clock."""
-        return self._server().clock.now()
+        """The wall clock, as a user's client has it (``restart`` stamps spec.restartAt with it).
+
+        Not the controller's clock: that one runs ahead by whatever ``advance`` added, while the
+        runtime stamps pods with the wall clock, so a restartAt from the controller's clock would
+        lie in the future of every new pod and the restart would replace pods over and over until
+        real time caught up. A user's restartAt is never ahead of the controller, and so is this."""
+        return datetime.now(UTC)
 
     async def do(self, step: Any) -> None:
         """Carry out one ``scenarios.Step`` (see the protocol in ``scenarios``)."""
@@ -225,12 +233,12 @@ class LocalDriver:
         spec.setdefault("terminationGracePeriodSeconds", GRACE_SECONDS)
         container = spec["containers"][0]
         hash_path = f"metadata.labels['{names.POD_TEMPLATE_HASH_LABEL}']"
-        ours = [
+        ours: list[Obj] = [
             {"name": HASH_ENV, "valueFrom": {"fieldRef": {"fieldPath": hash_path}}},
             {"name": "DEMO_UNREADY_FILE", "value": f"{self.flags}/unready-$({HASH_ENV})"},
             {"name": "DEMO_CRASH_FILE", "value": f"{self.flags}/crash-$({HASH_ENV})"},
         ]
-        mine = {e["name"] for e in ours}
+        mine = {str(e["name"]) for e in ours}
         # First, so the $(VAR) references resolve; the scenario's own variables follow.
         container["env"] = ours + [e for e in container.get("env") or [] if e.get("name") not in mine]
         probe = container.get("readinessProbe")
@@ -305,9 +313,7 @@ class LocalDriver:
             await asyncio.sleep(POLL)
         raise TimeoutError(f"the pods of revision {revision} were still ready after {timeout:g}s")
 
-    async def _follow_replicasets(self) -> None:
-        store = self._server().runtime.store
-        sub = store.subscribe(["ReplicaSet"], self.namespace)
+    async def _follow_replicasets(self, sub: Subscription) -> None:
         try:
             async for _ in sub:
                 self._resolve_pending()

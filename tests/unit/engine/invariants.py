@@ -72,7 +72,8 @@ def check_plan(rollout: dict[str, Any], observed: Observed, plan: Plan, now: dat
         for action in plan.actions:
             if isinstance(action, ScaleReplicaSet) and action.replicas == 0:
                 rs = by_name[action.name]
-                if rs in waiting:
+                # The invariant is about *old* ReplicaSets; the current one follows spec.replicas.
+                if rs in waiting and rs.pod_template_hash != status_out.get("currentPodHash"):
                     raise InvariantViolation(
                         f"{rs.name} scaled to 0 before its scale-down deadline {rs.annotations[DEADLINE]}"
                     )

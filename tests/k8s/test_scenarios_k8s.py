@@ -44,6 +44,8 @@ from pyrollouts.testing.scenarios import Step, load_scenario, run_scenario, scen
 
 Obj = dict[str, Any]
 SCENARIOS = scenario_files(REPO / "tests" / "scenarios")
+# The whole corpus runs in the first test's setup (see scenario_results): give it room.
+pytestmark = pytest.mark.timeout(900)
 
 
 def _now() -> str:

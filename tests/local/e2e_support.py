@@ -30,6 +30,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -440,14 +441,35 @@ class Servers:
         return self.current
 
 
+@contextlib.contextmanager
+def teardown_on_sigterm() -> Iterator[None]:
+    """While inside, SIGTERM (a runner's `timeout`, a CI cancel) interrupts pytest like Ctrl-C
+    (KeyboardInterrupt in the main thread) instead of ending it at once, so the session stops but
+    fixture teardowns still stop the servers, pods and proxies they started. The previous handler
+    comes back on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def servers_fixture() -> Iterator[Servers]:
     """The body of each test module's ``servers`` fixture: a fresh state dir for the servers the
     test starts, torn down with `rollouts shutdown --all` (see :func:`finish`)."""
     s = Servers()
-    try:
-        yield s
-    finally:
-        finish(s.state_dir, s.current)
+    with teardown_on_sigterm():
+        try:
+            yield s
+        finally:
+            finish(s.state_dir, s.current)
 
 
 # ---- traffic ----------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ kill), with each container of each Pod running exactly once and no process witho
 The plan of the first reconcile of an update is: create the new ReplicaSet (size 0), point the
 preview Service at it, scale it up, write the status. Promote's plan: point the active Service at
 the new ReplicaSet, set the old one's scale-down deadline, write the status. The checks below
-follow that order.
+follow that order; the promote's active switch is also checked on its own (the second pass of
+after-selector-switch, ``after-selector-switch:2``).
 
 A last test kills the server with SIGKILL in the middle of a promote while a client sends traffic
 through the production port: no request fails, the proxy keeps serving on its last table.
@@ -43,6 +44,7 @@ from e2e_support import (
     stored,
     stored_one,
     summary,
+    teardown_on_sigterm,
     with_env,
 )
 
@@ -55,7 +57,10 @@ POINTS = (
 )
 HASH_LABEL = "rollouts-pod-template-hash"
 DEADLINE_ANNOTATION = "scale-down-deadline"
-PROMOTE_PATH = ("after-deadline-set", "after-selector-switch:2", "after-status-write:3", "after-scale:2")
+#: The promote path's active switch: the second pass of after-selector-switch (the first one is the
+#: preview switch of the update's first reconcile).
+ACTIVE_SWITCH = "after-selector-switch:2"
+PROMOTE_PATH = ("after-deadline-set", ACTIVE_SWITCH)
 
 #: How every case ends, and how an uninterrupted run of the same update ends: V3 (revision 2)
 #: active, preview and stable with its 2 replicas; V2 (revision 1) scaled down with no pod left.
@@ -73,7 +78,11 @@ END = {
 }
 
 
-CASES = ("uninterrupted", *POINTS, "after-selector-switch:2", "after-status-write:3", "after-scale:2")
+CASES = ("uninterrupted", *POINTS, ACTIVE_SWITCH)
+
+
+def _ns(case: str) -> str:
+    return case.replace(":", "-")
 
 
 class World:
@@ -83,30 +92,45 @@ class World:
 
     def __init__(self) -> None:
         self.servers = Servers()
-        self.srv: E2EServer = self.servers.start()
         self.ports: dict[str, tuple[int, int]] = {}
         self.docs: dict[str, list[dict[str, Any]]] = {}
-        for ns in (*(c.replace(":", "-") for c in CASES), "under-load"):
+        self.srv: E2EServer | None = None
+        self.srv_is_plain = False
+
+    def deploy(self) -> None:
+        """V2 in every namespace, all healthy."""
+        srv = self.plain()
+        for ns in (*map(_ns, CASES), "under-load"):
             self.ports[ns] = (free_port(), free_port())
             self.docs[ns] = seed_docs(ns, *self.ports[ns], replicas=2, welcome="V2")
-            assert self.srv.apply(self.docs[ns], self.servers.state_dir.parent / f"{ns}.yaml").code == 0
+            assert srv.apply(self.docs[ns], self.servers.state_dir.parent / f"{ns}.yaml").code == 0
         for ns in self.docs:
-            self.srv.wait_for(f"{ns}: V2 healthy", lambda n=ns: self.srv.info(n)["status"] == "Healthy")
+            srv.wait_for(f"{ns}: V2 healthy", lambda n=ns: srv.info(n)["status"] == "Healthy")
 
     def plain(self) -> E2EServer:
-        """The running plain server (started if none runs)."""
-        if not self.srv.alive():
-            self.srv = self.servers.start()
+        """The running plain server (started if none runs; a kill-point server that a failed test
+        left running is killed first)."""
+        if self.srv is not None and self.srv.alive() and not self.srv_is_plain:
+            self.srv.kill9()
+        if self.srv is None or not self.srv.alive():
+            self.srv, self.srv_is_plain = self.servers.start(), True
+        return self.srv
+
+    def with_kill_point(self, point: str) -> E2EServer:
+        """A server that exits at ``point`` (the plain one must have stopped)."""
+        self.srv, self.srv_is_plain = self.servers.start(env={KILL_ENV: point}), False
         return self.srv
 
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
     w = World()
-    try:
-        yield w
-    finally:
-        finish(w.servers.state_dir, w.srv)
+    with teardown_on_sigterm():
+        try:
+            w.deploy()
+            yield w
+        finally:
+            finish(w.servers.state_dir, w.srv)
 
 
 def _rs_by_revision(objs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -169,6 +193,13 @@ def _check_between(point: str, world: World, ns: str, before: dict[str, Any], ol
         assert sel == {"super-hello-prod": old_hash, "super-hello-preview": new_hash}, sel
         assert status["currentPodHash"] == new_hash and status["stableRS"] == old_hash, status
         assert status["blueGreen"] == {"activeSelector": old_hash, "previewSelector": new_hash}, status
+    elif point == ACTIVE_SWITCH:
+        # Promote's plan up to the active switch: production on the new hash; the old ReplicaSet
+        # has no deadline yet and the status still names the old active.
+        assert new["spec"]["replicas"] == 2
+        assert sel == {"super-hello-prod": new_hash, "super-hello-preview": new_hash}, sel
+        assert status["blueGreen"] == {"activeSelector": old_hash, "previewSelector": new_hash}, status
+        assert status["stableRS"] == old_hash, status
     elif point == "after-deadline-set":
         # Promote's plan up to the deadline: production on the new hash, the old ReplicaSet given
         # its scale-down deadline, but the status not written yet (it still names the old active).
@@ -240,7 +271,7 @@ def _check_end(world: World, srv: E2EServer, ns: str) -> None:
 
 @pytest.mark.parametrize("case", CASES)
 def test_kill_point_then_restart_ends_as_uninterrupted(case: str, world: World) -> None:
-    ns = case.replace(":", "-")
+    ns = _ns(case)
     srv = world.plain()
     old_hash = srv.info(ns)["activeSelector"]
     prod = world.ports[ns][0]
@@ -259,7 +290,7 @@ def test_kill_point_then_restart_ends_as_uninterrupted(case: str, world: World) 
     assert http_body(prod) == "V2"  # no server: the proxy serves on
     before = stored_one(world.servers.state_dir, "Rollout", ns, "super-hello")["status"]
 
-    srv = world.srv = world.servers.start(env={KILL_ENV: point})
+    srv = world.with_kill_point(point)
     _apply_v3(world, srv, ns)
     if point in PROMOTE_PATH:
         srv.wait_for("V3 paused", lambda: srv.info(ns)["status"] == "Paused", timeout=60)
@@ -269,14 +300,7 @@ def test_kill_point_then_restart_ends_as_uninterrupted(case: str, world: World) 
     assert srv.wait_exit(30) == 137, srv.log_text()[-2000:]
     assert f"fault injection: exiting at {point.partition(':')[0]}\n" in srv.log_text()
 
-    if point in POINTS:
-        _check_between(point, world, ns, before, old_hash)
-    else:
-        import json
-        print("STATUS", json.dumps(stored_one(world.servers.state_dir, "Rollout", ns, "super-hello")["status"].get("blueGreen")), stored_one(world.servers.state_dir, "Rollout", ns, "super-hello")["status"].get("phase"))
-        for rs in stored(world.servers.state_dir, "ReplicaSet", ns):
-            print("RS", rs["metadata"]["name"], rs["spec"]["replicas"], rs["metadata"]["annotations"])
-        print("SEL", _selectors(world, ns))
+    _check_between(point, world, ns, before, old_hash)
     assert http_body(prod) in ("V2", "V3")  # the server is down; the proxy is not
     uid, container = _kill_one_app_process(world, ns)
 

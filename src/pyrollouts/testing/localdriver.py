@@ -19,7 +19,9 @@ How the scenario's world is mapped onto real processes:
   makes the demo app exit (and so restart with backoff, counted in restartCount), ``ready`` removes
   both. A revision resolves to the hash of the ReplicaSet whose revision annotation is that number
   now; one not created yet is kept pending and resolved the moment its ReplicaSet appears (a watch
-  on ReplicaSets), before its pods can turn ready.
+  on ReplicaSets), before its pods can turn ready. ``unready`` and ``crash`` on pods that exist
+  return once their ReplicaSet reports none ready (the simulated pods turn at once; a step after
+  it, a promote say, must find them unready).
 - ``apply`` uses the API's own all-or-nothing three-way apply (``server/apply.py``) with the
   runtime's admission; lint findings are not checked, because the InvalidSpec scenarios store
   manifests that lint refuses and expect the controller to report them.
@@ -50,6 +52,7 @@ from ..runtimes.local.store import Subscription
 from ..runtimes.local.supervisor import Backoff, kill_all_pod_processes
 from ..server.app import LocalServer
 from ..server.apply import apply_objects
+from .scenarios import Step
 
 Obj = dict[str, Any]
 
@@ -124,7 +127,7 @@ class LocalDriver:
         real time caught up. A user's restartAt is never ahead of the controller, and so is this."""
         return datetime.now(UTC)
 
-    async def do(self, step: Any) -> None:
+    async def do(self, step: Step) -> None:
         """Carry out one ``scenarios.Step`` (see the protocol in ``scenarios``)."""
         server = self._server()
         cluster = server.runtime.cluster
@@ -144,12 +147,14 @@ class LocalDriver:
         elif step.do == "wait":
             await asyncio.sleep(step.seconds)
         elif step.do == "pods":
-            self._pending[int(step.revision)] = str(step.state)
+            if step.revision is None or step.state is None:
+                raise ValueError(f"step {step.index}: `pods` needs a revision and a state")
+            self._pending[step.revision] = step.state
             self._resolve_pending()
             if step.state != "ready":
                 # The simulated pods turn unready at once; real ones after the probe misses. Later
                 # steps (a promote) must see them unready, as the scenario means.
-                await self._wait_unready(int(step.revision))
+                await self._wait_unready(step.revision)
         else:
             raise ValueError(f"step {step.index}: nothing to do for {step.do!r}")
 

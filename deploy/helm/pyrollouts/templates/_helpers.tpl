@@ -61,7 +61,8 @@ app.kubernetes.io/component: dashboard
 
 {{/*
 The controller's grants, exactly what it calls (tests/k8s/test_helm_rbac.py checks them against the
-apiserver audit log). Used as ClusterRole rules, or as Role rules in namespaced mode. Leases are
+apiserver audit log). ReplicaSets, Services and Pods are read from watch caches, so no `get`.
+Used as ClusterRole rules, or as Role rules in namespaced mode. Leases are
 granted separately, in the release namespace only.
 */}}
 {{- define "pyrollouts.controllerRules" -}}
@@ -73,13 +74,13 @@ granted separately, in the release namespace only.
   verbs: ["patch"]
 - apiGroups: ["apps"]
   resources: ["replicasets"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["list", "watch", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

@@ -44,7 +44,8 @@ def pod_ready(pod: Obj) -> bool:
 
 
 def pod_restarts(pod: Obj) -> int:
-    return sum(int(cs.get("restartCount") or 0) for cs in (pod.get("status") or {}).get("containerStatuses") or [])
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return sum(int(cs.get("restartCount") or 0) for cs in statuses)
 
 
 def pod_state(pod: Obj, rs_by_uid: Mapping[str, str]) -> PodState | None:

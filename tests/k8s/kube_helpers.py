@@ -120,7 +120,7 @@ class ControllerProc:
             "127.0.0.1",
             "--test-clock",
             "--loglevel",
-            "debug",
+            "info",
             "--rollout-threads",
             "2",
             *self.extra,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import names
+from .hash import ephemeral_keys
 
 
 class ActionError(ValueError):
@@ -130,9 +131,18 @@ def undo(rollout: dict[str, Any], replicasets: list[dict[str, Any]], to_revision
     if to_revision not in by_rev:
         known = ", ".join(str(r) for r in sorted(by_rev))
         raise ActionError(f"rollout '{name}' has no revision {to_revision} (revisions: {known})")
-    tmpl = copy.deepcopy(by_rev[to_revision].get("spec", {}).get("template") or {})
-    labels = tmpl.get("metadata", {}).get("labels") or {}
+    target = by_rev[to_revision]
+    tmpl = copy.deepcopy(target.get("spec", {}).get("template") or {})
+    tmeta = tmpl.get("metadata") or {}
+    labels = tmeta.get("labels") or {}
     labels.pop(names.POD_TEMPLATE_HASH_LABEL, None)
+    # Labels/annotations the controller injected for a role (previewMetadata/activeMetadata) are
+    # not the user's: drop them, or they would become part of the restored template.
+    eph_labels, eph_annotations = ephemeral_keys(target.get("metadata", {}).get("annotations"))
+    for key in eph_labels:
+        labels.pop(key, None)
+    for key in eph_annotations:
+        (tmeta.get("annotations") or {}).pop(key, None)
     current_tmpl = rollout.get("spec", {}).get("template") or {}
     return [Patch({"spec": {"template": merge_patch_to(current_tmpl, tmpl)}})]
 

@@ -4,6 +4,7 @@
 #                     writes absolute URLs into the index, else they are relative to the repository)
 #   make chart-crds   regenerate deploy/helm/pyrollouts/crds/ from pyrollouts.model.crd
 #   make dist         dist/pyrollouts-<version>-py3-none-any.whl and dist/pyrollouts-<version>.tar.gz
+#                     (DIST_OUT=dir to write elsewhere)
 .PHONY: chart chart-crds dist
 
 include tools/versions.env
@@ -26,6 +27,9 @@ chart: install
 	$(HELM_BIN) repo index $(CHART_OUT) $(if $(CHART_REPO_URL),--url $(CHART_REPO_URL))
 	@echo "chart repository in $(CHART_OUT): $$(ls $(CHART_OUT))"
 
+DIST_OUT ?= dist
+# --no-isolation: the build backend (hatchling) is a dev dependency already in the venv, so the build
+# needs no network and takes a second.
 dist: install
-	@rm -f dist/pyrollouts-*.whl dist/pyrollouts-*.tar.gz
-	$(BIN)/python -m build --no-isolation --wheel --sdist --outdir dist .
+	@rm -f $(DIST_OUT)/pyrollouts-*.whl $(DIST_OUT)/pyrollouts-*.tar.gz
+	$(BIN)/python -m build --no-isolation --wheel --sdist --outdir $(DIST_OUT) .

@@ -226,6 +226,9 @@ build_provider() {
             echo "terraform-provider-$p $version cannot be built from the Go module proxy:"
             echo "  \$ go mod download -json $module@$version"
             sed 's/^/  /' <<<"$answer"
+            echo "  (The providers' go.mod names the module without a /v2 suffix, so the go command"
+            echo "  cannot fetch their v2.x tags by version at all; this proxy serves only the versions"
+            echo "  \`go list -m -versions $module\` lists.)"
         } >"$(provider_failure_of "$p")"
         echo "tools: provider $p $version NOT built (reason in $(provider_failure_of "$p"))" >&2
         return 0

@@ -47,3 +47,49 @@ def helm(
     if check and res.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}", pytrace=False)
     return res
+
+
+def tofu_rc() -> Path:
+    """The CLI config `make tools` writes beside tofu: providers only from its filesystem mirror."""
+    rc = built("tofu").parent / "tofu.rc"
+    if not rc.is_file():
+        pytest.fail(
+            f"{rc} is missing: run `make tools` (it writes it with the provider mirror)", pytrace=False
+        )
+    return rc
+
+
+def terraform_providers() -> Path:
+    """The provider mirror, with hashicorp/helm and hashicorp/kubernetes in it; fails the test with the
+    recorded reason (the build's command and the module proxy's answer) when one could not be built."""
+    mirror = built("tofu").parent / "providers"
+    problems = []
+    for name in ("helm", "kubernetes"):
+        found = sorted((mirror / "registry.opentofu.org" / "hashicorp" / name).glob("*/linux_amd64/*"))
+        if found:
+            continue
+        reason = mirror / f"{name}.unavailable"
+        if reason.is_file():
+            problems.append(reason.read_text())
+        else:
+            problems.append(f"terraform-provider-{name} is not in {mirror}: run `make tools`")
+    if problems:
+        pytest.fail("the Terraform providers are not built:\n" + "\n".join(problems), pytrace=False)
+    return mirror
+
+
+def tofu(
+    workdir: Path, *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the built tofu in ``workdir`` with the mirror-only CLI config and no prompts."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "KUBE"))}
+    full.update(TF_CLI_CONFIG_FILE=str(tofu_rc()), TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1")
+    full.update(env or {})
+    cmd = [str(built("tofu")), *args]
+    res = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=full, timeout=timeout)
+    if check and res.returncode != 0:
+        pytest.fail(
+            f"{' '.join(cmd)} (in {workdir}) exited {res.returncode}:\n{res.stdout}\n{res.stderr}",
+            pytrace=False,
+        )
+    return res

@@ -593,7 +593,7 @@ def test_kill_point_then_restart_converges(
     assert not st.get("pauseConditions") and not st.get("abort")
 
 
-def test_install_crds_and_printer_columns(
+def test_plugin_apply_crds_and_printer_columns(
     control_plane: ControlPlane,
     namespace: str,
     client: Client,
@@ -601,9 +601,19 @@ def test_install_crds_and_printer_columns(
     tmp_path: Path,
 ) -> None:
     ns = namespace
-    apply_all(client, manifest(), ns)
+    path = tmp_path / "app.yaml"
+    path.write_text(yaml.safe_dump_all(manifest()))
+    # `kubectl rollouts apply` (the CLI's Kubernetes backend: lint, then server-side apply)
+    out = kubectl(control_plane, "rollouts", "apply", "-f", str(path), "-n", ns).stdout
+    assert "rollout.argoproj.io/super-hello created" in out, out
     start_controller(control_plane, ns, tmp_path, controllers)
     wait_for(lambda: healthy_on(client, ns, 1), 40, "Healthy")
+    # re-applying the same manifest changes nothing: the Services keep the injected hash
+    kubectl(control_plane, "rollouts", "apply", "-f", str(path), "-n", ns)
+    time.sleep(1)
+    assert healthy_on(client, ns, 1)
+    listing = kubectl(control_plane, "rollouts", "list", "rollouts", "-n", ns).stdout
+    assert "super-hello" in listing and "Healthy" in listing, listing
     out = kubectl(control_plane, "get", "ro", "-n", ns).stdout
     header = out.splitlines()[0].split()
     assert header[:5] == ["NAME", "DESIRED", "CURRENT", "UP-TO-DATE", "AVAILABLE"], out

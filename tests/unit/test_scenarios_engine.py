@@ -89,3 +89,20 @@ async def test_a_failed_expectation_names_file_step_and_difference(tmp_path: Pat
     assert str(path) in msg and "step 1 (do: apply)" in msg
     assert "phase: expected 'Healthy', got 'Paused'" in msg
     assert "active: expected revision 2, got 1" in msg
+
+
+async def test_rs_template_expectation_compares_a_subset_of_that_rs_template(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "description: x\nmanifest: super-hello\nsteps:\n  - do: apply\n"
+        "    expect: {rsTemplate: {1: {metadata: {labels: {app: super-hello}}, spec: {affinity: null}}}}\n"
+        "  - do: apply\n    expect: {rsTemplate: {1: {spec: {affinity: '*'}}}}\n",
+    )
+    with pytest.raises(ScenarioFailure) as info:
+        await run_scenario(load_scenario(path), SimDriver(), poll_timeout=0)
+    assert "step 1" in str(info.value) and "rsTemplate[1].spec.affinity: expected a value" in str(info.value)
+    bad = _write(
+        tmp_path, "description: x\nmanifest: super-hello\nsteps: [{do: apply, expect: {rsTemplate: [1]}}]\n"
+    )
+    with pytest.raises(ScenarioError, match="rsTemplate: must be a mapping"):
+        load_scenario(bad)

@@ -82,6 +82,14 @@ async def apply_action(cluster: Cluster, rollout: Obj, action: a.Action, clock: 
             if tl:
                 patch["spec"] = {"template": {"metadata": {"labels": dict(tl)}}}
             await cluster.patch("ReplicaSet", ns, name, patch)
+        case a.UpdateReplicaSetAffinity(name=name, affinity=affinity):
+            # blueGreen.antiAffinity: the injected term follows the stable RS (a merge patch).
+            await cluster.patch(
+                "ReplicaSet",
+                ns,
+                name,
+                {"spec": {"template": {"spec": {"affinity": None if affinity is None else dict(affinity)}}}},
+            )
         case a.SetScaleDownDeadline(name=name, deadline=deadline):
             await cluster.patch(
                 "ReplicaSet",

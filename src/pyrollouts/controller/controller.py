@@ -27,6 +27,8 @@ from .workqueue import WorkQueue
 log = logging.getLogger("pyrollouts.controller")
 
 WATCHED_KINDS = ("Rollout", "ReplicaSet", "Service", "Pod")
+#: Watched too where the runtime can (spec.workloadRef): a Deployment change re-queues its Rollouts.
+WORKLOAD_KINDS = ("Deployment",)
 
 
 def key_of(obj: Obj) -> str:
@@ -96,13 +98,22 @@ class RolloutController:
                 rkey = self._rs_owner.get(f"{ns}/{ref.get('name')}")
                 if rkey:
                     await self.queue.add(rkey)
-        elif ev.kind == "Service":
+        elif ev.kind in ("Service", "Deployment"):
+            # Services and workloadRef Deployments are referenced by name from the Rollout's spec:
+            # re-queue the namespace's Rollouts; each one reads only what it references.
             for rkey in list(self._rollout_keys):
                 if rkey.startswith(ns + "/"):
                     await self.queue.add(rkey)
 
     async def _watch_loop(self) -> None:
-        async for ev in self.cluster.watch(WATCHED_KINDS, self.namespace):
+        try:
+            stream = self.cluster.watch((*WATCHED_KINDS, *WORKLOAD_KINDS), self.namespace)
+        except ValueError:
+            # A runtime whose caches do not hold Deployments (the Kubernetes runtime today): a
+            # workloadRef Rollout still reads its Deployment on every reconcile and resync.
+            log.info("this runtime cannot watch Deployments; workloadRef changes apply on the next resync")
+            stream = self.cluster.watch(WATCHED_KINDS, self.namespace)
+        async for ev in stream:
             try:
                 await self._route(ev)
             except Exception:  # routing must never stop the watch

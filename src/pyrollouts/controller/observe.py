@@ -7,7 +7,7 @@ from typing import Any
 
 from ..engine.types import Observed, PodState, ReplicaSetState, ServiceState
 from ..model import names
-from ..model.cluster import Cluster, Obj
+from ..model.cluster import Cluster, NotFound, Obj
 
 
 def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
@@ -99,9 +99,19 @@ async def gather(cluster: Cluster, rollout: Obj, *, first_seen: bool = False) ->
             state = pod_state(pod, rs_by_uid)
             if state is not None:
                 pods.append(state)
+    # spec.workloadRef: fetch the referenced Deployment; the engine plans with its template (and
+    # reports a missing one as InvalidSpec), so a NotFound is simply left out here.
+    deployments: dict[str, Obj] = {}
+    ref = (rollout.get("spec") or {}).get("workloadRef") or {}
+    if ref.get("kind") == "Deployment" and ref.get("name"):
+        try:
+            deployments[str(ref["name"])] = await cluster.get("Deployment", ns, str(ref["name"]))
+        except NotFound:
+            pass
     return Observed(
         replicasets=replicasets,
         services=services,
         pods=tuple(sorted(pods, key=lambda p: p.name)),
         first_seen=first_seen,
+        deployments=deployments,
     )

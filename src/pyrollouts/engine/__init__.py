@@ -25,6 +25,7 @@ from .types import (
     ServiceState,
     SetScaleDownDeadline,
     SwitchService,
+    UpdateReplicaSetAffinity,
     UpdateRollout,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "ServiceState",
     "SetScaleDownDeadline",
     "SwitchService",
+    "UpdateReplicaSetAffinity",
     "UpdateRollout",
     "plan",
 ]

@@ -11,7 +11,18 @@ from typing import Any
 
 from ..model import names
 from ..model.hash import pod_template_hash
-from . import conditions, ephemeral, events, pause, replicaset, restart, service, status, timeutil
+from . import (
+    antiaffinity,
+    conditions,
+    ephemeral,
+    events,
+    pause,
+    replicaset,
+    restart,
+    service,
+    status,
+    timeutil,
+)
 from .context import Ctx, revision_of
 from .types import ReplicaSetState, UpdateRollout
 
@@ -103,7 +114,7 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
         ctx.actions.append(UpdateRollout(annotations={names.REVISION_ANNOTATION: str(new_rev)}))
         ctx.event(names.ROLLOUT_UPDATED, events.rollout_updated(new_rev))
     if new_rs is None and not paused_spec:
-        new_rs = replicaset.create(ctx, cur, new_rev)
+        new_rs = replicaset.create(ctx, cur, new_rev, stable)
         created = True
     if new_rs is not None and prev_cur != cur:
         ctx.event(names.ROLLOUT_NOT_COMPLETED, events.not_completed(new_rev, cur))
@@ -240,6 +251,10 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     old = [rs for rs in ctx.rss if rs.pod_template_hash not in referenced]
     replicaset.scale_down_old(ctx, old, new_deadlines)
     replicaset.cleanup(ctx, old)
+
+    # -- blueGreen.antiAffinity follows the stable RS (the create above injected it already) --------
+    if new_rs is not None and not created:
+        antiaffinity.reconcile(ctx, new_rs, stable)
 
     # -- previewMetadata / activeMetadata ----------------------------------------------------------
     roles: dict[str, str] = {}

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..model import names
 from ..model.hash import ephemeral_keys, templates_equal
-from . import events, timeutil
+from . import antiaffinity, events, timeutil
 from .context import Ctx, revision_of
 from .types import (
     AnnotateReplicaSet,
@@ -42,10 +42,14 @@ def find_new_rs(ctx: Ctx, computed_hash: str) -> ReplicaSetState | None:
     return max(matches, key=lambda rs: (revision_of(rs), rs.creation_timestamp, rs.name))
 
 
-def new_rs_body(ctx: Ctx, pod_hash: str, revision: int) -> dict[str, Any]:
-    """The full JSON of the new ReplicaSet: size 0, owned by the Rollout, hash label everywhere."""
+def new_rs_body(ctx: Ctx, pod_hash: str, revision: int, stable: str | None = None) -> dict[str, Any]:
+    """The full JSON of the new ReplicaSet: size 0, owned by the Rollout, hash label everywhere,
+    and the blueGreen.antiAffinity term against the ``stable`` hash (see engine.antiaffinity)."""
     r = ctx.rollout
     template: dict[str, Any] = copy.deepcopy(r.spec.template or {})
+    affinity = antiaffinity.desired_affinity(ctx, antiaffinity.stable_to_avoid(ctx, stable, pod_hash))
+    if affinity is not None:
+        template.setdefault("spec", {})["affinity"] = affinity
     tmeta = template.setdefault("metadata", {})
     tlabels = dict(tmeta.get("labels") or {})
     tlabels[names.POD_TEMPLATE_HASH_LABEL] = pod_hash
@@ -90,9 +94,9 @@ def new_rs_body(ctx: Ctx, pod_hash: str, revision: int) -> dict[str, Any]:
     }
 
 
-def create(ctx: Ctx, pod_hash: str, revision: int) -> ReplicaSetState:
+def create(ctx: Ctx, pod_hash: str, revision: int, stable: str | None = None) -> ReplicaSetState:
     """Emit the create and return the RS as it will be (size 0, nothing running)."""
-    body = new_rs_body(ctx, pod_hash, revision)
+    body = new_rs_body(ctx, pod_hash, revision, stable)
     name = body["metadata"]["name"]
     ctx.actions.append(CreateReplicaSet(name=name, body=body))
     ctx.event(names.NEW_RS_CREATED, events.rs_created(name, revision))

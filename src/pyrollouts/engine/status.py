@@ -162,7 +162,30 @@ def _conditions(ctx: Ctx, d: Decisions, new: dict[str, Any]) -> list[dict[str, A
         out[t] = cond.make(
             cond.get(old, t), t, "False", names.ROLLOUT_COMPLETED, names.ROLLOUT_COMPLETED, now
         )
+    failure = replica_failure(ctx, d.new_rs)
+    if failure is not None:
+        t = names.COND_REPLICA_FAILURE
+        out[t] = cond.make(
+            cond.get(old, t),
+            t,
+            str(failure.get("status") or "True"),
+            str(failure.get("reason") or ""),
+            str(failure.get("message") or ""),
+            now,
+        )
     return cond.ordered(out)
+
+
+def replica_failure(ctx: Ctx, new_rs: ReplicaSetState | None) -> dict[str, Any] | None:
+    """Argo's getReplicaFailures: the ReplicaFailure condition (status True) a ReplicaSet reports
+    (e.g. FailedCreate), the new RS's first, else any other's; None when none fails, so the
+    Rollout's ReplicaFailure condition goes away once the ReplicaSets recover."""
+    ordered_rss = ([new_rs] if new_rs is not None else []) + [rs for rs in ctx.rss if rs is not new_rs]
+    for rs in ordered_rss:
+        for c in (rs.obj.get("status") or {}).get("conditions") or []:
+            if c.get("type") == names.COND_REPLICA_FAILURE and c.get("status") == "True":
+                return dict(c)
+    return None
 
 
 def build(ctx: Ctx, d: Decisions) -> dict[str, Any]:

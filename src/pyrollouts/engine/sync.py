@@ -6,7 +6,7 @@ from datetime import datetime
 
 from ..model import names
 from ..model.rollout import Rollout, RolloutStatus
-from . import bluegreen, events, status, timeutil, validation
+from . import bluegreen, events, status, timeutil, validation, workload
 from .context import Ctx
 from .types import Observed, Plan, UpdateRollout
 
@@ -19,13 +19,16 @@ def plan(rollout: Rollout, observed: Observed, now: datetime) -> Plan:
     applies ``actions`` in order, then writes ``status`` (only what changed) through the status
     subresource, then plans again after ``requeue_after`` seconds (None: only on a change)."""
     now = timeutil.utc(now)
+    # spec.workloadRef: plan with the Deployment's template; a reference that cannot be used is an
+    # InvalidSpec, reported on the Rollout as written.
+    rollout, ref_problem = workload.resolve(rollout, observed)
     status_in = rollout.status.wire() if rollout.status is not None else {}
     ctx = Ctx(rollout=rollout, observed=observed, now=now, status_in=status_in)
     if observed.first_seen:
         ctx.event(names.ROLLOUT_ADDED_TO_INFORMER, events.added_to_informer(ctx.namespace, ctx.name))
     if rollout.spec.replicas is None:
         ctx.actions.append(UpdateRollout(replicas=1))  # Argo writes the default back into the spec
-    problem = validation.invalid_spec(rollout, observed)
+    problem = ref_problem or validation.invalid_spec(rollout, observed)
     if problem is not None:
         new_status = status.invalid(ctx, problem)
         ctx.requeues.append(float(names.INVALID_SPEC_RETRY_SECONDS))

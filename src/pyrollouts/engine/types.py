@@ -60,6 +60,8 @@ class Observed:
     services: Mapping[str, ServiceState] = field(default_factory=dict)  # by name; missing = absent
     pods: tuple[PodState, ...] = ()
     first_seen: bool = False  # True when this controller has not reconciled this Rollout before
+    # The Deployment named by spec.workloadRef (JSON form), by name; missing = absent.
+    deployments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,6 +94,15 @@ class AnnotateReplicaSet:
     annotations: Mapping[str, str | None]
     labels: Mapping[str, str | None] = field(default_factory=dict)
     template_labels: Mapping[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UpdateReplicaSetAffinity:
+    """Merge-patch a ReplicaSet's spec.template.spec.affinity (None: remove it): the injected
+    blueGreen.antiAffinity term follows the stable RS. Running pods are not touched."""
+
+    name: str
+    affinity: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -153,6 +164,7 @@ Action = (
     CreateReplicaSet
     | ScaleReplicaSet
     | AnnotateReplicaSet
+    | UpdateReplicaSetAffinity
     | SetScaleDownDeadline
     | SwitchService
     | PatchPodMetadata
@@ -189,5 +201,6 @@ __all__ = [
     "ServiceState",
     "SetScaleDownDeadline",
     "SwitchService",
+    "UpdateReplicaSetAffinity",
     "UpdateRollout",
 ]

@@ -127,7 +127,8 @@ def _normalize_container(c: Any) -> None:
         _normalize_probe(c.get(key))
 
 
-def _strip_injected_anti_affinity(spec: dict[str, Any]) -> None:
+def strip_injected_anti_affinity(spec: dict[str, Any]) -> None:
+    """Remove, in place, the anti-affinity terms the controller injected into a pod spec."""
     # The injected term selects pods by the hash label; a user's own terms never do.
     affinity = spec.get("affinity")
     if not isinstance(affinity, dict):
@@ -175,7 +176,7 @@ def normalized_template(
         for key in ("containers", "initContainers"):
             for c in spec.get(key) or []:
                 _normalize_container(c)
-        _strip_injected_anti_affinity(spec)
+        strip_injected_anti_affinity(spec)
     return t
 
 

@@ -33,6 +33,7 @@ __all__ = [
 KINDS: dict[str, str] = {
     "Rollout": "argoproj.io/v1alpha1",
     "ReplicaSet": "apps/v1",
+    "Deployment": "apps/v1",  # stored only: the pod template of a Rollout's spec.workloadRef
     "Pod": "v1",
     "Service": "v1",
     "Namespace": "v1",
@@ -40,7 +41,7 @@ KINDS: dict[str, str] = {
 }
 
 #: Kinds that live in a namespace.
-NAMESPACED = {"Rollout", "ReplicaSet", "Pod", "Service", "Event"}
+NAMESPACED = {"Rollout", "ReplicaSet", "Deployment", "Pod", "Service", "Event"}
 
 
 def api_version_of(kind: str) -> str:

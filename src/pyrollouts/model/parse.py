@@ -1,7 +1,9 @@
 """Read manifests: multi-document YAML into typed-enough objects, with read-time defaults.
 
-Kinds read: Rollout (argoproj.io/v1alpha1), Service (v1), Namespace (v1), and AnalysisTemplate
-(argoproj.io/v1alpha1, kept for the analysis work, not acted on yet). Any other kind is a finding.
+Kinds read: Rollout (argoproj.io/v1alpha1), Service (v1), Namespace (v1), Deployment (apps/v1:
+stored only, as the pod template a Rollout's spec.workloadRef names; never run), and
+AnalysisTemplate (argoproj.io/v1alpha1, kept for the analysis work, not acted on yet). Any other
+kind is a finding.
 
 Defaults are applied only where the API server applies them when an object is stored: the
 namespace of namespaced objects, and a Service's type, session affinity, port protocol and target
@@ -26,6 +28,7 @@ SUPPORTED_KINDS: dict[str, str] = {
     "Rollout": "argoproj.io/v1alpha1",
     "Service": "v1",
     "Namespace": "v1",
+    "Deployment": "apps/v1",  # spec.workloadRef's pod template; stored, never run
     "AnalysisTemplate": "argoproj.io/v1alpha1",
 }
 #: Kinds that are read but not acted on (yet).

@@ -131,6 +131,8 @@ def kind_type(kind: str) -> ObjectType | None:
         return object_type(Rollout)
     if kind in ("Service", "Namespace"):
         return object_type(kube_class(f"io.k8s.api.core.v1.{kind}"))
+    if kind == "Deployment":  # stored for spec.workloadRef, checked by Kubernetes' own schema
+        return object_type(kube_class("io.k8s.api.apps.v1.Deployment"))
     return None
 
 

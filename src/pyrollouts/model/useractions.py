@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import names
-from .hash import ephemeral_keys
+from .hash import ephemeral_keys, strip_injected_anti_affinity
 
 
 class ActionError(ValueError):
@@ -143,6 +143,9 @@ def undo(rollout: dict[str, Any], replicasets: list[dict[str, Any]], to_revision
         labels.pop(key, None)
     for key in eph_annotations:
         (tmeta.get("annotations") or {}).pop(key, None)
+    # Likewise the anti-affinity term to the stable ReplicaSet that antiAffinity injected.
+    if isinstance(tmpl.get("spec"), dict):
+        strip_injected_anti_affinity(tmpl["spec"])
     current_tmpl = rollout.get("spec", {}).get("template") or {}
     return [Patch({"spec": {"template": merge_patch_to(current_tmpl, tmpl)}})]
 

@@ -62,7 +62,24 @@ def validate(objects: Sequence[Parsed]) -> list[Finding]:
             _reference_rules(o.obj, in_ns, report, missing_severity=WARNING if in_ns else None)
         elif o.kind == "Service":
             _service_rules(o.obj, report)
+        elif o.kind == "Deployment":
+            _deployment_rules(o.obj, report)
     return out
+
+
+def _deployment_rules(obj: Mapping[str, Any], report: Report) -> None:
+    """A Deployment is read only as a Rollout's spec.workloadRef: its pod template must be one a
+    ReplicaSet could run (the Rollout's ReplicaSets are made from it)."""
+    template = _get(obj, "spec", "template")
+    if not isinstance(template, Mapping):
+        report(
+            ("spec", "template"),
+            "the Deployment has no spec.template",
+            "add the pod template the Rollout referencing it (spec.workloadRef) should run",
+            ERROR,
+        )
+        return
+    pod_template_rules(template, ("spec", "template"), report)
 
 
 def validate_references(

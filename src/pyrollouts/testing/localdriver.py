@@ -224,7 +224,7 @@ class LocalDriver:
         out = []
         for obj in objects:
             obj = copy.deepcopy(obj)
-            if obj.get("kind") == "Rollout":
+            if obj.get("kind") in ("Rollout", "Deployment"):  # a workloadRef's template runs too
                 self._map_rollout(obj)
             elif obj.get("kind") == "Service":
                 self._map_service(obj)

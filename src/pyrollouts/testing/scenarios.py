@@ -109,6 +109,7 @@ EXPECT_KEYS = {
     "spec",
     "revisions",
     "templateLabels",
+    "rsTemplate",
 }
 TOP_KEYS = {"description", "manifest", "rollout", "services", "pods", "steps"}
 
@@ -211,7 +212,8 @@ def _patch_objects(
 def _set_env(objs: list[Obj], env: Mapping[str, Any]) -> list[Obj]:
     out = copy.deepcopy(objs)
     for o in out:
-        if o.get("kind") != "Rollout":
+        # A Rollout with spec.workloadRef has no template: the Deployment's is the one to change.
+        if o.get("kind") not in ("Rollout", "Deployment") or not (o.get("spec") or {}).get("template"):
             continue
         container = o["spec"]["template"]["spec"]["containers"][0]
         entries = container.setdefault("env", [])
@@ -244,9 +246,17 @@ def _validate_expect(path: Path, where: str, expect: Any) -> None:
     for key in ("deadline", "events", "pauseConditions"):
         if key in expect and not isinstance(expect[key], list):
             raise _err(path, f"{where}.{key}", "must be a list")
-    for key in ("conditions", "status", "spec", "revisions", "templateLabels"):
+    for key in ("conditions", "status", "spec", "revisions", "templateLabels", "rsTemplate"):
         if key in expect and not isinstance(expect[key], dict):
             raise _err(path, f"{where}.{key}", "must be a mapping")
+    for rev, want in (expect.get("rsTemplate") or {}).items():
+        if not isinstance(rev, int) or not isinstance(want, dict):
+            raise _err(
+                path,
+                f"{where}.rsTemplate",
+                "must map revision numbers to a subset of that ReplicaSet's spec.template "
+                "(e.g. {2: {spec: {affinity: ...}}})",
+            )
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -387,6 +397,7 @@ class Snapshot:
     spec: dict[str, Any]
     revisions: dict[str, int]  # hash -> revision
     template_labels: dict[int, dict[str, str]] = field(default_factory=dict)  # per revision
+    rs_templates: dict[int, dict[str, Any]] = field(default_factory=dict)  # spec.template per revision
 
     def summary(self) -> str:
         return (
@@ -413,6 +424,7 @@ def snapshot(rollout: Obj, replicasets: list[Obj], services: list[Obj], events: 
     available: dict[int, int] = {}
     deadline: list[int] = []
     template_labels: dict[int, dict[str, str]] = {}
+    rs_templates: dict[int, dict[str, Any]] = {}
     for rs in replicasets:
         meta = rs.get("metadata", {})
         h = (meta.get("labels") or {}).get(names.POD_TEMPLATE_HASH_LABEL, "")
@@ -422,6 +434,7 @@ def snapshot(rollout: Obj, replicasets: list[Obj], services: list[Obj], events: 
         available[rev] = int((rs.get("status") or {}).get("availableReplicas") or 0)
         tmeta = ((rs.get("spec") or {}).get("template") or {}).get("metadata") or {}
         template_labels[rev] = dict(tmeta.get("labels") or {})
+        rs_templates[rev] = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
         if names.SCALE_DOWN_DEADLINE_ANNOTATION in (meta.get("annotations") or {}):
             deadline.append(rev)
 
@@ -468,6 +481,7 @@ def snapshot(rollout: Obj, replicasets: list[Obj], services: list[Obj], events: 
         spec=copy.deepcopy(spec),
         revisions=revisions,
         template_labels=template_labels,
+        rs_templates=rs_templates,
     )
 
 
@@ -554,6 +568,12 @@ def check(expect: Mapping[str, Any] | None, snap: Snapshot) -> list[str]:
         diffs.extend(
             _subset_diffs(f"templateLabels[{rev}]", want_labels, snap.template_labels.get(int(rev), {}))
         )
+    for rev, want_tmpl in (expect.get("rsTemplate") or {}).items():
+        got_tmpl = snap.rs_templates.get(int(rev))
+        if got_tmpl is None:
+            diffs.append(f"rsTemplate[{rev}]: no ReplicaSet has revision {rev}")
+        else:
+            diffs.extend(_subset_diffs(f"rsTemplate[{rev}]", want_tmpl, got_tmpl))
     if "revisions" in expect:
         got_revs = sorted(snap.revisions.values())
         want_revs = expect["revisions"]

@@ -83,6 +83,7 @@ class SimCluster:
         self.rollout: Obj | None = None
         self.replicasets: dict[str, Obj] = {}
         self.services: dict[str, Obj] = {}
+        self.deployments: dict[str, Obj] = {}  # stored only (spec.workloadRef reads them), never run
         self.pods: dict[str, Obj] = {}
         self.events: list[Obj] = []
         self.pod_modes: dict[str, str] = {}  # pod-template hash -> ready | unready | crash
@@ -111,7 +112,7 @@ class SimCluster:
         selector) survive. A Rollout spec change bumps metadata.generation."""
         for obj in objs:
             kind = obj.get("kind")
-            if kind not in ("Rollout", "Service"):
+            if kind not in ("Rollout", "Service", "Deployment"):
                 continue  # Namespaces (and anything else) need nothing here
             obj = copy.deepcopy(obj)
             obj.pop("status", None)
@@ -123,6 +124,15 @@ class SimCluster:
                     self._create_rollout(obj)
                 else:
                     self.patch_rollout(merge_patch_to(last or {}, obj))
+            elif kind == "Deployment":
+                name = obj["metadata"]["name"]
+                if name not in self.deployments or last is None:
+                    obj["metadata"].setdefault("uid", self._uid())
+                    self.deployments[name] = obj
+                else:
+                    self.deployments[name] = apply_merge_patch(
+                        self.deployments[name], merge_patch_to(last, obj)
+                    )
             else:
                 name = obj["metadata"]["name"]
                 if name not in self.services or last is None:
@@ -357,7 +367,16 @@ class SimCluster:
             for name, p in sorted(self.pods.items())
             if self._rs_of(p) in rs_names
         )
-        return a.Observed(replicasets=tuple(rss), services=services, pods=pods, first_seen=not self._seen)
+        ref = (self.rollout.get("spec") or {}).get("workloadRef") or {}
+        dep = self.deployments.get(str(ref.get("name"))) if ref.get("kind") == "Deployment" else None
+        deployments = {str(ref["name"]): dep} if dep is not None else {}
+        return a.Observed(
+            replicasets=tuple(rss),
+            services=services,
+            pods=pods,
+            first_seen=not self._seen,
+            deployments=deployments,
+        )
 
     def reconcile_once(self) -> tuple[a.Plan, bool]:
         """Gather, plan, apply. Returns the plan and whether anything was written."""
@@ -415,6 +434,10 @@ class SimCluster:
                     meta["labels"] = apply_merge_patch(meta.get("labels") or {}, dict(labels))
                     tmeta = rs["spec"].setdefault("template", {}).setdefault("metadata", {})
                     tmeta["labels"] = apply_merge_patch(tmeta.get("labels") or {}, dict(tl))
+            case a.UpdateReplicaSetAffinity(name=name, affinity=affinity):
+                if (rs := self._rs(name)) is not None:
+                    tspec = rs["spec"].setdefault("template", {}).setdefault("spec", {})
+                    _merge_in_place(tspec, {"affinity": copy.deepcopy(affinity)})
             case a.SetScaleDownDeadline(name=name, deadline=deadline):
                 if (rs := self._rs(name)) is not None:
                     anns = rs["metadata"].setdefault("annotations", {})

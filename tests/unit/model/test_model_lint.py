@@ -298,3 +298,22 @@ def test_any_value_anywhere_gives_findings_not_exceptions(data: st.DataObject, v
     parent[path[-1]] = value
     findings = _lint(docs)
     assert all(isinstance(f, Finding) and f.line is not None for f in findings)
+
+
+WORKLOAD_MANIFEST = (
+    Path(__file__).resolve().parents[2] / "scenarios" / "manifests" / "super-hello-workload.yaml"
+)
+
+
+def test_a_deployment_for_workload_ref_parses_and_lints_clean() -> None:
+    objects, findings = check_manifests(WORKLOAD_MANIFEST.read_text(), "w.yaml")
+    assert [f for f in findings if f.severity == "error"] == []
+    (dep,) = [o for o in objects if o.kind == "Deployment"]
+    assert dep.api_version == "apps/v1" and dep.obj["metadata"]["namespace"] == "my-app"
+
+
+def test_a_deployment_without_a_template_or_with_a_wrong_api_version_is_a_finding() -> None:
+    text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {replicas: 0}\n"
+    assert any("'template'" in f.problem and f.severity == "error" for f in lint_text(text, "d.yaml"))
+    wrong = "apiVersion: v1\nkind: Deployment\nmetadata: {name: d}\nspec: {replicas: 0}\n"
+    assert any("apiVersion" in f.problem for f in lint_text(wrong, "d.yaml"))

@@ -58,9 +58,9 @@ def test_analysis_template_is_kept() -> None:
     ("text", "path", "words"),
     [
         (
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n",
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: d}\n",
             "kind",
-            "'Deployment' is not supported",
+            "'StatefulSet' is not supported",
         ),
         (
             "apiVersion: argoproj.io/v1beta1\nkind: Rollout\nmetadata: {name: r}\n",

@@ -95,3 +95,30 @@ def test_merge_patch_round_trip() -> None:
     a = {"x": {"y": 1, "z": [1]}, "q": 2}
     b = {"x": {"y": 2}, "w": 3}
     assert apply_merge_patch(a, merge_patch_to(a, b)) == b
+
+
+def test_undo_drops_injected_anti_affinity() -> None:
+    term = {
+        "weight": 10,
+        "podAffinityTerm": {
+            "labelSelector": {
+                "matchExpressions": [
+                    {"key": names.POD_TEMPLATE_HASH_LABEL, "operator": "In", "values": ["zzz"]}
+                ]
+            },
+            "topologyKey": "kubernetes.io/hostname",
+        },
+    }
+    old_tmpl = {
+        "metadata": {"labels": {"app": "web", names.POD_TEMPLATE_HASH_LABEL: "abc"}},
+        "spec": {
+            "containers": [{"name": "web", "image": "a:0"}],
+            "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [term]}},
+        },
+    }
+    rs1 = {"metadata": {"annotations": {names.REVISION_ANNOTATION: "1"}}, "spec": {"template": old_tmpl}}
+    rs2 = {"metadata": {"annotations": {names.REVISION_ANNOTATION: "2"}}, "spec": {"template": {}}}
+    r = rollout()
+    (p,) = useractions.undo(r, [rs1, rs2], 1)
+    restored = apply_merge_patch(r["spec"]["template"], p.body["spec"]["template"])
+    assert "affinity" not in restored["spec"]

@@ -133,9 +133,10 @@ class Informer:
         self._emit(WatchEvent(type_, self.kind, obj))
 
     async def run(self) -> None:
-        """List, then watch forever (relisting on 410 Gone); cancel to stop."""
+        """List, then watch forever (relisting on 410 Gone); cancel to stop. Run again after a stop,
+        it resumes the watch from the last resourceVersion it saw instead of listing again."""
         backoff = _RETRY_MIN
-        need_list = True
+        need_list = not self.synced.is_set() or self.resource_version is None
         while True:
             try:
                 if need_list:

@@ -47,6 +47,8 @@ def _global(group: str, version: str, kind: str, plural: str) -> Any:
 RESOURCES: dict[str, Any] = {
     "Rollout": _namespaced(names.GROUP, names.VERSION, "Rollout", "rollouts"),
     "ReplicaSet": _namespaced("apps", "v1", "ReplicaSet", "replicasets"),
+    # Read (never written) for a Rollout's spec.workloadRef.
+    "Deployment": _namespaced("apps", "v1", "Deployment", "deployments"),
     "Pod": _namespaced("", "v1", "Pod", "pods"),
     "Service": _namespaced("", "v1", "Service", "services"),
     "Event": _namespaced("", "v1", "Event", "events"),
@@ -57,7 +59,7 @@ LEASE = _namespaced("coordination.k8s.io", "v1", "Lease", "leases")
 CRD = _global("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions")
 
 #: Kinds that live in a namespace.
-NAMESPACED = frozenset({"Rollout", "ReplicaSet", "Pod", "Service", "Event"})
+NAMESPACED = frozenset({"Rollout", "ReplicaSet", "Deployment", "Pod", "Service", "Event"})
 
 
 def resource_of(kind: str) -> Any:

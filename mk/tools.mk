@@ -1,5 +1,6 @@
 # Kubernetes test tools (issue 8): etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubectl, kwok and helm, built from Go modules into ~/.cache/pyrollouts/tools (outside the repo).
+# kubectl, kwok and helm, built from Go modules into ~/.cache/pyrollouts/tools (outside the repo);
+# also OpenTofu and a filesystem mirror of the Terraform providers it needs (deploy/terraform).
 # `make tools` is a quick no-op once they are built; versions are pinned in tools/versions.env.
 .PHONY: tools cluster-up cluster-down
 

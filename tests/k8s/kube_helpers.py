@@ -138,7 +138,14 @@ class ControllerProc:
         )
         log.close()
         if wait_ready:
-            wait_for(self.ready, 60, f"controller {self.name} /readyz\n{self.log_tail()}")
+            try:
+                wait_for(self.ready, 60, f"controller {self.name} /readyz\n{self.log_tail()}")
+            except AssertionError:
+                # Another process took a port between free_port() and the bind: new ports, once more.
+                if "address already in use" not in self.log_tail(5):
+                    raise
+                self.metrics_port, self.healthz_port = free_port(), free_port()
+                return self.start(wait_ready)
         return self
 
     def ready(self) -> bool:
@@ -377,3 +384,57 @@ def controllers_fixture(tmp_path: Path) -> Iterator[list[ControllerProc]]:
     yield procs
     for p in procs:
         p.kill()
+
+
+def ensure_nodes(cp: ControlPlane, count: int, timeout: float = 30.0) -> list[str]:
+    """At least ``count`` fake (kwok) nodes, Ready; returns the names it added. Scenarios with required
+    pod anti-affinity need more nodes than the stable revision has pods, as on a real cluster."""
+    from pyrollouts.testing import kwok_stages
+
+    status, data = cp.api.request("GET", "/api/v1/nodes")
+    assert status == 200, data
+    have = {n["metadata"]["name"] for n in data["items"]}
+    added = []
+    for i in range(count):
+        name = f"kwok-node-{i}"
+        if name in have:
+            continue
+        added.append(name)
+        cp.api.create(
+            "/api/v1/nodes",
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {kwok_stages.NODE_ANNOTATION: kwok_stages.NODE_ANNOTATION_VALUE},
+                    "labels": {
+                        "type": "kwok",
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                    },
+                },
+            },
+        )
+
+    def ready() -> bool:
+        items = cp.api.get("/api/v1/nodes")["items"]
+        ok = [
+            n
+            for n in items
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (n.get("status") or {}).get("conditions") or []
+            )
+        ]
+        return len(ok) >= count
+
+    wait_for(ready, timeout, f"{count} Ready nodes")
+    return added
+
+
+def remove_nodes(cp: ControlPlane, names: Sequence[str]) -> None:
+    """Delete nodes ensure_nodes added (their pods are gone with the test namespaces)."""
+    for name in names:
+        cp.api.request("DELETE", f"/api/v1/nodes/{name}")

@@ -14,7 +14,7 @@ import asyncio
 import copy
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -268,9 +268,10 @@ async def _run_one(cp: ControlPlane, path: Path, log_dir: Path, sem: asyncio.Sem
 @pytest.fixture(scope="module")
 def scenario_results(
     control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str | None]:
+) -> Iterator[dict[str, str | None]]:
     """Every scenario's outcome (None: passed; else the failure), run CONCURRENCY at a time."""
     kube_helpers.crds_fixture(control_plane)
+    added = kube_helpers.ensure_nodes(control_plane, 6)  # anti-affinity-required: more nodes than pods
     log_dir = tmp_path_factory.mktemp("scenarios")
 
     async def run_all() -> list[str | None]:
@@ -278,8 +279,11 @@ def scenario_results(
         sem = asyncio.Semaphore(CONCURRENCY)
         return await asyncio.gather(*(_run_one(control_plane, p, log_dir, sem) for p in SCENARIOS))
 
-    outcomes = asyncio.run(run_all())
-    return {p.stem: o for p, o in zip(SCENARIOS, outcomes, strict=True)}
+    try:
+        outcomes = asyncio.run(run_all())
+    finally:
+        kube_helpers.remove_nodes(control_plane, added)
+    yield {p.stem: o for p, o in zip(SCENARIOS, outcomes, strict=True)}
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])

@@ -25,7 +25,6 @@ from pyrollouts.testing.k8s_cluster import ControlPlane
 sys.path.insert(0, str(REPO / "tests" / "deploy"))
 from deploy_helpers import TERRAFORM, terraform_providers, tofu
 
-pytestmark = pytest.mark.terraform
 
 _controllers = pytest.fixture(name="controllers")(kube_helpers.controllers_fixture)
 NAME = "super-hello"
@@ -47,6 +46,7 @@ def _workspace(tmp_path: Path) -> Path:
     return dest / "examples" / "bluegreen"
 
 
+@pytest.mark.terraform
 def test_offline_init_and_validate(tmp_path: Path) -> None:
     terraform_providers()
     work = _workspace(tmp_path)
@@ -64,6 +64,7 @@ def _svc_hash(admin: object, name: str) -> str | None:
     return (get(admin, "Service", name, APP_NS)["spec"].get("selector") or {}).get(HASH)  # type: ignore[arg-type]
 
 
+@pytest.mark.terraform
 def test_two_step_apply_update_promote_destroy(
     control_plane: ControlPlane, controllers: list[ControllerProc], tmp_path: Path
 ) -> None:

@@ -25,7 +25,6 @@ from pyrollouts.testing.k8s_cluster import ControlPlane
 sys.path.insert(0, str(REPO / "tests" / "deploy"))
 from deploy_helpers import TERRAFORM, terraform_providers, tofu
 
-
 _controllers = pytest.fixture(name="controllers")(kube_helpers.controllers_fixture)
 NAME = "super-hello"
 APP_NS = "my-app"

@@ -12,6 +12,8 @@ from typing import Any
 
 from rich.text import Text
 
+from ..model.timefmt import parse_time
+
 ICON_ROLLOUT = "⟳"
 ICON_REVISION = "#"
 ICON_REPLICASET = "⧉"
@@ -37,17 +39,6 @@ STATUS_ICONS = {
 STATUS_STYLES = {"✔": "green", "◌": "yellow", "॥": "grey62", "✖": "red", "•": "grey50"}
 
 HEADER_WIDTH = 17
-
-
-def parse_time(s: str | None) -> datetime | None:
-    """An RFC3339 time; None when absent or malformed."""
-    if not s:
-        return None
-    try:
-        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def human_duration(seconds: float) -> str:

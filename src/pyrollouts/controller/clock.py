@@ -10,6 +10,10 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+from ..model.timefmt import rfc3339
+
+__all__ = ["Clock", "rfc3339"]
+
 
 class Clock:
     """UTC wall clock plus an adjustable offset (0 in production)."""
@@ -31,8 +35,3 @@ class Clock:
     @property
     def offset_seconds(self) -> float:
         return self._offset.total_seconds()
-
-
-def rfc3339(t: datetime) -> str:
-    """RFC3339 UTC with a trailing Z and whole seconds, as Kubernetes writes times."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

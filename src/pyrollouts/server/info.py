@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ..model import names
+from ..model.timefmt import rfc3339
 
 Obj = dict[str, Any]
 
@@ -23,22 +24,6 @@ Obj = dict[str, Any]
 PORTS_ANNOTATION = "local.pyrollouts.io/ports"
 
 ROLE_ORDER = ("stable", "active", "preview")
-
-
-def rfc3339(t: datetime) -> str:
-    """RFC3339 UTC with a trailing Z, whole seconds (Kubernetes' form)."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(s: str | None) -> datetime | None:
-    """Parse an RFC3339 timestamp as Kubernetes writes it; None when absent or malformed."""
-    if not s:
-        return None
-    try:
-        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _owned_by(obj: Mapping[str, Any], uid: str, kind: str, name: str) -> bool:

@@ -39,6 +39,7 @@ from ..engine import plan as engine_plan
 from ..engine import types as a
 from ..model import names
 from ..model.rollout import Rollout
+from ..model.timefmt import rfc3339
 from ..model.useractions import apply_merge_patch, merge_patch_to
 
 Obj = dict[str, Any]
@@ -50,10 +51,6 @@ POD_MODES = ("ready", "unready", "crash")
 
 class SimulationError(RuntimeError):
     """The simulated world did not converge (an engine that keeps changing its mind)."""
-
-
-def rfc3339(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _merge_in_place(target: Obj, patch: Obj) -> None:

@@ -550,8 +550,10 @@ def test_kill_point_then_restart_converges(
 ) -> None:
     ns = namespace
     objs = manifest(scale_down_delay=1)
-    apply_all(client, objs, ns)
+    # Start (and see ready) the controller before there is anything to do: with the objects already
+    # there, its first reconcile could reach the kill point before start() saw /readyz.
     ctrl = start_controller(control_plane, ns, tmp_path, controllers, env={"PYROLLOUTS_KILL_AT": point})
+    apply_all(client, objs, ns)
     deaths: list[int] = []
 
     def supervised(check: Any) -> Any:

@@ -46,6 +46,12 @@ class ApplyRefused(Exception):
         self.error = error
         self.details = list(details)
 
+    def __str__(self) -> str:
+        # The details are the actionable part (which field, which port): keep them in tracebacks.
+        if not self.details:
+            return self.error
+        return self.error + "".join(f"\n  {d}" for d in self.details)
+
 
 def finding_json(f: Finding) -> dict[str, Any]:
     """A Finding as the API sends it."""

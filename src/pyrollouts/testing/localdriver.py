@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import random
 import shutil
 import socket
 import tempfile
@@ -77,6 +78,24 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def service_port() -> int:
+    """A free port for a Service, below Linux's ephemeral range (32768-60999).
+
+    Pods, the proxy's upstream connections and every client socket take their ports from the
+    ephemeral range, so a Service port picked there can be taken again between the pick and the
+    apply (the runtime then refuses the apply). Below it, only a deliberate bind competes."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
 
 
 class LocalDriver:
@@ -262,7 +281,7 @@ class LocalDriver:
             if isinstance(n, int):
                 key = (name, n)
                 if key not in self._ports:
-                    self._ports[key] = free_port()
+                    self._ports[key] = service_port()
                 port["port"] = self._ports[key]
 
     # -- pods -----------------------------------------------------------------------------------

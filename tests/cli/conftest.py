@@ -6,7 +6,6 @@ and proxy (POST /api/shutdown {"all": true}), then makes sure no process it star
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import re
@@ -24,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from pyrollouts.cli.main import run
+from pyrollouts.cli.main import run_captured
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "super-hello.yaml"
@@ -127,18 +126,7 @@ class Server:
 
     def cli(self, *args: str) -> Result:
         """Run `rollouts --server URL ARGS...` in this process and capture what it prints."""
-        out_b, err_b = io.BytesIO(), io.BytesIO()
-        out = io.TextIOWrapper(out_b, encoding="utf-8", write_through=True)
-        err = io.TextIOWrapper(err_b, encoding="utf-8", write_through=True)
-        old = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = out, err
-        try:
-            code = run(["--server", self.url, *args])
-        finally:
-            sys.stdout, sys.stderr = old
-            out.flush()
-            err.flush()
-        return Result(code, out_b.getvalue().decode(), err_b.getvalue().decode())
+        return Result(*run_captured(["--server", self.url, *args]))
 
     def cli_process(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
         """The CLI as its own process (for -w, -f and signals)."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
 import json
 import os
 import shutil
@@ -41,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from pyrollouts.cli.main import run
+from pyrollouts.cli.main import run_captured
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "super-hello.yaml"
@@ -333,18 +332,7 @@ class E2EServer:
 
     def cli(self, *args: str) -> Result:
         """`rollouts --server URL ARGS...`, run in this process, with what it printed."""
-        out_b, err_b = io.BytesIO(), io.BytesIO()
-        out = io.TextIOWrapper(out_b, encoding="utf-8", write_through=True)
-        err = io.TextIOWrapper(err_b, encoding="utf-8", write_through=True)
-        old = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = out, err
-        try:
-            code = run(["--server", self.url, *args])
-        finally:
-            sys.stdout, sys.stderr = old
-            out.flush()
-            err.flush()
-        return Result(code, out_b.getvalue().decode(), err_b.getvalue().decode())
+        return Result(*run_captured(["--server", self.url, *args]))
 
     def apply(self, docs: list[dict[str, Any]], path: Path) -> Result:
         """Write ``docs`` to ``path`` and `rollouts apply -f` it."""

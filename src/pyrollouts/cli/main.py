@@ -7,6 +7,7 @@ also means the timeout passed.
 
 from __future__ import annotations
 
+import io
 import sys
 from typing import Annotated
 
@@ -89,6 +90,23 @@ app.command()(dashboard.dashboard)
 app.command()(demo.demo)
 app.command("controller")(kube_commands.controller)
 app.command("install-crds")(kube_commands.install_crds)
+
+
+def run_captured(argv: list[str]) -> tuple[int, str, str]:
+    """Run the CLI in this process on ``argv``; return its exit code and what it printed on
+    stdout and stderr (for embedding it, and for tests)."""
+    out_b, err_b = io.BytesIO(), io.BytesIO()
+    out = io.TextIOWrapper(out_b, encoding="utf-8", write_through=True)
+    err_stream = io.TextIOWrapper(err_b, encoding="utf-8", write_through=True)
+    old = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err_stream
+    try:
+        code = run(argv)
+    finally:
+        sys.stdout, sys.stderr = old
+        out.flush()
+        err_stream.flush()
+    return code, out_b.getvalue().decode(), err_b.getvalue().decode()
 
 
 def run(argv: list[str] | None = None, prog_name: str = "rollouts", backend: str | None = None) -> int:

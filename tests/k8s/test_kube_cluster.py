@@ -154,8 +154,9 @@ def test_informer_resumes_and_relists_on_gone(control_plane: ControlPlane, names
             await asyncio.wait_for(until("one"), 20)
             assert inf.lists == 1
             # After a 410 Gone the informer relists: what changed while it was blind comes out as
-            # events. (A real 410 cannot be provoked quickly: the API server's watch cache keeps
-            # minutes of history; the relist itself runs here against the real API.)
+            # events. (ReplicaSets are served from the API server's watch cache, which keeps minutes
+            # of history, so this test stages the 410 by hand; test_informer_relist.py provokes a
+            # real one on Events, whose watches go to etcd, by compacting etcd.)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await cluster.create("ReplicaSet", _rs(namespace, "two"))

@@ -437,6 +437,7 @@ class ControlPlane:
     _owns_workdir: bool = field(default=False, init=False, repr=False)
     _api: KubeApi | None = field(default=None, init=False, repr=False)
     _port: int = field(default=0, init=False, repr=False)
+    _etcd_port: int = field(default=0, init=False, repr=False)
 
     # ---- paths -----------------------------------------------------------------------------------
 
@@ -466,6 +467,13 @@ class ControlPlane:
     def server(self) -> str:
         """The API server URL, https://127.0.0.1:<port>."""
         return f"https://127.0.0.1:{self._port}"
+
+    @property
+    def etcd_url(self) -> str:
+        """etcd's client URL, http://127.0.0.1:<port> (plain HTTP; its JSON gateway answers /v3/...)."""
+        if not self._etcd_port:
+            raise ControlPlaneError("the control plane is not started")
+        return f"http://127.0.0.1:{self._etcd_port}"
 
     @property
     def api(self) -> KubeApi:
@@ -517,6 +525,7 @@ class ControlPlane:
         (root / "logs").mkdir(exist_ok=True)
         pki = _make_pki(root / "pki")
         etcd_port, etcd_peer, self._port = _free_port(), _free_port(), _free_port()
+        self._etcd_port = etcd_port
         kcm_port, sched_port = _free_port(), _free_port()
         _write_kubeconfig(self.kubeconfig, self.server, pki)
         (root / "audit-policy.yaml").write_text(_AUDIT_POLICY)
@@ -758,6 +767,37 @@ class ControlPlane:
             for p in sorted((self.workdir / "logs").glob("*.log"))
             if p.name != "audit.log"
         ]
+
+    def _etcd_post(self, path: str, body: dict[str, Any]) -> Any:
+        conn = http.client.HTTPConnection("127.0.0.1", self._etcd_port, timeout=30)
+        try:
+            conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            raw = resp.read().decode(errors="replace")
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise ControlPlaneError(f"etcd POST {path}: HTTP {resp.status}: {raw}")
+        return json.loads(raw)
+
+    def etcd_revision(self) -> int:
+        """etcd's current revision (what every resourceVersion the API server hands out is drawn from)."""
+        if not self._etcd_port:
+            raise ControlPlaneError("the control plane is not started")
+        # Any range answer carries the store's revision in its header; one key is enough.
+        data = self._etcd_post("/v3/kv/range", {"key": base64.b64encode(b"/").decode(), "limit": 1})
+        return int(data["header"]["revision"])
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to its current revision (physically) and return that revision.
+
+        Afterwards a watch from an older resourceVersion that the API server serves from etcd (not
+        from its watch cache, e.g. Events, whose watch cache is off by default) ends with 410 Gone,
+        as it does in a real cluster after the API server's own periodic compaction.
+        """
+        revision = self.etcd_revision()
+        self._etcd_post("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+        return revision
 
     def create_namespace(self, prefix: str = "test", wait: float = 30.0) -> str:
         """Create a namespace with a fresh name and wait for its default ServiceAccount; return the name.

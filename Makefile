@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test test-fast test-terraform lint demo clean
+.PHONY: install test test-fast test-terraform lint demo clean screenshots
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,10 @@ test-terraform: install tools
 # Without the Kubernetes control plane (for a quick loop while developing).
 test-fast: install lint
 	$(BIN)/pytest -q -p no:cacheprovider -m "not k8s and not terraform" $(PYTEST_ARGS)
+
+# Refresh docs/img/dashboard-paused.png from the browser test (tests leave docs/ alone otherwise).
+screenshots: install browser
+	PYROLLOUTS_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q -p no:cacheprovider tests/web/test_browser.py -k promote_from_the_page
 
 demo: install
 	$(BIN)/rollouts demo $(DEMO_ARGS)

@@ -10,25 +10,26 @@ import urllib.request
 from typing import Any
 
 import pytest
-from conftest import Server, free_port, seed_manifest
+from cli_support import seed_manifest
 
 from pyrollouts.cli.tree import parse_time
+from pyrollouts.testing.serverharness import ServerProcess, free_port
 
 
 def error_of(
-    server: Server, method: str, path: str, body: Any = None, **kw: Any
+    server: ServerProcess, method: str, path: str, body: Any = None, **kw: Any
 ) -> tuple[int, dict[str, Any]]:
     with pytest.raises(urllib.error.HTTPError) as info:
         server.http(method, path, body, **kw)
     return info.value.code, json.loads(info.value.read())
 
 
-def test_version(server: Server) -> None:
+def test_version(server: ServerProcess) -> None:
     v = server.http("GET", "/api/version")
     assert v["version"] and v["runtime"] == "local" and v["testClock"] is True
 
 
-def test_errors_are_json_with_the_right_status(server: Server) -> None:
+def test_errors_are_json_with_the_right_status(server: ServerProcess) -> None:
     code, body = error_of(server, "GET", "/api/gizmos")
     assert code == 404 and "unknown resource 'gizmos'" in body["error"]
     code, body = error_of(server, "GET", "/api/rollouts/nowhere/nothing/info")
@@ -41,7 +42,7 @@ def test_errors_are_json_with_the_right_status(server: Server) -> None:
     assert code == 404 and "unknown action" in body["error"]
 
 
-def test_apply_is_all_or_nothing(server: Server) -> None:
+def test_apply_is_all_or_nothing(server: ServerProcess) -> None:
     ns = "api-atomic"
     text, _, _ = seed_manifest(ns)
     # one good document and one bad one: nothing may be stored
@@ -57,7 +58,7 @@ def test_apply_is_all_or_nothing(server: Server) -> None:
     assert server.http("GET", f"/api/services?namespace={ns}")["items"] == []
 
 
-def test_apply_create_update_unchanged_and_conflict(server: Server) -> None:
+def test_apply_create_update_unchanged_and_conflict(server: ServerProcess) -> None:
     ns = "api-apply"
     text, prod, _ = seed_manifest(ns)
     res = server.http("POST", "/api/apply", {"text": text, "source": "a.yaml"})
@@ -93,7 +94,7 @@ def test_apply_create_update_unchanged_and_conflict(server: Server) -> None:
     server.wait_for("pods gone", lambda: server.http("GET", f"/api/pods?namespace={ns}")["items"] == [])
 
 
-def test_actions_and_patch_routes(server: Server) -> None:
+def test_actions_and_patch_routes(server: ServerProcess) -> None:
     ns = "api-actions"
     text, _, _ = seed_manifest(ns, replicas=1)
     server.http("POST", "/api/apply", {"text": text, "source": "a.yaml"})
@@ -123,7 +124,7 @@ def test_actions_and_patch_routes(server: Server) -> None:
     server.wait_for("pods gone", lambda: server.http("GET", f"/api/pods?namespace={ns}")["items"] == [])
 
 
-def test_cross_origin_writes_are_refused(server: Server) -> None:
+def test_cross_origin_writes_are_refused(server: ServerProcess) -> None:
     code, body = error_of(
         server, "POST", "/api/rollouts/x/y/pause", {}, headers={"Origin": "http://evil.example"}
     )
@@ -135,7 +136,7 @@ def test_cross_origin_writes_are_refused(server: Server) -> None:
     assert code == 404
 
 
-def test_watch_streams_changes_as_sse(server: Server) -> None:
+def test_watch_streams_changes_as_sse(server: ServerProcess) -> None:
     ns = "api-watch"
     got: list[str] = []
     ready = threading.Event()
@@ -170,7 +171,7 @@ def test_watch_streams_changes_as_sse(server: Server) -> None:
     server.http("DELETE", f"/api/services/{ns}/w")
 
 
-def test_debug_clock_advances_the_server_clock(server: Server) -> None:
+def test_debug_clock_advances_the_server_clock(server: ServerProcess) -> None:
     before = parse_time(server.http("GET", "/api/version")["now"])
     after = parse_time(server.http("POST", "/api/debug/clock", {"advance": 100})["now"])
     assert before and after and (after - before).total_seconds() >= 100

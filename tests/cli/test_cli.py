@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXAMPLE, Server, free_port, http_body, seed_manifest
+from cli_support import EXAMPLE, seed_manifest
 
 from pyrollouts.cli.main import run
+from pyrollouts.testing.serverharness import ServerProcess, free_port, http_body
 
 # The seed's manifest as first written: probe timings inside httpGet and the port as a string.
 FAITHFUL_SEED = EXAMPLE.read_text().replace(
@@ -37,7 +38,7 @@ def write(tmp_path: Path, name: str, text: str) -> str:
     return str(p)
 
 
-def rs_by_revision(server: Server, ns: str, name: str) -> dict[int, dict]:
+def rs_by_revision(server: ServerProcess, ns: str, name: str) -> dict[int, dict]:
     info = server.info(ns, name)
     return {rev["revision"]: rev["replicaSets"][0] for rev in info["revisions"]}
 
@@ -85,7 +86,7 @@ def test_completion_scripts(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["completion", "tcsh"]) == 2
 
 
-def test_rollouts_entry_point_runs(server: Server) -> None:
+def test_rollouts_entry_point_runs(server: ServerProcess) -> None:
     exe = Path(sys.executable).with_name("rollouts")
     proc = subprocess.run(
         [str(exe), "--server", server.url, "version"], capture_output=True, text=True, timeout=60
@@ -98,7 +99,7 @@ def test_rollouts_entry_point_runs(server: Server) -> None:
 # errors against a server
 
 
-def test_unknown_rollout_everywhere(server: Server) -> None:
+def test_unknown_rollout_everywhere(server: ServerProcess) -> None:
     for argv in (
         ["get", "rollout", "nope"],
         ["promote", "nope"],
@@ -117,7 +118,7 @@ def test_unknown_rollout_everywhere(server: Server) -> None:
         assert "rollout 'nope' not found in namespace 'ghost'" in r.err, (argv, r.err)
 
 
-def test_bad_file_is_refused_and_nothing_stored(server: Server, tmp_path: Path) -> None:
+def test_bad_file_is_refused_and_nothing_stored(server: ServerProcess, tmp_path: Path) -> None:
     ns = "cli-bad"
     text, _, _ = seed_manifest(ns)
     bad_text = text.replace(
@@ -138,7 +139,7 @@ def test_bad_file_is_refused_and_nothing_stored(server: Server, tmp_path: Path) 
     assert r.code == 1 and "no such file" in r.err
 
 
-def test_usage_errors_exit_2(server: Server) -> None:
+def test_usage_errors_exit_2(server: ServerProcess) -> None:
     assert server.cli("set", "image", "x", "no-equals-sign").code == 2
     assert server.cli("set", "env", "x", "c", "NOVALUE").code == 2
     assert server.cli("get", "rollout", "x", "-o", "xml").code == 2
@@ -151,7 +152,7 @@ def test_usage_errors_exit_2(server: Server) -> None:
 # the seed's story, verb by verb
 
 
-def test_seed_story(server: Server, tmp_path: Path) -> None:
+def test_seed_story(server: ServerProcess, tmp_path: Path) -> None:
     ns = "cli-story"
     text, prod, preview = seed_manifest(ns)
     path = write(tmp_path, "super-hello.yaml", text)
@@ -306,7 +307,7 @@ def test_seed_story(server: Server, tmp_path: Path) -> None:
     assert server.cli("delete", "rollout", "super-hello", "-n", ns).code == 1
 
 
-def test_status_timeout_and_degraded(server: Server, tmp_path: Path) -> None:
+def test_status_timeout_and_degraded(server: ServerProcess, tmp_path: Path) -> None:
     ns = "cli-never-ready"
     text, _, _ = seed_manifest(ns, replicas=1, extra_env={"DEMO_FAIL": "never-ready"})
     text = text.replace(
@@ -322,7 +323,7 @@ def test_status_timeout_and_degraded(server: Server, tmp_path: Path) -> None:
     assert server.cli("delete", "rollout", "super-hello", "-n", ns).code == 0
 
 
-def test_get_rollout_watch_redraws_until_interrupted(server: Server, tmp_path: Path) -> None:
+def test_get_rollout_watch_redraws_until_interrupted(server: ServerProcess, tmp_path: Path) -> None:
     ns = "cli-watch"
     text, _, _ = seed_manifest(ns, replicas=1)
     assert server.cli("apply", "-f", write(tmp_path, "w.yaml", text)).code == 0
@@ -338,7 +339,7 @@ def test_get_rollout_watch_redraws_until_interrupted(server: Server, tmp_path: P
     assert server.cli("delete", "rollout", "super-hello", "-n", ns).code == 0
 
 
-def test_logs_follow_streams_until_interrupted(server: Server, tmp_path: Path) -> None:
+def test_logs_follow_streams_until_interrupted(server: ServerProcess, tmp_path: Path) -> None:
     ns = "cli-logs"
     text, _, _ = seed_manifest(ns, replicas=1)
     assert server.cli("apply", "-f", write(tmp_path, "l.yaml", text)).code == 0
@@ -373,7 +374,7 @@ def test_token_is_required_when_set(tmp_path: Path) -> None:
     tok = tmp_path / "token"
     tok.write_text("s3cret-token\n")
     (tmp_path / "state").mkdir()
-    s = Server(tmp_path / "state", token_file=tok)
+    s = ServerProcess(tmp_path / "state", token_file=tok)
     try:
         r = s.cli("list", "rollouts")
         assert r.code == 1 and "needs a token" in r.err

@@ -13,9 +13,10 @@ import sys
 import threading
 from pathlib import Path
 
-from conftest import EXAMPLE, _pids_using, http_body
+from cli_support import EXAMPLE
 
 from pyrollouts.cli import demo as demo_mod
+from pyrollouts.testing.serverharness import http_body, pids_using
 
 
 def _free(port: int) -> bool:
@@ -133,4 +134,4 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     assert not Path(f"/proc/{m.group(1)}").exists()
     state = re.search(r"--state-dir (\S+)", out)
     assert state and not Path(state.group(1)).exists()
-    assert not _pids_using(state.group(1))
+    assert not pids_using(state.group(1))

@@ -1,16 +1,16 @@
 """Helpers for the local runtime's end-to-end tests (tests/local/test_e2e_*.py).
 
 Everything is real: `rollouts server` runs as a subprocess exactly as a user starts it (with
-``--test-clock``), its pods are processes, its proxy is a process, its store is the sqlite file in
-the state dir. Nothing here reaches into the server's memory: tests look through the HTTP API, the
-CLI, the sqlite file (read-only, also while the server is down) and /proc.
+``--test-clock``; pyrollouts.testing.serverharness.ServerProcess, which also finds a state dir's
+processes through /proc), its pods are processes, its proxy is a process, its store is the sqlite
+file in the state dir. Nothing here reaches into the server's memory: tests look through the HTTP
+API, the CLI, the sqlite file (read-only, also while the server is down) and /proc.
 
-- ``E2EServer(state_dir, env=...)``: one server process; ``cli()``, ``http()``, ``info()``,
-  ``advance()``, ``wait_for()``, ``wait_exit()``, ``kill9()``, ``shutdown_all()``.
+- ``E2EServer(state_dir, env=...)``: one server process (a ``ServerProcess``) whose ``wait_for``
+  also takes KeyError/IndexError as "not yet", plus ``apply(docs, path)``.
 - ``seed_docs(ns, prod, preview, ...)``: the example manifest (examples/super-hello.yaml) as dicts
   in namespace ``ns`` on the given Service ports, WELCOME set, ready for tweaks; ``to_yaml``.
 - ``stored(state_dir, kind, ns)``: objects straight from state.db.
-- ``app_processes(state_dir)``: the live app processes of the state dir, by Pod uid and container.
 - ``LoadClient``: tests/local/proxy_loadclient.py in its own process against a Service port.
 - ``finish(state_dir, server)``: teardown; `rollouts shutdown --all` (or kill what a dead server
   left), then asserts that no process of the state dir survives.
@@ -18,146 +18,36 @@ CLI, the sqlite file (read-only, also while the server is down) and /proc.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-import os
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pyrollouts.cli.main import run_captured
+from pyrollouts.testing.serverharness import (
+    CliResult,
+    ServerProcess,
+    app_processes,
+    describe,
+    kill_state_dir_processes,
+    state_dir_processes,
+    teardown_on_sigterm,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "super-hello.yaml"
 #: An exact copy of the seed's faithful manifest (/work/shared/seed/super-hello.yaml).
 SEED_FAITHFUL = REPO / "tests" / "unit" / "model" / "seed-super-hello.yaml"
 LOADCLIENT = Path(__file__).with_name("proxy_loadclient.py")
-
-# The environment a pod process carries (runtimes/local/supervisor.py writes it; we only read it).
-ENV_STATE_DIR = "PYROLLOUTS_STATE_DIR"
-ENV_POD_UID = "PYROLLOUTS_POD_UID"
-ENV_CONTAINER = "PYROLLOUTS_CONTAINER"
-KILL_ENV = "PYROLLOUTS_KILL_AT"
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Result:
-    """What one CLI run printed and returned."""
-
-    code: int
-    out: str
-    err: str
-
-
-# ---- /proc ------------------------------------------------------------------------------------
-
-
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
-def _environ(pid: int) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in _read(f"/proc/{pid}/environ").split(b"\0"):
-        k, sep, v = item.partition(b"=")
-        if sep:
-            out[k.decode(errors="replace")] = v.decode(errors="replace")
-    return out
-
-
-def _ppid(pid: int) -> int | None:
-    stat = _read(f"/proc/{pid}/stat").decode(errors="replace")
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    rest = stat.rpartition(")")[2].split()
-    return int(rest[1]) if len(rest) > 1 else None
-
-
-def _is_zombie(pid: int) -> bool:
-    stat = _read(f"/proc/{pid}/stat").decode(errors="replace")
-    rest = stat.rpartition(")")[2].split()
-    return bool(rest) and rest[0] in ("Z", "X")
-
-
-def _all_pids() -> list[int]:
-    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
-
-
-def describe(pid: int) -> str:
-    """``pid: command line`` for messages."""
-    cmd = _read(f"/proc/{pid}/cmdline").replace(b"\0", b" ").decode(errors="replace").strip()
-    return f"{pid}: {cmd or '?'}"
-
-
-def state_dir_processes(state_dir: Path) -> list[int]:
-    """Every live process of this state dir: the server and the proxy (their command line names
-    it) and the app processes (their environment names it). Zombies are not counted."""
-    marker = str(state_dir.resolve()).encode()
-    me = os.getpid()
-    pids = []
-    for pid in _all_pids():
-        if pid == me or _is_zombie(pid):
-            continue
-        if marker in _read(f"/proc/{pid}/cmdline") or marker in _read(f"/proc/{pid}/environ"):
-            pids.append(pid)
-    return pids
-
-
-def app_processes(state_dir: Path) -> dict[tuple[str, str], list[int]]:
-    """Live app processes of this state dir, as {(pod uid, container): [pids]}. Only the top of
-    each process tree counts (a child of an app process inherits its environment, it is not a
-    second replica)."""
-    want = str(state_dir.resolve())
-    mine = {}
-    for pid in _all_pids():
-        if _is_zombie(pid):
-            continue
-        env = _environ(pid)
-        if env.get(ENV_STATE_DIR) == want:
-            mine[pid] = (env.get(ENV_POD_UID, ""), env.get(ENV_CONTAINER, ""))
-    out: dict[tuple[str, str], list[int]] = {}
-    for pid, key in mine.items():
-        if _ppid(pid) not in mine:
-            out.setdefault(key, []).append(pid)
-    return out
-
-
-def kill_state_dir_processes(state_dir: Path) -> list[str]:
-    """SIGKILL every process of the state dir; returns their descriptions."""
-    pids = state_dir_processes(state_dir)
-    described = [describe(p) for p in pids]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while state_dir_processes(state_dir) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return described
 
 
 # ---- the store, read from the file ------------------------------------------------------------
@@ -254,133 +144,23 @@ def to_yaml(docs: list[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
-# ---- HTTP to the Service ports ----------------------------------------------------------------
-
-
-def http_body(port: int, timeout: float = 3) -> str:
-    """GET / on a Service port of 127.0.0.1: the body, or ``HTTP <code>``/``error ...``."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=timeout) as resp:
-            return str(resp.read().decode().strip())
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}"
-    except OSError as exc:
-        return f"error {exc}"
-
-
 # ---- the server -------------------------------------------------------------------------------
 
 
-class E2EServer:
-    """One `rollouts server --state-dir DIR --listen 127.0.0.1:PORT --test-clock` subprocess."""
+class E2EServer(ServerProcess):
+    """One `rollouts server --state-dir DIR --listen 127.0.0.1:PORT --test-clock` subprocess
+    (``env``: extra environment, a kill point say). In ``wait_for`` an API error or a missing key
+    or item of the answer counts as not yet."""
 
-    def __init__(self, state_dir: Path, *, env: dict[str, str] | None = None, wait: bool = True) -> None:
-        self.state_dir = state_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = state_dir.parent / f"server-{self.port}.log"
-        args = [
-            sys.executable,
-            "-m",
-            "pyrollouts.cli.main",
-            "server",
-            "--state-dir",
-            str(state_dir),
-            "--listen",
-            f"127.0.0.1:{self.port}",
-            "--test-clock",
-        ]
-        penv = {k: v for k, v in os.environ.items() if k != KILL_ENV}
-        penv.update(env or {})
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=penv,
-                start_new_session=True,
-            )
-        if wait:
-            self.wait_up()
-
-    def wait_up(self, timeout: float = 30) -> None:
-        """Until the API answers (fails with the server's log if it exits or takes too long)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.http("GET", "/api/version", timeout=2)
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the server did not start:\n{self.log_text()[-3000:]}") from None
-                time.sleep(0.1)
-
-    def log_text(self) -> str:
-        """The server's output so far."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def alive(self) -> bool:
-        """Whether the server process still runs."""
-        return self.proc.poll() is None
-
-    def http(self, method: str, path: str, body: Any = None, timeout: float = 10) -> Any:
-        """One API call; the decoded JSON answer (HTTPError on an error status)."""
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    def __init__(self, state_dir: Path, *, env: Mapping[str, str] | None = None, wait: bool = True) -> None:
+        super().__init__(
+            state_dir, env=env, wait=wait, retry_on=(urllib.error.HTTPError, KeyError, IndexError)
         )
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            text = resp.read()
-            return json.loads(text) if text else None
 
-    def cli(self, *args: str) -> Result:
-        """`rollouts --server URL ARGS...`, run in this process, with what it printed."""
-        return Result(*run_captured(["--server", self.url, *args]))
-
-    def apply(self, docs: list[dict[str, Any]], path: Path) -> Result:
+    def apply(self, docs: list[dict[str, Any]], path: Path) -> CliResult:
         """Write ``docs`` to ``path`` and `rollouts apply -f` it."""
         path.write_text(to_yaml(docs), encoding="utf-8")
         return self.cli("apply", "-f", str(path))
-
-    def info(self, ns: str, name: str = "super-hello") -> dict[str, Any]:
-        """What `rollouts get rollout` shows, as JSON."""
-        return dict(self.http("GET", f"/api/rollouts/{ns}/{name}/info"))
-
-    def advance(self, seconds: float) -> None:
-        """Move the server's (test) clock forward."""
-        self.http("POST", "/api/debug/clock", {"advance": seconds})
-
-    def wait_for(self, what: str, pred: Callable[[], Any], timeout: float = 60) -> Any:
-        """Poll ``pred()`` until it is truthy (bounded); API errors count as not yet."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            try:
-                last = pred()
-            except (urllib.error.HTTPError, KeyError, IndexError) as exc:
-                last = exc
-            else:
-                if last:
-                    return last
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n{self.log_text()[-3000:]}")
-
-    def wait_exit(self, timeout: float = 60) -> int:
-        """The server's exit code once it exited (fails when it is still running after ``timeout``)."""
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"the server did not exit:\n{self.log_text()[-3000:]}") from None
-
-    def kill9(self) -> None:
-        """SIGKILL the server process (nothing else) and reap it."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def shutdown(self, everything: bool) -> None:
-        """`rollouts shutdown [--all]`, then wait for the server to exit cleanly."""
-        r = self.cli("shutdown", *(["--all"] if everything else []))
-        assert r.code == 0, r
-        code = self.wait_exit(30)
-        assert code == 0, f"the server exited with {code}:\n{self.log_text()[-3000:]}"
 
 
 # ---- fixtures and teardown --------------------------------------------------------------------
@@ -427,26 +207,6 @@ class Servers:
         assert self.current is None or not self.current.alive(), "one server per state dir"
         self.current = E2EServer(self.state_dir, env=env)
         return self.current
-
-
-@contextlib.contextmanager
-def teardown_on_sigterm() -> Iterator[None]:
-    """While inside, SIGTERM (a runner's `timeout`, a CI cancel) interrupts pytest like Ctrl-C
-    (KeyboardInterrupt in the main thread) instead of ending it at once, so the session stops but
-    fixture teardowns still stop the servers, pods and proxies they started. The previous handler
-    comes back on exit."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def servers_fixture() -> Iterator[Servers]:

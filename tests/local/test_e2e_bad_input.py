@@ -22,13 +22,13 @@ from e2e_support import (
     SEED_FAITHFUL,
     E2EServer,
     Servers,
-    free_port,
     rollout_doc,
     seed_docs,
     servers_fixture,
 )
 
 from pyrollouts.cli.main import run
+from pyrollouts.testing.serverharness import free_port
 
 KINDS = ("namespaces", "rollouts", "replicasets", "pods", "services")
 

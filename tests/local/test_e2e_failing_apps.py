@@ -30,15 +30,14 @@ import pytest
 from e2e_support import (
     E2EServer,
     Servers,
-    app_processes,
     check_processes,
-    free_port,
-    http_body,
     rollout_doc,
     seed_docs,
     servers_fixture,
     set_env,
 )
+
+from pyrollouts.testing.serverharness import app_processes, free_port, http_body
 
 CASES = ("not-found", "port-in-use", "crash", "never-ready", "slow-start")
 DEADLINE = 5

@@ -31,21 +31,24 @@ from typing import Any
 
 import pytest
 from e2e_support import (
-    KILL_ENV,
     E2EServer,
     LoadClient,
     Servers,
-    app_processes,
     check_processes,
     finish,
-    free_port,
-    http_body,
     seed_docs,
     stored,
     stored_one,
     summary,
-    teardown_on_sigterm,
     with_env,
+)
+
+from pyrollouts.testing.serverharness import (
+    KILL_ENV,
+    app_processes,
+    free_port,
+    http_body,
+    teardown_on_sigterm,
 )
 
 POINTS = (

@@ -14,13 +14,13 @@ import pytest
 from e2e_support import (
     LoadClient,
     Servers,
-    free_port,
-    http_body,
     seed_docs,
     servers_fixture,
     summary,
     with_env,
 )
+
+from pyrollouts.testing.serverharness import free_port, http_body
 
 NS = "e2e-traffic"
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from webharness import Server
+from webharness import web_server
+
+from pyrollouts.testing.serverharness import ServerProcess
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A real local server shared by one module's tests (each test uses its own namespace)."""
-    s = Server(tmp_path_factory.mktemp("web") / "state")
+    s = web_server(tmp_path_factory.mktemp("web") / "state")
     try:
         yield s
     finally:

@@ -4,12 +4,15 @@ every change arriving over the page's EventSource (no navigation)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from webharness import Deployed, Server, deploy, get_text
+from webharness import Deployed, deploy, get_text
+
+from pyrollouts.testing.serverharness import ServerProcess
 
 pytestmark = pytest.mark.browser
 
@@ -22,7 +25,9 @@ ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard-paused.png"
+# The README's screenshot. Tests write theirs to a temporary directory, so a test run leaves the
+# tree clean; `make screenshots` (PYROLLOUTS_UPDATE_SCREENSHOTS=1) refreshes the one in docs/.
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard-paused.png"
 WAIT_MS = 30_000
 
 
@@ -77,14 +82,14 @@ def confirm(page: Page, button: str) -> None:
     expect(page.locator("#confirm")).to_be_hidden()
 
 
-def paused_with_v3(server: Server, ns: str) -> Deployed:
+def paused_with_v3(server: ServerProcess, ns: str) -> Deployed:
     dep = deploy(server, ns)
     dep.set_welcome("VERSION V3")
     dep.wait_paused_with_preview(2)
     return dep
 
 
-def test_promote_from_the_page(server: Server, page: Page) -> None:
+def test_promote_from_the_page(server: ServerProcess, page: Page, tmp_path: Path) -> None:
     dep = paused_with_v3(server, "ui-promote")
     open_rollout(page, dep)
     expect(page.locator("#phase")).to_have_text("Paused")
@@ -112,8 +117,10 @@ def test_promote_from_the_page(server: Server, page: Page) -> None:
             page.locator(f'#traffic [data-metric="rps"] .legend[data-revision="{revision}"]')
         ).to_be_visible(timeout=WAIT_MS)
     expect(page.locator('#traffic [data-metric="rps"] polyline')).to_have_count(2)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT))
+    update_docs = os.environ.get("PYROLLOUTS_UPDATE_SCREENSHOTS") == "1"
+    shot = DOCS_SCREENSHOT if update_docs else tmp_path / "paused.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000, f"{shot}: the screenshot is nearly empty"
 
     confirm(page, "#btn-promote")
     expect(page.locator("#phase")).to_have_text("Healthy", timeout=WAIT_MS)
@@ -134,7 +141,7 @@ def test_promote_from_the_page(server: Server, page: Page) -> None:
     )
 
 
-def test_cancel_then_abort_from_the_page(server: Server, page: Page) -> None:
+def test_cancel_then_abort_from_the_page(server: ServerProcess, page: Page) -> None:
     dep = paused_with_v3(server, "ui-abort")
     open_rollout(page, dep)
     # Cancelling the dialog sends nothing.
@@ -163,7 +170,7 @@ def test_cancel_then_abort_from_the_page(server: Server, page: Page) -> None:
     assert still_same_page(page)
 
 
-def test_rollback_from_the_page(server: Server, page: Page) -> None:
+def test_rollback_from_the_page(server: ServerProcess, page: Page) -> None:
     dep = paused_with_v3(server, "ui-rollback")
     assert server.action(dep.api + "/promote").status == 200
     dep.wait_phase("Healthy")
@@ -182,7 +189,7 @@ def test_rollback_from_the_page(server: Server, page: Page) -> None:
     server.wait_for("prod says V2", lambda: get_text(dep.prod) == "VERSION V2", 10)
 
 
-def test_list_filters_namespaces_and_live_rows(server: Server, page: Page) -> None:
+def test_list_filters_namespaces_and_live_rows(server: ServerProcess, page: Page) -> None:
     dep = deploy(server, "ui-list")
     page.goto(f"{server.url}/rollouts/ui-list")
     row = page.locator('tr.rollout-row[data-name="super-hello"]')
@@ -215,7 +222,7 @@ def row_selector() -> str:
     return 'tr.rollout-row[data-name="super-hello"]'
 
 
-def test_unknown_rollout_page(server: Server, page: Page) -> None:
+def test_unknown_rollout_page(server: ServerProcess, page: Page) -> None:
     resp = page.goto(f"{server.url}/rollouts/nowhere/ghost")
     assert resp is not None and resp.status == 404
     expect(page.locator("p.error")).to_have_text("rollout 'ghost' not found in namespace 'nowhere'")

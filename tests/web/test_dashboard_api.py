@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from webharness import Deployed, Server, deploy, get_text, sse_messages
+from webharness import Deployed, deploy, get_text, sse_messages
 
+from pyrollouts.testing.serverharness import ServerProcess
 from pyrollouts.web import check_bind
 
 
-def test_version_namespace_and_openapi(server: Server) -> None:
+def test_version_namespace_and_openapi(server: ServerProcess) -> None:
     deploy(server, "api-meta")
     v = server.ok("GET", "/api/v1/version")
     assert v["rolloutsVersion"].startswith("pyrollouts v")
@@ -36,7 +37,7 @@ def test_version_namespace_and_openapi(server: Server) -> None:
         assert path in doc["paths"], path
 
 
-def test_info_list_and_one(server: Server) -> None:
+def test_info_list_and_one(server: ServerProcess) -> None:
     dep = deploy(server, "api-info")
     listed = server.ok("GET", "/api/v1/rollouts/api-info/info")["rollouts"]
     assert [i["objectMeta"]["name"] for i in listed] == ["super-hello"]
@@ -64,13 +65,13 @@ def test_info_list_and_one(server: Server) -> None:
     assert any(e["reason"] == "RolloutCompleted" for e in events)
 
 
-def test_unknown_rollout_is_404_with_a_message(server: Server) -> None:
+def test_unknown_rollout_is_404_with_a_message(server: ServerProcess) -> None:
     for method, path in [
         ("GET", "/api/v1/rollouts/nowhere/ghost/info"),
         ("GET", "/api/v1/rollouts/nowhere/ghost/info/watch"),
         ("GET", "/api/v1/rollouts/nowhere/ghost/events"),
     ]:
-        r = server.http(method, path)
+        r = server.request(method, path)
         assert r.status == 404, (path, r.status, r.body)
         assert r.body["error"] == "rollout 'ghost' not found in namespace 'nowhere'"
     for verb in ("promote", "abort", "retry", "restart", "undo/1", "set/app/img:1"):
@@ -79,13 +80,13 @@ def test_unknown_rollout_is_404_with_a_message(server: Server) -> None:
         assert "rollout 'ghost' not found" in r.body["error"]
 
 
-def test_bad_input_is_400(server: Server) -> None:
+def test_bad_input_is_400(server: ServerProcess) -> None:
     dep = deploy(server, "api-bad")
     r = server.action(dep.api + "/undo/7")
     assert r.status == 400 and r.body["error"] == "rollout 'super-hello' has no revision 7 (revisions: 1)"
     r = server.action(dep.api + "/undo/latest")
     assert r.status == 400 and "not a number" in r.body["error"]
-    r = server.http("PUT", dep.api + "/promote", raw=b"{full: yes", headers={"Origin": server.url})
+    r = server.request("PUT", dep.api + "/promote", raw=b"{full: yes", headers={"Origin": server.url})
     assert r.status == 400 and "not valid JSON" in r.body["error"]
     r = server.action(dep.api + "/promote", [True])
     assert r.status == 400 and "JSON object" in r.body["error"]
@@ -99,13 +100,13 @@ def test_bad_input_is_400(server: Server) -> None:
     assert dep.info()["status"] == "Healthy"
 
 
-def test_actions_need_origin_or_token_and_a_write_method(server: Server) -> None:
+def test_actions_need_origin_or_token_and_a_write_method(server: ServerProcess) -> None:
     dep = deploy(server, "api-sec")
-    r = server.http("PUT", dep.api + "/restart", {})
+    r = server.request("PUT", dep.api + "/restart", {})
     assert r.status == 403 and "Origin" in r.body["error"]
-    r = server.http("PUT", dep.api + "/restart", {}, headers={"Origin": "http://evil.example"})
+    r = server.request("PUT", dep.api + "/restart", {}, headers={"Origin": "http://evil.example"})
     assert r.status == 403 and "cross-origin" in r.body["error"]
-    r = server.http("GET", dep.api + "/restart")
+    r = server.request("GET", dep.api + "/restart")
     assert r.status == 405
     before = dep.info()["restartedAt"]
     r = server.action(dep.api + "/restart")
@@ -114,7 +115,7 @@ def test_actions_need_origin_or_token_and_a_write_method(server: Server) -> None
     assert before == ""
 
 
-def test_promote_over_the_api_and_the_sse_stream(server: Server) -> None:
+def test_promote_over_the_api_and_the_sse_stream(server: ServerProcess) -> None:
     dep = deploy(server, "api-flow")
     dep.set_welcome("VERSION V3")
     info = dep.wait_paused_with_preview(2)
@@ -152,7 +153,7 @@ def test_promote_over_the_api_and_the_sse_stream(server: Server) -> None:
     assert dep.revision_roles()[2] == {"stable", "active"}
 
 
-def test_abort_retry_undo_and_set_image(server: Server) -> None:
+def test_abort_retry_undo_and_set_image(server: ServerProcess) -> None:
     dep: Deployed = deploy(server, "api-abort")
     dep.set_welcome("VERSION V4")
     dep.wait_paused_with_preview(2)
@@ -184,7 +185,7 @@ def test_abort_retry_undo_and_set_image(server: Server) -> None:
     )
 
 
-def test_namespace_watch_stream(server: Server) -> None:
+def test_namespace_watch_stream(server: ServerProcess) -> None:
     deploy(server, "api-watch")
     for event, data in sse_messages(server.url + "/api/v1/rollouts/api-watch/info/watch", timeout=20):
         assert event == "message"

@@ -12,32 +12,34 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from webharness import Server, deploy, free_port
+from webharness import deploy, web_server
+
+from pyrollouts.testing.serverharness import ServerProcess, free_port
 
 TOKEN = "s3cret-dashboard-token"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A local server that requires TOKEN (overrides the plain one of conftest)."""
-    s = Server(tmp_path_factory.mktemp("webtok") / "state", token=TOKEN)
+    s = web_server(tmp_path_factory.mktemp("webtok") / "state", token=TOKEN)
     try:
         yield s
     finally:
         s.stop()
 
 
-def test_the_api_and_pages_need_the_token(server: Server) -> None:
+def test_the_api_and_pages_need_the_token(server: ServerProcess) -> None:
     dep = deploy(server, "tok-a")
-    r = server.http("GET", dep.api + "/info", auth=False)
+    r = server.request("GET", dep.api + "/info", auth=False)
     assert r.status == 401 and "token" in r.body["error"]
-    r = server.http("PUT", dep.api + "/restart", {}, auth=False, headers={"Origin": server.url})
+    r = server.request("PUT", dep.api + "/restart", {}, auth=False, headers={"Origin": server.url})
     assert r.status == 401
     # With the bearer token a write needs no Origin (a script, not a browser).
-    r = server.http("PUT", dep.api + "/restart", {})
+    r = server.request("PUT", dep.api + "/restart", {})
     assert r.status == 200, r.body
     # Pages: refused without the token; ?token= once sets a cookie that then opens every page.
-    r = server.http("GET", f"/rollouts/{dep.ns}/{dep.name}", auth=False)
+    r = server.request("GET", f"/rollouts/{dep.ns}/{dep.name}", auth=False)
     assert r.status == 401 and "?token=" in str(r.body)
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
@@ -55,7 +57,7 @@ def test_the_api_and_pages_need_the_token(server: Server) -> None:
         raise AssertionError("a wrong token opened the page")
 
 
-def _start_dashboard(server: Server, tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+def _start_dashboard(server: ServerProcess, tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
     token_file = tmp_path / "cli-token"
     token_file.write_text(TOKEN)
     proc = subprocess.Popen(
@@ -87,7 +89,7 @@ def _start_dashboard(server: Server, tmp_path: Path, port: int) -> subprocess.Po
     raise AssertionError(f"rollouts dashboard did not start: {proc.communicate()[0].decode()}")
 
 
-def test_rollouts_dashboard_relays_with_the_clis_token(server: Server, tmp_path: Path) -> None:
+def test_rollouts_dashboard_relays_with_the_clis_token(server: ServerProcess, tmp_path: Path) -> None:
     dep = deploy(server, "tok-relay")
     port = free_port()
     proc = _start_dashboard(server, tmp_path, port)

@@ -1,39 +1,15 @@
-"""Helpers for the engine's table tests: reach a state on the simulated cluster, then plan once."""
+"""Fixtures of the engine's table tests (helpers the tests import live in engine_support.py: a
+conftest is not importable by name, two of them clash when pytest collects several directories)."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from engine_support import manifest
 
-from pyrollouts.model.hash import pod_template_hash
-from pyrollouts.model.useractions import apply_merge_patch, set_env
 from pyrollouts.testing.simcluster import SimCluster
-
-MANIFEST = Path(__file__).resolve().parents[2] / "scenarios" / "manifests" / "super-hello.yaml"
-
-
-def manifest(rollout_patch: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The corrected seed manifest, with an optional merge patch on the Rollout."""
-    docs = [d for d in yaml.safe_load_all(MANIFEST.read_text()) if d]
-    if rollout_patch:
-        docs = [apply_merge_patch(d, rollout_patch) if d["kind"] == "Rollout" else d for d in docs]
-    return docs
-
-
-def template_hash(sim: SimCluster) -> str:
-    assert sim.rollout is not None
-    return pod_template_hash(sim.rollout["spec"]["template"])
-
-
-def set_welcome(sim: SimCluster, value: str) -> None:
-    assert sim.rollout is not None
-    for p in set_env(copy.deepcopy(sim.rollout), "*", "WELCOME", value):
-        sim.patch_rollout(p.body, p.subresource)
 
 
 @pytest.fixture

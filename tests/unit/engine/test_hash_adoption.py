@@ -7,7 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
-from conftest import manifest
+from engine_support import manifest
 
 from pyrollouts.engine import CreateReplicaSet, EmitEvent, SwitchService, plan
 from pyrollouts.model.hash import SAFE_ALPHABET, pod_template_hash, templates_equal

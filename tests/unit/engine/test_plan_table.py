@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from conftest import set_welcome, template_hash
+from engine_support import set_welcome, template_hash
 
 from pyrollouts.engine import (
     CreateReplicaSet,

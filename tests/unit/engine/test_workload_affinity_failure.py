@@ -7,7 +7,7 @@ import copy
 import dataclasses
 from collections.abc import Callable
 
-from conftest import set_welcome, template_hash
+from engine_support import set_welcome, template_hash
 
 from pyrollouts.engine import CreateReplicaSet, UpdateReplicaSetAffinity, plan
 from pyrollouts.model import names

@@ -17,6 +17,7 @@ from ..model.cluster import Cluster, Conflict, Invalid, NotFound, Obj
 from ..model.useractions import merge_patch_to
 from .clock import Clock, rfc3339
 from .faults import kill_point
+from .observe import owned_by
 
 
 def _event(rollout: Obj, ev: a.EmitEvent, clock: Clock) -> Obj:
@@ -56,7 +57,12 @@ async def apply_action(cluster: Cluster, rollout: Obj, action: a.Action, clock: 
             try:
                 await cluster.create("ReplicaSet", dict(body))
             except Conflict:
-                pass  # created by an earlier, interrupted reconcile: the next plan adopts it
+                # Ours, from an earlier interrupted reconcile or not yet in a cache: the next plan
+                # adopts it. Held by anything else (or not visible yet), the rest of this plan would
+                # write to an RS that is not ours: stop, and let the next plan see who holds the name
+                # (the engine bumps status.collisionCount for an RS that is not ours).
+                if not await _owned_by_rollout(cluster, ns, name, rollout):
+                    raise ReplicaSetNameTaken(f"ReplicaSet {ns}/{name} is not this Rollout's") from None
             except Invalid as exc:
                 # The runtime refused the pod template (on Kubernetes, e.g. the seed's port "8080"):
                 # retrying cannot help until the spec changes, so surface it (see SpecRejected).
@@ -146,6 +152,20 @@ async def apply_action(cluster: Cluster, rollout: Obj, action: a.Action, clock: 
     return None
 
 
+async def _owned_by_rollout(cluster: Cluster, ns: str, name: str, rollout: Obj) -> bool:
+    try:
+        existing = await cluster.get("ReplicaSet", ns, name)
+    except NotFound:
+        return False
+    return owned_by(existing, str(rollout.get("metadata", {}).get("uid", "")))
+
+
+class ReplicaSetNameTaken(Exception):
+    """The new ReplicaSet's create found its name held by an RS this Rollout does not own (one the
+    last gather did not see). apply_plan stops and reports a lost race: the replan sees the holder
+    and steps around it (status.collisionCount)."""
+
+
 class SpecRejected(Exception):
     """The runtime refused an object built from the Rollout's spec (its pod template). apply_plan
     writes an InvalidSpec condition for it and re-raises; the controller retries after 20 s
@@ -186,6 +206,8 @@ async def apply_plan(cluster: Cluster, rollout: Obj, plan: a.Plan, clock: Clock)
             updated = await apply_action(cluster, current, action, clock)
             if updated is not None:
                 current = updated
+    except ReplicaSetNameTaken:
+        return False  # nothing more of this plan may be applied; the caller plans again at once
     except SpecRejected as exc:
         # Added for the Kubernetes runtime (issue 5): an object the API server refuses becomes an
         # InvalidSpec condition (phase Degraded) and one Warning event, written like any status.

@@ -70,12 +70,22 @@ def pod_state(pod: Obj, rs_by_uid: Mapping[str, str]) -> PodState | None:
 
 
 async def gather(cluster: Cluster, rollout: Obj, *, first_seen: bool = False) -> Observed:
-    """The Observed state for a Rollout: its ReplicaSets, its Services and its Pods."""
+    """The Observed state for a Rollout: its ReplicaSets, its Services and its Pods, and the
+    ReplicaSets named ``<rollout>-...`` that it does not own (``Observed.foreign_replicasets``)."""
     meta = rollout.get("metadata", {})
     ns = meta.get("namespace", "default")
     uid = meta.get("uid", "")
-    rs_objs = [rs for rs in await cluster.list("ReplicaSet", ns) if owned_by(rs, uid)]
+    all_rs = await cluster.list("ReplicaSet", ns)
+    rs_objs = [rs for rs in all_rs if owned_by(rs, uid)]
     replicasets = tuple(replicaset_state(rs) for rs in rs_objs)
+    # Not ours but named like ours: one of them may hold the name our next RS would get (a hash
+    # collision, which the engine steps around with status.collisionCount).
+    prefix = f"{meta.get('name', '')}-"
+    foreign = tuple(
+        replicaset_state(rs)
+        for rs in all_rs
+        if not owned_by(rs, uid) and str(rs.get("metadata", {}).get("name", "")).startswith(prefix)
+    )
     bg = ((rollout.get("spec") or {}).get("strategy") or {}).get("blueGreen") or {}
     services: dict[str, ServiceState] = {}
     for svc_name in {bg.get("activeService"), bg.get("previewService")} - {None, ""}:
@@ -114,4 +124,5 @@ async def gather(cluster: Cluster, rollout: Obj, *, first_seen: bool = False) ->
         pods=tuple(sorted(pods, key=lambda p: p.name)),
         first_seen=first_seen,
         deployments=deployments,
+        foreign_replicasets=foreign,
     )

@@ -67,6 +67,26 @@ def _timed_out(ctx: Ctx, counts_progress: bool) -> bool:
     return False
 
 
+#: A hash collision writes only the bumped status.collisionCount; that write brings the next
+#: reconcile at once, so this requeue is a backstop should the write be lost.
+COLLISION_REQUEUE_SECONDS = 1.0
+
+
+def collision_count(status: dict[str, Any]) -> int:
+    """status.collisionCount as a count (0 when absent, or not a sensible number)."""
+    value = status.get("collisionCount")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _hash_collision(ctx: Ctx, count: int) -> dict[str, Any]:
+    """The name ``<rollout>-<hash>`` is held by a ReplicaSet that is not this template's (Argo's and
+    Kubernetes' hash collision): create nothing, bump status.collisionCount so that the next
+    reconcile computes another hash and so another name, and leave the rest of the status as read.
+    Planned from the status as read, so a replan after a lost status write bumps only once."""
+    ctx.requeues.append(COLLISION_REQUEUE_SECONDS)
+    return {**ctx.status_in, "collisionCount": count + 1}
+
+
 def reconcile(ctx: Ctx) -> dict[str, Any]:
     """Plan one blue-green reconcile into ``ctx.actions``; returns the status to write."""
     r = ctx.rollout
@@ -76,8 +96,11 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     paused_spec = bool(r.spec.paused)
 
     # -- 2. the new ReplicaSet and its revision -------------------------------------------------
-    computed = pod_template_hash(r.spec.template)
+    count = collision_count(st)
+    computed = pod_template_hash(r.spec.template, count)
     new_rs = replicaset.find_new_rs(ctx, computed)
+    if new_rs is None and not paused_spec and replicaset.name_taken_by(ctx, computed) is not None:
+        return _hash_collision(ctx, count)
     prev_cur = st.get("currentPodHash") or None
     cur = new_rs.pod_template_hash if new_rs is not None else computed
     if new_rs is None and paused_spec and prev_cur is not None:

@@ -27,7 +27,13 @@ def max_revision(rss: Iterable[ReplicaSetState]) -> int:
 
 def find_new_rs(ctx: Ctx, computed_hash: str) -> ReplicaSetState | None:
     """The RS for the current template: by hash label, else by semantic template equality (adoption
-    of ReplicaSets another controller, such as Argo, created with its own hash)."""
+    of ReplicaSets another controller, such as Argo, created with its own hash).
+
+    An owned RS carrying the computed hash label is ours whatever its stored template says: we put
+    that label there for this template, and the stored copy may differ only by what the API server
+    or an admission webhook wrote into it (quantities rewritten, defaults we do not know). Argo
+    trusts the label for the same reason; checking the template here would turn every such
+    difference into a false collision and a new ReplicaSet on every reconcile."""
     by_label = ctx.rs_by_hash(computed_hash)
     if by_label is not None:
         return by_label
@@ -40,6 +46,25 @@ def find_new_rs(ctx: Ctx, computed_hash: str) -> ReplicaSetState | None:
     if not matches:
         return None
     return max(matches, key=lambda rs: (revision_of(rs), rs.creation_timestamp, rs.name))
+
+
+def new_rs_name(ctx: Ctx, pod_hash: str) -> str:
+    """The name of the Rollout's ReplicaSet for a hash: ``<rollout>-<hash>``, as Argo names it."""
+    return f"{ctx.name}-{pod_hash}"
+
+
+def name_taken_by(ctx: Ctx, pod_hash: str) -> ReplicaSetState | None:
+    """The ReplicaSet that already holds the name a new RS for this hash would get, if any.
+
+    Asked only when ``find_new_rs`` found nothing, so no RS the Rollout owns carries this hash label
+    or an equal template: whatever holds the name (an RS of ours with another template, or one the
+    Rollout does not own) is not ours to reuse, and creating the RS would fail. That is a hash
+    collision, as Argo and Kubernetes call it."""
+    name = new_rs_name(ctx, pod_hash)
+    for rs in (*ctx.rss, *ctx.observed.foreign_replicasets):
+        if rs.name == name:
+            return rs
+    return None
 
 
 def new_rs_body(ctx: Ctx, pod_hash: str, revision: int, stable: str | None = None) -> dict[str, Any]:
@@ -58,7 +83,7 @@ def new_rs_body(ctx: Ctx, pod_hash: str, revision: int, stable: str | None = Non
     match_labels = dict(selector.get("matchLabels") or {})
     match_labels[names.POD_TEMPLATE_HASH_LABEL] = pod_hash
     selector["matchLabels"] = match_labels
-    name = f"{ctx.name}-{pod_hash}"
+    name = new_rs_name(ctx, pod_hash)
     instance = (r.metadata.labels or {}).get(names.INSTANCE_ID_LABEL)
     rs_labels = dict(tlabels)
     if instance is not None:

@@ -62,6 +62,10 @@ class Observed:
     first_seen: bool = False  # True when this controller has not reconciled this Rollout before
     # The Deployment named by spec.workloadRef (JSON form), by name; missing = absent.
     deployments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # ReplicaSets in the namespace named "<rollout>-..." that the Rollout does NOT own. The engine
+    # never acts on them; one holding the name the new RS would get is a hash collision (the
+    # engine bumps status.collisionCount instead of creating a ReplicaSet whose create must fail).
+    foreign_replicasets: tuple[ReplicaSetState, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------

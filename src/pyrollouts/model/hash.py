@@ -4,7 +4,8 @@ Argo hashes Go's JSON encoding of the template, which Python cannot reproduce by
 hash is our own: SHA-256 over canonical JSON (sorted keys, no whitespace, ASCII only), written in
 Kubernetes' "safe" alphabet (no vowels, no confusable digits) at Kubernetes' length of 10
 characters. It is stable across runs, machines and Python versions because nothing in it depends
-on dict order, float formatting or hash randomisation.
+on dict order, float formatting or hash randomisation. A positive status.collisionCount is mixed in,
+as Kubernetes and Argo do, so a Rollout whose ReplicaSet name is taken gets another one.
 
 ReplicaSets that Argo created carry Argo's hash; ``templates_equal`` finds them by comparing the
 templates themselves, ignoring what a controller or the API server adds: the hash label, ephemeral
@@ -71,12 +72,23 @@ def _without_hash_label(template: Mapping[str, Any] | None, *, deep: bool = Fals
     return t
 
 
-def pod_template_hash(template: Mapping[str, Any] | None) -> str:
+def pod_template_hash(template: Mapping[str, Any] | None, collision_count: int | None = None) -> str:
     """The revision's hash for a pod template: 10 characters of Kubernetes' safe alphabet.
 
     The ``rollouts-pod-template-hash`` label is ignored, so a template restored from a ReplicaSet
-    (``undo``) hashes to that ReplicaSet's hash."""
-    digest = hashlib.sha256(_canonical(_without_hash_label(template)).encode("ascii")).digest()
+    (``undo``) hashes to that ReplicaSet's hash. ``collision_count`` is the Rollout's
+    status.collisionCount: None or 0 gives the plain template hash (unchanged since the first
+    release: live ReplicaSet names depend on it); a positive count gives another hash for the same
+    template, which is how a name already taken by a different ReplicaSet is stepped around.
+    A negative count is a ValueError."""
+    payload = _canonical(_without_hash_label(template)).encode("ascii")
+    if collision_count is not None and collision_count < 0:
+        raise ValueError(f"status.collisionCount must be 0 or more, not {collision_count}")
+    if collision_count:
+        # Canonical JSON never holds a raw NUL (json escapes control characters), so no template's
+        # payload can end like this suffix: (template, count) -> bytes stays one-to-one.
+        payload += b"\x00collisionCount=" + str(int(collision_count)).encode("ascii")
+    digest = hashlib.sha256(payload).digest()
     n = int.from_bytes(digest, "big")
     out = []
     for _ in range(HASH_LENGTH):

@@ -318,28 +318,15 @@ class SimCluster:
         """What the controller would gather for the Rollout (its RSs, its Services, its Pods)."""
         assert self.rollout is not None
         uid = self.rollout["metadata"]["uid"]
+        prefix = f"{self.rollout['metadata']['name']}-"
         rss = []
+        foreign = []  # named like the Rollout's, not owned: as controller/observe.gather sees them
         for rs in sorted(self.replicasets.values(), key=lambda r: r["metadata"]["name"]):
-            if not any(ref.get("uid") == uid for ref in rs["metadata"].get("ownerReferences") or []):
-                continue
-            meta = rs["metadata"]
-            st = rs.get("status") or {}
-            rss.append(
-                a.ReplicaSetState(
-                    name=meta["name"],
-                    uid=meta.get("uid", ""),
-                    pod_template_hash=(meta.get("labels") or {}).get(names.POD_TEMPLATE_HASH_LABEL, ""),
-                    template=rs["spec"].get("template") or {},  # the engine never mutates its input
-                    replicas=int(rs["spec"].get("replicas") or 0),
-                    status_replicas=int(st.get("replicas") or 0),
-                    ready_replicas=int(st.get("readyReplicas") or 0),
-                    available_replicas=int(st.get("availableReplicas") or 0),
-                    annotations=dict(meta.get("annotations") or {}),
-                    labels=dict(meta.get("labels") or {}),
-                    creation_timestamp=meta.get("creationTimestamp", ""),
-                    obj=rs,
-                )
-            )
+            owned = any(ref.get("uid") == uid for ref in rs["metadata"].get("ownerReferences") or [])
+            if owned:
+                rss.append(self._rs_state(rs))
+            elif rs["metadata"]["name"].startswith(prefix):
+                foreign.append(self._rs_state(rs))
         bg = ((self.rollout.get("spec") or {}).get("strategy") or {}).get("blueGreen") or {}
         services = {}
         for key in ("activeService", "previewService"):
@@ -373,6 +360,26 @@ class SimCluster:
             pods=pods,
             first_seen=not self._seen,
             deployments=deployments,
+            foreign_replicasets=tuple(foreign),
+        )
+
+    @staticmethod
+    def _rs_state(rs: dict[str, Any]) -> a.ReplicaSetState:
+        meta = rs["metadata"]
+        st = rs.get("status") or {}
+        return a.ReplicaSetState(
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            pod_template_hash=(meta.get("labels") or {}).get(names.POD_TEMPLATE_HASH_LABEL, ""),
+            template=rs["spec"].get("template") or {},  # the engine never mutates its input
+            replicas=int(rs["spec"].get("replicas") or 0),
+            status_replicas=int(st.get("replicas") or 0),
+            ready_replicas=int(st.get("readyReplicas") or 0),
+            available_replicas=int(st.get("availableReplicas") or 0),
+            annotations=dict(meta.get("annotations") or {}),
+            labels=dict(meta.get("labels") or {}),
+            creation_timestamp=meta.get("creationTimestamp", ""),
+            obj=rs,
         )
 
     def reconcile_once(self) -> tuple[a.Plan, bool]:

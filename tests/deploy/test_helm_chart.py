@@ -1,6 +1,6 @@
 """The Helm chart without a cluster: its CRDs are current, `helm lint --strict` passes, the rendered
-manifests match the golden files (default and non-default values), and values.schema.json refuses bad
-values with a message naming the value.
+manifests match the golden files (default, non-default and dashboard values), values.schema.json
+refuses bad values with a message naming the value, and the dashboard is refused in namespaced mode.
 
 After an intended change of the chart: UPDATE_GOLDEN=1 pytest tests/deploy/test_helm_chart.py, then
 read the diff of tests/deploy/golden/.
@@ -17,8 +17,8 @@ import pytest
 import yaml
 from deploy_helpers import CHART, GOLDEN, REPO, helm
 
-# Non-default values: namespaced mode, the dashboard on a NodePort with a token Secret you name,
-# a ServiceMonitor, two replicas, an instance id, JSON logs, a pinned image.
+# Non-default values: namespaced mode, a ServiceMonitor, two replicas, an instance id, JSON logs, a
+# pinned image.
 NON_DEFAULT = {
     "namespaced": True,
     "image": {"repository": "registry.example/pyrollouts", "tag": "9.9.9", "pullPolicy": "Always"},
@@ -31,11 +31,20 @@ NON_DEFAULT = {
         "podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": None},
     },
     "metrics": {"serviceMonitor": {"enabled": True, "additionalLabels": {"release": "prom"}}},
+}
+
+# The dashboard (cluster-wide: it watches every namespace) on a NodePort with a token Secret you name.
+DASHBOARD = {
     "dashboard": {
         "enabled": True,
         "service": {"type": "NodePort", "nodePort": 30100},
         "token": {"existingSecret": "my-dashboard-token", "key": "token"},
     },
+}
+CASES: dict[str, dict[str, object] | None] = {
+    "default": None,
+    "non-default": NON_DEFAULT,
+    "dashboard": DASHBOARD,
 }
 
 
@@ -54,9 +63,10 @@ def test_chart_crds_are_generated_from_the_model() -> None:
 def test_helm_lint_strict(tmp_path: Path) -> None:
     out = helm(tmp_path, "lint", "--strict", str(CHART))
     assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout, out.stdout
-    values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump(NON_DEFAULT))
-    helm(tmp_path, "lint", "--strict", str(CHART), "-f", str(values))
+    for case in (NON_DEFAULT, DASHBOARD):
+        values = tmp_path / "values.yaml"
+        values.write_text(yaml.safe_dump(case))
+        helm(tmp_path, "lint", "--strict", str(CHART), "-f", str(values))
 
 
 def _render(tmp_path: Path, values: dict[str, object] | None) -> str:
@@ -68,9 +78,9 @@ def _render(tmp_path: Path, values: dict[str, object] | None) -> str:
     return helm(tmp_path, *args).stdout
 
 
-@pytest.mark.parametrize("case", ["default", "non-default"])
+@pytest.mark.parametrize("case", list(CASES))
 def test_helm_template_golden(tmp_path: Path, case: str) -> None:
-    text = _render(tmp_path, None if case == "default" else NON_DEFAULT)
+    text = _render(tmp_path, CASES[case])
     golden = GOLDEN / f"helm-{case}.yaml"
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(text)
@@ -116,9 +126,39 @@ def test_namespaced_mode_uses_a_role(tmp_path: Path) -> None:
     assert not any(k.startswith(("ClusterRole/", "ClusterRoleBinding/")) for k in objs)
     args = objs["Deployment/rel-pyrollouts"]["spec"]["template"]["spec"]["containers"][0]["args"]  # type: ignore[index]
     assert "--namespace=pyrollouts" in args and "--instance-id=team-a" in args
+
+
+def test_dashboard_has_its_own_least_privilege_cluster_role(tmp_path: Path) -> None:
+    objs = _kinds(_render(tmp_path, DASHBOARD))
     svc = objs["Service/rel-pyrollouts-dashboard"]
     assert svc["spec"]["type"] == "NodePort"  # type: ignore[index]
     assert not any(k.startswith("Secret/") for k in objs), "an existing Secret is named: none created"
+    pod = objs["Deployment/rel-pyrollouts-dashboard"]["spec"]["template"]["spec"]  # type: ignore[index]
+    assert pod["serviceAccountName"] == "rel-pyrollouts-dashboard"
+    binding = objs["ClusterRoleBinding/rel-pyrollouts-dashboard"]
+    assert binding["subjects"] == [  # type: ignore[index]
+        {"kind": "ServiceAccount", "name": "rel-pyrollouts-dashboard", "namespace": "pyrollouts"}
+    ]
+    # Reads and the Rollout patches of its buttons: no Secrets, no writes beyond Rollouts, no
+    # wildcards (tests/k8s/test_helm_dashboard_rbac.py proves the exact set on a cluster).
+    for rule in objs["ClusterRole/rel-pyrollouts-dashboard"]["rules"]:  # type: ignore[index]
+        assert "secrets" not in rule["resources"] and "*" not in rule["resources"] + rule["verbs"], rule
+        if set(rule["verbs"]) - {"get", "list", "watch"}:
+            assert rule["apiGroups"] == ["argoproj.io"] and rule["verbs"] in (
+                ["get", "list", "watch", "patch"],
+                ["patch"],
+            ), rule
+
+
+def test_dashboard_is_refused_in_namespaced_mode(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"namespaced": True, "dashboard": {"enabled": True}}))
+    res = helm(
+        tmp_path, "template", "rel", str(CHART), "--kube-version", "1.37.0", "-f", str(path), check=False
+    )
+    assert res.returncode != 0, res.stdout
+    assert "dashboard.enabled with namespaced=true" in res.stderr, res.stderr
+    assert "install it with namespaced=false" in res.stderr, res.stderr
 
 
 def test_dashboard_token_secret_is_created_when_none_is_named(tmp_path: Path) -> None:

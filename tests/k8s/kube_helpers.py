@@ -7,12 +7,15 @@ ServiceAccount token.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -438,3 +441,158 @@ def remove_nodes(cp: ControlPlane, names: Sequence[str]) -> None:
     """Delete nodes ensure_nodes added (their pods are gone with the test namespaces)."""
     for name in names:
         cp.api.request("DELETE", f"/api/v1/nodes/{name}")
+
+
+# -- the Helm chart on the control plane (tests/k8s/test_helm_install.py, test_helm_dashboard_rbac.py)
+
+
+def _deploy_helpers() -> Any:
+    """tests/deploy/deploy_helpers.py (the built helm, the chart's path), imported on first use."""
+    folder = str(REPO / "tests" / "deploy")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    import deploy_helpers
+
+    return deploy_helpers
+
+
+def chart_version() -> str:
+    """The version in deploy/helm/pyrollouts/Chart.yaml."""
+    import yaml
+
+    return str(yaml.safe_load((_deploy_helpers().CHART / "Chart.yaml").read_text())["version"])
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def chart_repo_fixture(tmp_path_factory: Any) -> Iterator[str]:
+    """`make chart` into a temporary folder, served over HTTP on 127.0.0.1; yields the URL.
+    Register it with ``pytest.fixture(name="chart_repo", scope="module")``."""
+    import yaml
+
+    out = tmp_path_factory.mktemp("chart-repo")
+    res = subprocess.run(
+        ["make", "-s", "chart", f"CHART_OUT={out}"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, f"make chart failed:\n{res.stdout}\n{res.stderr}"
+    version = chart_version()
+    index = yaml.safe_load((out / "index.yaml").read_text())
+    assert [e["version"] for e in index["entries"]["pyrollouts"]] == [version]
+    assert (out / f"pyrollouts-{version}.tgz").is_file()
+
+    handler = functools.partial(_QuietHandler, directory=str(out))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def helm_install(
+    cp: ControlPlane, home: Path, release: str, ns: str, repo: str, *extra: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`helm install RELEASE pyrollouts --repo REPO --version V` into ``ns`` (metrics on ClusterIP)."""
+    return _deploy_helpers().helm(  # type: ignore[no-any-return]
+        home,
+        "install",
+        release,
+        "pyrollouts",
+        "--repo",
+        repo,
+        "--version",
+        chart_version(),
+        "--namespace",
+        ns,
+        "--kubeconfig",
+        str(cp.kubeconfig),
+        "--set",
+        "metrics.service.type=ClusterIP",
+        *extra,
+        check=check,
+        timeout=180,
+    )
+
+
+def helm_uninstall(cp: ControlPlane, home: Path, release: str, ns: str) -> None:
+    """`helm uninstall --wait`, errors ignored (cleanup)."""
+    _deploy_helpers().helm(
+        home, "uninstall", release, "-n", ns, "--kubeconfig", str(cp.kubeconfig), "--wait", check=False
+    )
+
+
+def granted_pairs(cp: ControlPlane, role_paths: Sequence[str]) -> set[tuple[str, str]]:
+    """(verb, group/resource) pairs granted by the (Cluster)Roles at these API paths."""
+    rules: list[Obj] = []
+    for path in role_paths:
+        status, body = cp.api.request("GET", path)
+        assert status == 200, (path, body)
+        rules += body["rules"]
+    out = set()
+    for rule in rules:
+        assert not rule.get("resourceNames"), f"a rule limited to names is not compared here: {rule}"
+        for group in rule.get("apiGroups") or [""]:
+            for res in rule["resources"]:
+                for verb in rule["verbs"]:
+                    out.add((verb, f"{group}/{res}" if group else res))
+    return out
+
+
+def _audit_events(cp: ControlPlane, user: str) -> Iterator[Obj]:
+    for line in Path(cp.audit_log).read_text(errors="replace").splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if (ev.get("user") or {}).get("username") == user and "objectRef" in ev:
+            yield ev
+
+
+def _pair(ev: Obj) -> tuple[str, str]:
+    ref = ev["objectRef"]
+    res = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+    return str(ev["verb"]), f"{ref['apiGroup']}/{res}" if ref.get("apiGroup") else res
+
+
+def used_pairs(cp: ControlPlane, user: str) -> set[tuple[str, str]]:
+    """(verb, group/resource[/subresource]) pairs of the requests ``user`` made, from the audit log."""
+    return {_pair(ev) for ev in _audit_events(cp, user)}
+
+
+def refused_requests(cp: ControlPlane, user: str) -> list[str]:
+    """The requests of ``user`` the API server answered 403 Forbidden, as "verb resource URI"."""
+    return [
+        f"{_pair(ev)[0]} {_pair(ev)[1]} {ev.get('requestURI', '')}"
+        for ev in _audit_events(cp, user)
+        if (ev.get("responseStatus") or {}).get("code") == 403
+    ]
+
+
+def token_kubeconfig(cp: ControlPlane, ns: str, sa: str, path: Path, namespace: str | None = None) -> str:
+    """A kubeconfig with a TokenRequest token of an existing ServiceAccount (its context's namespace
+    ``namespace``, as a pod's in-cluster config has its own); returns its audit user name."""
+    status, data = cp.api.request(
+        "POST",
+        f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
+    )
+    assert status in (200, 201), data
+    conf = json.loads(Path(cp.kubeconfig).read_text())
+    conf["users"] = [{"name": sa, "user": {"token": data["status"]["token"]}}]
+    context: Obj = {"cluster": conf["clusters"][0]["name"], "user": sa}
+    if namespace:
+        context["namespace"] = namespace
+    conf["contexts"] = [{"name": sa, "context": context}]
+    conf["current-context"] = sa
+    path.write_text(json.dumps(conf))
+    path.chmod(0o600)
+    return f"system:serviceaccount:{ns}:{sa}"

@@ -11,14 +11,10 @@ UNUSED_BY_THE_SEED_STORY. Bad values fail `helm install` with the schema's messa
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import re
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +27,15 @@ from lightkube import Client
 from pyrollouts.testing.k8s_cluster import ControlPlane
 
 sys.path.insert(0, str(REPO / "tests" / "deploy"))
-from deploy_helpers import CHART, helm
+from deploy_helpers import helm
 
 _crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
 _controllers = pytest.fixture(name="controllers")(kube_helpers.controllers_fixture)
+_chart_repo = pytest.fixture(name="chart_repo", scope="module")(kube_helpers.chart_repo_fixture)
 
 NAME = "super-hello"
 HASH = "rollouts-pod-template-hash"
-CHART_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
+CHART_VERSION = kube_helpers.chart_version()
 
 # Granted by the chart, not used by the seed's story: each is a path the controller takes in other
 # stories (tests/k8s/test_kube_runtime.py covers them with an admin identity).
@@ -52,113 +49,21 @@ UNUSED_BY_THE_SEED_STORY = {
 }
 
 
-@pytest.fixture(scope="module")
-def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`make chart` into a temporary folder, served over HTTP on 127.0.0.1; yields the URL."""
-    out = tmp_path_factory.mktemp("chart-repo")
-    res = subprocess.run(
-        ["make", "-s", "chart", f"CHART_OUT={out}"], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
-    assert res.returncode == 0, f"make chart failed:\n{res.stdout}\n{res.stderr}"
-    index = yaml.safe_load((out / "index.yaml").read_text())
-    assert [e["version"] for e in index["entries"]["pyrollouts"]] == [CHART_VERSION]
-    assert (out / f"pyrollouts-{CHART_VERSION}.tgz").is_file()
-
-    handler = functools.partial(_QuietHandler, directory=str(out))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 def _install(
     cp: ControlPlane, home: Path, release: str, ns: str, repo: str, *extra: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    return helm(
-        home,
-        "install",
-        release,
-        "pyrollouts",
-        "--repo",
-        repo,
-        "--version",
-        CHART_VERSION,
-        "--namespace",
-        ns,
-        "--kubeconfig",
-        str(cp.kubeconfig),
-        "--set",
-        "metrics.service.type=ClusterIP",
-        *extra,
-        check=check,
-        timeout=180,
-    )
+    return kube_helpers.helm_install(cp, home, release, ns, repo, *extra, check=check)
 
 
 def _granted(cp: ControlPlane, release: str, ns: str) -> set[tuple[str, str]]:
     """(verb, group/resource) pairs of the controller's (Cluster)Role and leader-election Role."""
-    api = cp.api
-    rules: list[dict[str, Any]] = []
-    for path in (
-        f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{release}-pyrollouts",
-        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/{release}-pyrollouts-leader-election",
-    ):
-        status, body = api.request("GET", path)
-        assert status == 200, (path, body)
-        rules += body["rules"]
-    out = set()
-    for rule in rules:
-        for group in rule.get("apiGroups") or [""]:
-            for res in rule["resources"]:
-                for verb in rule["verbs"]:
-                    out.add((verb, f"{group}/{res}" if group else res))
-    return out
-
-
-def _used(cp: ControlPlane, user: str) -> set[tuple[str, str]]:
-    """(verb, group/resource[/subresource]) pairs of the requests ``user`` made, from the audit log."""
-    out = set()
-    for line in Path(cp.audit_log).read_text(errors="replace").splitlines():
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if (ev.get("user") or {}).get("username") != user or "objectRef" not in ev:
-            continue
-        ref = ev["objectRef"]
-        res = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-        out.add((ev["verb"], f"{ref['apiGroup']}/{res}" if ref.get("apiGroup") else res))
-    return out
-
-
-def _token_kubeconfig(cp: ControlPlane, ns: str, sa: str, path: Path) -> str:
-    """A kubeconfig with a TokenRequest token of an existing ServiceAccount; its audit user name."""
-    status, data = cp.api.request(
-        "POST",
-        f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token",
-        {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 3600},
-        },
+    return kube_helpers.granted_pairs(
+        cp,
+        [
+            f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{release}-pyrollouts",
+            f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/{release}-pyrollouts-leader-election",
+        ],
     )
-    assert status in (200, 201), data
-    conf = json.loads(Path(cp.kubeconfig).read_text())
-    conf["users"] = [{"name": sa, "user": {"token": data["status"]["token"]}}]
-    conf["contexts"] = [{"name": sa, "context": {"cluster": conf["clusters"][0]["name"], "user": sa}}]
-    conf["current-context"] = sa
-    path.write_text(json.dumps(conf))
-    path.chmod(0o600)
-    return f"system:serviceaccount:{ns}:{sa}"
 
 
 class ChartController(ControllerProc):
@@ -247,7 +152,7 @@ def test_install_from_repository_and_the_chart_rbac_runs_the_seed_story(
         )
         assert status == 200 and secret["data"]["token"], secret
 
-        user = _token_kubeconfig(cp, ns, f"{release}-pyrollouts", tmp_path / "sa.kubeconfig")
+        user = kube_helpers.token_kubeconfig(cp, ns, f"{release}-pyrollouts", tmp_path / "sa.kubeconfig")
         ctrl = ChartController(
             chart_args,
             ns,
@@ -300,7 +205,7 @@ def test_install_from_repository_and_the_chart_rbac_runs_the_seed_story(
         assert "Forbidden" not in (tmp_path / "controller.log").read_text(), ctrl.log_tail(80)
         ctrl.stop()  # releases the Lease: part of what it uses
 
-        used, granted = _used(cp, user), _granted(cp, release, ns)
+        used, granted = kube_helpers.used_pairs(cp, user), _granted(cp, release, ns)
         missing = used - granted
         unused = granted - used - UNUSED_BY_THE_SEED_STORY
         assert not missing, f"used without a grant (the API refused them): {sorted(missing)}"
@@ -308,17 +213,7 @@ def test_install_from_repository_and_the_chart_rbac_runs_the_seed_story(
         assert granted >= UNUSED_BY_THE_SEED_STORY
     finally:
         admin.close()
-        helm(
-            tmp_path,
-            "uninstall",
-            release,
-            "-n",
-            ns,
-            "--kubeconfig",
-            str(cp.kubeconfig),
-            "--wait",
-            check=False,
-        )
+        kube_helpers.helm_uninstall(cp, tmp_path, release, ns)
         cp.delete_namespace(app_ns)
 
 

@@ -60,8 +60,8 @@ app.kubernetes.io/component: dashboard
 {{- end -}}
 
 {{/*
-The controller's grants, exactly what it calls (tests/k8s/test_helm_rbac.py checks them against the
-apiserver audit log). ReplicaSets, Services and Pods are read from watch caches, so no `get`.
+The controller's grants, exactly what it calls (tests/k8s/test_helm_install.py checks them against
+the apiserver audit log). ReplicaSets, Services and Pods are read from watch caches, so no `get`.
 Used as ClusterRole rules, or as Role rules in namespaced mode. Leases are
 granted separately, in the release namespace only.
 */}}
@@ -86,7 +86,16 @@ granted separately, in the release namespace only.
   verbs: ["create"]
 {{- end -}}
 
-{{/* The dashboard's grants: reads, plus the Rollout patches its actions send (promote, abort, ...). */}}
+{{/*
+The dashboard's grants, exactly what `rollouts dashboard` calls (tests/k8s/test_helm_dashboard_rbac.py
+checks them against the apiserver audit log, driving every page, stream and button). It watches
+Rollouts, ReplicaSets, Services and Pods in all namespaces (the same caches as the controller, so
+Services are watched although no page shows them) and reads them from those caches: no `get` but
+for the Rollout, which it reads fresh before each action. Events are listed for a rollout's event
+log (not watched: the page re-reads them every second). Namespaces are listed for the namespace
+switcher. The actions (promote, abort, retry, restart, rollback) are merge patches of the Rollout
+and of its status. No pod logs, analysis runs or experiments: no page shows them.
+*/}}
 {{- define "pyrollouts.dashboardRules" -}}
 - apiGroups: ["argoproj.io"]
   resources: ["rollouts"]
@@ -94,16 +103,13 @@ granted separately, in the release namespace only.
 - apiGroups: ["argoproj.io"]
   resources: ["rollouts/status"]
   verbs: ["patch"]
-- apiGroups: ["argoproj.io"]
-  resources: ["analysisruns", "experiments"]
-  verbs: ["get", "list", "watch"]
 - apiGroups: ["apps"]
   resources: ["replicasets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
-  resources: ["pods", "services", "events"]
-  verbs: ["get", "list", "watch"]
+  resources: ["pods", "services"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
-  resources: ["pods/log"]
-  verbs: ["get"]
+  resources: ["events", "namespaces"]
+  verbs: ["list"]
 {{- end -}}

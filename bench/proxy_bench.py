@@ -13,7 +13,8 @@ of requests), all on 127.0.0.1:
 
 Prints requests/s, p50 and p99 latency per target, the CPU time the proxy and nginx processes
 spent per request (steadier than req/s when the machine is shared), and the ratios proxy/direct
-and proxy/nginx. Exits 1 if any request failed.
+and proxy/nginx; also how long the proxy process took to start (until its control socket
+answered) and the CPU it used doing so. Exits 1 if any request failed.
 """
 
 from __future__ import annotations
@@ -164,12 +165,15 @@ def load(port: int, args: argparse.Namespace, pids: list[int] | None = None) -> 
     return result
 
 
-async def start_proxy(state_dir: Path, port: int, backend_port: int) -> Any:
+async def start_proxy(state_dir: Path, port: int, backend_port: int) -> tuple[Any, tuple[float, float]]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
     from pyrollouts.runtimes.local.proxymanager import ProxyManager
 
     manager = ProxyManager(state_dir)
+    t0 = time.monotonic()
     await manager.ensure_running()
+    # Start-up: until the control socket answers, and the CPU the process used for it.
+    start = (time.monotonic() - t0, cpu_seconds([manager.pid]) if manager.pid else 0.0)
     table = {
         "version": 1,
         "services": [
@@ -194,7 +198,7 @@ async def start_proxy(state_dir: Path, port: int, backend_port: int) -> Any:
     if result["failed"]:
         raise SystemExit(f"the proxy could not listen: {result['failed']}")
     await manager.aclose()
-    return manager
+    return manager, start
 
 
 def start_nginx(workdir: Path, port: int, backend_port: int) -> subprocess.Popen[bytes]:
@@ -255,6 +259,7 @@ def main() -> int:
     procs: list[subprocess.Popen[Any]] = []
     manager = None
     results: dict[str, dict[str, Any]] = {}
+    start: tuple[float, float] | None = None
     try:
         backend_port = free_port()
         procs.append(
@@ -264,7 +269,7 @@ def main() -> int:
         results["direct"] = load(backend_port, args)
 
         proxy_port = free_port()
-        manager = asyncio.run(start_proxy(work / "state", proxy_port, backend_port))
+        manager, start = asyncio.run(start_proxy(work / "state", proxy_port, backend_port))
         wait_port(proxy_port)
         results["proxy"] = load(proxy_port, args, [manager.pid])
         manager.stop()
@@ -289,6 +294,9 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\n{args.connections} keep-alive connections, {args.seconds:g} s per target, 127.0.0.1\n")
+    if start is not None:
+        print(f"  proxy start: control socket answering after {start[0] * 1000:.0f} ms, "
+              f"{start[1] * 1000:.0f} ms CPU\n")  # fmt: skip
     for name, r in results.items():
         print(f"  {name:7s} {fmt(r)}")
     d, p = results["direct"], results["proxy"]

@@ -12,20 +12,18 @@ import json
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import kube_helpers
 import pytest
+import runtime_support
 import yaml
 from kube_helpers import (
-    REPO,
-    ControllerProc,
     admin_client,
     apply,
     audit_writes,
-    by_revision,
     get,
+    http_get,
     kubectl,
     list_objs,
     merge_patch,
@@ -35,87 +33,19 @@ from kube_helpers import (
     service_account_kubeconfig,
     wait_for,
 )
-from lightkube import Client
+from runtime_support import ACTIVE, HASH, NAME, PREVIEW, RuntimeEnv, manifest, rollout_of, with_env
 
 from pyrollouts.controller.faults import POINTS
 from pyrollouts.runtimes.kubernetes.resources import RESOURCES
-from pyrollouts.testing.k8s_cluster import ControlPlane
 
 Obj = dict[str, Any]
 
-# The shared fixtures live in kube_helpers (this folder's conftest belongs to the harness).
+# The shared fixtures live in kube_helpers and runtime_support (this folder's conftest belongs to the
+# harness); ``rt`` bundles the control plane, namespace, client, controllers and tmp_path.
 _crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
 _client = pytest.fixture(name="client")(kube_helpers.client_fixture)
 _controllers = pytest.fixture(name="controllers")(kube_helpers.controllers_fixture)
-NAME = "super-hello"
-HASH = "rollouts-pod-template-hash"
-
-
-def manifest(scale_down_delay: int = 2, **bg: Any) -> list[Obj]:
-    """examples/super-hello.yaml (the corrected seed manifest) without its Namespace, with a short
-    scale-down delay so the test need not wait 30 s."""
-    docs = [d for d in yaml.safe_load_all((REPO / "examples" / "super-hello.yaml").read_text()) if d]
-    out = [d for d in docs if d["kind"] != "Namespace"]
-    for d in out:
-        d["metadata"].pop("namespace", None)
-        if d["kind"] == "Rollout":
-            d["spec"]["strategy"]["blueGreen"]["scaleDownDelaySeconds"] = scale_down_delay
-            d["spec"]["strategy"]["blueGreen"].update(bg)
-        if d["kind"] == "Service":
-            d["spec"]["type"] = "ClusterIP"  # no cloud load balancer on the test cluster
-    return out
-
-
-def rollout_of(objs: list[Obj]) -> Obj:
-    return next(o for o in objs if o["kind"] == "Rollout")
-
-
-def with_env(objs: list[Obj], value: str) -> list[Obj]:
-    objs = copy.deepcopy(objs)
-    c = rollout_of(objs)["spec"]["template"]["spec"]["containers"][0]
-    c["env"] = [{"name": "WELCOME", "value": value}]
-    return objs
-
-
-def apply_all(client: Client, objs: list[Obj], ns: str) -> None:
-    for o in sorted(objs, key=lambda o: 0 if o["kind"] == "Service" else 1):
-        apply(client, o, ns)
-
-
-def ro(client: Client, ns: str) -> Obj:
-    return get(client, "Rollout", NAME, ns)
-
-
-def svc_hash(client: Client, ns: str, name: str) -> str | None:
-    return (get(client, "Service", name, ns)["spec"].get("selector") or {}).get(HASH)
-
-
-def start_controller(
-    cp: ControlPlane, ns: str, tmp_path: Path, procs: list[ControllerProc], name: str = "ctrl", **kw: Any
-) -> ControllerProc:
-    p = ControllerProc(
-        kw.pop("kubeconfig", cp.kubeconfig), ns, tmp_path / f"{name}.log", identity_name=name, **kw
-    )
-    procs.append(p)
-    return p.start()
-
-
-def healthy_on(client: Client, ns: str, rev: int) -> bool:
-    r = ro(client, ns)
-    st = r.get("status") or {}
-    rss = by_revision(client, r)
-    if rev not in rss:
-        return False
-    h = rs_hash(rss[rev])
-    bg = st.get("blueGreen") or {}
-    return (
-        st.get("phase") == "Healthy"
-        and bg.get("activeSelector") == h
-        and bg.get("previewSelector") == h
-        and st.get("stableRS") == h
-        and svc_hash(client, ns, "super-hello-prod") == h
-        and svc_hash(client, ns, "super-hello-preview") == h
-    )
+_rt = pytest.fixture(name="rt")(runtime_support.runtime_env_fixture)
 
 
 def metric(text: str, metric_name: str, /, **labels: str) -> list[tuple[dict[str, str], float]]:
@@ -133,39 +63,32 @@ def metric(text: str, metric_name: str, /, **labels: str) -> list[tuple[dict[str
 
 
 # -- the seed's story -------------------------------------------------------------------------------
-def test_seed_story(
-    control_plane: ControlPlane,
-    namespace: str,
-    client: Client,
-    controllers: list[ControllerProc],
-    tmp_path: Path,
-) -> None:
-    ns = namespace
+def test_seed_story(rt: RuntimeEnv) -> None:
+    ns = rt.ns
     objs = manifest(scale_down_delay=2)
-    path = tmp_path / "super-hello.yaml"
+    path = rt.tmp_path / "super-hello.yaml"
     path.write_text(yaml.safe_dump_all(objs))
-    kubectl(control_plane, "apply", "-n", ns, "-f", str(path))
-    ctrl = start_controller(control_plane, ns, tmp_path, controllers)
+    kubectl(rt.cp, "apply", "-n", ns, "-f", str(path))
+    ctrl = rt.start_controller()
 
-    wait_for(lambda: healthy_on(client, ns, 1), 40, f"Healthy on revision 1\n{ctrl.log_tail()}")
-    r = ro(client, ns)
-    rs1 = by_revision(client, r)[1]
+    rt.wait_healthy(1, 40, f"Healthy on revision 1\n{ctrl.log_tail()}")
+    r = rt.rollout()
+    rs1 = rt.revisions()[1]
     assert rs1["metadata"]["ownerReferences"][0]["uid"] == r["metadata"]["uid"]
     assert rs1["metadata"]["ownerReferences"][0]["kind"] == "Rollout"
     assert rs1["metadata"]["ownerReferences"][0].get("controller") is True
-    kubectl(control_plane, "wait", "-n", ns, "--for=condition=Healthy", f"rollout/{NAME}", "--timeout=30s")
+    kubectl(rt.cp, "wait", "-n", ns, "--for=condition=Healthy", f"rollout/{NAME}", "--timeout=30s")
     m1 = ctrl.metrics()
     assert metric(m1, "rollout_info", namespace=ns, name=NAME, strategy="blueGreen", phase="Healthy"), m1
     assert metric(m1, "rollout_info_replicas_available", namespace=ns, name=NAME)[0][1] == 3
 
     # WELCOME=V3: a second ReplicaSet, the preview Service on it, paused; active unchanged.
     path.write_text(yaml.safe_dump_all(with_env(objs, "VERSION V3")))
-    kubectl(control_plane, "apply", "-n", ns, "-f", str(path))
+    kubectl(rt.cp, "apply", "-n", ns, "-f", str(path))
 
     def paused() -> bool:
-        r = ro(client, ns)
-        st = r.get("status") or {}
-        rss = by_revision(client, r)
+        st = rt.status()
+        rss = rt.revisions()
         if 2 not in rss:
             return False
         h1, h2 = rs_hash(rss[1]), rs_hash(rss[2])
@@ -173,8 +96,8 @@ def test_seed_story(
             st.get("phase") == "Paused"
             and st.get("message") == "BlueGreenPause"
             and [c.get("reason") for c in st.get("pauseConditions") or []] == ["BlueGreenPause"]
-            and svc_hash(client, ns, "super-hello-preview") == h2
-            and svc_hash(client, ns, "super-hello-prod") == h1
+            and rt.svc_hash(PREVIEW) == h2
+            and rt.svc_hash(ACTIVE) == h1
             and (rss[2].get("status") or {}).get("availableReplicas") == 3
         )
 
@@ -184,27 +107,23 @@ def test_seed_story(
     assert metric(m2, "rollout_info_replicas_unavailable", namespace=ns, name=NAME)[0][1] == 3
 
     # kubectl runs our plugin for `kubectl rollouts ...`.
-    out = kubectl(control_plane, "rollouts", "promote", NAME, "-n", ns)
+    out = kubectl(rt.cp, "rollouts", "promote", NAME, "-n", ns)
     assert "promoted" in out.stdout
-    r = ro(client, ns)
-    rss = by_revision(client, r)
-    h2 = rs_hash(rss[2])
-    wait_for(lambda: svc_hash(client, ns, "super-hello-prod") == h2, 30, f"active switch\n{ctrl.log_tail()}")
+    h2 = rs_hash(rt.revisions()[2])
+    wait_for(lambda: rt.svc_hash(ACTIVE) == h2, 30, f"active switch\n{ctrl.log_tail()}")
     deadline = wait_for(
-        lambda: (by_revision(client, ro(client, ns))[1]["metadata"].get("annotations") or {}).get(
-            "scale-down-deadline"
-        ),
+        lambda: (rt.revisions()[1]["metadata"].get("annotations") or {}).get("scale-down-deadline"),
         20,
         "the old RS's scale-down-deadline",
     )
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", deadline), deadline
     wait_for(
-        lambda: by_revision(client, ro(client, ns))[1]["spec"]["replicas"] == 0,
+        lambda: rt.revisions()[1]["spec"]["replicas"] == 0,
         30,
         f"the old RS scaled to 0 after its deadline\n{ctrl.log_tail()}",
     )
-    wait_for(lambda: healthy_on(client, ns, 2), 30, "Healthy on revision 2")
-    kubectl(control_plane, "wait", "-n", ns, "--for=condition=Healthy", f"rollout/{NAME}", "--timeout=30s")
+    rt.wait_healthy(2, 30, "Healthy on revision 2")
+    kubectl(rt.cp, "wait", "-n", ns, "--for=condition=Healthy", f"rollout/{NAME}", "--timeout=30s")
     m3 = ctrl.metrics()
     assert metric(m3, "rollout_info", namespace=ns, name=NAME, phase="Healthy"), m3
     assert not metric(m3, "rollout_info", namespace=ns, name=NAME, phase="Paused")
@@ -221,109 +140,81 @@ def test_seed_story(
     # Events are Kubernetes Events with Argo's reasons.
     ev_reasons = [
         e["reason"]
-        for e in list_objs(client, "Event", ns)
+        for e in list_objs(rt.client, "Event", ns)
         if (e.get("involvedObject") or {}).get("name") == NAME
     ]
     for reason in ("NewReplicaSetCreated", "RolloutPaused", "SwitchService", "RolloutCompleted"):
         assert reason in ev_reasons, ev_reasons
     # `kubectl rollouts get rollout` renders the tree through the plugin.
-    tree = kubectl(control_plane, "rollouts", "get", "rollout", NAME, "-n", ns).stdout
+    tree = kubectl(rt.cp, "rollouts", "get", "rollout", NAME, "-n", ns).stdout
     assert "revision:2" in tree and "active" in tree, tree
     # /healthz answers.
-    from kube_helpers import http_get
-
     assert http_get(f"http://127.0.0.1:{ctrl.healthz_port}/healthz")[0] == 200
 
 
 # -- InvalidSpec from the API server's refusal --------------------------------------------------------
-def test_refused_pod_template_is_invalid_spec(
-    control_plane: ControlPlane,
-    namespace: str,
-    client: Client,
-    controllers: list[ControllerProc],
-    tmp_path: Path,
-) -> None:
-    ns = namespace
+def test_refused_pod_template_is_invalid_spec(rt: RuntimeEnv) -> None:
     objs = manifest()
     # The seed's mistake: the probe port as the string "8080" (a port *name*, which must contain a letter).
     rollout_of(objs)["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] = (
         "8080"
     )
-    apply_all(client, objs, ns)
-    ctrl = start_controller(control_plane, ns, tmp_path, controllers)
+    ctrl = rt.deploy(objs)
 
     def invalid() -> Obj | None:
-        st = ro(client, ns).get("status") or {}
+        st = rt.status()
         cond = next((c for c in st.get("conditions") or [] if c.get("type") == "InvalidSpec"), None)
         return cond if st.get("phase") == "Degraded" and cond and cond.get("status") == "True" else None
 
     cond = wait_for(invalid, 30, f"an InvalidSpec condition\n{ctrl.log_tail()}")
     assert "8080" in cond["message"] and "port" in cond["message"], cond
-    assert (ro(client, ns)["status"]["message"]).startswith("InvalidSpec: ")
-    assert owned_replicasets(client, ro(client, ns)) == []
+    assert (rt.rollout()["status"]["message"]).startswith("InvalidSpec: ")
+    assert owned_replicasets(rt.client, rt.rollout()) == []
     # Not a loop of failed creates: a few attempts while its own writes settle, then none until the
     # 20 s retry.
-    def creates() -> int:
-        return len(
-            [
-                e
-                for e in audit_writes(control_plane, "pyrollouts-admin", ns)
-                if e.get("verb") == "create" and (e.get("objectRef") or {}).get("resource") == "replicasets"
-            ]
-        )
-
     time.sleep(1.5)
-    settled = creates()
+    settled = len(rt.replicaset_writes("create"))
     assert 1 <= settled <= 5, f"{settled} ReplicaSet creates"
     time.sleep(4)
-    assert creates() == settled, "the controller keeps retrying the refused create"
+    assert len(rt.replicaset_writes("create")) == settled, "the controller keeps retrying the refused create"
     # Fixing the manifest recovers.
-    apply_all(client, manifest(), ns)
-    wait_for(lambda: healthy_on(client, ns, 1), 40, f"Healthy after the fix\n{ctrl.log_tail()}")
-    conds = ro(client, ns)["status"].get("conditions") or []
+    rt.apply_all(manifest())
+    rt.wait_healthy(1, 40, f"Healthy after the fix\n{ctrl.log_tail()}")
+    conds = rt.rollout()["status"].get("conditions") or []
     assert not [c for c in conds if c.get("type") == "InvalidSpec" and c.get("status") == "True"]
 
 
 # -- a user's abort racing the controller ----------------------------------------------------------
-def test_abort_is_never_lost(
-    control_plane: ControlPlane,
-    namespace: str,
-    client: Client,
-    controllers: list[ControllerProc],
-    tmp_path: Path,
-) -> None:
-    ns = namespace
+def test_abort_is_never_lost(rt: RuntimeEnv) -> None:
+    ns = rt.ns
     objs = manifest()
-    apply_all(client, objs, ns)
-    ctrl = start_controller(control_plane, ns, tmp_path, controllers)
-    wait_for(lambda: healthy_on(client, ns, 1), 40, f"Healthy\n{ctrl.log_tail()}")
-    apply_all(client, with_env(objs, "VERSION V3"), ns)
-    wait_for(lambda: (ro(client, ns).get("status") or {}).get("phase") == "Paused", 40, "Paused")
+    ctrl = rt.deploy(objs)
+    rt.wait_healthy(1, 40, f"Healthy\n{ctrl.log_tail()}")
+    rt.apply_all(with_env(objs, "VERSION V3"))
+    rt.wait_phase("Paused", 40, "Paused")
 
     stop = threading.Event()
 
     def churn() -> None:
         # Keep the controller reconciling: every Service change queues the Rollout.
-        c = admin_client(control_plane, ns)
+        c = admin_client(rt.cp, ns)
         i = 0
         while not stop.is_set():
             i += 1
-            merge_patch(
-                c, "Service", "super-hello-preview", ns, {"metadata": {"annotations": {"churn": str(i)}}}
-            )
+            merge_patch(c, "Service", PREVIEW, ns, {"metadata": {"annotations": {"churn": str(i)}}})
         c.close()
 
     for attempt in range(4):
         t = threading.Thread(target=churn, daemon=True)
         t.start()
         time.sleep(0.3)
-        written = merge_patch(client, "Rollout", NAME, ns, {"status": {"abort": True}}, status=True)
+        written = merge_patch(rt.client, "Rollout", NAME, ns, {"status": {"abort": True}}, status=True)
         rv = written["metadata"]["resourceVersion"]
         # From our write on, every version of the Rollout keeps abort=true (a watch sees each one).
         seen: list[Any] = []
 
         def follow(rv: str = rv, seen: list[Any] = seen) -> None:
-            c = admin_client(control_plane, ns)
+            c = admin_client(rt.cp, ns)
             try:
                 for _, item in c.watch(
                     RESOURCES["Rollout"], namespace=ns, resource_version=rv, server_timeout=5
@@ -342,31 +233,20 @@ def test_abort_is_never_lost(
         t.join(10)
         stop.clear()
         st = wait_for(
-            lambda: (s := ro(client, ns).get("status") or {}).get("phase") == "Degraded" and s,
+            lambda: (s := rt.status()).get("phase") == "Degraded" and s,
             20,
             "Degraded after abort",
         )
         assert st["abort"] is True and st["message"].startswith("RolloutAborted"), st
-        rss = by_revision(client, ro(client, ns))
-        assert svc_hash(client, ns, "super-hello-prod") == rs_hash(rss[1])
+        assert rt.svc_hash(ACTIVE) == rs_hash(rt.revisions()[1])
         # retry: back to the pause, for the next attempt
-        merge_patch(client, "Rollout", NAME, ns, {"status": {"abort": False}}, status=True)
-        wait_for(
-            lambda: (ro(client, ns).get("status") or {}).get("phase") == "Paused",
-            30,
-            f"Paused after retry\n{ctrl.log_tail()}",
-        )
+        merge_patch(rt.client, "Rollout", NAME, ns, {"status": {"abort": False}}, status=True)
+        rt.wait_phase("Paused", 30, f"Paused after retry\n{ctrl.log_tail()}")
 
 
 # -- adoption of what Argo left -----------------------------------------------------------------------
-def test_adopts_argo_objects_without_a_new_revision(
-    control_plane: ControlPlane,
-    namespace: str,
-    client: Client,
-    controllers: list[ControllerProc],
-    tmp_path: Path,
-) -> None:
-    ns = namespace
+def test_adopts_argo_objects_without_a_new_revision(rt: RuntimeEnv) -> None:
+    ns, client = rt.ns, rt.client
     objs = manifest()
     argo_hash = "6d8f7b9c4d"  # what Argo's Go hash gave: not ours
     rollout = rollout_of(objs)
@@ -374,7 +254,7 @@ def test_adopts_argo_objects_without_a_new_revision(
         if o["kind"] == "Service":
             o["spec"]["selector"][HASH] = argo_hash
             o["metadata"]["annotations"] = {"argo-rollouts.argoproj.io/managed-by-rollouts": NAME}
-    apply_all(client, [o for o in objs if o["kind"] == "Service"], ns)
+    rt.apply_all([o for o in objs if o["kind"] == "Service"])
     created = apply(client, rollout, ns)
     template = copy.deepcopy(rollout["spec"]["template"])
     template["metadata"]["labels"][HASH] = argo_hash
@@ -443,7 +323,7 @@ def test_adopts_argo_objects_without_a_new_revision(
     rs_uid = get(client, "ReplicaSet", f"{NAME}-{argo_hash}", ns)["metadata"]["uid"]
     pod_uids = sorted(p["metadata"]["uid"] for p in pods)
 
-    ctrl = start_controller(control_plane, ns, tmp_path, controllers)
+    ctrl = rt.start_controller()
     wait_for(
         lambda: (
             len([e for e in list_objs(client, "Event", ns) if e.get("reason") == "RolloutAddedToInformer"])
@@ -453,7 +333,7 @@ def test_adopts_argo_objects_without_a_new_revision(
         f"the controller saw the Rollout\n{ctrl.log_tail()}",
     )
     time.sleep(3)  # give it time to do anything it would wrongly do
-    r = ro(client, ns)
+    r = rt.rollout()
     rss = owned_replicasets(client, r)
     assert [x["metadata"]["name"] for x in rss] == [f"{NAME}-{argo_hash}"], (
         f"a new RS appeared\n{ctrl.log_tail()}"
@@ -465,25 +345,14 @@ def test_adopts_argo_objects_without_a_new_revision(
     st = r.get("status") or {}
     assert st.get("phase") == "Healthy", st
     assert st.get("currentPodHash") == argo_hash and st.get("stableRS") == argo_hash
-    assert svc_hash(client, ns, "super-hello-prod") == argo_hash
-    assert svc_hash(client, ns, "super-hello-preview") == argo_hash
-    creates = [
-        e
-        for e in audit_writes(control_plane, "pyrollouts-admin", ns)
-        if e.get("verb") == "create" and (e.get("objectRef") or {}).get("resource") == "replicasets"
-    ]
-    assert len(creates) == 1, "only the test's own create of Argo's RS"
+    assert rt.svc_hash(ACTIVE) == argo_hash
+    assert rt.svc_hash(PREVIEW) == argo_hash
+    assert len(rt.replicaset_writes("create")) == 1, "only the test's own create of Argo's RS"
 
 
 # -- leader election --------------------------------------------------------------------------------
-def test_only_the_leader_writes_and_a_follower_takes_over(
-    control_plane: ControlPlane,
-    namespace: str,
-    client: Client,
-    controllers: list[ControllerProc],
-    tmp_path: Path,
-) -> None:
-    ns = namespace
+def test_only_the_leader_writes_and_a_follower_takes_over(rt: RuntimeEnv) -> None:
+    ns = rt.ns
     lease = [
         "--leader-election-lease-duration",
         "4s",
@@ -495,16 +364,12 @@ def test_only_the_leader_writes_and_a_follower_takes_over(
     users = {}
     procs = {}
     for who in ("ctrl-a", "ctrl-b"):
-        kc = tmp_path / f"{who}.kubeconfig"
-        users[who] = service_account_kubeconfig(control_plane, client, ns, who, kc)
-        procs[who] = start_controller(
-            control_plane, ns, tmp_path, controllers, name=who, kubeconfig=kc, leader_elect=True, extra=lease
-        )
+        kc = rt.tmp_path / f"{who}.kubeconfig"
+        users[who] = service_account_kubeconfig(rt.cp, rt.client, ns, who, kc)
+        procs[who] = rt.start_controller(name=who, kubeconfig=kc, leader_elect=True, extra=lease)
     objs = manifest()
-    apply_all(client, objs, ns)
-    wait_for(lambda: healthy_on(client, ns, 1), 40, "Healthy under two replicas")
-
-    from kube_helpers import http_get
+    rt.apply_all(objs)
+    rt.wait_healthy(1, 40, "Healthy under two replicas")
 
     def leader() -> str | None:
         lead = [
@@ -517,10 +382,8 @@ def test_only_the_leader_writes_and_a_follower_takes_over(
     first = wait_for(leader, 10, "exactly one leader")
     follower = next(w for w in procs if w != first)
     time.sleep(1.5)  # let the audit log catch up
-    assert audit_writes(control_plane, users[first], ns), "the leader wrote nothing"
-    wrote = [
-        (e["verb"], e["objectRef"].get("resource")) for e in audit_writes(control_plane, users[follower], ns)
-    ]
+    assert audit_writes(rt.cp, users[first], ns), "the leader wrote nothing"
+    wrote = [(e["verb"], e["objectRef"].get("resource")) for e in audit_writes(rt.cp, users[follower], ns)]
     assert wrote == [], f"the follower wrote: {wrote}"
 
     procs[first].kill()
@@ -528,32 +391,20 @@ def test_only_the_leader_writes_and_a_follower_takes_over(
     wait_for(lambda: leader() == follower, 10, "the follower to take over")
     took = time.monotonic() - killed_at
     assert took <= 4 + 1 + 1.5, f"hand-over took {took:.1f}s (lease 4s, retry 1s)"
-    before = len(audit_writes(control_plane, users[follower], ns))
-    apply_all(client, with_env(objs, "VERSION V3"), ns)
-    wait_for(
-        lambda: (ro(client, ns).get("status") or {}).get("phase") == "Paused",
-        30,
-        f"the new leader reconciles\n{procs[follower].log_tail()}",
-    )
-    assert len(audit_writes(control_plane, users[follower], ns)) > before
+    before = len(audit_writes(rt.cp, users[follower], ns))
+    rt.apply_all(with_env(objs, "VERSION V3"))
+    rt.wait_phase("Paused", 30, f"the new leader reconciles\n{procs[follower].log_tail()}")
+    assert len(audit_writes(rt.cp, users[follower], ns)) > before
 
 
 # -- kill points -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("point", POINTS)
-def test_kill_point_then_restart_converges(
-    point: str,
-    control_plane: ControlPlane,
-    namespace: str,
-    client: Client,
-    controllers: list[ControllerProc],
-    tmp_path: Path,
-) -> None:
-    ns = namespace
+def test_kill_point_then_restart_converges(point: str, rt: RuntimeEnv) -> None:
     objs = manifest(scale_down_delay=1)
     # Start (and see ready) the controller before there is anything to do: with the objects already
     # there, its first reconcile could reach the kill point before start() saw /readyz.
-    ctrl = start_controller(control_plane, ns, tmp_path, controllers, env={"PYROLLOUTS_KILL_AT": point})
-    apply_all(client, objs, ns)
+    ctrl = rt.start_controller(env={"PYROLLOUTS_KILL_AT": point})
+    rt.apply_all(objs)
     deaths: list[int] = []
 
     def supervised(check: Any) -> Any:
@@ -567,69 +418,56 @@ def test_kill_point_then_restart_converges(
 
         return run
 
-    wait_for(supervised(lambda: healthy_on(client, ns, 1)), 60, f"Healthy on 1\n{ctrl.log_tail()}")
-    apply_all(client, with_env(objs, "VERSION V3"), ns)
-    wait_for(
-        supervised(lambda: (ro(client, ns).get("status") or {}).get("phase") == "Paused"),
-        60,
-        f"Paused\n{ctrl.log_tail()}",
-    )
-    merge_patch(client, "Rollout", NAME, ns, {"status": {"pauseConditions": None}}, status=True)
+    wait_for(supervised(lambda: rt.healthy_on(1)), 60, f"Healthy on 1\n{ctrl.log_tail()}")
+    rt.apply_all(with_env(objs, "VERSION V3"))
+    wait_for(supervised(lambda: rt.phase() == "Paused"), 60, f"Paused\n{ctrl.log_tail()}")
+    merge_patch(rt.client, "Rollout", NAME, rt.ns, {"status": {"pauseConditions": None}}, status=True)
 
     def done() -> bool:
-        r = ro(client, ns)
-        rss = by_revision(client, r)
-        return healthy_on(client, ns, 2) and sorted(rss) == [1, 2] and rss[1]["spec"]["replicas"] == 0
+        rss = rt.revisions()
+        return rt.healthy_on(2) and sorted(rss) == [1, 2] and rss[1]["spec"]["replicas"] == 0
 
     wait_for(supervised(done), 60, f"the end state\n{ctrl.log_tail()}")
     assert deaths == [137], f"expected one death at {point}, got {deaths}\n{ctrl.log_tail()}"
     # The same end state as an uninterrupted run: two revisions, no duplicates, everything on 2.
-    r = ro(client, ns)
-    rss = owned_replicasets(client, r)
+    r = rt.rollout()
+    rss = owned_replicasets(rt.client, r)
     assert len(rss) == 2
-    revs = by_revision(client, r)
+    revs = rt.revisions()
     assert revs[2]["spec"]["replicas"] == 3 and revs[1]["spec"]["replicas"] == 0
     st = r["status"]
     assert st["stableRS"] == st["currentPodHash"] == rs_hash(revs[2])
     assert not st.get("pauseConditions") and not st.get("abort")
 
 
-def test_plugin_apply_crds_and_printer_columns(
-    control_plane: ControlPlane,
-    namespace: str,
-    client: Client,
-    controllers: list[ControllerProc],
-    tmp_path: Path,
-) -> None:
-    ns = namespace
-    path = tmp_path / "app.yaml"
+def test_plugin_apply_crds_and_printer_columns(rt: RuntimeEnv) -> None:
+    ns = rt.ns
+    path = rt.tmp_path / "app.yaml"
     path.write_text(yaml.safe_dump_all(manifest()))
     # `kubectl rollouts apply` (the CLI's Kubernetes backend: lint, then server-side apply)
-    out = kubectl(control_plane, "rollouts", "apply", "-f", str(path), "-n", ns).stdout
+    out = kubectl(rt.cp, "rollouts", "apply", "-f", str(path), "-n", ns).stdout
     assert "rollout.argoproj.io/super-hello created" in out, out
-    start_controller(control_plane, ns, tmp_path, controllers)
-    wait_for(lambda: healthy_on(client, ns, 1), 40, "Healthy")
+    rt.start_controller()
+    rt.wait_healthy(1, 40, "Healthy")
     # re-applying the same manifest changes nothing: the Services keep the injected hash
-    kubectl(control_plane, "rollouts", "apply", "-f", str(path), "-n", ns)
+    kubectl(rt.cp, "rollouts", "apply", "-f", str(path), "-n", ns)
     time.sleep(1)
-    assert healthy_on(client, ns, 1)
-    listing = kubectl(control_plane, "rollouts", "list", "rollouts", "-n", ns).stdout
+    assert rt.healthy_on(1)
+    listing = kubectl(rt.cp, "rollouts", "list", "rollouts", "-n", ns).stdout
     assert "super-hello" in listing and "Healthy" in listing, listing
-    out = kubectl(control_plane, "get", "ro", "-n", ns).stdout
+    out = kubectl(rt.cp, "get", "ro", "-n", ns).stdout
     header = out.splitlines()[0].split()
     assert header[:5] == ["NAME", "DESIRED", "CURRENT", "UP-TO-DATE", "AVAILABLE"], out
     row = out.splitlines()[1].split()
     assert row[:5] == [NAME, "3", "3", "3", "3"], out
     # the scale subresource works (kubectl scale goes through it)
-    kubectl(control_plane, "scale", "-n", ns, f"rollout/{NAME}", "--replicas=2")
+    kubectl(rt.cp, "scale", "-n", ns, f"rollout/{NAME}", "--replicas=2")
     wait_for(
-        lambda: (
-            (ro(client, ns).get("status") or {}).get("availableReplicas") == 2 and healthy_on(client, ns, 1)
-        ),
+        lambda: rt.status().get("availableReplicas") == 2 and rt.healthy_on(1),
         30,
         "scaled to 2",
     )
-    crds = json.loads(kubectl(control_plane, "get", "crd", "-o", "json").stdout)
+    crds = json.loads(kubectl(rt.cp, "get", "crd", "-o", "json").stdout)
     names = {c["metadata"]["name"] for c in crds["items"]}
     assert {
         "rollouts.argoproj.io",

@@ -557,3 +557,188 @@ async def test_pooled_connection_closed_by_the_endpoint_is_retried(manager: Prox
         assert served == 5 and dropped >= 4
     finally:
         srv.close()
+
+
+# -- the fast paths give what the plain code gives --------------------------------------------------
+
+
+async def test_rewritten_heads_match_the_plain_rewriting(manager: ProxyManager) -> None:
+    """The proxy rewrites request and response heads in one pass per head (l7.py's hot path); what
+    reaches the endpoint and the client must be what the plain rewriting functions give, for header
+    sets that touch every special case (hop-by-hop, Connection tokens, X-Forwarded-*, Expect,
+    custom reason, read-until-close bodies)."""
+    from pyrollouts.runtimes.local.proxy.l7 import (
+        _request_framing,
+        _request_head_bytes,
+        _RequestHead,
+        _response_framing,
+        _response_head_bytes,
+    )
+
+    cases: list[tuple[list[tuple[bytes, bytes]], bytes, list[tuple[bytes, bytes]], bytes]] = [
+        (  # many headers, forwarded-for twice, hop-by-hop ones, an Expect that is not 100-continue
+            [(b"Host", b"x"), (b"X-Forwarded-For", b"10.0.0.1"), (b"Keep-Alive", b"timeout=5"),
+             (b"User-Agent", b"t/1"), (b"x-forwarded-for", b"10.0.0.2"), (b"X-Forwarded-Proto", b"https"),
+             (b"TE", b"trailers"), (b"Proxy-Connection", b"keep-alive"), (b"Expect", b"nothing"),
+             (b"Content-Length", b"0")],
+            b"201", [(b"Content-Length", b"2"), (b"X-A", b"1"), (b"Keep-Alive", b"timeout=5")], b"ok",
+        ),
+        (  # Connection names other headers, which must go on both sides; a custom reason
+            [(b"Host", b"x"), (b"Connection", b"X-Secret, close"), (b"X-Secret", b"1"),
+             (b"X-Kept", b"2")],
+            b"200 Fine Thanks",
+            [(b"Content-Length", b"3"), (b"Connection", b"X-Internal"), (b"X-Internal", b"1"),
+             (b"Content-Type", b"text/plain")],
+            b"abc",
+        ),
+        (  # a response read until the endpoint closes: re-chunked for the 1.1 client
+            [(b"Host", b"x"), (b"Accept", b"*/*")],
+            b"200 OK", [(b"Connection", b"close"), (b"X-B", b"2")], b"until-close",
+        ),
+    ]  # fmt: skip
+    received: list[bytes] = []
+    answers: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                received.append(await reader.readuntil(b"\r\n\r\n"))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            writer.write(answers.pop(0))
+            await writer.drain()
+            if b"Connection: close" in received[-1] or not answers:
+                break
+        writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = free_port()
+    try:
+        await manager.push(table(1, port, [("raw-1", "rrr", srv.sockets[0].getsockname()[1], True)]))
+        for req_headers, status_line, resp_headers, body in cases:
+            status, _, reason_ = status_line.partition(b" ")
+            framing = b"" if any(n.lower() == b"connection" and v == b"close" for n, v in resp_headers) else (
+                b"Content-Length"
+            )  # fmt: skip
+            answers.append(
+                b"HTTP/1.1 " + status_line + b"\r\n"
+                + b"".join(n + b": " + v + b"\r\n" for n, v in resp_headers) + b"\r\n" + body
+            )  # fmt: skip
+            # Every request ends its connection (the test reads until the proxy closes).
+            sent = req_headers if any(n == b"Connection" for n, _ in req_headers) else [
+                *req_headers, (b"Connection", b"close")
+            ]  # fmt: skip
+            raw = b"GET /p?q=1 HTTP/1.1\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in sent) + b"\r\n"
+            got = await asyncio.to_thread(raw_request, port, raw)
+            # What the endpoint received: as the plain rewriting of the same head.
+            head = _RequestHead(b"GET", b"/p?q=1", "1.1", sent, False, False)
+            assert received[-1] == _request_head_bytes(head, _request_framing(sent), b"127.0.0.1")
+            # What the client received: as the plain rewriting of the endpoint's head.
+            mode = _response_framing(resp_headers)
+            mode = "rechunk" if mode in ("eof", "chunked") else mode
+            want = _response_head_bytes(b"HTTP/1.1", int(status), reason_, resp_headers, mode, False)
+            assert got.startswith(want), (got, want)
+            rest = got[len(want) :]
+            assert rest == (body if framing else b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+    finally:
+        srv.close()
+
+
+def test_metrics_collector_numbers() -> None:
+    """Counting in plain lists and rendering at scrape time gives the numbers and the names the
+    Prometheus client gave when it counted itself."""
+    from pyrollouts.runtimes.local.proxy.metrics import ProxyMetrics
+
+    m = ProxyMetrics()
+    for seconds in (0.0004, 0.0004, 0.003, 0.2, 20.0):
+        m.observe("ns", "svc", "r1", 200, seconds)
+    m.observe("ns", "svc", "r1", 503, 0.001)
+    m.observe("ns", "svc", "", 503, 0.0001)  # no pod chosen: revision "none"
+    m.observe("ns", "svc", "r1", 999, 0.001)  # any three-digit status llhttp accepts
+    m.observe_tcp("ns", "svc", "r2")
+    m.active_connections = 3
+
+    stats = m.as_json()
+    r1 = stats["services"]["ns/svc"]["revisions"]["r1"]
+    assert r1["requests"] == 7 and r1["errors"] == 1
+    assert r1["byClass"] == {"1xx": 0, "2xx": 5, "3xx": 0, "4xx": 0, "5xx": 1, "9xx": 1}
+    assert r1["latencyP50Seconds"] == 0.001 and r1["latencyP99Seconds"] == float("inf")
+    assert abs(r1["latencyMeanSeconds"] - (0.0008 + 0.003 + 0.2 + 20.0 + 0.002) / 7) < 1e-12
+    assert stats["services"]["ns/svc"]["revisions"]["none"]["byClass"]["5xx"] == 1
+    assert stats["services"]["ns/svc"]["revisions"]["r2"]["tcpConnections"] == 1
+    assert stats["activeConnections"] == 3
+
+    text = m.prometheus_text().decode()
+    labels = 'namespace="ns",revision="r1",service="svc"'
+    for line in (
+        f'pyrollouts_proxy_requests_total{{code="2xx",{labels}}} 5.0',
+        f'pyrollouts_proxy_requests_total{{code="5xx",{labels}}} 1.0',
+        f'pyrollouts_proxy_requests_total{{code="9xx",{labels}}} 1.0',
+        f'pyrollouts_proxy_request_duration_seconds_bucket{{le="0.0005",{labels}}} 2.0',
+        f'pyrollouts_proxy_request_duration_seconds_bucket{{le="0.001",{labels}}} 4.0',
+        f'pyrollouts_proxy_request_duration_seconds_bucket{{le="0.005",{labels}}} 5.0',
+        f'pyrollouts_proxy_request_duration_seconds_bucket{{le="0.25",{labels}}} 6.0',
+        f'pyrollouts_proxy_request_duration_seconds_bucket{{le="10.0",{labels}}} 6.0',
+        f'pyrollouts_proxy_request_duration_seconds_bucket{{le="+Inf",{labels}}} 7.0',
+        f"pyrollouts_proxy_request_duration_seconds_count{{{labels}}} 7.0",
+        'pyrollouts_proxy_tcp_connections_total{namespace="ns",revision="r2",service="svc"} 1.0',
+        "pyrollouts_proxy_active_connections 3.0",
+    ):
+        assert line in text.splitlines(), line
+    assert "# TYPE pyrollouts_proxy_request_duration_seconds histogram" in text
+
+
+def _control(sock_path: Path, data: bytes) -> bytes:
+    """Raw bytes to the control socket, everything it answers until it closes."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(sock_path))
+        s.sendall(data)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+async def test_control_socket_answers_errors_and_keeps_connections(manager: ProxyManager) -> None:
+    """The control socket is a small HTTP/1.1 server of the proxy's own: wrong paths, methods and
+    bodies get a JSON error; several requests share one connection, answered in order."""
+    sock = manager.socket_path
+    out = await asyncio.to_thread(
+        _control, sock, b"GET /nope HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n"
+    )
+    assert out.startswith(b"HTTP/1.1 404") and b"no such path /nope" in out
+    out = await asyncio.to_thread(
+        _control, sock, b"DELETE /table HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n"
+    )
+    assert out.startswith(b"HTTP/1.1 405") and b"use PUT, GET" in out
+    out = await asyncio.to_thread(
+        _control, sock, b"PUT /table HTTP/1.1\r\nHost: p\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{x}"
+    )
+    assert out.startswith(b"HTTP/1.1 400") and b"table: not JSON" in out
+    out = await asyncio.to_thread(
+        _control, sock, b"GET /healthz HTTP/1.1\r\nHost: p\r\n\r\nbad request\r\n\r\n"
+    )
+    assert out.startswith(b"HTTP/1.1 200") and out.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 400" in out
+    # Keep-alive and in-order answers: HEAD (no body), then GET, then a close.
+    out = await asyncio.to_thread(
+        _control,
+        sock,
+        b"HEAD /healthz HTTP/1.1\r\nHost: p\r\n\r\nGET /stats?x=1 HTTP/1.1\r\nHost: p\r\n\r\n"
+        b"GET /metrics HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
+    )
+    first, second, third = out.split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert first.endswith(b"\r\n\r\n") and b"application/json" in first  # HEAD: the head only
+    assert b'"routes"' in second and b"pyrollouts_proxy_active_connections" in third
+    assert b"text/plain; version=0.0.4" in third
+
+
+def test_proxy_process_starts_without_aiohttp_or_prometheus_client() -> None:
+    """Their imports were most of the proxy's start-up CPU; the data path and the control socket
+    need neither (prometheus_client is imported at the first scrape)."""
+    code = (
+        "import sys, pyrollouts.runtimes.local.proxy.__main__\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'aiohttp', 'prometheus_client'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

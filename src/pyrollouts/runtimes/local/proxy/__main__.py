@@ -18,9 +18,7 @@ import signal
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
-from .control import make_app
+from .control import serve_control
 from .server import LOCK_FILE, PID_FILE, SOCKET_FILE, ProxyServer, process_start_time
 
 log = logging.getLogger("pyrollouts.proxy")
@@ -35,9 +33,7 @@ async def _run(state_dir: Path, bind: str) -> int:
     await proxy.start()
     with contextlib.suppress(FileNotFoundError):
         sock_path.unlink()  # left by a proxy that died; we hold the lock, so it is not live
-    runner = web.AppRunner(make_app(proxy), access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.UnixSite(runner, str(sock_path)).start()
+    control = await serve_control(proxy, str(sock_path))
     pid_path = state_dir / PID_FILE
     tmp = pid_path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"pid": os.getpid(), "startTime": process_start_time(os.getpid())}))
@@ -50,8 +46,8 @@ async def _run(state_dir: Path, bind: str) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("proxy %s stopping", os.getpid())
+    control.close()
     await proxy.close()
-    await runner.cleanup()
     with contextlib.suppress(FileNotFoundError):
         pid_path.unlink()
     return 0

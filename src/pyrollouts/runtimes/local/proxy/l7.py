@@ -11,19 +11,27 @@ hop-by-hop headers, adds X-Forwarded-For, and keeps client and upstream keep-ali
 It is callback-driven (no coroutine or future per request on the common path): with asyncio
 streams every read costs a future, a buffer copy and a task wake-up, and an L4 pipe built on them
 carried about a third of the requests per second of the same pipe built on protocols here.
-One ``HttpProxyProtocol`` per client connection turns parser callbacks into a queue of
-head/body/end events; one ``_Exchange`` at a time forwards a request and its response; pipelined
-requests wait in the queue. Each request reads ``state.route(key)`` when it starts, so an idle
-keep-alive client moves to the new table on its next request while a request
-already forwarded finishes on its endpoint (draining).
+One ``HttpProxyProtocol`` per client connection turns parser callbacks into requests; one
+``_Exchange`` at a time forwards a request and its response. When nothing is waiting, a request
+starts straight from the parser callback and its body goes straight to the endpoint; otherwise
+(pipelining, a body while the endpoint connection is being opened) head/body/end events wait in
+a queue. Each request reads the routing snapshot when it starts, so an idle keep-alive client
+moves to the new table on its next request while a request already forwarded finishes on its
+endpoint (draining).
+
+This file is the proxy's hot path, and the Python work per request is what its CPU cost is made
+of (``make bench``, docs/benchmarks.md): so one pass over the headers builds the forwarded head,
+the endpoint's parser calls the exchange directly, and the common path makes few calls. The plain
+(slower, obviously right) head rewriting functions are kept for rare cases and as the reference
+the tests compare the fast path with.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
+from time import monotonic
 from typing import Any
 
 import httptools
@@ -51,6 +59,25 @@ REASONS = {400: b"Bad Request", 405: b"Method Not Allowed", 502: b"Bad Gateway",
 
 _HEAD, _BODY, _END = 0, 1, 2
 
+# What the one-pass head rewriting looks at, by lower-cased header name; every other header is
+# forwarded as it came. _DROP: hop-by-hop, never forwarded.
+_DROP, _CONNECTION, _TRANSFER_ENCODING, _CONTENT_LENGTH, _EXPECT, _XFF, _XFP = range(7)
+_REQUEST_HEADERS: dict[bytes, int] = {
+    **dict.fromkeys(HOP_BY_HOP, _DROP),
+    b"connection": _CONNECTION,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"content-length": _CONTENT_LENGTH,
+    b"expect": _EXPECT,
+    b"x-forwarded-for": _XFF,
+    b"x-forwarded-proto": _XFP,
+}
+_RESPONSE_HEADERS: dict[bytes, int] = {
+    **dict.fromkeys(HOP_BY_HOP, _DROP),
+    b"connection": _CONNECTION,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"content-length": _CONTENT_LENGTH,
+}
+
 
 class _RequestHead:
     __slots__ = ("headers", "keep_alive", "method", "upgrade", "url", "version")
@@ -73,6 +100,15 @@ def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
         if name.lower() == b"connection":
             tokens.update(t.strip().lower() for t in value.split(b","))
     return tokens
+
+
+def _tokens_name_a_header(tokens: set[bytes] | None, headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a Connection header names a header that is not hop-by-hop anyway (then that header
+    must be dropped too, and the plain rewriting below does it)."""
+    if not tokens:
+        return False
+    extra = tokens - HOP_BY_HOP
+    return bool(extra) and any(name.lower() in extra for name, _ in headers)
 
 
 def _request_framing(headers: list[tuple[bytes, bytes]]) -> str:
@@ -107,8 +143,66 @@ def _error_response(version: bytes, status: int, text: str, keep_alive: bool) ->
     )
 
 
+def forward_request_head(head: _RequestHead, client_ip: bytes) -> tuple[str, bytes, bool]:
+    """The request as sent to an endpoint, in one pass over its headers: (framing of its body:
+    "chunked", "length" or "none"; the head bytes; whether the client sent Expect: 100-continue).
+
+    Gives the same bytes as ``_request_head_bytes(head, _request_framing(...), client_ip)``."""
+    if head.upgrade:
+        framing = _request_framing(head.headers)
+        return framing, _request_head_bytes(head, framing, client_ip), _expects_continue(head.headers)
+    lines: list[bytes] = [head.method + b" " + head.url + b" HTTP/1.1\r\n"]
+    chunked = length = expect = has_proto = False
+    xff: bytes | None = None
+    tokens: set[bytes] | None = None
+    kinds = _REQUEST_HEADERS
+    for name, value in head.headers:
+        kind = kinds.get(name.lower())
+        if kind is None:
+            lines += (name, b": ", value, b"\r\n")
+        elif kind == _CONTENT_LENGTH:
+            if value.strip() != b"0":
+                length = True
+            lines += (name, b": ", value, b"\r\n")
+        elif kind == _XFF:
+            xff = value if xff is None else xff + b", " + value
+        elif kind == _XFP:
+            has_proto = True
+            lines += (name, b": ", value, b"\r\n")
+        elif kind == _TRANSFER_ENCODING:
+            if b"chunked" in value.lower():
+                chunked = True
+        elif kind == _CONNECTION:
+            if tokens is None:
+                tokens = set()
+            tokens.update(t.strip().lower() for t in value.split(b","))
+        elif kind == _EXPECT and value.lower() == b"100-continue":
+            expect = True
+        # else _DROP (hop-by-hop), or an Expect other than 100-continue: not forwarded.
+    framing = "chunked" if chunked else "length" if length else "none"
+    if tokens is not None and _tokens_name_a_header(tokens, head.headers):
+        return framing, _request_head_bytes(head, framing, client_ip), expect
+    lines += (b"X-Forwarded-For: ", client_ip if xff is None else xff + b", " + client_ip, b"\r\n")
+    if not has_proto:
+        lines.append(b"X-Forwarded-Proto: http\r\n")
+    if chunked:
+        lines.append(b"Transfer-Encoding: chunked\r\n")
+    lines.append(b"\r\n")
+    return framing, b"".join(lines), expect
+
+
+def _expects_continue(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(n.lower() == b"expect" and v.lower() == b"100-continue" for n, v in headers)
+
+
 class HttpProxyProtocol(asyncio.Protocol):
     """One client connection on an HTTP listener."""
+
+    __slots__ = (
+        "_headers", "_pumping", "_url", "client_eof", "client_ip", "closed", "events", "exchange",
+        "idle_since", "key", "loop", "parser", "paused_for", "queued", "state", "transport", "tunnel",
+        "upgrade_tail",
+    )  # fmt: skip
 
     def __init__(self, state: ProxyState, key: tuple[str, int]) -> None:
         self.state = state
@@ -116,6 +210,8 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
+        # Events waiting for the exchange in flight (or for its endpoint connection); empty on the
+        # common path, where parser callbacks drive the exchange directly.
         self.events: deque[tuple[int, Any]] = deque()
         self.queued = 0
         self.exchange: _Exchange | None = None
@@ -129,7 +225,9 @@ class HttpProxyProtocol(asyncio.Protocol):
         # After an Upgrade request, the rest of the client's bytes belong to the tunnel.
         self.upgrade_tail: bytes | None = None
         self.tunnel: ClientPipe | None = None
-        self._url: list[bytes] = []
+        # The request being parsed; reset when its head is complete (so no on_message_begin
+        # callback is needed).
+        self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._pumping = False
 
@@ -160,7 +258,8 @@ class HttpProxyProtocol(asyncio.Protocol):
             self._write(_error_response(b"HTTP/1.1", 400, f"bad request: {exc}\n", False))
             self._close()
             return
-        self._pump()
+        if self.events or self.paused_for or self.exchange is None:
+            self._pump()
 
     def eof_received(self) -> bool:
         self.client_eof = True
@@ -196,28 +295,40 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     # -- httptools callbacks (client side) ----------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._url = []
-        self._headers = []
-
     def on_url(self, url: bytes) -> None:
-        self._url.append(url)
+        self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         p = self.parser
-        head = _RequestHead(p.get_method(), b"".join(self._url), p.get_http_version(), self._headers,
+        head = _RequestHead(p.get_method(), self._url, p.get_http_version(), self._headers,
                             p.should_keep_alive(), p.should_upgrade())  # fmt: skip
-        self.events.append((_HEAD, head))
+        self._url = b""
+        self._headers = []
+        if self.events or self.exchange is not None or self.closed or head.upgrade:
+            # Pipelined behind the request in flight, or an Upgrade (whose tail llhttp hands over
+            # only after this callback): it waits for _pump.
+            self.events.append((_HEAD, head))
+        else:
+            self._start(head)
 
     def on_body(self, body: bytes) -> None:
-        self.events.append((_BODY, body))
-        self.queued += len(body)
+        ex = self.exchange
+        if self.events or (ex is not None and not ex.ready):
+            self.events.append((_BODY, body))
+            self.queued += len(body)
+        elif ex is not None:
+            ex.send_body(body)
+        # else: the body of a request we answered ourselves (503, ...): read and dropped.
 
     def on_message_complete(self) -> None:
-        self.events.append((_END, None))
+        ex = self.exchange
+        if self.events or (ex is not None and not ex.ready):
+            self.events.append((_END, None))
+        elif ex is not None:
+            ex.send_end()
 
     # -- flow ---------------------------------------------------------------------------------------
 
@@ -237,8 +348,9 @@ class HttpProxyProtocol(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def _write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(data)
 
     def _close(self) -> None:
         if self.transport is not None:
@@ -254,21 +366,23 @@ class HttpProxyProtocol(asyncio.Protocol):
             self._close()
 
     def _pump(self) -> None:
-        """Move queued events along: start the next request, or feed the current one its body."""
+        """Move queued events along (start the next request, or feed the current one its body),
+        then pause or resume reading, and close or mark idle a connection with nothing to do."""
         if self._pumping:
             return  # called back from inside the loop below, which looks at the queue again anyway
-        self._pumping = True
-        try:
-            self._pump_events()
-        finally:
-            self._pumping = False
+        if self.events:
+            self._pumping = True
+            try:
+                self._pump_events()
+            finally:
+                self._pumping = False
         if self.paused_for or self.queued > MAX_QUEUED:
             self.set_paused("queue", self.queued > MAX_QUEUED)
         if self.exchange is None and not self.events and not self.closed:
             if self.client_eof:
                 self._close()
-            elif self.upgrade_tail is None:
-                self._arm_idle()
+            elif self.upgrade_tail is None and self.idle_since is None:
+                self.idle_since = self.loop.time()
 
     def _pump_events(self) -> None:
         events = self.events
@@ -296,9 +410,9 @@ class HttpProxyProtocol(asyncio.Protocol):
                     ex.send_end()
 
     def _start(self, head: _RequestHead) -> None:
-        started = time.monotonic()
+        started = monotonic()
         version = b"HTTP/1.1" if head.version == "1.1" else b"HTTP/1.0"
-        route = self.state.route(self.key)
+        route = self.state.routing.routes.get(self.key)
         if route is None:
             self._answer(version, 503, f"no service is configured on port {self.key[1]} any more\n",
                          head.keep_alive)  # fmt: skip
@@ -314,8 +428,8 @@ class HttpProxyProtocol(asyncio.Protocol):
         if head.upgrade:
             self._start_tunnel(route, head, version, started)
             return
-        self.exchange = _Exchange(self, route, head, version, started)
-        self.exchange.connect_next()
+        self.exchange = ex = _Exchange(self, route, head, version, started)
+        ex.connect_next()
 
     def _answer(self, version: bytes, status: int, text: str, keep_alive: bool) -> None:
         self._write(_error_response(version, status, text, keep_alive))
@@ -323,9 +437,7 @@ class HttpProxyProtocol(asyncio.Protocol):
             self._close()
 
     def _observe(self, route: Route, revision: str, status: int, started: float) -> None:
-        self.state.metrics.observe(
-            route.namespace, route.service, revision, status, time.monotonic() - started
-        )
+        self.state.metrics.observe(route.namespace, route.service, revision, status, monotonic() - started)
 
     def exchange_done(self, keep_alive: bool) -> None:
         """Called by the exchange once its response is complete (or failed and was answered)."""
@@ -335,7 +447,10 @@ class HttpProxyProtocol(asyncio.Protocol):
         if not keep_alive:
             self._close()
             return
-        self._pump()
+        if self.events or self.paused_for or self.client_eof or self._pumping:
+            self._pump()
+        elif not self.closed and self.upgrade_tail is None and self.idle_since is None:
+            self.idle_since = self.loop.time()  # the common case of _pump, inline
 
     # -- Upgrade (WebSocket) -----------------------------------------------------------------------
 
@@ -387,6 +502,8 @@ class HttpProxyProtocol(asyncio.Protocol):
 
 
 def _request_head_bytes(head: _RequestHead, framing: str, client_ip: bytes) -> bytes:
+    """The request head for the endpoint, rewritten the plain way (the tunnel's, and the reference
+    for ``forward_request_head``)."""
     tokens = _connection_tokens(head.headers)
     lines = [b"%s %s HTTP/1.1\r\n" % (head.method, head.url)]
     xff = None
@@ -423,6 +540,8 @@ def _response_head_bytes(
     mode: str,
     keep_alive: bool,
 ) -> bytes:
+    """The response head for the client, rewritten the plain way (1xx heads, rare header sets, and
+    the reference for ``_Exchange.on_response_head``)."""
     tokens = _connection_tokens(headers)
     lines = [b"%s %d %s\r\n" % (version, status, reason_ or b"-")]
     for name, value in headers:
@@ -443,7 +562,10 @@ def _response_head_bytes(
 
 
 class _Upstream(asyncio.Protocol):
-    """A connection to an endpoint; pooled between exchanges."""
+    """A connection to an endpoint; pooled between exchanges. Its response parser calls the
+    exchange it serves directly (the exchange is the parser's protocol)."""
+
+    __slots__ = ("closed", "eof", "exchange", "host", "idle_since", "parser", "paused", "port", "transport")
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
@@ -455,8 +577,6 @@ class _Upstream(asyncio.Protocol):
         self.eof = False
         self.paused = False
         self.parser: httptools.HttpResponseParser | None = None
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._reason: list[bytes] = []
 
     def usable(self) -> bool:
         """False once the endpoint closed it (or it broke) while idle."""
@@ -469,31 +589,44 @@ class _Upstream(asyncio.Protocol):
 
     def begin(self, exchange: _Exchange) -> None:
         """Start an exchange on this connection: a fresh parser, since a HEAD response may have left
-        the previous one waiting for a body that never comes."""
+        the previous one waiting for a body that never comes, and the parser calls the exchange."""
         self.exchange = exchange
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = httptools.HttpResponseParser(exchange)
         if self.paused and self.transport is not None:
             # Paused for a slow client of the previous exchange.
             self.transport.resume_reading()
             self.paused = False
+
+    def detach(self) -> None:
+        """The exchange is over: drop the references between it and this connection (they would
+        otherwise form a cycle through the parser)."""
+        self.exchange = None
+        self.parser = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         ex = self.exchange
-        if ex is None or self.parser is None:
+        parser = self.parser
+        if ex is None or parser is None:
             self.close()  # bytes nobody asked for: this connection is not reusable
             return
         ex.got_bytes = True
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             pass  # a 101 to a plain request; its head is already handled
         except httptools.HttpParserError as exc:
             ex.upstream_failed(f"invalid response: {exc}", retriable=False)
             return
-        ex.after_feed()
+        # One write to the client per read from the endpoint, then finish if complete.
+        out = ex.out
+        if out:
+            ex.client._write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
+        if ex.response_done and not ex.finished:
+            ex.finish()
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -514,41 +647,32 @@ class _Upstream(asyncio.Protocol):
         if self.exchange is not None:
             self.exchange.client.set_paused("upstream", False)
 
-    # httptools callbacks (upstream side)
-    def on_message_begin(self) -> None:
-        self._headers = []
-        self._reason = []
-
-    def on_status(self, status: bytes) -> None:
-        self._reason.append(status)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        p = self.parser
-        if self.exchange is not None and p is not None:
-            self.exchange.on_response_head(p.get_status_code(), b"".join(self._reason), self._headers,
-                                           p.should_keep_alive())  # fmt: skip
-
-    def on_body(self, body: bytes) -> None:
-        if self.exchange is not None:
-            self.exchange.on_response_body(body)
-
-    def on_message_complete(self) -> None:
-        if self.exchange is not None:
-            self.exchange.on_response_end()
-
 
 class _Exchange:
-    """One request forwarded to one endpoint and its response streamed back."""
+    """One request forwarded to one endpoint and its response streamed back. It is also the
+    protocol of the endpoint connection's response parser (the on_* methods)."""
 
-    __slots__ = (
-        "attempt", "client", "client_keep", "eof_body", "errors", "finished", "framing", "got_bytes",
-        "head", "head_bytes", "head_sent", "is_head", "mode", "out", "ready", "replayable",
-        "request_done", "response_done", "reused", "route", "skip_end", "stale_retries", "start",
-        "started", "status", "target", "task", "up_keep", "upstream", "version",
-    )  # fmt: skip
+    # No __slots__: most of the state starts at these class-level defaults, so a new exchange
+    # sets only what differs (this object is made once per request).
+    attempt = 0
+    stale_retries = 0
+    upstream: _Upstream | None = None
+    ready = False
+    reused = False
+    got_bytes = False
+    request_done = False
+    head_sent = False
+    response_done = False
+    finished = False
+    status = 502
+    mode = "none"
+    eof_body = False
+    skip_end = False
+    up_keep = False
+    task: asyncio.Task[None] | None = None
+    #: Why endpoints failed, for the 502 body; a list once there is one.
+    errors: tuple[str, ...] | list[str] = ()
+    _reason = b""
 
     def __init__(
         self, client: HttpProxyProtocol, route: Route, head: _RequestHead, version: bytes, started: float
@@ -558,36 +682,22 @@ class _Exchange:
         self.head = head
         self.version = version
         self.started = started
-        self.framing = _request_framing(head.headers)
-        self.head_bytes = _request_head_bytes(head, self.framing, client.client_ip)
-        self.replayable = self.framing == "none" and head.method in IDEMPOTENT
+        framing, self.head_bytes, expect_continue = forward_request_head(head, client.client_ip)
+        self.framing = framing
+        self.replayable = framing == "none" and head.method in IDEMPOTENT
         self.is_head = head.method == b"HEAD"
         self.start = client.state.next_index(client.key)
-        self.attempt = 0
-        self.stale_retries = 0
-        self.errors: list[str] = []
         self.target: Target = route.targets[self.start % len(route.targets)]
-        self.upstream: _Upstream | None = None
-        self.ready = False
-        self.reused = False
-        self.got_bytes = False
-        self.request_done = False
-        self.head_sent = False
-        self.response_done = False
-        self.finished = False
-        self.status = 502
-        self.mode = "none"
-        self.eof_body = False
-        self.skip_end = False
-        self.up_keep = False
         self.client_keep = head.keep_alive
         self.out: list[bytes] = []
-        self.task: asyncio.Task[None] | None = None
-        if self.framing != "none" and head.version == "1.1":
-            for name, value in head.headers:
-                if name.lower() == b"expect" and value.lower() == b"100-continue":
-                    # We do not wait for the endpoint's own 100: the body is streamed as it comes.
-                    client._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if expect_continue and framing != "none" and head.version == "1.1":
+            # We do not wait for the endpoint's own 100: the body is streamed as it comes.
+            client._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _error(self, message: str) -> None:
+        if not isinstance(self.errors, list):
+            self.errors = []
+        self.errors.append(message)
 
     # -- connecting ---------------------------------------------------------------------------------
 
@@ -597,12 +707,12 @@ class _Exchange:
         if self.attempt >= len(targets):
             self._bad_gateway()
             return
-        self.target = targets[(self.start + self.attempt) % len(targets)]
-        conn = self.client.state.pool.take(self.target.host, self.target.port)
+        self.target = target = targets[(self.start + self.attempt) % len(targets)]
+        conn = self.client.state.pool.take(target.host, target.port)
         if conn is not None:
             self._attach(conn, reused=True)
         else:
-            self.task = self.client.loop.create_task(self._open(self.target))
+            self.task = self.client.loop.create_task(self._open(target))
 
     async def _open(self, target: Target) -> None:
         loop = self.client.loop
@@ -615,7 +725,7 @@ class _Exchange:
             if self.finished:
                 return
             # Nothing reached the endpoint: any request may go to the next one.
-            self.errors.append(f"pod {target.pod or '?'} ({target.host}:{target.port}): {reason(exc)}")
+            self._error(f"pod {target.pod or '?'} ({target.host}:{target.port}): {reason(exc)}")
             self.attempt += 1
             self.connect_next()
             return
@@ -628,6 +738,8 @@ class _Exchange:
         self.upstream = conn
         self.reused = reused
         self.got_bytes = False
+        self._reason = b""
+        self._rheaders: list[tuple[bytes, bytes]] = []
         conn.begin(self)
         assert conn.transport is not None
         conn.transport.write(self.head_bytes)
@@ -637,7 +749,8 @@ class _Exchange:
             if self.framing == "chunked":
                 conn.transport.write(b"0\r\n\r\n")
             return
-        self.client._pump()
+        if self.client.events:
+            self.client._pump()  # a body (or its end) that arrived while connecting
 
     # -- request body -------------------------------------------------------------------------------
 
@@ -654,9 +767,10 @@ class _Exchange:
     def send_end(self) -> None:
         """The request is complete."""
         self.request_done = True
-        up = self.upstream
-        if self.framing == "chunked" and up is not None and up.transport is not None:
-            up.transport.write(b"0\r\n\r\n")
+        if self.framing == "chunked":
+            up = self.upstream
+            if up is not None and up.transport is not None:
+                up.transport.write(b"0\r\n\r\n")
 
     def pause_upstream(self, paused: bool) -> None:
         """Flow control from the client side."""
@@ -668,43 +782,90 @@ class _Exchange:
             else:
                 up.transport.resume_reading()
 
-    # -- response -----------------------------------------------------------------------------------
+    # -- response (httptools callbacks of the endpoint connection's parser) ------------------------
 
-    def on_response_head(
-        self, status: int, reason_: bytes, headers: list[tuple[bytes, bytes]], keep: bool
-    ) -> None:
-        """The endpoint's status line and headers."""
-        if self.response_done:
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._rheaders.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        """The endpoint's status line and headers are complete."""
+        up = self.upstream
+        if up is None or up.parser is None or self.response_done:
             return
+        p = up.parser
+        status = p.get_status_code()
+        headers = self._rheaders
+        reason_ = self._reason
+        self._rheaders = []
+        self._reason = b""
         if 100 <= status < 200 and status != 101:
             self.skip_end = True
             if self.head.version == "1.1" and status != 100:
                 self.out.append(_response_head_bytes(self.version, status, reason_, headers, "none", True))
             return
         self.status = status
+        # One pass: the forwarded lines, and what decides the framing (as _response_framing).
+        lines: list[bytes] = [b"%s %d %s\r\n" % (self.version, status, reason_ or b"-")]
+        chunked = has_length = False
+        tokens: set[bytes] | None = None
+        kinds = _RESPONSE_HEADERS
+        for name, value in headers:
+            kind = kinds.get(name.lower())
+            if kind is None:
+                lines += (name, b": ", value, b"\r\n")
+            elif kind == _CONTENT_LENGTH:
+                has_length = True
+                lines += (name, b": ", value, b"\r\n")
+            elif kind == _TRANSFER_ENCODING:
+                if b"chunked" in value.lower():
+                    chunked = True
+            elif kind == _CONNECTION:
+                if tokens is None:
+                    tokens = set()
+                tokens.update(t.strip().lower() for t in value.split(b","))
         no_body = self.is_head or status in (204, 304) or status == 101
-        mode = "none" if no_body else _response_framing(headers)
-        self.eof_body = mode == "eof"
-        self.up_keep = keep and mode != "eof"
-        if mode == "eof" or (mode == "chunked" and self.head.version != "1.1"):
-            if self.head.version == "1.1":
+        mode = "none" if no_body else "chunked" if chunked else "length" if has_length else "eof"
+        if mode == "length":
+            self.up_keep = p.should_keep_alive()  # the common case, in short
+            self.mode = mode
+        else:
+            self.eof_body = mode == "eof"
+            self.up_keep = p.should_keep_alive() and mode != "eof"
+            if mode == "eof" or (mode == "chunked" and self.head.version != "1.1"):
+                if self.head.version == "1.1":
+                    mode = "rechunk"
+                else:
+                    mode = "raw"
+                    self.client_keep = False
+            elif mode == "chunked":
                 mode = "rechunk"
-            else:
-                mode = "raw"
-                self.client_keep = False
-        elif mode == "chunked":
-            mode = "rechunk"
-        self.mode = mode
+            self.mode = mode
         if not self.request_done:
             # Answered before the request was complete: the client connection cannot be reused.
             self.client_keep = False
-        self.out.append(_response_head_bytes(self.version, status, reason_, headers, mode, self.client_keep))
+        if (has_length and mode in ("rechunk", "raw")) or (
+            tokens is not None and _tokens_name_a_header(tokens, headers)
+        ):
+            # Rare: headers to drop that the pass above kept.
+            keep_client = self.client_keep
+            self.out.append(_response_head_bytes(self.version, status, reason_, headers, mode, keep_client))
+        else:
+            if mode == "rechunk":
+                lines.append(b"Transfer-Encoding: chunked\r\n")
+            if not self.client_keep:
+                lines.append(b"Connection: close\r\n")
+            elif self.version == b"HTTP/1.0":
+                lines.append(b"Connection: keep-alive\r\n")
+            lines.append(b"\r\n")
+            self.out.append(b"".join(lines))
         self.head_sent = True
         if no_body:
             self.response_done = True
 
-    def on_response_body(self, body: bytes) -> None:
-        """A piece of the response body."""
+    def on_body(self, body: bytes) -> None:
         if self.response_done:
             return
         if self.mode == "rechunk":
@@ -723,13 +884,15 @@ class _Exchange:
             self.out.append(b"0\r\n\r\n")
         self.response_done = True
 
+    on_message_complete = on_response_end
+
     def after_feed(self) -> None:
-        """After each read from the endpoint: one write to the client, then finish if complete."""
+        """After a read from the endpoint: one write to the client, then finish if complete."""
         if self.out:
             self.client._write(b"".join(self.out))
             self.out.clear()
         if self.response_done and not self.finished:
-            self._finish()
+            self.finish()
 
     def upstream_eof(self) -> None:
         """The endpoint closed its side."""
@@ -737,7 +900,7 @@ class _Exchange:
             return
         if self.response_done:
             self.up_keep = False
-            self._finish()
+            self.finish()
             return
         if self.head_sent and self.eof_body:
             self.up_keep = False
@@ -756,7 +919,7 @@ class _Exchange:
         up, self.upstream = self.upstream, None
         self.ready = False
         if up is not None:
-            up.exchange = None
+            up.detach()
             up.close()
         if self.head_sent:
             # The client already has (part of) a response: the only honest signal left is to cut it.
@@ -767,7 +930,7 @@ class _Exchange:
             log.info("%s: %s: %s", self.route.service_key, self.target.pod, message)
             self.client.exchange_done(False)
             return
-        self.errors.append(f"pod {self.target.pod or '?'} ({self.target.host}:{self.target.port}): {message}")
+        self._error(f"pod {self.target.pod or '?'} ({self.target.host}:{self.target.port}): {message}")
         if retriable and self.replayable and self.stale_retries < len(self.route.targets) + 2:
             self.stale_retries += 1
             if self.reused:
@@ -789,17 +952,23 @@ class _Exchange:
         self.client._write(_error_response(self.version, 502, body, keep))
         self.client.exchange_done(keep)
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
+        """The response is complete: pool or close the endpoint connection, count, move on."""
         self.finished = True
+        client = self.client
         up, self.upstream = self.upstream, None
         if up is not None:
-            up.exchange = None
-            if self.up_keep and self.request_done and up.usable():
-                self.client.state.pool.release(up)
+            up.exchange = None  # as up.detach(), inline on the common path
+            up.parser = None
+            if self.up_keep and self.request_done:
+                client.state.pool.release(up)  # closes it if it is not usable any more
             else:
                 up.close()
-        self.client._observe(self.route, self.target.revision, self.status, self.started)
-        self.client.exchange_done(self.client_keep)
+        route = self.route
+        client.state.metrics.observe(
+            route.namespace, route.service, self.target.revision, self.status, monotonic() - self.started
+        )
+        client.exchange_done(self.client_keep)
 
     def abort(self) -> None:
         """The client went away: drop the endpoint connection (it is mid-exchange, not reusable)."""
@@ -808,5 +977,5 @@ class _Exchange:
             self.task.cancel()
         up, self.upstream = self.upstream, None
         if up is not None:
-            up.exchange = None
+            up.detach()
             up.close()

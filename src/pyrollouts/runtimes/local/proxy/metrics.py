@@ -1,20 +1,16 @@
 """Per-revision request counters and latency histograms, exposed as Prometheus text and as JSON.
 
-Counting happens on the request path, so it is a few dict and list operations on plain objects;
-prometheus-client only renders them (through a custom collector) when /metrics is scraped, which
-keeps its per-call label lookup and locking off the hot path.
+Counting happens on the request path, so it is a dict lookup and a few list increments on plain
+objects; prometheus-client only renders them (through a custom collector) when /metrics is
+scraped, which keeps its per-call label lookup and locking off the hot path. It is imported at
+the first scrape, not at start-up: the proxy process starts faster without it.
 """
 
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_left
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
-
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import Collector
 
 #: Histogram bucket upper bounds, in seconds (+Inf is implicit).
 BUCKETS: tuple[float, ...] = (
@@ -22,22 +18,32 @@ BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
-_CLASS_OF = ("0xx", *STATUS_CLASSES)
+_CLASS_NAMES = tuple(f"{i}xx" for i in range(10))
 
 
-@dataclass
 class RevisionStats:
     """Counters for one (namespace, service, revision)."""
 
-    by_class: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUS_CLASSES, 0))
-    bucket_counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
-    latency_sum: float = 0.0
-    tcp_connections: int = 0
+    __slots__ = ("bucket_counts", "classes", "latency_sum", "other_classes", "tcp_connections")
+
+    def __init__(self) -> None:
+        #: Answers per status class 1xx-5xx, indexed by status // 100 (0 and 6-9 stay 0).
+        self.classes = [0] * 10
+        #: Any other class ("0xx", "6xx", ...: statuses no endpoint should send), in order seen.
+        self.other_classes: dict[str, int] = {}
+        self.bucket_counts = [0] * (len(BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.tcp_connections = 0
+
+    @property
+    def by_class(self) -> dict[str, int]:
+        """Answers per status class: 1xx-5xx always, any other class once it was seen."""
+        return {_CLASS_NAMES[i]: self.classes[i] for i in range(1, 6)} | self.other_classes
 
     @property
     def requests(self) -> int:
         """All HTTP requests answered, whatever the status."""
-        return sum(self.by_class.values())
+        return sum(self.classes) + sum(self.other_classes.values())
 
     def quantile(self, q: float) -> float | None:
         """An upper-bound estimate of the q-quantile latency from the buckets (None if no data)."""
@@ -69,10 +75,15 @@ class ProxyMetrics:
 
     def observe(self, namespace: str, service: str, revision: str, status: int, seconds: float) -> None:
         """Count one answered HTTP request; revision "" means no pod was chosen (e.g. a 503)."""
-        stats = self._get(namespace, service, revision)
-        cls = _CLASS_OF[status // 100] if 1 <= status // 100 <= 5 else f"{status // 100}xx"
-        stats.by_class[cls] = stats.by_class.get(cls, 0) + 1
-        stats.bucket_counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        stats = self.revisions.get((namespace, service, revision or "none"))
+        if stats is None:
+            stats = self._get(namespace, service, revision)
+        if 100 <= status < 600:
+            stats.classes[status // 100] += 1
+        else:
+            name = f"{status // 100}xx"
+            stats.other_classes[name] = stats.other_classes.get(name, 0) + 1
+        stats.bucket_counts[bisect_left(BUCKETS, seconds)] += 1
         stats.latency_sum += seconds
 
     def observe_tcp(self, namespace: str, service: str, revision: str) -> None:
@@ -88,7 +99,7 @@ class ProxyMetrics:
             entry["revisions"][rev] = {
                 "requests": n,
                 "byClass": dict(st.by_class),
-                "errors": st.by_class.get("5xx", 0),
+                "errors": st.classes[5],
                 "latencyMeanSeconds": (st.latency_sum / n) if n else None,
                 "latencyP50Seconds": st.quantile(0.5),
                 "latencyP90Seconds": st.quantile(0.9),
@@ -99,16 +110,23 @@ class ProxyMetrics:
 
     def prometheus_text(self) -> bytes:
         """The Prometheus text exposition of every counter."""
+        # Imported here, at the first scrape: the proxy does not need it to start serving.
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.registry import Collector
+
+        families = self._families
+
+        class _Collector(Collector):
+            def collect(self) -> Iterator[Any]:
+                return families()
+
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Collector(self))
+        registry.register(_Collector())
         return generate_latest(registry)
 
+    def _families(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-class _Collector(Collector):
-    def __init__(self, metrics: ProxyMetrics) -> None:
-        self.metrics = metrics
-
-    def collect(self) -> Iterator[Any]:
         labels = ["namespace", "service", "revision"]
         requests = CounterMetricFamily(
             "pyrollouts_proxy_requests",
@@ -125,7 +143,7 @@ class _Collector(Collector):
             "L4 (appProtocol tcp) connections forwarded, per revision",
             labels=labels,
         )
-        for (ns, svc, rev), st in sorted(self.metrics.revisions.items()):
+        for (ns, svc, rev), st in sorted(self.revisions.items()):
             for cls, n in st.by_class.items():
                 requests.add_metric([ns, svc, rev, cls], n)
             cumulative = 0
@@ -138,7 +156,7 @@ class _Collector(Collector):
         active = GaugeMetricFamily(
             "pyrollouts_proxy_active_connections", "Client connections open on the proxy's listeners"
         )
-        active.add_metric([], self.metrics.active_connections)
+        active.add_metric([], self.active_connections)
         yield requests
         yield latency
         yield tcp

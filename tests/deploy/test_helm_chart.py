@@ -1,6 +1,7 @@
 """The Helm chart without a cluster: its CRDs are current, `helm lint --strict` passes, the rendered
-manifests match the golden files (default, non-default and dashboard values), values.schema.json
-refuses bad values with a message naming the value, and the dashboard is refused in namespaced mode.
+manifests match the golden files (default, non-default, dashboard and namespaced dashboard values),
+values.schema.json refuses bad values with a message naming the value, and in namespaced mode the
+dashboard serves the release namespace alone with a Role there.
 
 After an intended change of the chart: UPDATE_GOLDEN=1 pytest tests/deploy/test_helm_chart.py, then
 read the diff of tests/deploy/golden/.
@@ -12,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -34,17 +36,24 @@ NON_DEFAULT = {
 }
 
 # The dashboard (cluster-wide: it watches every namespace) on a NodePort with a token Secret you name.
-DASHBOARD = {
+DASHBOARD: dict[str, object] = {
     "dashboard": {
         "enabled": True,
         "service": {"type": "NodePort", "nodePort": 30100},
         "token": {"existingSecret": "my-dashboard-token", "key": "token"},
     },
 }
+# The dashboard in namespaced mode: `dashboard --namespace` with a Role in the release namespace (a
+# Secret you name, as a created one holds a random token that no golden file can match).
+NAMESPACED_DASHBOARD: dict[str, object] = {
+    "namespaced": True,
+    "dashboard": {"enabled": True, "token": {"existingSecret": "my-dashboard-token"}},
+}
 CASES: dict[str, dict[str, object] | None] = {
     "default": None,
     "non-default": NON_DEFAULT,
     "dashboard": DASHBOARD,
+    "namespaced-dashboard": NAMESPACED_DASHBOARD,
 }
 
 
@@ -63,7 +72,7 @@ def test_chart_crds_are_generated_from_the_model() -> None:
 def test_helm_lint_strict(tmp_path: Path) -> None:
     out = helm(tmp_path, "lint", "--strict", str(CHART))
     assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout, out.stdout
-    for case in (NON_DEFAULT, DASHBOARD):
+    for case in (NON_DEFAULT, DASHBOARD, NAMESPACED_DASHBOARD):
         values = tmp_path / "values.yaml"
         values.write_text(yaml.safe_dump(case))
         helm(tmp_path, "lint", "--strict", str(CHART), "-f", str(values))
@@ -150,15 +159,34 @@ def test_dashboard_has_its_own_least_privilege_cluster_role(tmp_path: Path) -> N
             ), rule
 
 
-def test_dashboard_is_refused_in_namespaced_mode(tmp_path: Path) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({"namespaced": True, "dashboard": {"enabled": True}}))
-    res = helm(
-        tmp_path, "template", "rel", str(CHART), "--kube-version", "1.37.0", "-f", str(path), check=False
-    )
-    assert res.returncode != 0, res.stdout
-    assert "dashboard.enabled with namespaced=true" in res.stderr, res.stderr
-    assert "install it with namespaced=false" in res.stderr, res.stderr
+def test_namespaced_dashboard_serves_the_release_namespace_with_a_role(tmp_path: Path) -> None:
+    objs: dict[str, Any] = _kinds(_render(tmp_path, NAMESPACED_DASHBOARD))
+    assert not any(k.startswith(("ClusterRole/", "ClusterRoleBinding/")) for k in objs), sorted(objs)
+    args = objs["Deployment/rel-pyrollouts-dashboard"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "--backend=kubernetes" and "dashboard" in args, args
+    assert args[args.index("dashboard") + 1 :].count("--namespace=pyrollouts") == 1, args
+    role, binding = objs["Role/rel-pyrollouts-dashboard"], objs["RoleBinding/rel-pyrollouts-dashboard"]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "pyrollouts"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "rel-pyrollouts-dashboard",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "rel-pyrollouts-dashboard", "namespace": "pyrollouts"}
+    ]
+    # The cluster mode's rules, less the Namespace list (the scoped dashboard makes none).
+    cluster: dict[str, Any] = _kinds(_render(tmp_path, DASHBOARD))
+    cluster_rules = cluster["ClusterRole/rel-pyrollouts-dashboard"]["rules"]
+    assert any("namespaces" in r["resources"] for r in cluster_rules), cluster_rules
+    for rule in cluster_rules:
+        rule["resources"] = [r for r in rule["resources"] if r != "namespaces"]
+    assert role["rules"] == cluster_rules
+    # Cluster mode is unchanged by this: no --namespace on the dashboard.
+    cluster_args = cluster["Deployment/rel-pyrollouts-dashboard"]["spec"]["template"]["spec"]["containers"][
+        0
+    ]["args"]
+    assert not any(str(a).startswith(("--namespace", "-n")) for a in cluster_args), cluster_args
 
 
 def test_dashboard_token_secret_is_created_when_none_is_named(tmp_path: Path) -> None:

@@ -1,14 +1,18 @@
 """The dashboard on the Kubernetes runtime: `rollouts --backend kubernetes dashboard` (the
 kubeconfig's credentials, a KubeCluster underneath) lists the seed's rollout, and its Promote button
-promotes it, the page following over its EventSource. Debian's chromium, driven by Playwright."""
+promotes it, the page following over its EventSource (Debian's chromium, driven by Playwright).
+Scoped with ``-n NS`` it serves that namespace alone: its namespace list is NS, and every page,
+stream and API path of another namespace answers 403; ``-n`` is refused on the local backend."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +24,6 @@ from lightkube import Client
 from playwright.sync_api import expect, sync_playwright
 
 from pyrollouts.testing.k8s_cluster import ControlPlane
-
-pytestmark = pytest.mark.browser
 
 _crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
 _client = pytest.fixture(name="client")(kube_helpers.client_fixture)
@@ -55,10 +57,32 @@ def seed_objects(welcome: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def dashboard(control_plane: ControlPlane, tmp_path: Path) -> Iterator[str]:
+def dashboard(start_dashboard: Callable[..., str]) -> str:
     """`rollouts --backend kubernetes dashboard -p PORT` as a user runs it; its URL."""
+    return start_dashboard()
+
+
+@pytest.fixture
+def start_dashboard(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Starts `rollouts --backend kubernetes dashboard -p PORT [ARGS]` (admin kubeconfig); its URL.
+    Every dashboard it started is stopped afterwards."""
+    stops: list[Callable[[], None]] = []
+
+    def start(*extra: str) -> str:
+        url, stop = _start(control_plane, tmp_path / f"dashboard-{len(stops)}.log", list(extra))
+        stops.append(stop)
+        return url
+
+    try:
+        yield start
+    finally:
+        for stop in stops:
+            stop()
+
+
+def _start(control_plane: ControlPlane, log_path: Path, extra: list[str]) -> tuple[str, Callable[[], None]]:
     port = free_port()
-    log = (tmp_path / "dashboard.log").open("wb")
+    log = log_path.open("wb")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -71,6 +95,7 @@ def dashboard(control_plane: ControlPlane, tmp_path: Path) -> Iterator[str]:
             "dashboard",
             "-p",
             str(port),
+            *extra,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -84,13 +109,12 @@ def dashboard(control_plane: ControlPlane, tmp_path: Path) -> Iterator[str]:
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise AssertionError(
-                    f"the dashboard did not start:\n{(tmp_path / 'dashboard.log').read_text()}"
-                ) from None
+                proc.wait()
+                log.close()
+                raise AssertionError(f"the dashboard did not start:\n{log_path.read_text()}") from None
             time.sleep(0.3)
-    try:
-        yield url
-    finally:
+
+    def stop() -> None:
         proc.terminate()
         try:
             proc.wait(timeout=20)
@@ -99,7 +123,83 @@ def dashboard(control_plane: ControlPlane, tmp_path: Path) -> Iterator[str]:
             proc.wait()
         log.close()
 
+    return url, stop
 
+
+def _fetch(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """(status, body) of one request, errors included; redirects are followed."""
+    req = urllib.request.Request(
+        url, method=method, headers=headers or {}, data=b"{}" if method == "PUT" else None
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_scoped_dashboard_serves_one_namespace(
+    control_plane: ControlPlane, namespace: str, client: Client, start_dashboard: Callable[..., str]
+) -> None:
+    ns = namespace
+    other = control_plane.create_namespace("other")
+    try:
+        for obj in seed_objects("HERE"):
+            apply(client, obj, ns)
+        elsewhere = next(o for o in seed_objects("ELSEWHERE") if o["kind"] == "Rollout")
+        apply(client, elsewhere, other)
+        url = start_dashboard("-n", ns)
+
+        # Its own namespace: listed, shown, and / leads there (not to the kubeconfig's namespace).
+        assert json.loads(_fetch(url + "/api/v1/namespace")[1]) == {
+            "namespace": ns,
+            "availableNamespaces": [ns],
+        }
+        status, body = _fetch(url + f"/api/v1/rollouts/{ns}/info")
+        assert status == 200 and [i["objectMeta"]["name"] for i in json.loads(body)["rollouts"]] == [NAME]
+        assert _fetch(url + f"/api/v1/rollouts/{ns}/{NAME}/info")[0] == 200
+        status, html = _fetch(url + "/")
+        assert status == 200 and f"Rollouts in {ns}" in html, html[:500]
+        assert f'<option value="{ns}" selected>{ns}</option>' in html and f'value="{other}"' not in html
+
+        # Another namespace, where a Rollout of the same name exists: 403, naming the served one.
+        want = f"serves namespace '{ns}' only"
+        for path in (
+            f"/api/v1/rollouts/{other}/info",
+            f"/api/v1/rollouts/{other}/info/watch",
+            f"/api/v1/rollouts/{other}/{NAME}/info",
+            f"/api/v1/rollouts/{other}/{NAME}/info/watch",
+            f"/api/v1/rollouts/{other}/{NAME}/events",
+            f"/ui/rollouts/{other}/stream",
+            f"/ui/rollouts/{other}/{NAME}/stream",
+        ):
+            status, body = _fetch(url + path)
+            assert status == 403 and want in json.loads(body)["error"], (path, status, body)
+        for path in (f"/rollouts/{other}", f"/rollouts/{other}/{NAME}"):
+            status, body = _fetch(url + path)
+            assert status == 403 and f"serves namespace &#x27;{ns}&#x27; only" in body, (path, body)
+        status, body = _fetch(url + f"/api/v1/rollouts/{other}/{NAME}/abort", "PUT", {"Origin": url})
+        assert status == 403 and want in body, body
+        assert not (get(client, "Rollout", NAME, other).get("status") or {}).get("abort")
+    finally:
+        control_plane.delete_namespace(other)
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["dashboard", "-n", "team-a"], 1, "--namespace scopes the Kubernetes backend's dashboard"),
+        (["--backend", "kubernetes", "dashboard", "--namespace", "Team_A"], 2, "is not a namespace name"),
+    ],
+)
+def test_dashboard_namespace_option_is_checked(argv: list[str], code: int, message: str) -> None:
+    from pyrollouts.cli.main import run_captured
+
+    got, out, err = run_captured(argv)
+    assert got == code and message in err, (got, out, err)
+
+
+@pytest.mark.browser
 def test_dashboard_lists_and_promotes_on_kubernetes(
     control_plane: ControlPlane,
     namespace: str,

@@ -1,4 +1,10 @@
-"""The chart's dashboard RBAC, proven against the apiserver audit log.
+"""The chart's dashboard RBAC, proven against the apiserver audit log, in both of the chart's modes.
+
+Cluster mode: the dashboard watches every namespace under a ClusterRole, and the seed lives in a
+namespace of its own. Namespaced mode (namespaced=true): the chart runs it with
+``--namespace=<release namespace>`` under a Role there, and the seed lives in the release namespace;
+another namespace's pages and API paths answer 403 from the dashboard itself, and every request the
+dashboard's user made stays in the release namespace.
 
 The chart is installed from its repository with the dashboard enabled. kwok runs no images, so the
 dashboard runs as a local process with the chart Deployment's own arguments, a TokenRequest token
@@ -85,8 +91,8 @@ class Browser:
                     return line[6:]
         raise AssertionError(f"{path}: the stream ended before a message")
 
-    def action(self, ns: str, name: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """PUT an action as the page's script sends it (same-origin Origin, the cookie)."""
+    def put(self, ns: str, name: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
+        """PUT an action as the page's script sends it (same-origin Origin, the cookie); (status, body)."""
         req = urllib.request.Request(
             f"{self.url}/api/v1/rollouts/{ns}/{name}/{path}",
             data=json.dumps(body or {}).encode(),
@@ -95,9 +101,15 @@ class Browser:
         )
         try:
             with self.opener.open(req, timeout=15) as resp:
-                return json.loads(resp.read())
+                return resp.status, resp.read().decode()
         except urllib.error.HTTPError as exc:
-            raise AssertionError(f"PUT {path}: {exc.code} {exc.read().decode()}") from None
+            return exc.code, exc.read().decode()
+
+    def action(self, ns: str, name: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """PUT an action; its JSON answer (anything but 200 fails the test)."""
+        status, text = self.put(ns, name, path, body)
+        assert status == 200, f"PUT {path}: {status} {text}"
+        return json.loads(text)
 
 
 @pytest.fixture
@@ -111,6 +123,7 @@ def dashboard_procs() -> Iterator[list[subprocess.Popen[bytes]]]:
             p.wait(10)
 
 
+@pytest.mark.parametrize("mode", ["cluster", "namespaced"])
 def test_chart_dashboard_rbac_is_what_the_dashboard_uses(
     control_plane: ControlPlane,
     namespace: str,
@@ -119,27 +132,81 @@ def test_chart_dashboard_rbac_is_what_the_dashboard_uses(
     controllers: list[ControllerProc],
     dashboard_procs: list[subprocess.Popen[bytes]],
     tmp_path: Path,
+    mode: str,
 ) -> None:
     cp, ns = control_plane, namespace
+    namespaced = mode == "namespaced"
     release = f"d{ns.rsplit('-', 1)[-1]}"
     dash = f"{release}-pyrollouts-dashboard"
+    extra = ["--set=namespaced=true"] if namespaced else []
     kube_helpers.helm_install(
-        cp, tmp_path, release, ns, chart_repo, "--set=dashboard.enabled=true", "--wait", "--timeout=120s"
+        cp,
+        tmp_path,
+        release,
+        ns,
+        chart_repo,
+        "--set=dashboard.enabled=true",
+        *extra,
+        "--wait",
+        "--timeout=120s",
     )
-    app_ns = cp.create_namespace("dash")
+    # Namespaced, the dashboard serves the release namespace alone: the seed goes there, and a
+    # namespace of its own holds a Rollout the dashboard must not reach.
+    other_ns = cp.create_namespace("dash")
+    app_ns = ns if namespaced else other_ns
     admin = kube_helpers.admin_client(cp, app_ns)
     try:
-        _story(cp, ns, app_ns, release, dash, admin, controllers, dashboard_procs, tmp_path)
+        _story(cp, ns, app_ns, other_ns, release, dash, admin, controllers, dashboard_procs, tmp_path)
     finally:
         admin.close()
         kube_helpers.helm_uninstall(cp, tmp_path, release, ns)
-        cp.delete_namespace(app_ns)
+        cp.delete_namespace(other_ns)
+
+
+def _audit_namespaces(cp: ControlPlane, user: str) -> set[str]:
+    """The namespaces of ``user``'s requests in the audit log ("" for a cluster-scoped one)."""
+    found: set[str] = set()
+    for line in Path(cp.audit_log).read_text(errors="replace").splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if (ev.get("user") or {}).get("username") == user and "objectRef" in ev:
+            found.add(str(ev["objectRef"].get("namespace") or ""))
+    return found
+
+
+def _refused_by_the_dashboard(b: Browser, ns: str, other_ns: str) -> None:
+    """Every page, stream and API path of ``other_ns`` answers 403 naming the served namespace."""
+    paths = [
+        f"/rollouts/{other_ns}",
+        f"/rollouts/{other_ns}/{NAME}",
+        f"/ui/rollouts/{other_ns}/stream",
+        f"/ui/rollouts/{other_ns}/{NAME}/stream",
+        f"/api/v1/rollouts/{other_ns}/info",
+        f"/api/v1/rollouts/{other_ns}/info/watch",
+        f"/api/v1/rollouts/{other_ns}/{NAME}/info",
+        f"/api/v1/rollouts/{other_ns}/{NAME}/info/watch",
+        f"/api/v1/rollouts/{other_ns}/{NAME}/events",
+        f"/api/v1/rollouts/{other_ns}/{NAME}/traffic",
+    ]
+    for path in paths:
+        status, body = b.get(path)
+        assert status == 403, (path, status, body[:300])
+        assert f"serves namespace &#x27;{ns}&#x27; only" in body or f"serves namespace '{ns}' only" in body, (
+            path,
+            body[:300],
+        )
+    for action in ("promote", "abort", "retry", "restart", "undo/1", "set/super-hello/nginx:1"):
+        status, body = b.put(other_ns, NAME, action)
+        assert status == 403 and f"serves namespace '{ns}' only" in body, (action, status, body)
 
 
 def _story(
     cp: ControlPlane,
     ns: str,
     app_ns: str,
+    other_ns: str,
     release: str,
     dash: str,
     admin: Client,
@@ -147,6 +214,7 @@ def _story(
     dashboard_procs: list[subprocess.Popen[bytes]],
     tmp_path: Path,
 ) -> None:
+    namespaced = app_ns == ns
     status, dep = cp.api.request("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/{dash}")
     assert status == 200, dep
     pod = dep["spec"]["template"]["spec"]
@@ -188,6 +256,7 @@ def _story(
             a = f"--port={port}"
         args.append(a)
     assert args[0] == "--backend=kubernetes" and "dashboard" in args, chart_args
+    assert (f"--namespace={ns}" in args) == namespaced, chart_args
     log_path = tmp_path / "dashboard.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -217,7 +286,10 @@ def _story(
     assert "Paused" in b.first_message(f"/ui/rollouts/{app_ns}/{NAME}/stream")
     assert b.json("/api/v1/version")["runtime"] == "kubernetes"
     names = b.json("/api/v1/namespace")
-    assert names["namespace"] == ns and app_ns in names["availableNamespaces"], names
+    if namespaced:
+        assert names == {"namespace": ns, "availableNamespaces": [ns]}, names
+    else:
+        assert names["namespace"] == ns and app_ns in names["availableNamespaces"], names
     (info,) = b.json(f"/api/v1/rollouts/{app_ns}/info")["rollouts"]
     assert info["objectMeta"]["name"] == NAME and info["status"] == "Paused", info
     assert b.json(f"/api/v1/rollouts/{app_ns}/{NAME}/info")["status"] == "Paused"
@@ -254,6 +326,14 @@ def _story(
         lambda: (get(admin, "Rollout", NAME, app_ns).get("spec") or {}).get("restartAt"), 10, "restartAt"
     )
 
+    if namespaced:
+        # Another namespace, holding a Rollout of the same name: refused by the dashboard itself,
+        # before any API call (the audit log below holds no 403 and nothing outside ns).
+        for obj in _seed_objects("ELSEWHERE"):
+            if obj["kind"] == "Rollout":
+                apply(admin, obj, other_ns)
+        _refused_by_the_dashboard(b, ns, other_ns)
+
     proc.terminate()
     proc.wait(20)
     dash_log = log_path.read_text(errors="replace")
@@ -261,10 +341,19 @@ def _story(
 
     refused = kube_helpers.refused_requests(cp, user)
     used = kube_helpers.used_pairs(cp, user)
-    granted = kube_helpers.granted_pairs(cp, [f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{dash}"])
+    role_path = (
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/{dash}"
+        if namespaced
+        else f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{dash}"
+    )
+    granted = kube_helpers.granted_pairs(cp, [role_path])
     report = f"used {sorted(used)}\ngranted {sorted(granted)}"
     assert not refused, f"the API refused the dashboard's account (403): {sorted(set(refused))}\n{report}"
     assert not used - granted, f"used without a grant: {sorted(used - granted)}\n{report}"
     assert not granted - used, (
         f"granted but never used (drop them or document why): {sorted(granted - used)}\n{report}"
     )
+    if namespaced:
+        assert _audit_namespaces(cp, user) == {ns}, (
+            f"the scoped dashboard asked beyond namespace {ns}: {sorted(_audit_namespaces(cp, user))}"
+        )

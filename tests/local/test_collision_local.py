@@ -13,10 +13,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from pyrollouts import engine
-from pyrollouts.controller.apply import apply_plan
+from pyrollouts.controller.apply import ReplicaSetNameTaken, apply_plan
 from pyrollouts.controller.clock import Clock
 from pyrollouts.controller.observe import gather
 from pyrollouts.model import names
@@ -114,7 +115,8 @@ async def test_a_create_that_finds_the_name_taken_stops_the_plan(tmp_path: Path)
         assert any(isinstance(a, engine.CreateReplicaSet) for a in stale.actions)
         assert any(isinstance(a, engine.ScaleReplicaSet) for a in stale.actions)
 
-        assert await apply_plan(cluster, rollout, stale, clock) is False
+        with pytest.raises(ReplicaSetNameTaken):
+            await apply_plan(cluster, rollout, stale, clock)
         held = await cluster.get("ReplicaSet", "my-app", f"super-hello-{h0}")
         assert held["spec"] == squatter["spec"] and held["metadata"] == squatter["metadata"]
         after = await cluster.get("Rollout", "my-app", "super-hello")

@@ -2,14 +2,18 @@
 
 local: a relay to the local server's own dashboard (web/relay.py), which adds the CLI's token.
 kubernetes: the dashboard over a KubeCluster with the kubeconfig's credentials, its caches watching
-Rollouts, ReplicaSets, Services and Pods. Beyond loopback a token is required (--token-file or
-ROLLOUTS_TOKEN); open the page once as ``?token=TOKEN``.
+Rollouts, ReplicaSets, Services and Pods in every namespace, or with ``--namespace NS`` in that one
+alone (as ``rollouts controller --namespace`` scopes itself): then no Namespace list is made and any
+path of another namespace answers 403, so credentials that reach one namespace (a Role) suffice.
+Beyond loopback a token is required (--token-file or ROLLOUTS_TOKEN); open the page once as
+``?token=TOKEN``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 from typing import Annotated, Any
 
@@ -21,6 +25,9 @@ from ..web import check_bind, make_dashboard_app
 from ..web.relay import make_relay_app
 from .client import CliError, read_token
 from .common import err, state
+
+#: A Kubernetes namespace name (an RFC 1123 label).
+_NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 async def _check_server(url: str, token: str | None) -> None:
@@ -44,7 +51,7 @@ async def _check_server(url: str, token: str | None) -> None:
 
 
 async def _kube_app(
-    kubeconfig: str | None, context: str | None, token: str | None
+    kubeconfig: str | None, context: str | None, token: str | None, scope: str | None = None
 ) -> tuple[web.Application, Any]:
     from ..controller.clock import Clock
     from ..model.cluster import ClusterError
@@ -53,15 +60,31 @@ async def _kube_app(
 
     try:
         config = load_config(kubeconfig, context)
-        cluster = KubeCluster(make_client(kubeconfig, context), cache=True)
-        await cluster.start(timeout=30)
+        # Scoped, the caches list and watch that namespace only (namespace=None: all of them).
+        cluster = KubeCluster(make_client(kubeconfig, context), namespace=scope, cache=True)
     except ClusterError as exc:
         raise CliError(str(exc)) from None
+    try:
+        await cluster.start(timeout=30)
+    except ClusterError as exc:
+        await cluster.close()
+        raise CliError(str(exc)) from None
     except TimeoutError:
-        raise CliError("the Kubernetes API did not answer the first list within 30 s") from None
-    namespace = str(getattr(config, "namespace", None) or "default")
+        await cluster.close()
+        where = f"namespace '{scope}'" if scope else "all namespaces"
+        raise CliError(
+            f"the Kubernetes API did not answer the first list ({where}) within 30 s",
+            ["check that the kubeconfig's user may list and watch Rollouts, ReplicaSets, Services and Pods"],
+        ) from None
+    namespace = scope or str(getattr(config, "namespace", None) or "default")
     app = make_dashboard_app(
-        cluster, clock=Clock(), info=rollout_info, token=token, runtime="kubernetes", namespace=namespace
+        cluster,
+        clock=Clock(),
+        info=rollout_info,
+        token=token,
+        runtime="kubernetes",
+        namespace=namespace,
+        scoped=scope is not None,
     )
     return app, cluster
 
@@ -75,17 +98,24 @@ async def serve(
     token: str | None,
     kubeconfig: str | None = None,
     context: str | None = None,
+    namespace: str | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve the dashboard until ``stop`` is set (or SIGINT/SIGTERM)."""
+    """Serve the dashboard until ``stop`` is set (or SIGINT/SIGTERM). ``namespace``: on the
+    Kubernetes backend, serve that namespace only (None: every namespace)."""
     try:
         check_bind(host, token)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     closer: Any = None
     if backend == "kubernetes":
-        app, closer = await _kube_app(kubeconfig, context, token)
+        app, closer = await _kube_app(kubeconfig, context, token, namespace)
     else:
+        if namespace is not None:
+            raise CliError(
+                "--namespace scopes the Kubernetes backend's dashboard; the local server's dashboard "
+                "serves every namespace (drop --namespace, or add --backend kubernetes)"
+            )
         if host not in ("127.0.0.1", "::1", "localhost"):
             raise CliError(
                 "on the local runtime the dashboard relays to the server on loopback only; to reach it "
@@ -123,9 +153,25 @@ def dashboard(
     address: Annotated[
         str, typer.Option("--address", help="Address to bind; beyond loopback it needs --token-file.")
     ] = "127.0.0.1",
+    # Deliberately no ROLLOUTS_NAMESPACE default (unlike the other verbs' -n): the kubectl plugin
+    # exports the context's namespace there, and that must not quietly narrow the dashboard.
+    namespace: Annotated[
+        str,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Kubernetes backend: serve only this namespace, watching nothing else and listing "
+            "no namespaces (enough with a Role in it). Default: all namespaces.",
+        ),
+    ] = "",
 ) -> None:
     """Serve the rollouts dashboard for the current backend (local server or Kubernetes)."""
     st = state(ctx)
+    if namespace and not _NAMESPACE_NAME.fullmatch(namespace):
+        raise typer.BadParameter(
+            f"--namespace {namespace!r} is not a namespace name (lowercase letters, digits and '-', "
+            "at most 63 characters, starting and ending with a letter or digit)"
+        )
     token = read_token(st.token_file)
     try:
         asyncio.run(
@@ -137,6 +183,7 @@ def dashboard(
                 token=token,
                 kubeconfig=st.kubeconfig,
                 context=st.context,
+                namespace=namespace or None,
             )
         )
     except KeyboardInterrupt:

@@ -198,7 +198,9 @@ def status_patch(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, A
 
 async def apply_plan(cluster: Cluster, rollout: Obj, plan: a.Plan, clock: Clock) -> bool:
     """Apply every action, then write the status. Returns False when the status write lost a race
-    with another writer (the caller plans again at once)."""
+    with another writer (the caller plans again at once). Raises ReplicaSetNameTaken, with nothing
+    more of the plan applied, when the new ReplicaSet's name is held by one that is not ours (the
+    caller replans after a backoff: normally the next gather sees the holder at once)."""
     current = rollout
     new_status = plan.status.wire()
     try:
@@ -206,8 +208,6 @@ async def apply_plan(cluster: Cluster, rollout: Obj, plan: a.Plan, clock: Clock)
             updated = await apply_action(cluster, current, action, clock)
             if updated is not None:
                 current = updated
-    except ReplicaSetNameTaken:
-        return False  # nothing more of this plan may be applied; the caller plans again at once
     except SpecRejected as exc:
         # Added for the Kubernetes runtime (issue 5): an object the API server refuses becomes an
         # InvalidSpec condition (phase Degraded) and one Warning event, written like any status.

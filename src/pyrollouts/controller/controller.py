@@ -19,7 +19,7 @@ from .. import engine
 from ..model import names
 from ..model.cluster import Cluster, NotFound, Obj, WatchEvent
 from ..model.rollout import Rollout
-from .apply import SpecRejected, apply_plan
+from .apply import ReplicaSetNameTaken, SpecRejected, apply_plan
 from .clock import Clock
 from .observe import gather
 from .workqueue import WorkQueue
@@ -181,6 +181,13 @@ class RolloutController:
                 again = await self.reconcile(key)
             except asyncio.CancelledError:
                 raise
+            except ReplicaSetNameTaken as exc:
+                # The name of the new RS is held by one this controller's last gather did not see
+                # (a lagging cache, or a race): replan with the per-key backoff, so a holder that
+                # stays invisible costs a doubling delay and a log line, not a tight create loop.
+                err = exc
+                delay = self.queue.add_rate_limited(key)
+                log.warning("reconcile %s: %s; planning again in %.3fs", key, exc, delay)
             except Exception as exc:
                 err = exc
                 delay = self.queue.add_rate_limited(key)

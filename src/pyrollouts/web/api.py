@@ -244,6 +244,7 @@ async def watch_list(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/rollouts/{ns}/info/watch: ``{"result": {"type", "rolloutInfo"}}`` per change."""
     ctx = _ctx(request)
     ns = request.match_info["ns"]
+    ctx.source.check_namespace(ns)  # a 403 before the stream starts
     resp = await sse_start(request)
     known: dict[str, str] = {}
     last_write = asyncio.get_running_loop().time()

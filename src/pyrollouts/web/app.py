@@ -32,10 +32,14 @@ def _context(
     token: str | None = None,
     runtime: str = "local",
     namespace: str = "default",
+    scoped: bool = False,
 ) -> WebContext:
     traffic = TrafficSampler(proxy.stats) if proxy is not None and hasattr(proxy, "stats") else None
     return WebContext(
-        Source(cluster, clock, info, namespace=namespace), token=token, traffic=traffic, runtime=runtime
+        Source(cluster, clock, info, namespace=namespace, scoped=scoped),
+        token=token,
+        traffic=traffic,
+        runtime=runtime,
     )
 
 
@@ -97,13 +101,25 @@ def make_dashboard_app(
     token: str | None = None,
     runtime: str = "local",
     namespace: str = "default",
+    scoped: bool = False,
 ) -> web.Application:
-    """A standalone dashboard application over ``cluster`` (see the module docstring)."""
+    """A standalone dashboard application over ``cluster`` (see the module docstring).
+
+    ``namespace``: where ``/`` leads. ``scoped``: serve that namespace only (the cluster's
+    credentials reach no other): the namespace list is that namespace alone, and every page, stream
+    and API path of another namespace answers 403 without asking the cluster."""
     app = web.Application(middlewares=[_auth])
     install(
         app,
         _context(
-            cluster, clock=clock, info=info, proxy=proxy, token=token, runtime=runtime, namespace=namespace
+            cluster,
+            clock=clock,
+            info=info,
+            proxy=proxy,
+            token=token,
+            runtime=runtime,
+            namespace=namespace,
+            scoped=scoped,
         ),
     )
     return app
@@ -126,4 +142,3 @@ def check_bind(host: str, token: str | None) -> None:
             f"--address {host}: serving the dashboard beyond loopback needs a token; "
             "pass --token-file FILE (open the page once as ?token=TOKEN)"
         )
-

@@ -47,7 +47,10 @@ def _action(
                 "content": {"application/json": {"schema": {"type": "object"}}},
             },
             "400": _err("malformed body, unknown revision or container"),
-            "403": _err("no token and no same-origin Origin header"),
+            "403": _err(
+                "no token and no same-origin Origin header, or a namespace this dashboard does not "
+                "serve (started with --namespace)"
+            ),
             "404": _err("unknown rollout"),
             "409": _err("the action does not apply now (e.g. promote when not paused)"),
         },
@@ -58,6 +61,10 @@ def _action(
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PromoteBody"}}},
         }
     return op
+
+
+#: A dashboard started with ``--namespace`` answers this for any other namespace.
+_OTHER_NAMESPACE = _err("a namespace this dashboard does not serve (started with --namespace)")
 
 
 def openapi_document() -> dict[str, Any]:
@@ -91,7 +98,7 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "summary": "RolloutInfo of every Rollout in a namespace",
                 "parameters": [_NS],
-                "responses": {"200": _json("RolloutInfoList")},
+                "responses": {"200": _json("RolloutInfoList"), "403": _OTHER_NAMESPACE},
             }
         },
         "/api/v1/rollouts/{ns}/info/watch": {
@@ -100,14 +107,18 @@ def openapi_document() -> dict[str, Any]:
                 "description": 'Server-Sent Events; each data is {"result": {"type": ADDED|MODIFIED|DELETED, '
                 '"rolloutInfo": RolloutInfo}}.',
                 "parameters": [_NS],
-                "responses": {"200": _sse("the stream")},
+                "responses": {"200": _sse("the stream"), "403": _OTHER_NAMESPACE},
             }
         },
         "/api/v1/rollouts/{ns}/{name}/info": {
             "get": {
                 "summary": "RolloutInfo of one Rollout",
                 "parameters": [_NS, _NAME],
-                "responses": {"200": _json("RolloutInfo"), "404": _err("unknown rollout")},
+                "responses": {
+                    "200": _json("RolloutInfo"),
+                    "403": _OTHER_NAMESPACE,
+                    "404": _err("unknown rollout"),
+                },
             }
         },
         "/api/v1/rollouts/{ns}/{name}/info/watch": {
@@ -117,21 +128,33 @@ def openapi_document() -> dict[str, Any]:
                 'events "events" ({"items": [Event]}) and, on the local runtime, "traffic" '
                 '({"revisions": [{revision, hash, points: [{t, rps, errorRate}]}]}); "deleted" when it goes.',
                 "parameters": [_NS, _NAME],
-                "responses": {"200": _sse("the stream"), "404": _err("unknown rollout")},
+                "responses": {
+                    "200": _sse("the stream"),
+                    "403": _OTHER_NAMESPACE,
+                    "404": _err("unknown rollout"),
+                },
             }
         },
         "/api/v1/rollouts/{ns}/{name}/events": {
             "get": {
                 "summary": "The rollout's events, oldest first",
                 "parameters": [_NS, _NAME],
-                "responses": {"200": _json("EventList"), "404": _err("unknown rollout")},
+                "responses": {
+                    "200": _json("EventList"),
+                    "403": _OTHER_NAMESPACE,
+                    "404": _err("unknown rollout"),
+                },
             }
         },
         "/api/v1/rollouts/{ns}/{name}/traffic": {
             "get": {
                 "summary": "Requests per second and error rate per revision (local runtime)",
                 "parameters": [_NS, _NAME],
-                "responses": {"200": {"description": "series"}, "404": _err("unknown rollout")},
+                "responses": {
+                    "200": {"description": "series"},
+                    "403": _OTHER_NAMESPACE,
+                    "404": _err("unknown rollout"),
+                },
             }
         },
         "/api/v1/rollouts/{ns}/{name}/promote": {"put": _action("Promote (full: skip the pause)", body=True)},

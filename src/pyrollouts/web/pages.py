@@ -87,9 +87,11 @@ async def list_page(request: web.Request) -> web.StreamResponse:
         return denied
     ctx = _ctx(request)
     ns = request.match_info["ns"]
-    html = render.list_page(
-        ns, await ctx.source.namespaces(), await ctx.source.infos(ns), _token_for_page(request)
-    )
+    try:
+        infos = await ctx.source.infos(ns)
+    except WebError as exc:
+        return _error_page(exc)
+    html = render.list_page(ns, await ctx.source.namespaces(), infos, _token_for_page(request))
     return web.Response(text=html, content_type="text/html")
 
 
@@ -160,6 +162,10 @@ async def list_stream(request: web.Request) -> web.StreamResponse:
         return denied
     ctx = _ctx(request)
     ns = request.match_info["ns"]
+    try:
+        ctx.source.check_namespace(ns)
+    except WebError as exc:
+        return web.json_response({"error": exc.message}, status=exc.status)
     resp = await sse_start(request)
     last = ""
     try:

@@ -56,19 +56,40 @@ def _event_time(ev: Obj) -> str:
 
 
 class Source:
-    """Reads RolloutInfo, events and namespaces from a Cluster."""
+    """Reads RolloutInfo, events and namespaces from a Cluster.
+
+    ``scoped``: serve ``namespace`` only (a dashboard whose credentials reach that namespace alone):
+    no Namespace list is made, and a read of another namespace is a WebError 403 before the cluster
+    is asked, so it never turns into a refused API call."""
 
     def __init__(
-        self, cluster: Cluster, clock: ClockLike, info: InfoBuilder, *, namespace: str = "default"
+        self,
+        cluster: Cluster,
+        clock: ClockLike,
+        info: InfoBuilder,
+        *,
+        namespace: str = "default",
+        scoped: bool = False,
     ) -> None:
         self.cluster = cluster
         self.clock = clock
         self.info_builder = info
         self.default_namespace = namespace
+        self.scoped = scoped
         self.closed = False
 
+    def check_namespace(self, ns: str) -> None:
+        """WebError 403 when this source is scoped to another namespace than ``ns``."""
+        if self.scoped and ns != self.default_namespace:
+            raise WebError(
+                403,
+                f"namespace '{ns}' is not served: this dashboard serves namespace "
+                f"'{self.default_namespace}' only (started with --namespace {self.default_namespace})",
+            )
+
     async def rollout(self, ns: str, name: str) -> Obj:
-        """The Rollout object; WebError 404 naming it when it does not exist."""
+        """The Rollout object; WebError 404 naming it when it does not exist (403 outside the scope)."""
+        self.check_namespace(ns)
         try:
             return await self.cluster.get("Rollout", ns, name)
         except NotFound:
@@ -89,6 +110,7 @@ class Source:
 
     async def infos(self, ns: str) -> list[Obj]:
         """RolloutInfo of every Rollout in a namespace, by name."""
+        self.check_namespace(ns)
         ros = await self.cluster.list("Rollout", ns)
         rss = await self.cluster.list("ReplicaSet", ns)
         pods = await self.cluster.list("Pod", ns)
@@ -98,6 +120,7 @@ class Source:
 
     async def events(self, ns: str, name: str) -> list[Obj]:
         """The Rollout's events, oldest first, at most EVENT_LIMIT."""
+        self.check_namespace(ns)
         out = []
         for ev in await self.cluster.list("Event", ns):
             inv = ev.get("involvedObject") or {}
@@ -115,7 +138,10 @@ class Source:
         return out[-EVENT_LIMIT:]
 
     async def namespaces(self) -> list[str]:
-        """Namespaces that exist (plus those holding Rollouts, for runtimes without Namespace objects)."""
+        """Namespaces that exist (plus those holding Rollouts, for runtimes without Namespace objects);
+        a scoped source's own namespace alone, without asking the cluster."""
+        if self.scoped:
+            return [self.default_namespace]
         found: set[str] = set()
         with contextlib.suppress(Exception):
             found |= {n["metadata"]["name"] for n in await self.cluster.list("Namespace")}
@@ -133,7 +159,9 @@ class Source:
         """Yield once at the start, then after each (coalesced) change in the namespace, and at
         least every ``every`` seconds. Ends when ``alive()`` turns false (the client went away:
         checked each time, so a stream that has nothing to send still notices within ``every``
-        seconds) or the source is closed, or when the caller stops iterating."""
+        seconds) or the source is closed, or when the caller stops iterating. Outside a scoped
+        source's namespace: WebError 403 (callers check first, before starting a response)."""
+        self.check_namespace(ns)
         flag = asyncio.Event()
         # Subscribe now (not in the task) so that nothing between this call and the first read is
         # missed. A runtime that cannot watch Events (Kubernetes' caches hold only the controller's

@@ -95,6 +95,8 @@ for the Rollout, which it reads fresh before each action. Events are listed for 
 log (not watched: the page re-reads them every second). Namespaces are listed for the namespace
 switcher. The actions (promote, abort, retry, restart, rollback) are merge patches of the Rollout
 and of its status. No pod logs, analysis runs or experiments: no page shows them.
+In namespaced mode the same rules go into a Role in the release namespace, without the Namespace
+list: the dashboard runs with --namespace there, watches that namespace alone and lists no others.
 */}}
 {{- define "pyrollouts.dashboardRules" -}}
 - apiGroups: ["argoproj.io"]
@@ -110,6 +112,10 @@ and of its status. No pod logs, analysis runs or experiments: no page shows them
   resources: ["pods", "services"]
   verbs: ["list", "watch"]
 - apiGroups: [""]
+  {{- if .Values.namespaced }}
+  resources: ["events"]
+  {{- else }}
   resources: ["events", "namespaces"]
+  {{- end }}
   verbs: ["list"]
 {{- end -}}

@@ -21,6 +21,7 @@ from pyrollouts.controller.apply import ReplicaSetNameTaken, apply_plan
 from pyrollouts.controller.clock import Clock
 from pyrollouts.controller.observe import gather
 from pyrollouts.model import names
+from pyrollouts.model.cluster import NotFound
 from pyrollouts.model.hash import pod_template_hash
 from pyrollouts.model.rollout import Rollout
 from pyrollouts.runtimes.local.runtime import LocalRuntime
@@ -131,5 +132,55 @@ async def test_a_create_that_finds_the_name_taken_stops_the_plan(tmp_path: Path)
         creates = [a for a in nxt.actions if isinstance(a, engine.CreateReplicaSet)]
         h1 = pod_template_hash(after["spec"]["template"], 1)
         assert [c.name for c in creates] == [f"super-hello-{h1}"]
+    finally:
+        await runtime.stop()
+
+
+class _LaggingCache:
+    """The local cluster seen through a cache that has not caught up with one ReplicaSet yet (as the
+    Kubernetes runtime's informer can be, just after our own create): its reads miss that RS, while
+    creates go to the real store and still find the name taken."""
+
+    def __init__(self, inner: Any, hidden: str) -> None:
+        self._inner = inner
+        self._hidden = hidden
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._inner, attr)
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        if kind == "ReplicaSet" and name == self._hidden:
+            raise NotFound(f"{kind} {namespace}/{name} not found")
+        return dict(await self._inner.get(kind, namespace, name))
+
+
+async def test_a_taken_name_not_yet_in_the_cache_is_not_called_a_collision(tmp_path: Path) -> None:
+    """Our own RS, created by the last reconcile, not in the cache yet: the repeated create meets the
+    name, the holder cannot be seen, so the plan stops without calling it someone else's (held is
+    False: the controller replans quietly) and the next plan, with the RS visible, bumps nothing."""
+    runtime = LocalRuntime(tmp_path / "state")  # the store only: no pod is ever started here
+    cluster = runtime.cluster
+    try:
+        for obj in _manifest():
+            if obj["kind"] == "Service":
+                obj["spec"]["ports"][0]["port"] = service_port()
+            await cluster.create(obj["kind"], obj)
+        rollout = await cluster.get("Rollout", "my-app", "super-hello")
+        clock = Clock()
+        seen = await gather(cluster, rollout, first_seen=True)
+        first = engine.plan(Rollout.from_wire(rollout), seen, clock.now())
+        created = [x.name for x in first.actions if isinstance(x, engine.CreateReplicaSet)]
+        assert len(created) == 1
+        await apply_plan(cluster, rollout, first, clock)
+
+        lagging = _LaggingCache(cluster, created[0])
+        with pytest.raises(ReplicaSetNameTaken) as caught:
+            await apply_plan(lagging, rollout, first, clock)  # the same plan again, from a stale gather
+        assert caught.value.held is False
+
+        after = await cluster.get("Rollout", "my-app", "super-hello")
+        fresh = engine.plan(Rollout.from_wire(after), await gather(cluster, after), clock.now())
+        assert fresh.status.collision_count in (None, 0)
+        assert not any(isinstance(x, engine.CreateReplicaSet) for x in fresh.actions)
     finally:
         await runtime.stop()

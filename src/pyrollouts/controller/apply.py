@@ -61,7 +61,14 @@ async def apply_action(cluster: Cluster, rollout: Obj, action: a.Action, clock: 
                 # adopts it. Held by anything else (or not visible yet), the rest of this plan would
                 # write to an RS that is not ours: stop, and let the next plan see who holds the name
                 # (the engine bumps status.collisionCount for an RS that is not ours).
-                if not await _owned_by_rollout(cluster, ns, name, rollout):
+                owned = await _owned_by_rollout(cluster, ns, name, rollout)
+                if owned is None:
+                    # Not in a lagging cache yet (on Kubernetes, usually our own create from the
+                    # last reconcile): who holds the name is not known, so nothing more is applied.
+                    raise ReplicaSetNameTaken(
+                        f"ReplicaSet {ns}/{name} exists but is not visible yet", held=False
+                    ) from None
+                if not owned:
                     raise ReplicaSetNameTaken(f"ReplicaSet {ns}/{name} is not this Rollout's") from None
             except Invalid as exc:
                 # The runtime refused the pod template (on Kubernetes, e.g. the seed's port "8080"):
@@ -152,18 +159,25 @@ async def apply_action(cluster: Cluster, rollout: Obj, action: a.Action, clock: 
     return None
 
 
-async def _owned_by_rollout(cluster: Cluster, ns: str, name: str, rollout: Obj) -> bool:
+async def _owned_by_rollout(cluster: Cluster, ns: str, name: str, rollout: Obj) -> bool | None:
+    """Whether the existing RS of that name is the Rollout's; None when it cannot be seen yet."""
     try:
         existing = await cluster.get("ReplicaSet", ns, name)
     except NotFound:
-        return False
+        return None
     return owned_by(existing, str(rollout.get("metadata", {}).get("uid", "")))
 
 
 class ReplicaSetNameTaken(Exception):
-    """The new ReplicaSet's create found its name held by an RS this Rollout does not own (one the
-    last gather did not see). apply_plan stops and reports a lost race: the replan sees the holder
-    and steps around it (status.collisionCount)."""
+    """The new ReplicaSet's create found its name taken by an RS the last gather did not see.
+    ``held``: it is visible and not this Rollout's (the replan steps around it with
+    status.collisionCount); False: it is not visible yet (a lagging cache, usually holding our own
+    create), so the replan simply waits for the cache. Either way nothing more of the plan is
+    applied."""
+
+    def __init__(self, message: str, *, held: bool = True) -> None:
+        super().__init__(message)
+        self.held = held
 
 
 class SpecRejected(Exception):

@@ -182,12 +182,16 @@ class RolloutController:
             except asyncio.CancelledError:
                 raise
             except ReplicaSetNameTaken as exc:
-                # The name of the new RS is held by one this controller's last gather did not see
-                # (a lagging cache, or a race): replan with the per-key backoff, so a holder that
-                # stays invisible costs a doubling delay and a log line, not a tight create loop.
-                err = exc
+                # The name of the new RS is taken by one this controller's last gather did not see
+                # (a race, or a lagging cache): replan with the per-key backoff, so a holder that
+                # stays invisible costs a doubling delay, not a tight create loop. Only a holder
+                # that is not ours is worth a warning; a cache behind our own create is routine.
                 delay = self.queue.add_rate_limited(key)
-                log.warning("reconcile %s: %s; planning again in %.3fs", key, exc, delay)
+                if exc.held:
+                    err = exc
+                    log.warning("reconcile %s: %s; planning again in %.3fs", key, exc, delay)
+                else:
+                    log.debug("reconcile %s: %s; planning again in %.3fs", key, exc, delay)
             except Exception as exc:
                 err = exc
                 delay = self.queue.add_rate_limited(key)

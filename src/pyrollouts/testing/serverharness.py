@@ -274,7 +274,14 @@ class ServerProcess:
                 start_new_session=True,
             )
         if wait:
-            self.wait_up()
+            try:
+                self.wait_up()
+            except BaseException:
+                # No fixture gets this object to stop: whatever the server started (its proxy,
+                # pods) would outlive the test. Stop it all here, then report the start failure.
+                with contextlib.suppress(Exception):
+                    self.stop(check=False, timeout=5)
+                raise
 
     # -- life cycle --
 

@@ -662,7 +662,8 @@ def test_metrics_collector_numbers() -> None:
     r1 = stats["services"]["ns/svc"]["revisions"]["r1"]
     assert r1["requests"] == 7 and r1["errors"] == 1
     assert r1["byClass"] == {"1xx": 0, "2xx": 5, "3xx": 0, "4xx": 0, "5xx": 1, "9xx": 1}
-    assert r1["latencyP50Seconds"] == 0.001 and r1["latencyP99Seconds"] == float("inf")
+    # P99 is past the last bucket (20 s): +Inf, which the JSON gives as null.
+    assert r1["latencyP50Seconds"] == 0.001 and r1["latencyP99Seconds"] is None
     assert abs(r1["latencyMeanSeconds"] - (0.0008 + 0.003 + 0.2 + 20.0 + 0.002) / 7) < 1e-12
     assert stats["services"]["ns/svc"]["revisions"]["none"]["byClass"]["5xx"] == 1
     assert stats["services"]["ns/svc"]["revisions"]["r2"]["tcpConnections"] == 1
@@ -742,3 +743,267 @@ def test_proxy_process_starts_without_aiohttp_or_prometheus_client() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+# -- defects found in review: each test fails without its fix ------------------------------------
+# These run the proxy in the test's own process (ProxyServer, real listeners and endpoint sockets on
+# 127.0.0.1), so a test can look at its connection counters and send raw bytes on both sides.
+
+
+@contextlib.asynccontextmanager
+async def inproc_proxy(endpoint_port: int) -> AsyncIterator[tuple[Any, int]]:
+    """A ProxyServer in this loop routing one port to ``endpoint_port``; yields (server, port)."""
+    from pyrollouts.runtimes.local.proxy.server import ProxyServer
+
+    d = Path(tempfile.mkdtemp(prefix="pxy", dir="/tmp"))
+    srv = ProxyServer(d, "127.0.0.1")
+    port = free_port()
+    await srv.apply(table(1, port, [("p-1", "r1", endpoint_port, True)]), persist=False)
+    try:
+        yield srv, port
+    finally:
+        await srv.close(drain_seconds=0.2)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+async def talk(port: int, data: bytes, *, shut: bool = False, idle: float = 1.0) -> bytes:
+    """Send raw bytes (then half-close if ``shut``); what comes back until the proxy closes or is
+    silent for ``idle`` seconds."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    if shut:
+        writer.write_eof()
+    out = b""
+    try:
+        while chunk := await asyncio.wait_for(reader.read(65536), idle):
+            out += chunk
+    except TimeoutError:
+        pass
+    writer.close()
+    return out
+
+
+async def raw_endpoint(
+    seen: list[bytes],
+    answer: Any = None,
+    delay: dict[bytes, float] | None = None,
+    conns: dict[str, int] | None = None,
+) -> asyncio.Server:
+    """An endpoint speaking raw HTTP/1.1: records each whole request (head and body) in ``seen`` and
+    answers ``answer(head)`` or the request line (after ``delay[path marker]`` seconds); counts its
+    open connections in ``conns["open"]``."""
+    conns = conns if conns is not None else {}
+    conns["open"] = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conns["open"] += 1
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                if b"transfer-encoding: chunked" in head.lower():
+                    head += await reader.readuntil(b"0\r\n\r\n")
+                elif length:
+                    head += await reader.readexactly(length)
+                seen.append(head)
+                first = head.split(b"\r\n", 1)[0]
+                for marker, seconds in (delay or {}).items():
+                    if marker in first:
+                        await asyncio.sleep(seconds)
+                if answer is not None and (custom := answer(head)) is not None:
+                    writer.write(custom)
+                else:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(first), first))
+                await writer.drain()
+        conns["open"] -= 1
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_connection_header_cannot_drop_framing_or_host() -> None:
+    """`Connection: content-length` must not strip Content-Length: the endpoint would read the body
+    (itself a request) as a second request, whose answer a later client would get."""
+    seen: list[bytes] = []
+
+    def answer(head: bytes) -> bytes | None:
+        if head.startswith(b"GET /resp "):
+            return (
+                b"HTTP/1.1 200 OK\r\nConnection: content-length, x-hop\r\nX-Hop: 1\r\n"
+                b"Content-Length: 5\r\n\r\nhello"
+            )
+        return None
+
+    up = await raw_endpoint(seen, answer, delay={b"/admin": 0.3})
+    async with inproc_proxy(up.sockets[0].getsockname()[1]) as (_, port):
+        smuggled = b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"
+        attack = (
+            b"POST /a HTTP/1.1\r\nHost: a\r\nConnection: content-length, host\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(smuggled), smuggled)
+        )
+        got = await talk(port, attack, idle=0.5)
+        assert got == b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\nPOST /a HTTP/1.1", got
+        victim = await talk(port, b"GET /victim HTTP/1.1\r\nHost: a\r\n\r\n", idle=0.5)
+        assert victim.endswith(b"GET /victim HTTP/1.1"), victim
+        assert [h.split(b"\r\n", 1)[0] for h in seen] == [b"POST /a HTTP/1.1", b"GET /victim HTTP/1.1"]
+        assert b"Content-Length: 32\r\n" in seen[0] and b"Host: a\r\n" in seen[0]
+        # The response side: its Content-Length stays (X-Hop, a real connection option, goes).
+        resp = await talk(port, b"GET /resp HTTP/1.1\r\nHost: a\r\n\r\n", idle=0.5)
+        assert resp == b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", resp
+    up.close()
+
+
+async def test_chunked_trailers_do_not_become_headers_of_the_next_request() -> None:
+    seen: list[bytes] = []
+    up = await raw_endpoint(seen)
+    async with inproc_proxy(up.sockets[0].getsockname()[1]) as (_, port):
+        got = await talk(
+            port,
+            b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+            b"0\r\nX-Injected: yes\r\nHost: evil\r\n\r\n"
+            b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n",
+            idle=0.5,
+        )
+        assert got.count(b"HTTP/1.1 200 OK") == 2, got
+        assert len(seen) == 2 and seen[1].startswith(b"GET /b "), seen
+        assert b"X-Injected" not in seen[1] and b"evil" not in seen[1], seen[1]
+        # Pipelined: the second head waits in the queue while the first is answered.
+        seen.clear()
+        got = await talk(
+            port,
+            b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"1\r\nz\r\n0\r\nX-Late: 1\r\n\r\n"
+            b"GET /c HTTP/1.1\r\nHost: a\r\n\r\n",
+            idle=0.5,
+        )
+        assert got.count(b"HTTP/1.1 200 OK") == 3, got
+        assert [h.split(b" ", 2)[1] for h in seen] == [b"/first", b"/a", b"/c"]
+        assert not any(b"X-Late" in h for h in seen), seen
+    up.close()
+
+
+async def test_bad_bytes_after_a_request_are_answered_after_its_response() -> None:
+    """A 400 for bytes that do not parse must not reach the client as the answer to the request in
+    flight before them (the endpoint did get that request)."""
+    seen: list[bytes] = []
+    up = await raw_endpoint(seen, delay={b"/charge": 0.3})
+    async with inproc_proxy(up.sockets[0].getsockname()[1]) as (srv, port):
+        got = await talk(
+            port, b"POST /charge HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n\x01garbage\r\n\r\n"
+        )
+        assert got.startswith(b"HTTP/1.1 200 OK\r\nContent-Length: 21\r\n\r\nPOST /charge HTTP/1.1"), got
+        assert got.count(b"HTTP/1.1 400 Bad Request") == 1 and got.endswith(b"encountered\n"), got
+        assert len(seen) == 1
+        # Nothing in flight: the plain 400 at once.
+        got = await talk(port, b"\x01garbage\r\n\r\n")
+        assert got.startswith(b"HTTP/1.1 400 Bad Request") and b"Connection: close" in got, got
+        # A request whose own body breaks (bad chunk size): its exchange is dropped and it gets the
+        # 400; a request pipelined before it still gets its answer first.
+        seen.clear()
+        got = await talk(
+            port,
+            b"GET /charge HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nZZ\r\n",
+        )
+        assert got.startswith(b"HTTP/1.1 200 OK") and got.count(b"HTTP/1.1 ") == 2, got
+        assert b"HTTP/1.1 400 Bad Request" in got
+        assert [h.split(b" ", 2)[1] for h in seen] == [b"/charge"]
+        assert not srv.state.clients
+    up.close()
+
+
+async def _settled(check: Any, seconds: float = 2.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def test_client_gone_mid_body_closes_both_sides_and_half_close_still_answers() -> None:
+    seen: list[bytes] = []
+    conns: dict[str, int] = {}
+    up = await raw_endpoint(seen, delay={b"/slow": 0.2}, conns=conns)
+    async with inproc_proxy(up.sockets[0].getsockname()[1]) as (srv, port):
+        # A complete request then a half-close: the answer still comes, then the proxy closes.
+        got = await talk(port, b"GET /h HTTP/1.1\r\nHost: a\r\n\r\n", shut=True, idle=2.0)
+        assert got == b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\nGET /h HTTP/1.1", got
+        srv.state.pool.close_all()
+        assert await _settled(lambda: conns["open"] == 0)
+        # The client stops in the middle of a body (the endpoint is waiting for 97 more bytes).
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /mid HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc")
+        await writer.drain()
+        assert await _settled(lambda: conns["open"] == 1)
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.read(), 2.0) == b""  # closed, no answer
+        writer.close()
+        assert await _settled(lambda: not srv.state.clients and srv.state.metrics.active_connections == 0), (
+            srv.state.clients,
+            srv.state.metrics.active_connections,
+        )
+        # The endpoint connection was closed too, not pooled.
+        assert await _settled(lambda: conns["open"] == 0)
+        assert not any(h.startswith(b"POST /mid") for h in seen)
+        # A whole request in flight, then part of the next one, then EOF: the first is answered.
+        got = await talk(
+            port,
+            b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"POST /cut HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nab",
+            shut=True,
+            idle=2.0,
+        )
+        assert got == b"HTTP/1.1 200 OK\r\nContent-Length: 18\r\n\r\nGET /slow HTTP/1.1", got
+        assert await _settled(lambda: not srv.state.clients and srv.state.metrics.active_connections == 0)
+        assert not any(h.startswith(b"POST /cut") for h in seen)
+    up.close()
+
+
+@contextlib.asynccontextmanager
+async def inproc_control() -> AsyncIterator[tuple[Any, Path]]:
+    """A ProxyServer and its control socket in this loop; yields (server, socket path)."""
+    from pyrollouts.runtimes.local.proxy.control import serve_control
+    from pyrollouts.runtimes.local.proxy.server import ProxyServer
+
+    d = Path(tempfile.mkdtemp(prefix="pxy", dir="/tmp"))
+    srv = ProxyServer(d, "127.0.0.1")
+    control = await serve_control(srv, str(d / "proxy.sock"))
+    try:
+        yield srv, d / "proxy.sock"
+    finally:
+        control.close()
+        await srv.close(drain_seconds=0.1)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+async def test_stats_with_a_request_slower_than_every_bucket() -> None:
+    """A latency quantile past the highest bucket is +Inf, which strict JSON cannot carry: /stats
+    answers null for it (it answered 500)."""
+    async with inproc_control() as (srv, sock):
+        srv.state.metrics.observe("ns", "svc", "r1", 200, 20.0)
+        out = await asyncio.to_thread(
+            _control, sock, b"GET /stats HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n"
+        )
+        assert out.startswith(b"HTTP/1.1 200 OK"), out
+        rev = json.loads(out.split(b"\r\n\r\n", 1)[1])["services"]["ns/svc"]["revisions"]["r1"]
+        assert rev["requests"] == 1 and rev["latencyP99Seconds"] is None and rev["latencyMeanSeconds"] == 20.0
+
+
+async def test_control_socket_refuses_upgrade_and_connect_with_400() -> None:
+    async with inproc_control() as (_, sock):
+        for request in (
+            b"GET /healthz HTTP/1.1\r\nHost: p\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"CONNECT x:1 HTTP/1.1\r\nHost: p\r\n\r\n",
+        ):
+            out = await asyncio.to_thread(_control, sock, request)
+            assert out.startswith(b"HTTP/1.1 400 Bad Request") and out.count(b"HTTP/1.1 ") == 1, out
+            assert b"Upgrade and CONNECT are not supported" in out
+        out = await asyncio.to_thread(
+            _control, sock, b"GET /healthz HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n"
+        )
+        assert out.startswith(b"HTTP/1.1 200 OK"), out

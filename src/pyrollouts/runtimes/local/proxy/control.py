@@ -37,6 +37,8 @@ JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
 _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
             413: b"Payload Too Large", 500: b"Internal Server Error"}  # fmt: skip
 
+_UPGRADE_REFUSED = "Upgrade and CONNECT are not supported on the control socket"
+
 # (status, content type, body)
 Reply = tuple[int, bytes, bytes]
 
@@ -134,6 +136,8 @@ class ControlProtocol(asyncio.Protocol):
         self._url = b""
         self._body: list[bytes] = []
         self._size = 0
+        #: The parser failed: the 400 is queued and later bytes are ignored.
+        self.failed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -144,11 +148,22 @@ class ControlProtocol(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        if self.failed:
+            return
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # Not a subclass of HttpParserError. on_message_complete answered the request already
+            # when llhttp got that far; otherwise (CONNECT's head, ...) answer here.
+            if not self.failed:
+                self._fail(_UPGRADE_REFUSED)
         except httptools.HttpParserError as exc:
-            # Answered after the requests before it (in order), then the connection closes.
-            self._enqueue(_Request(b"", b"", b"", False, _json(400, {"error": f"bad request: {exc}"})))
+            self._fail(f"bad request: {exc}")
+
+    def _fail(self, message: str) -> None:
+        # Answered after the requests before it (in order), then the connection closes.
+        self.failed = True
+        self._enqueue(_Request(b"", b"", b"", False, _json(400, {"error": message})))
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -167,6 +182,10 @@ class ControlProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         p = self.parser
         path = self._url.split(b"?", 1)[0]
+        if p.should_upgrade():
+            # An Upgrade or CONNECT request: what follows it is not HTTP, so it ends the connection.
+            self._fail(_UPGRADE_REFUSED)
+            return
         too_large = (
             _json(413, {"error": f"request body larger than {MAX_BODY} bytes"})
             if self._size > MAX_BODY

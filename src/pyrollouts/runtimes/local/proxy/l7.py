@@ -53,11 +53,18 @@ HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
      b"upgrade"}
 )  # fmt: skip
+# Never taken as Connection options (RFC 9110 7.6.1 lets a sender name any header there): dropping
+# the message's own framing would make the next hop read its body as the next message (request
+# smuggling), and Host is what routes it. Ignored as tokens, as nginx and Go's proxy do.
+NOT_CONNECTION_OPTIONS = frozenset({b"content-length", b"transfer-encoding", b"host"})
 # Safe to send again on a fresh connection when a pooled one turned out to be closed (RFC 9110 9.2.2).
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 REASONS = {400: b"Bad Request", 405: b"Method Not Allowed", 502: b"Bad Gateway", 503: b"Service Unavailable"}
 
-_HEAD, _BODY, _END = 0, 1, 2
+# Queued client events. _FAIL ends the connection once the requests before it are answered: its
+# data is a 400 body (the client sent bytes that do not parse) or None (the client went away in the
+# middle of a request: nobody to answer).
+_HEAD, _BODY, _END, _FAIL = 0, 1, 2, 3
 
 # What the one-pass head rewriting looks at, by lower-cased header name; every other header is
 # forwarded as it came. _DROP: hop-by-hop, never forwarded.
@@ -99,7 +106,7 @@ def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
     for name, value in headers:
         if name.lower() == b"connection":
             tokens.update(t.strip().lower() for t in value.split(b","))
-    return tokens
+    return tokens - NOT_CONNECTION_OPTIONS
 
 
 def _tokens_name_a_header(tokens: set[bytes] | None, headers: list[tuple[bytes, bytes]]) -> bool:
@@ -107,7 +114,7 @@ def _tokens_name_a_header(tokens: set[bytes] | None, headers: list[tuple[bytes, 
     must be dropped too, and the plain rewriting below does it)."""
     if not tokens:
         return False
-    extra = tokens - HOP_BY_HOP
+    extra = tokens - HOP_BY_HOP - NOT_CONNECTION_OPTIONS
     return bool(extra) and any(name.lower() in extra for name, _ in headers)
 
 
@@ -199,9 +206,9 @@ class HttpProxyProtocol(asyncio.Protocol):
     """One client connection on an HTTP listener."""
 
     __slots__ = (
-        "_headers", "_pumping", "_url", "client_eof", "client_ip", "closed", "events", "exchange",
-        "idle_since", "key", "loop", "parser", "paused_for", "queued", "state", "transport", "tunnel",
-        "upgrade_tail",
+        "_headers", "_in_message", "_pumping", "_url", "client_eof", "client_ip", "closed", "events",
+        "exchange", "failed", "idle_since", "key", "loop", "parser", "paused_for", "queued", "state",
+        "transport", "tunnel", "upgrade_tail",
     )  # fmt: skip
 
     def __init__(self, state: ProxyState, key: tuple[str, int]) -> None:
@@ -225,10 +232,15 @@ class HttpProxyProtocol(asyncio.Protocol):
         # After an Upgrade request, the rest of the client's bytes belong to the tunnel.
         self.upgrade_tail: bytes | None = None
         self.tunnel: ClientPipe | None = None
-        # The request being parsed; reset when its head is complete (so no on_message_begin
-        # callback is needed).
+        # The request being parsed: reset when a message begins (the previous message's chunked
+        # trailers come through on_header too, after its head is complete) and when its head is
+        # complete (so trailers never reach a head that is queued, not yet forwarded).
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        # Between on_message_begin and on_message_complete: an EOF then cuts a request short.
+        self._in_message = False
+        # The parser failed: the rest of the client's bytes mean nothing.
+        self.failed = False
         self._pumping = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
@@ -250,13 +262,16 @@ class HttpProxyProtocol(asyncio.Protocol):
             else:
                 self.upgrade_tail += data
             return
+        if self.failed:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self.upgrade_tail = data[exc.args[0] :]
         except httptools.HttpParserError as exc:
-            self._write(_error_response(b"HTTP/1.1", 400, f"bad request: {exc}\n", False))
-            self._close()
+            # Answered in order: after the responses to the requests before the bad bytes (a 400
+            # written now would reach the client as the answer to a request in flight).
+            self._fail(f"bad request: {exc}\n")
             return
         if self.events or self.paused_for or self.exchange is None:
             self._pump()
@@ -267,6 +282,10 @@ class HttpProxyProtocol(asyncio.Protocol):
             self.tunnel.eof()
         elif self.exchange is None and not self.events:
             self._close()
+        elif self._in_message and not self.failed:
+            # The client stopped sending in the middle of a request, which can never complete:
+            # answer the requests before it, then drop it (and its endpoint connection) and close.
+            self._fail(None)
         # Keep the transport: a response in flight may still be written (half-close).
         return True
 
@@ -294,6 +313,11 @@ class HttpProxyProtocol(asyncio.Protocol):
             self.exchange.pause_upstream(False)
 
     # -- httptools callbacks (client side) ----------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._url = b""
+        self._headers = []
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -324,6 +348,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         # else: the body of a request we answered ourselves (503, ...): read and dropped.
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         ex = self.exchange
         if self.events or (ex is not None and not ex.ready):
             self.events.append((_END, None))
@@ -384,11 +409,42 @@ class HttpProxyProtocol(asyncio.Protocol):
             elif self.upgrade_tail is None and self.idle_since is None:
                 self.idle_since = self.loop.time()
 
+    def _fail(self, text: str | None) -> None:
+        """End the connection after the requests before this point are answered: with a 400 whose
+        body is ``text``, or silently (None)."""
+        self.failed = True
+        self.set_paused("failed", True)
+        events = self.events
+        if self._in_message:
+            # The request cut short may still wait in the queue: drop it rather than send the
+            # endpoint a request that can never be whole.
+            while events and events[-1][0] == _BODY:
+                self.queued -= len(events.pop()[1])
+            if events and events[-1][0] == _HEAD:
+                events.pop()
+        events.append((_FAIL, text))
+        self._pump()
+
     def _pump_events(self) -> None:
         events = self.events
         while events and not self.closed:
             kind, data = events[0]
             ex = self.exchange
+            if kind == _FAIL:
+                if ex is not None:
+                    if ex.request_done:
+                        break  # a whole request in flight: its response comes first
+                    # The request in flight is the one cut short: the endpoint cannot answer it.
+                    self.exchange = None
+                    ex.abort()
+                    if ex.head_sent:
+                        data = None  # part of its response is out: only closing can signal
+                events.clear()
+                self.queued = 0
+                if data is not None:
+                    self._write(_error_response(b"HTTP/1.1", 400, data, False))
+                self._close()
+                return
             if kind == _HEAD:
                 if ex is not None:
                     break  # pipelined: waits for the response in flight
@@ -783,6 +839,12 @@ class _Exchange:
                 up.transport.resume_reading()
 
     # -- response (httptools callbacks of the endpoint connection's parser) ------------------------
+
+    def on_message_begin(self) -> None:
+        # A chunked message's trailers come through on_header after its head is complete: each
+        # message (a 1xx, then the final response) starts from no headers.
+        self._rheaders = []
+        self._reason = b""
 
     def on_status(self, status: bytes) -> None:
         self._reason += status

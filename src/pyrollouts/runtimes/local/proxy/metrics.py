@@ -59,6 +59,11 @@ class RevisionStats:
         return float("inf")
 
 
+def _finite(seconds: float | None) -> float | None:
+    # A quantile past the last bucket is +Inf, which strict JSON cannot carry: null instead.
+    return None if seconds is None or seconds == float("inf") else seconds
+
+
 class ProxyMetrics:
     """All counters of one proxy process."""
 
@@ -91,7 +96,8 @@ class ProxyMetrics:
         self._get(namespace, service, revision).tcp_connections += 1
 
     def as_json(self) -> dict[str, Any]:
-        """The /stats payload: {"services": {"ns/name": {"revisions": {hash: {...}}}}}."""
+        """The /stats payload: {"services": {"ns/name": {"revisions": {hash: {...}}}}}. A latency
+        quantile is null without data or above the highest bucket (JSON has no Infinity)."""
         services: dict[str, Any] = {}
         for (ns, svc, rev), st in sorted(self.revisions.items()):
             n = st.requests
@@ -101,9 +107,9 @@ class ProxyMetrics:
                 "byClass": dict(st.by_class),
                 "errors": st.classes[5],
                 "latencyMeanSeconds": (st.latency_sum / n) if n else None,
-                "latencyP50Seconds": st.quantile(0.5),
-                "latencyP90Seconds": st.quantile(0.9),
-                "latencyP99Seconds": st.quantile(0.99),
+                "latencyP50Seconds": _finite(st.quantile(0.5)),
+                "latencyP90Seconds": _finite(st.quantile(0.9)),
+                "latencyP99Seconds": _finite(st.quantile(0.99)),
                 "tcpConnections": st.tcp_connections,
             }
         return {"activeConnections": self.active_connections, "services": services}

@@ -317,24 +317,7 @@ def service_account_kubeconfig(cp: ControlPlane, client: Client, namespace: str,
     }
     status, data = api.request("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding)
     assert status in (200, 201, 409), data
-    status, data = api.request(
-        "POST",
-        f"/api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token",
-        {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 3600},
-        },
-    )
-    assert status in (200, 201), data
-    token = data["status"]["token"]
-    admin = json.loads(Path(cp.kubeconfig).read_text())
-    admin["users"] = [{"name": sa, "user": {"token": token}}]
-    admin["contexts"] = [{"name": sa, "context": {"cluster": admin["clusters"][0]["name"], "user": sa}}]
-    admin["current-context"] = sa
-    path.write_text(json.dumps(admin))
-    path.chmod(0o600)
-    return f"system:serviceaccount:{namespace}:{sa}"
+    return token_kubeconfig(cp, namespace, sa, path)
 
 
 def audit_writes(cp: ControlPlane, user: str, namespace: str) -> list[Obj]:
@@ -392,8 +375,6 @@ def controllers_fixture(tmp_path: Path) -> Iterator[list[ControllerProc]]:
 def ensure_nodes(cp: ControlPlane, count: int, timeout: float = 30.0) -> list[str]:
     """At least ``count`` fake (kwok) nodes, Ready; returns the names it added. Scenarios with required
     pod anti-affinity need more nodes than the stable revision has pods, as on a real cluster."""
-    from pyrollouts.testing import kwok_stages
-
     status, data = cp.api.request("GET", "/api/v1/nodes")
     assert status == 200, data
     have = {n["metadata"]["name"] for n in data["items"]}
@@ -403,23 +384,7 @@ def ensure_nodes(cp: ControlPlane, count: int, timeout: float = 30.0) -> list[st
         if name in have:
             continue
         added.append(name)
-        cp.api.create(
-            "/api/v1/nodes",
-            {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {
-                    "name": name,
-                    "annotations": {kwok_stages.NODE_ANNOTATION: kwok_stages.NODE_ANNOTATION_VALUE},
-                    "labels": {
-                        "type": "kwok",
-                        "kubernetes.io/hostname": name,
-                        "kubernetes.io/os": "linux",
-                        "kubernetes.io/arch": "amd64",
-                    },
-                },
-            },
-        )
+        cp.create_node(name)
 
     def ready() -> bool:
         items = cp.api.get("/api/v1/nodes")["items"]
@@ -543,7 +508,8 @@ def granted_pairs(cp: ControlPlane, role_paths: Sequence[str]) -> set[tuple[str,
     return out
 
 
-def _audit_events(cp: ControlPlane, user: str) -> Iterator[Obj]:
+def audit_events(cp: ControlPlane, user: str) -> Iterator[Obj]:
+    """The audit log's events of ``user``'s requests on objects (those with an objectRef)."""
     for line in Path(cp.audit_log).read_text(errors="replace").splitlines():
         try:
             ev = json.loads(line)
@@ -561,14 +527,14 @@ def _pair(ev: Obj) -> tuple[str, str]:
 
 def used_pairs(cp: ControlPlane, user: str) -> set[tuple[str, str]]:
     """(verb, group/resource[/subresource]) pairs of the requests ``user`` made, from the audit log."""
-    return {_pair(ev) for ev in _audit_events(cp, user)}
+    return {_pair(ev) for ev in audit_events(cp, user)}
 
 
 def refused_requests(cp: ControlPlane, user: str) -> list[str]:
     """The requests of ``user`` the API server answered 403 Forbidden, as "verb resource URI"."""
     return [
         f"{_pair(ev)[0]} {_pair(ev)[1]} {ev.get('requestURI', '')}"
-        for ev in _audit_events(cp, user)
+        for ev in audit_events(cp, user)
         if (ev.get("responseStatus") or {}).get("code") == 403
     ]
 
@@ -596,3 +562,32 @@ def token_kubeconfig(cp: ControlPlane, ns: str, sa: str, path: Path, namespace: 
     path.write_text(json.dumps(conf))
     path.chmod(0o600)
     return f"system:serviceaccount:{ns}:{sa}"
+
+
+def seed_objects(
+    *,
+    service_type: str = "ClusterIP",
+    welcome: str | None = None,
+    services_first: bool = False,
+    **blue_green: Any,
+) -> list[dict[str, Any]]:
+    """examples/super-hello.yaml (the corrected seed manifest) without its Namespace or namespaces:
+    Services of ``service_type`` (no cloud load balancer on the test cluster), WELCOME=``welcome``
+    when given, ``blue_green`` over strategy.blueGreen fields; Services before the Rollout with
+    ``services_first``."""
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all((REPO / "examples" / "super-hello.yaml").read_text()) if d]
+    out = [d for d in docs if d["kind"] != "Namespace"]
+    for d in out:
+        d["metadata"].pop("namespace", None)
+        if d["kind"] == "Rollout":
+            d["spec"]["strategy"]["blueGreen"].update(blue_green)
+            if welcome is not None:
+                container = d["spec"]["template"]["spec"]["containers"][0]
+                container["env"] = [{"name": "WELCOME", "value": welcome}]
+        if d["kind"] == "Service":
+            d["spec"]["type"] = service_type
+    if services_first:
+        out.sort(key=lambda o: 0 if o["kind"] == "Service" else 1)
+    return out

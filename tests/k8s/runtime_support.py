@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+import kube_helpers
 from kube_helpers import (
-    REPO,
     ControllerProc,
     apply,
     audit_writes,
@@ -41,18 +40,9 @@ ADMIN_USER = "pyrollouts-admin"
 
 
 def manifest(scale_down_delay: int = 2, **bg: Any) -> list[Obj]:
-    """examples/super-hello.yaml (the corrected seed manifest) without its Namespace, with a short
-    scale-down delay so the test need not wait 30 s; ``bg`` overrides strategy.blueGreen fields."""
-    docs = [d for d in yaml.safe_load_all((REPO / "examples" / "super-hello.yaml").read_text()) if d]
-    out = [d for d in docs if d["kind"] != "Namespace"]
-    for d in out:
-        d["metadata"].pop("namespace", None)
-        if d["kind"] == "Rollout":
-            d["spec"]["strategy"]["blueGreen"]["scaleDownDelaySeconds"] = scale_down_delay
-            d["spec"]["strategy"]["blueGreen"].update(bg)
-        if d["kind"] == "Service":
-            d["spec"]["type"] = "ClusterIP"  # no cloud load balancer on the test cluster
-    return out
+    """The seed's objects (kube_helpers.seed_objects) with a short scale-down delay so the test need
+    not wait 30 s; ``bg`` overrides strategy.blueGreen fields."""
+    return kube_helpers.seed_objects(scaleDownDelaySeconds=scale_down_delay, **bg)
 
 
 def rollout_of(objs: list[Obj]) -> Obj:

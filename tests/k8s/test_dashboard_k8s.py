@@ -18,8 +18,7 @@ from typing import Any
 
 import kube_helpers
 import pytest
-import yaml
-from kube_helpers import REPO, ControllerProc, apply, by_revision, free_port, get, rs_hash, wait_for
+from kube_helpers import ControllerProc, apply, by_revision, free_port, get, rs_hash, wait_for
 from lightkube import Client
 from playwright.sync_api import expect, sync_playwright
 
@@ -43,17 +42,8 @@ WAIT_MS = 40_000
 
 
 def seed_objects(welcome: str) -> list[dict[str, Any]]:
-    """examples/super-hello.yaml without its Namespace, ClusterIP Services, a 2 s scale-down delay."""
-    docs = [d for d in yaml.safe_load_all((REPO / "examples" / "super-hello.yaml").read_text()) if d]
-    out = [d for d in docs if d["kind"] != "Namespace"]
-    for d in out:
-        d["metadata"].pop("namespace", None)
-        if d["kind"] == "Rollout":
-            d["spec"]["strategy"]["blueGreen"]["scaleDownDelaySeconds"] = 2
-            d["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "WELCOME", "value": welcome}]
-        if d["kind"] == "Service":
-            d["spec"]["type"] = "ClusterIP"
-    return sorted(out, key=lambda o: 0 if o["kind"] == "Service" else 1)
+    """The seed's objects: ClusterIP Services first, a 2 s scale-down delay."""
+    return kube_helpers.seed_objects(welcome=welcome, services_first=True, scaleDownDelaySeconds=2)
 
 
 @pytest.fixture

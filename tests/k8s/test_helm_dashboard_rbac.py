@@ -33,8 +33,7 @@ from typing import Any
 
 import kube_helpers
 import pytest
-import yaml
-from kube_helpers import REPO, ControllerProc, apply, by_revision, free_port, get, rs_hash, wait_for
+from kube_helpers import ControllerProc, apply, by_revision, free_port, get, rs_hash, wait_for
 from lightkube import Client
 
 from pyrollouts.testing.k8s_cluster import ControlPlane
@@ -47,16 +46,8 @@ NAME = "super-hello"
 
 
 def _seed_objects(welcome: str) -> list[dict[str, Any]]:
-    """examples/super-hello.yaml without its Namespace, with ClusterIP Services, Services first."""
-    docs = [d for d in yaml.safe_load_all((REPO / "examples" / "super-hello.yaml").read_text()) if d]
-    out = [d for d in docs if d["kind"] != "Namespace"]
-    for d in out:
-        d["metadata"].pop("namespace", None)
-        if d["kind"] == "Rollout":
-            d["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "WELCOME", "value": welcome}]
-        if d["kind"] == "Service":
-            d["spec"]["type"] = "ClusterIP"
-    return sorted(out, key=lambda o: 0 if o["kind"] == "Service" else 1)
+    """The seed's objects with ClusterIP Services, Services first."""
+    return kube_helpers.seed_objects(welcome=welcome, services_first=True)
 
 
 class Browser:
@@ -165,15 +156,7 @@ def test_chart_dashboard_rbac_is_what_the_dashboard_uses(
 
 def _audit_namespaces(cp: ControlPlane, user: str) -> set[str]:
     """The namespaces of ``user``'s requests in the audit log ("" for a cluster-scoped one)."""
-    found: set[str] = set()
-    for line in Path(cp.audit_log).read_text(errors="replace").splitlines():
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if (ev.get("user") or {}).get("username") == user and "objectRef" in ev:
-            found.add(str(ev["objectRef"].get("namespace") or ""))
-    return found
+    return {str(ev["objectRef"].get("namespace") or "") for ev in kube_helpers.audit_events(cp, user)}
 
 
 def _refused_by_the_dashboard(b: Browser, ns: str, other_ns: str) -> None:

@@ -92,15 +92,7 @@ class ChartController(ControllerProc):
 
 
 def _seed_objects(welcome: str) -> list[dict[str, Any]]:
-    docs = [d for d in yaml.safe_load_all((REPO / "examples" / "super-hello.yaml").read_text()) if d]
-    out = [d for d in docs if d["kind"] != "Namespace"]
-    for d in out:
-        d["metadata"].pop("namespace", None)
-        if d["kind"] == "Rollout":
-            d["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "WELCOME", "value": welcome}]
-        if d["kind"] == "Service":
-            d["spec"]["type"] = "NodePort"
-    return out
+    return kube_helpers.seed_objects(welcome=welcome, service_type="NodePort")
 
 
 def _svc_hash(client: Client, ns: str, name: str) -> str | None:

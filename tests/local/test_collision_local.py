@@ -94,17 +94,22 @@ async def test_a_taken_name_is_stepped_around_and_the_rollout_turns_healthy() ->
         await driver.close()
 
 
+async def _stored_seed(cluster: Any) -> dict[str, Any]:
+    """The seed's objects written straight to the store (no controller runs); the stored Rollout."""
+    for obj in _manifest():
+        if obj["kind"] == "Service":
+            obj["spec"]["ports"][0]["port"] = service_port()
+        await cluster.create(obj["kind"], obj)
+    return dict(await cluster.get("Rollout", "my-app", "super-hello"))
+
+
 async def test_a_create_that_finds_the_name_taken_stops_the_plan(tmp_path: Path) -> None:
     """A gather that missed the RS holding the name (created a moment later): the create's Conflict
     stops the plan before anything touches that RS, and the next plan bumps collisionCount."""
     runtime = LocalRuntime(tmp_path / "state")  # the store only: no pod is ever started here
     cluster = runtime.cluster
     try:
-        for obj in _manifest():
-            if obj["kind"] == "Service":
-                obj["spec"]["ports"][0]["port"] = service_port()
-            await cluster.create(obj["kind"], obj)
-        rollout = await cluster.get("Rollout", "my-app", "super-hello")
+        rollout = await _stored_seed(cluster)
         h0 = pod_template_hash(rollout["spec"]["template"])
         squatter = await cluster.create("ReplicaSet", _squatter(rollout, h0))
         clock = Clock()
@@ -161,11 +166,7 @@ async def test_a_taken_name_not_yet_in_the_cache_is_not_called_a_collision(tmp_p
     runtime = LocalRuntime(tmp_path / "state")  # the store only: no pod is ever started here
     cluster = runtime.cluster
     try:
-        for obj in _manifest():
-            if obj["kind"] == "Service":
-                obj["spec"]["ports"][0]["port"] = service_port()
-            await cluster.create(obj["kind"], obj)
-        rollout = await cluster.get("Rollout", "my-app", "super-hello")
+        rollout = await _stored_seed(cluster)
         clock = Clock()
         seen = await gather(cluster, rollout, first_seen=True)
         first = engine.plan(Rollout.from_wire(rollout), seen, clock.now())

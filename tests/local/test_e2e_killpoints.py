@@ -43,6 +43,8 @@ from e2e_support import (
     with_env,
 )
 
+from pyrollouts.controller.faults import POINTS
+from pyrollouts.model import names
 from pyrollouts.testing.serverharness import (
     KILL_ENV,
     app_processes,
@@ -51,15 +53,8 @@ from pyrollouts.testing.serverharness import (
     teardown_on_sigterm,
 )
 
-POINTS = (
-    "after-rs-create",
-    "after-scale",
-    "after-selector-switch",
-    "after-status-write",
-    "after-deadline-set",
-)
-HASH_LABEL = "rollouts-pod-template-hash"
-DEADLINE_ANNOTATION = "scale-down-deadline"
+HASH_LABEL = names.POD_TEMPLATE_HASH_LABEL
+DEADLINE_ANNOTATION = names.SCALE_DOWN_DEADLINE_ANNOTATION
 #: The promote path's active switch: the second pass of after-selector-switch (the first one is the
 #: preview switch of the update's first reconcile).
 ACTIVE_SWITCH = "after-selector-switch:2"

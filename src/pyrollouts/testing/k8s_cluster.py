@@ -635,7 +635,7 @@ class ControlPlane:
             ],
         )
         for i in range(self.nodes):
-            self._create_node(f"kwok-node-{i}")
+            self.create_node(f"kwok-node-{i}")
         self._wait("fake nodes Ready", deadline, self._nodes_ready)
         self.times.nodes_ready = time.monotonic() - started
         self._wait("kube-controller-manager /healthz", deadline, lambda: self._component_healthy(kcm_port))
@@ -699,7 +699,8 @@ class ControlPlane:
         finally:
             conn.close()
 
-    def _create_node(self, name: str) -> None:
+    def create_node(self, name: str) -> None:
+        """Register one fake node that kwok runs (its Stages make it Ready and run its pods)."""
         self.api.create(
             "/api/v1/nodes",
             {

@@ -25,14 +25,14 @@ lint: install
 # The Terraform apply tests need provider builds this machine cannot make (docs/development.md):
 # they run with `make test-terraform`, where providers can be built.
 test: install tools lint
-	$(BIN)/pytest -q -p no:cacheprovider -m "not terraform" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider -m "not terraform and not soak" $(PYTEST_ARGS)
 
 test-terraform: install tools
 	$(BIN)/pytest -q -p no:cacheprovider -m terraform $(PYTEST_ARGS)
 
 # Without the Kubernetes control plane (for a quick loop while developing).
 test-fast: install lint
-	$(BIN)/pytest -q -p no:cacheprovider -m "not k8s and not terraform" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider -m "not k8s and not terraform and not soak" $(PYTEST_ARGS)
 
 # Refresh docs/img/dashboard-paused.png from the browser test (tests leave docs/ alone otherwise).
 screenshots: install browser

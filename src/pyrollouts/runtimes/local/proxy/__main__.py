@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from .control import serve_control
+from .limits import Limits, LimitsError
 from .server import LOCK_FILE, PID_FILE, SOCKET_FILE, ProxyServer, process_start_time
 
 log = logging.getLogger("pyrollouts.proxy")
@@ -27,9 +28,9 @@ log = logging.getLogger("pyrollouts.proxy")
 MAX_SOCKET_PATH = 107
 
 
-async def _run(state_dir: Path, bind: str) -> int:
+async def _run(state_dir: Path, bind: str, limits: Limits) -> int:
     sock_path = state_dir / SOCKET_FILE
-    proxy = ProxyServer(state_dir, bind)
+    proxy = ProxyServer(state_dir, bind, limits)
     await proxy.start()
     with contextlib.suppress(FileNotFoundError):
         sock_path.unlink()  # left by a proxy that died; we hold the lock, so it is not live
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bind", default="127.0.0.1", help="address for services without their own")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s proxy %(levelname)s %(message)s")
+    try:
+        limits = Limits.from_env(os.environ)
+    except LimitsError as exc:
+        print(f"proxy: {exc}", file=sys.stderr)
+        return 2
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     sock_path = state_dir / SOCKET_FILE
@@ -79,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
     except ImportError:  # uvloop is optional off Linux/macOS; asyncio's loop also works
-        return asyncio.run(_run(state_dir, args.bind))
-    return uvloop.run(_run(state_dir, args.bind))
+        return asyncio.run(_run(state_dir, args.bind, limits))
+    return uvloop.run(_run(state_dir, args.bind, limits))
 
 
 if __name__ == "__main__":

@@ -150,7 +150,13 @@ class TcpProxyProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         client: asyncio.Transport = transport  # type: ignore[assignment]
-        self.state.metrics.active_connections += 1
+        metrics = self.state.metrics
+        metrics.active_connections += 1
+        if metrics.active_connections > self.state.limits.max_connections:
+            # No HTTP here to explain with: closing at once is the clearest TCP answer.
+            metrics.refused_connections += 1
+            client.close()
+            return
         route = self.state.route(self.key)
         if route is None or not route.targets:
             # No HTTP here to explain with: closing at once is the clearest TCP answer.

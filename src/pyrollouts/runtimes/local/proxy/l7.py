@@ -43,7 +43,6 @@ from .upstream import CONNECT_TIMEOUT
 
 log = logging.getLogger(__name__)
 
-CLIENT_IDLE_TIMEOUT = 75.0
 # Client bytes queued behind a request in flight (pipelining, or a body while connecting) before
 # we stop reading from the client.
 MAX_QUEUED = 2**18
@@ -59,24 +58,35 @@ HOP_BY_HOP = frozenset(
 NOT_CONNECTION_OPTIONS = frozenset({b"content-length", b"transfer-encoding", b"host"})
 # Safe to send again on a fresh connection when a pooled one turned out to be closed (RFC 9110 9.2.2).
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-REASONS = {400: b"Bad Request", 405: b"Method Not Allowed", 502: b"Bad Gateway", 503: b"Service Unavailable"}
+REASONS = {400: b"Bad Request", 405: b"Method Not Allowed", 408: b"Request Timeout",
+           431: b"Request Header Fields Too Large", 502: b"Bad Gateway", 503: b"Service Unavailable",
+           504: b"Gateway Timeout"}  # fmt: skip
+# Seconds a connection turned away at the connection cap stays open after its 503, reading and
+# dropping what the client sends (closing with unread bytes would reset the connection, and the
+# client might lose the 503).
+REFUSE_LINGER = 1.0
+# What the endpoint is told about the client, by the proxy only: a client's own values are dropped
+# (a client must not choose the address, scheme or host an application sees). Forwarded
+# (RFC 7239) carries the same claims, so it is dropped too.
+FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
 
 # Queued client events. _FAIL ends the connection once the requests before it are answered: its
-# data is a 400 body (the client sent bytes that do not parse) or None (the client went away in the
-# middle of a request: nobody to answer).
+# data is (status, body) of the answer (400: the client sent bytes that do not parse; 431: a head
+# over the limits; 408: a head too slow) or None (the client went away in the middle of a request:
+# nobody to answer).
 _HEAD, _BODY, _END, _FAIL = 0, 1, 2, 3
 
 # What the one-pass head rewriting looks at, by lower-cased header name; every other header is
 # forwarded as it came. _DROP: hop-by-hop, never forwarded.
-_DROP, _CONNECTION, _TRANSFER_ENCODING, _CONTENT_LENGTH, _EXPECT, _XFF, _XFP = range(7)
+_DROP, _CONNECTION, _TRANSFER_ENCODING, _CONTENT_LENGTH, _EXPECT, _HOST = range(6)
 _REQUEST_HEADERS: dict[bytes, int] = {
     **dict.fromkeys(HOP_BY_HOP, _DROP),
+    **dict.fromkeys(FORWARDED, _DROP),
+    b"host": _HOST,
     b"connection": _CONNECTION,
     b"transfer-encoding": _TRANSFER_ENCODING,
     b"content-length": _CONTENT_LENGTH,
     b"expect": _EXPECT,
-    b"x-forwarded-for": _XFF,
-    b"x-forwarded-proto": _XFP,
 }
 _RESPONSE_HEADERS: dict[bytes, int] = {
     **dict.fromkeys(HOP_BY_HOP, _DROP),
@@ -84,6 +94,11 @@ _RESPONSE_HEADERS: dict[bytes, int] = {
     b"transfer-encoding": _TRANSFER_ENCODING,
     b"content-length": _CONTENT_LENGTH,
 }
+
+
+class _HeadRejected(Exception):
+    """Raised from a parser callback to stop parsing a head over the limits (its answer is in
+    ``HttpProxyProtocol.rejected``)."""
 
 
 class _RequestHead:
@@ -159,22 +174,21 @@ def forward_request_head(head: _RequestHead, client_ip: bytes) -> tuple[str, byt
         framing = _request_framing(head.headers)
         return framing, _request_head_bytes(head, framing, client_ip), _expects_continue(head.headers)
     lines: list[bytes] = [head.method + b" " + head.url + b" HTTP/1.1\r\n"]
-    chunked = length = expect = has_proto = False
-    xff: bytes | None = None
+    chunked = length = expect = False
+    host: bytes | None = None
     tokens: set[bytes] | None = None
     kinds = _REQUEST_HEADERS
     for name, value in head.headers:
         kind = kinds.get(name.lower())
         if kind is None:
             lines += (name, b": ", value, b"\r\n")
+        elif kind == _HOST:
+            if host is None:
+                host = value
+            lines += (name, b": ", value, b"\r\n")
         elif kind == _CONTENT_LENGTH:
             if value.strip() != b"0":
                 length = True
-            lines += (name, b": ", value, b"\r\n")
-        elif kind == _XFF:
-            xff = value if xff is None else xff + b", " + value
-        elif kind == _XFP:
-            has_proto = True
             lines += (name, b": ", value, b"\r\n")
         elif kind == _TRANSFER_ENCODING:
             if b"chunked" in value.lower():
@@ -185,13 +199,14 @@ def forward_request_head(head: _RequestHead, client_ip: bytes) -> tuple[str, byt
             tokens.update(t.strip().lower() for t in value.split(b","))
         elif kind == _EXPECT and value.lower() == b"100-continue":
             expect = True
-        # else _DROP (hop-by-hop), or an Expect other than 100-continue: not forwarded.
+        # else _DROP (hop-by-hop, or a client's X-Forwarded-*), or an Expect other than
+        # 100-continue: not forwarded.
     framing = "chunked" if chunked else "length" if length else "none"
     if tokens is not None and _tokens_name_a_header(tokens, head.headers):
         return framing, _request_head_bytes(head, framing, client_ip), expect
-    lines += (b"X-Forwarded-For: ", client_ip if xff is None else xff + b", " + client_ip, b"\r\n")
-    if not has_proto:
-        lines.append(b"X-Forwarded-Proto: http\r\n")
+    lines += (b"X-Forwarded-For: ", client_ip, b"\r\nX-Forwarded-Proto: http\r\n")
+    if host is not None:
+        lines += (b"X-Forwarded-Host: ", host, b"\r\n")
     if chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
     lines.append(b"\r\n")
@@ -206,9 +221,9 @@ class HttpProxyProtocol(asyncio.Protocol):
     """One client connection on an HTTP listener."""
 
     __slots__ = (
-        "_headers", "_in_message", "_pumping", "_url", "client_eof", "client_ip", "closed", "events",
-        "exchange", "failed", "idle_since", "key", "loop", "parser", "paused_for", "queued", "state",
-        "transport", "tunnel", "upgrade_tail",
+        "_head_left", "_headers", "_in_head", "_in_message", "_pumping", "_url", "client_eof",
+        "client_ip", "closed", "events", "exchange", "failed", "head_mark", "idle_since", "key", "loop",
+        "parser", "paused_for", "queued", "rejected", "state", "transport", "tunnel", "upgrade_tail",
     )  # fmt: skip
 
     def __init__(self, state: ProxyState, key: tuple[str, int]) -> None:
@@ -242,6 +257,16 @@ class HttpProxyProtocol(asyncio.Protocol):
         # The parser failed: the rest of the client's bytes mean nothing.
         self.failed = False
         self._pumping = False
+        # Between the end of a message (or the connection's start) and the end of the next head:
+        # the bytes read then count against the head limit; _head_left is what is left of it.
+        # The count is per read, so bytes of a pipelined head that came in the same read as the
+        # end of the previous message are not counted (at most one read's worth).
+        self._in_head = True
+        self._head_left = state.limits.max_head_bytes
+        # When the sweeper first saw this head unfinished (None: no head in progress).
+        self.head_mark: float | None = None
+        # (status, body) for a head refused from a parser callback.
+        self.rejected: tuple[int, str] | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -250,9 +275,29 @@ class HttpProxyProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.client_ip = peer[0].encode()
-        self.state.metrics.active_connections += 1
+        metrics = self.state.metrics
+        metrics.active_connections += 1
         self.state.clients.add(self)
+        if metrics.active_connections > self.state.limits.max_connections:
+            self._refuse_over_cap()
+            return
         self._arm_idle()
+
+    def _refuse_over_cap(self) -> None:
+        """Over the connection cap: a 503 and a half-close, the client's bytes read and dropped for
+        REFUSE_LINGER seconds, then closed."""
+        assert self.transport is not None
+        self.state.metrics.refused_connections += 1
+        self.failed = True
+        cap = self.state.limits.max_connections
+        body = (
+            f"the proxy has {cap} client connections open, its limit (PYROLLOUTS_PROXY_MAX_CONNECTIONS): "
+            "retry later\n"
+        )
+        self.transport.write(_error_response(b"HTTP/1.1", 503, body, False))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(REFUSE_LINGER, self._close)
 
     def data_received(self, data: bytes) -> None:
         self.idle_since = None
@@ -264,17 +309,52 @@ class HttpProxyProtocol(asyncio.Protocol):
             return
         if self.failed:
             return
+        if self._in_head:
+            if len(data) > self._head_left:
+                self._feed_at_head_limit(data)
+                return
+            self._head_left -= len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self.upgrade_tail = data[exc.args[0] :]
         except httptools.HttpParserError as exc:
-            # Answered in order: after the responses to the requests before the bad bytes (a 400
-            # written now would reach the client as the answer to a request in flight).
-            self._fail(f"bad request: {exc}\n")
+            self._parse_error(exc)
             return
         if self.events or self.paused_for or self.exchange is None:
             self._pump()
+
+    def _parse_error(self, exc: Exception) -> None:
+        # Answered in order: after the responses to the requests before the bad bytes (a 400
+        # written now would reach the client as the answer to a request in flight).
+        if self.rejected is not None:
+            status, text = self.rejected
+            self._fail(text, status)
+        else:
+            self._fail(f"bad request: {exc}\n")
+
+    def _feed_at_head_limit(self, data: bytes) -> None:
+        """A read that reaches past what is left of the head limit: feed up to the limit; if the
+        head is still not complete there, answer 431; otherwise go on with the rest."""
+        allowed = self._head_left
+        self._head_left = 0
+        try:
+            self.parser.feed_data(data[:allowed])
+        except httptools.HttpParserUpgrade as exc:
+            self.upgrade_tail = data[exc.args[0] :]
+            return
+        except httptools.HttpParserError as exc:
+            self._parse_error(exc)
+            return
+        if self._in_head and self._head_left == 0:
+            limit = self.state.limits.max_head_bytes
+            self._fail(
+                f"request head larger than {limit} bytes (request line and headers); "
+                "the proxy's limit is PYROLLOUTS_PROXY_MAX_HEAD_BYTES\n",
+                431,
+            )
+            return
+        self.data_received(data[allowed:])
 
     def eof_received(self) -> bool:
         self.client_eof = True
@@ -326,6 +406,17 @@ class HttpProxyProtocol(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_left = self.state.limits.max_head_bytes
+        self.head_mark = None
+        if len(self._headers) > self.state.limits.max_headers:
+            limit = self.state.limits.max_headers
+            self.rejected = (
+                431,
+                f"request head with {len(self._headers)} header fields, more than {limit}; "
+                "the proxy's limit is PYROLLOUTS_PROXY_MAX_HEADERS\n",
+            )
+            raise _HeadRejected()
         p = self.parser
         head = _RequestHead(p.get_method(), self._url, p.get_http_version(), self._headers,
                             p.should_keep_alive(), p.should_upgrade())  # fmt: skip
@@ -349,6 +440,7 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self._in_head = True
         ex = self.exchange
         if self.events or (ex is not None and not ex.ready):
             self.events.append((_END, None))
@@ -385,10 +477,34 @@ class HttpProxyProtocol(asyncio.Protocol):
         if self.idle_since is None and not self.closed:
             self.idle_since = self.loop.time()
 
-    def close_if_idle(self, now: float) -> None:
-        """Close a keep-alive connection that waited for its next request too long."""
-        if self.idle_since is not None and now - self.idle_since > CLIENT_IDLE_TIMEOUT:
-            self._close()
+    def sweep(self, now: float) -> None:
+        """Called every limits.sweep_interval() seconds: close a connection idle too long, answer
+        408 to a head not complete in time, 504 to a request whose endpoint does not answer."""
+        if self.closed or self.failed or self.upgrade_tail is not None:
+            return
+        limits = self.state.limits
+        if self._in_head and self._head_left < limits.max_head_bytes:
+            # A head has begun and is not complete (idle_since may be set: _pump marks a
+            # connection with no request in flight idle, and every read restarts that clock).
+            if self.head_mark is None:
+                self.head_mark = now
+            elif now - self.head_mark > limits.header_timeout:
+                self._fail(
+                    f"request head not complete within {limits.header_timeout:g} s; the proxy's limit "
+                    "is PYROLLOUTS_PROXY_HEADER_TIMEOUT\n",
+                    408,
+                )
+                return
+        elif self.idle_since is not None:
+            if now - self.idle_since > limits.idle_timeout:
+                self._close()
+            return
+        ex = self.exchange
+        if ex is not None and ex.request_done and ex.ready and not ex.head_sent and not ex.finished:
+            if ex.wait_mark is None:
+                ex.wait_mark = now
+            elif now - ex.wait_mark > limits.upstream_timeout:
+                ex.timed_out(limits.upstream_timeout)
 
     def _pump(self) -> None:
         """Move queued events along (start the next request, or feed the current one its body),
@@ -409,9 +525,9 @@ class HttpProxyProtocol(asyncio.Protocol):
             elif self.upgrade_tail is None and self.idle_since is None:
                 self.idle_since = self.loop.time()
 
-    def _fail(self, text: str | None) -> None:
-        """End the connection after the requests before this point are answered: with a 400 whose
-        body is ``text``, or silently (None)."""
+    def _fail(self, text: str | None, status: int = 400) -> None:
+        """End the connection after the requests before this point are answered: with a ``status``
+        (400 by default) whose body is ``text``, or silently (None)."""
         self.failed = True
         self.set_paused("failed", True)
         events = self.events
@@ -422,7 +538,7 @@ class HttpProxyProtocol(asyncio.Protocol):
                 self.queued -= len(events.pop()[1])
             if events and events[-1][0] == _HEAD:
                 events.pop()
-        events.append((_FAIL, text))
+        events.append((_FAIL, None if text is None else (status, text)))
         self._pump()
 
     def _pump_events(self) -> None:
@@ -442,7 +558,7 @@ class HttpProxyProtocol(asyncio.Protocol):
                 events.clear()
                 self.queued = 0
                 if data is not None:
-                    self._write(_error_response(b"HTTP/1.1", 400, data, False))
+                    self._write(_error_response(b"HTTP/1.1", data[0], data[1], False))
                 self._close()
                 return
             if kind == _HEAD:
@@ -562,21 +678,17 @@ def _request_head_bytes(head: _RequestHead, framing: str, client_ip: bytes) -> b
     for ``forward_request_head``)."""
     tokens = _connection_tokens(head.headers)
     lines = [b"%s %s HTTP/1.1\r\n" % (head.method, head.url)]
-    xff = None
-    has_proto = False
+    host = None
     for name, value in head.headers:
         low = name.lower()
-        if low in HOP_BY_HOP or low in tokens or low == b"expect":
+        if low in HOP_BY_HOP or low in tokens or low == b"expect" or low in FORWARDED:
             continue
-        if low == b"x-forwarded-for":
-            xff = value if xff is None else xff + b", " + value
-            continue
-        if low == b"x-forwarded-proto":
-            has_proto = True
+        if low == b"host" and host is None:
+            host = value
         lines.append(b"%s: %s\r\n" % (name, value))
-    lines.append(b"X-Forwarded-For: %s\r\n" % (client_ip if xff is None else xff + b", " + client_ip))
-    if not has_proto:
-        lines.append(b"X-Forwarded-Proto: http\r\n")
+    lines.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % client_ip)
+    if host is not None:
+        lines.append(b"X-Forwarded-Host: %s\r\n" % host)
     if framing == "chunked":
         lines.append(b"Transfer-Encoding: chunked\r\n")
     if head.upgrade:
@@ -726,6 +838,8 @@ class _Exchange:
     skip_end = False
     up_keep = False
     task: asyncio.Task[None] | None = None
+    #: When the sweeper first saw this request sent whole and its response not begun.
+    wait_mark: float | None = None
     #: Why endpoints failed, for the 502 body; a list once there is one.
     errors: tuple[str, ...] | list[str] = ()
     _reason = b""
@@ -1003,6 +1117,28 @@ class _Exchange:
             self.connect_next()
             return
         self._bad_gateway()
+
+    def timed_out(self, seconds: float) -> None:
+        """The endpoint did not begin its response within the upstream timeout: 504 to the client,
+        and its connection is closed (it may still answer; that answer must not reach the next
+        request). Not retried: the endpoint may have acted on the request."""
+        if self.finished or self.head_sent:
+            return
+        up, self.upstream = self.upstream, None
+        self.ready = False
+        if up is not None:
+            up.detach()
+            up.close()
+        self.finished = True
+        self.client._observe(self.route, self.target.revision, 504, self.started)
+        t = self.target
+        body = (
+            f"gateway timeout: pod {t.pod or '?'} ({t.host}:{t.port}) of service {self.route.service_key} "
+            f"did not answer within {seconds:g} s; the proxy's limit is PYROLLOUTS_PROXY_UPSTREAM_TIMEOUT\n"
+        )
+        keep = self.head.keep_alive and self.request_done
+        self.client._write(_error_response(self.version, 504, body, keep))
+        self.client.exchange_done(keep)
 
     def _bad_gateway(self) -> None:
         self.finished = True

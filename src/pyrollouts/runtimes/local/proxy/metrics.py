@@ -70,6 +70,8 @@ class ProxyMetrics:
     def __init__(self) -> None:
         self.revisions: dict[tuple[str, str, str], RevisionStats] = {}
         self.active_connections = 0
+        #: Client connections turned away because max_connections were open.
+        self.refused_connections = 0
 
     def _get(self, namespace: str, service: str, revision: str) -> RevisionStats:
         key = (namespace, service, revision or "none")
@@ -112,7 +114,11 @@ class ProxyMetrics:
                 "latencyP99Seconds": _finite(st.quantile(0.99)),
                 "tcpConnections": st.tcp_connections,
             }
-        return {"activeConnections": self.active_connections, "services": services}
+        return {
+            "activeConnections": self.active_connections,
+            "refusedConnections": self.refused_connections,
+            "services": services,
+        }
 
     def prometheus_text(self) -> bytes:
         """The Prometheus text exposition of every counter."""
@@ -163,7 +169,13 @@ class ProxyMetrics:
             "pyrollouts_proxy_active_connections", "Client connections open on the proxy's listeners"
         )
         active.add_metric([], self.active_connections)
+        refused = CounterMetricFamily(
+            "pyrollouts_proxy_refused_connections",
+            "Client connections turned away because the proxy had its maximum open",
+        )
+        refused.add_metric([], self.refused_connections)
         yield requests
         yield latency
         yield tcp
         yield active
+        yield refused

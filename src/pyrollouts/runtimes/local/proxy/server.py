@@ -14,6 +14,7 @@ from typing import Any
 
 from .l4 import TcpProxyProtocol
 from .l7 import HttpProxyProtocol
+from .limits import Limits
 from .state import ProxyState
 from .table import EMPTY_TABLE, TableError, build_routing, validate_table
 
@@ -24,7 +25,6 @@ SOCKET_FILE = "proxy.sock"
 TABLE_FILE = "proxy-table.json"
 LOCK_FILE = "proxy.lock"
 LOG_FILE = "proxy.log"
-SWEEP_INTERVAL = 5.0
 
 
 def process_start_time(pid: int) -> int | None:
@@ -46,10 +46,10 @@ def _factory(cls: Any, state: ProxyState, key: tuple[str, int]) -> Any:
 class ProxyServer:
     """Listeners per table port, fed by ``apply``."""
 
-    def __init__(self, state_dir: Path, default_bind: str) -> None:
+    def __init__(self, state_dir: Path, default_bind: str, limits: Limits | None = None) -> None:
         self.state_dir = state_dir
         self.default_bind = default_bind
-        self.state = ProxyState()
+        self.state = ProxyState(limits)
         self.table: dict[str, Any] = EMPTY_TABLE
         # key -> (server, is_tcp)
         self.listeners: dict[tuple[str, int], tuple[asyncio.AbstractServer, bool]] = {}
@@ -71,12 +71,20 @@ class ProxyServer:
         self._sweeper = asyncio.create_task(self._sweep())
 
     async def _sweep(self) -> None:
+        # The client timeouts (idle, head deadline, upstream response) are checked here rather than
+        # with a timer per request, which would cost on every request.
+        loop = asyncio.get_running_loop()
+        interval = self.state.limits.sweep_interval()
+        pool_every = max(1, round(5.0 / interval))
+        tick = 0
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
-            self.state.pool.sweep()
-            now = asyncio.get_running_loop().time()
+            await asyncio.sleep(interval)
+            tick += 1
+            if tick % pool_every == 0:
+                self.state.pool.sweep()
+            now = loop.time()
             for client in list(self.state.clients):
-                client.close_if_idle(now)
+                client.sweep(now)
 
     async def apply(self, table: Any, *, persist: bool = True) -> dict[str, Any]:
         """Validate and switch to a table; returns {"version", "listening", "failed"}. Raises

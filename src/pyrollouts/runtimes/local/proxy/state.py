@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .limits import Limits
 from .metrics import ProxyMetrics
 from .table import Route, Routing
 from .upstream import UpstreamPool
@@ -12,7 +13,8 @@ from .upstream import UpstreamPool
 class ProxyState:
     """Holds the current routing snapshot; ``routing`` is replaced in one assignment, never mutated."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
         self.routing = Routing(version=0)
         self.pool = UpstreamPool()
         self.metrics = ProxyMetrics()

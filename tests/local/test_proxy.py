@@ -423,8 +423,9 @@ asyncio.run(main())
 """
 
 
-def proxies_for(state_dir: Path) -> list[int]:
-    """Pids of proxy processes serving this state dir (from /proc)."""
+def proxies_for(state_dir: Path, *, standby: bool = False) -> list[int]:
+    """Pids of proxy processes serving this state dir (from /proc); with ``standby``, of the
+    standby proxies waiting to take over instead."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -434,7 +435,12 @@ def proxies_for(state_dir: Path) -> list[int]:
         except OSError:
             continue
         if b"pyrollouts.runtimes.local.proxy" in cmd and str(state_dir).encode() in cmd:
-            found.append(int(entry))
+            # A standby names itself so while it waits (proxy/__main__.py); once it serves, or
+            # before it got that far, it counts as serving.
+            with contextlib.suppress(OSError):
+                waiting = Path(f"/proc/{entry}/comm").read_text().strip() == "proxy-standby"
+                if waiting == standby:
+                    found.append(int(entry))
     return found
 
 
@@ -488,11 +494,18 @@ async def test_killed_proxy_is_restarted_with_its_last_table(
             await asyncio.sleep(0.05)
         assert manager.restarts == 1 and manager.pid != first
         assert (await get(f"http://127.0.0.1:{port}/"))[1].startswith("B")
+        # One serving proxy (the supervisor's new standby counts as serving until it has loaded
+        # and named itself: wait for that, generously).
+        deadline = time.monotonic() + 30
+        while proxies_for(state_dir) != [manager.pid] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         assert proxies_for(state_dir) == [manager.pid]
     finally:
         supervisor.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await supervisor
+    # The supervisor's standby (if it had started one yet) ended with it.
+    assert proxies_for(state_dir, standby=True) == []
 
     # Without any push, a fresh proxy serves the table it persisted.
     second = manager.pid

@@ -5,6 +5,12 @@ keeps flowing while the server is down. A restarted server finds the live proxy 
 <state-dir>/proxy.pid (pid plus kernel start time, so a reused pid is not mistaken for it) and the
 control socket, checks that /healthz answers with that pid, and adopts it instead of starting a
 second one (the proxy's own lock on proxy.lock would refuse a second one anyway).
+
+While ``watch()`` supervises, a standby proxy process waits beside the serving one (see
+proxy/__main__.py): when the serving proxy dies, the standby takes over within milliseconds, and
+the supervisor adopts it, pushes the table again and starts a new standby. Without a standby (it
+failed to start, or it just took over) the supervisor starts a new proxy itself; a pidfd tells it
+of the death at once.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import aiohttp
 
 from ...model.cluster import Cluster
 from .endpoints import build_table
-from .proxy.server import LOG_FILE, PID_FILE, SOCKET_FILE, process_start_time
+from .proxy.server import LOG_FILE, PID_FILE, SOCKET_FILE, STANDBY_PID_FILE, process_start_time
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,15 @@ class ProxyManager:
         self.restarts = 0
         #: The answer to the last successful push (its "failed" lists ports that could not be bound).
         self.last_result: dict[str, Any] | None = None
+        # watch(): a pidfd of the proxy process, readable once it exits (so its death is seen at
+        # once, not at the next poll), and the pid it is for.
+        self._pidfd: int | None = None
+        self._pidfd_pid: int | None = None
+        self._gone: asyncio.Event | None = None
+        #: The standby proxy process watch() keeps beside the serving one (None: none yet).
+        self._standby: subprocess.Popen[bytes] | None = None
+        self._standby_failures = 0
+        self._standby_next_try = 0.0
 
     # -- control channel ---------------------------------------------------------------------------
 
@@ -131,20 +146,14 @@ class ProxyManager:
                     return pid
         return await self._start()
 
-    async def _start(self) -> int:
+    def _spawn(self, *, standby: bool = False) -> subprocess.Popen[bytes]:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        args = [sys.executable, "-m", "pyrollouts.runtimes.local.proxy", "--state-dir", str(self.state_dir),
+                "--bind", self.bind, *(["--standby"] if standby else [])]  # fmt: skip
         try:
-            self._child = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "pyrollouts.runtimes.local.proxy",
-                    "--state-dir",
-                    str(self.state_dir),
-                    "--bind",
-                    self.bind,
-                ],
+            return subprocess.Popen(
+                args,
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
@@ -153,6 +162,9 @@ class ProxyManager:
             )
         finally:
             logf.close()
+
+    async def _start(self) -> int:
+        self._child = self._spawn()
         pid = self._child.pid
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
@@ -183,34 +195,137 @@ class ProxyManager:
             return f"no log at {self.log_path}"
         return f"last lines of {self.log_path}: " + " | ".join(lines)
 
+    def _ensure_standby(self) -> None:
+        """Start a standby proxy if none waits (backing off when standbys keep failing)."""
+        sb = self._standby
+        if sb is not None:
+            code = sb.poll()
+            if code is None:
+                return
+            self._standby = None
+            self._standby_failures += 1
+            self._standby_next_try = time.monotonic() + min(60.0, 0.5 * 2**self._standby_failures)
+            log.warning("the standby proxy exited with status %s; %s", code, self._log_tail())
+        if time.monotonic() < self._standby_next_try:
+            return
+        self._standby = self._spawn(standby=True)
+
+    async def _take_over(self) -> bool:
+        """After the serving proxy died: wait for our standby to answer /healthz as the serving
+        proxy and adopt it (True), or False if there is no standby or it did not come up."""
+        sb, self._standby = self._standby, None
+        if sb is None or sb.poll() is not None:
+            return False
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline and sb.poll() is None:
+            h = await self.health(timeout=1.0)
+            if h and h.get("pid") == sb.pid:
+                self._child = sb
+                self.pid, self._start_time = sb.pid, h.get("startTime")
+                self._standby_failures = 0
+                return True
+            await asyncio.sleep(0.005)
+        log.error("the standby proxy (pid %s) did not take over; %s", sb.pid, self._log_tail())
+        _end(sb)
+        return False
+
+    def _stop_standby(self, *, any_standby: bool = False) -> None:
+        """Stop our standby (before the serving proxy is stopped on purpose, or it would take
+        over); with ``any_standby``, also the one proxy-standby.pid names (another supervisor's)."""
+        sb, self._standby = self._standby, None
+        if sb is not None:
+            _end(sb)
+        if not any_standby:
+            return
+        try:
+            data = json.loads((self.state_dir / STANDBY_PID_FILE).read_text())
+            pid, start = int(data["pid"]), data.get("startTime")
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if process_start_time(pid) is None or (start is not None and process_start_time(pid) != start):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while process_start_time(pid) == start and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _watch_exit(self) -> None:
+        """Have the loop wake watch() the moment the current proxy process exits: a pidfd (Linux
+        5.3+) becomes readable then. Without pidfds, watch() sees a death at its next poll."""
+        if self._pidfd_pid == self.pid:
+            return
+        self._unwatch_exit()
+        if self.pid is None or not hasattr(os, "pidfd_open"):
+            return
+        try:
+            fd = os.pidfd_open(self.pid)
+        except OSError:
+            return  # already gone (the next poll sees it), or pidfds not supported
+        if not self.alive():  # the pid was reused between our check and the open: not ours
+            os.close(fd)
+            return
+        loop = asyncio.get_running_loop()
+        gone = self._gone = asyncio.Event()
+
+        def exited() -> None:
+            loop.remove_reader(fd)
+            gone.set()
+
+        loop.add_reader(fd, exited)
+        self._pidfd, self._pidfd_pid = fd, self.pid
+
+    def _unwatch_exit(self) -> None:
+        if self._pidfd is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+        self._pidfd = self._pidfd_pid = None
+
     async def watch(self, interval: float = 0.5, health_every: int = 4, unhealthy_after: int = 3) -> None:
         """Supervise forever: restart the proxy (it reloads its persisted table, then gets the last
         pushed one again) when it died, or when it stopped answering /healthz ``unhealthy_after``
-        times in a row."""
+        times in a row. A death is seen at once (pidfd); the poll every ``interval`` seconds is the
+        fallback, and paces the health checks and the retries of a failed restart."""
         tick = 0
         failures = 0
-        while True:
-            await asyncio.sleep(interval)
-            tick += 1
-            restart = not self.alive()
-            if not restart and tick % health_every == 0:
-                h = await self.health(timeout=2.0)
-                failures = 0 if h and h.get("pid") == self.pid else failures + 1
-                if failures >= unhealthy_after:
-                    log.error("the proxy (pid %s) stopped answering; killing it", self.pid)
-                    self._kill(signal.SIGKILL)
-                    restart = True
-            if not restart:
-                continue
-            failures = 0
-            log.error("the proxy (pid %s) is gone; restarting it", self.pid)
-            try:
-                await self._start()
-                self.restarts += 1
-                if self._desired is not None:
-                    await self.push(self._desired)
-            except (ProxyError, OSError) as exc:
-                log.error("restarting the proxy failed: %s", exc)
+        try:
+            while True:
+                if self.alive():
+                    self._ensure_standby()
+                self._watch_exit()
+                gone = self._gone
+                if gone is not None and self._pidfd_pid == self.pid and not gone.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(gone.wait(), interval)
+                else:
+                    await asyncio.sleep(interval)
+                tick += 1
+                restart = not self.alive()
+                if not restart and tick % health_every == 0:
+                    h = await self.health(timeout=2.0)
+                    failures = 0 if h and h.get("pid") == self.pid else failures + 1
+                    if failures >= unhealthy_after:
+                        log.error("the proxy (pid %s) stopped answering; killing it", self.pid)
+                        self._kill(signal.SIGKILL)
+                        restart = True
+                if not restart:
+                    continue
+                failures = 0
+                log.error("the proxy (pid %s) is gone; restarting it", self.pid)
+                try:
+                    if await self._take_over():
+                        log.info("the standby proxy (pid %s) took over", self.pid)
+                    else:
+                        await self._start()
+                    self.restarts += 1
+                    if self._desired is not None:
+                        await self.push(self._desired)
+                except (ProxyError, OSError) as exc:
+                    log.error("restarting the proxy failed: %s", exc)
+        finally:
+            self._unwatch_exit()
+            self._stop_standby()
 
     def _kill(self, sig: int) -> None:
         if self.pid is not None and self.alive():
@@ -227,6 +342,7 @@ class ProxyManager:
                 and (found[1] is None or process_start_time(found[0]) == found[1])
             ):
                 self.pid, self._start_time = found
+        self._stop_standby(any_standby=True)
         if self.pid is None:
             return
         self._kill(signal.SIGTERM)
@@ -278,6 +394,17 @@ class ProxyManager:
         """The proxy's /metrics in Prometheus text format."""
         resp = await self._call("GET", "/metrics")
         return await resp.text()
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a child process and reap it (SIGKILL if SIGTERM is not enough within 2 s)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class ServiceProxyController:

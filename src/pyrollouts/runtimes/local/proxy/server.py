@@ -24,6 +24,8 @@ PID_FILE = "proxy.pid"
 SOCKET_FILE = "proxy.sock"
 TABLE_FILE = "proxy-table.json"
 LOCK_FILE = "proxy.lock"
+STANDBY_PID_FILE = "proxy-standby.pid"
+STANDBY_LOCK_FILE = "proxy-standby.lock"
 LOG_FILE = "proxy.log"
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from test_proxy import Backend, free_port, table
 
-from pyrollouts.runtimes.local.proxymanager import ProxyManager
+from pyrollouts.runtimes.local.proxymanager import ProxyError, ProxyManager
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -372,3 +372,22 @@ async def test_soak_repeated_big_head_attacks_stay_bounded(limited: tuple[ProxyM
         first = first or m["before"]
         print(f"\nround {i}: RSS before {m['before']:.1f} peak {m['peak']:.1f} after {m['after']:.1f} MB")
         assert m["cut"] == 50 and m["peak"] < first + 50 and m["after"] < first + 10, m
+
+
+async def test_a_bad_limit_stops_the_proxy_with_a_message(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYROLLOUTS_PROXY_MAX_HEADERS", "lots")
+    m = ProxyManager(state_dir)
+    try:
+        with pytest.raises(ProxyError, match=r"PYROLLOUTS_PROXY_MAX_HEADERS='lots' is not an integer"):
+            await m.ensure_running()
+    finally:
+        await m.aclose()
+    monkeypatch.setenv("PYROLLOUTS_PROXY_MAX_HEADERS", "0")
+    m = ProxyManager(state_dir)
+    try:
+        with pytest.raises(ProxyError, match=r"PYROLLOUTS_PROXY_MAX_HEADERS='0' must be greater than 0"):
+            await m.ensure_running()
+    finally:
+        await m.aclose()

@@ -183,7 +183,7 @@ async def test_slow_upstream_is_504_and_the_connection_goes_on(limited: tuple[Pr
     _, port = limited
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     t0 = time.monotonic()
-    writer.write(b"GET /slow?s=30 HTTP/1.1\r\nHost: a\r\n\r\n")
+    writer.write(b"GET /slow?s=4 HTTP/1.1\r\nHost: a\r\n\r\n")
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
     took = time.monotonic() - t0
     print(f"\nslow upstream answered 504 after {took:.2f} s (timeout 1 s)")
@@ -196,6 +196,11 @@ async def test_slow_upstream_is_504_and_the_connection_goes_on(limited: tuple[Pr
     rest = await asyncio.wait_for(reader.read(), 10)
     writer.close()
     assert rest.startswith(b"HTTP/1.1 200 ") and b"A GET" in rest
+    # Bytes that do not parse behind the slow request: its 504 still comes, then the 400.
+    out, closed = await exchange(
+        port, b"GET /slow?s=4 HTTP/1.1\r\nHost: a\r\n\r\n\x01garbage\r\n\r\n", idle=20
+    )
+    assert out.startswith(b"HTTP/1.1 504 ") and b"HTTP/1.1 400 Bad Request" in out and closed, out
 
 
 P = b"POST / HTTP/1.1\r\nHost: a\r\n"

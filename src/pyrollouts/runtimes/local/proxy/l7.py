@@ -480,10 +480,12 @@ class HttpProxyProtocol(asyncio.Protocol):
     def sweep(self, now: float) -> None:
         """Called every limits.sweep_interval() seconds: close a connection idle too long, answer
         408 to a head not complete in time, 504 to a request whose endpoint does not answer."""
-        if self.closed or self.failed or self.upgrade_tail is not None:
+        if self.closed or self.upgrade_tail is not None:
             return
         limits = self.state.limits
-        if self._in_head and self._head_left < limits.max_head_bytes:
+        if self.failed:
+            pass  # its end is queued behind the request in flight: only the upstream timeout applies
+        elif self._in_head and self._head_left < limits.max_head_bytes:
             # A head has begun and is not complete (idle_since may be set: _pump marks a
             # connection with no request in flight idle, and every read restarts that clock).
             if self.head_mark is None:

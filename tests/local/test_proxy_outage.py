@@ -32,8 +32,9 @@ pytestmark = pytest.mark.timeout(300)
 class Prober:
     """A thread sending GET / on a new connection every few milliseconds, recording (time, ok)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, expect: bytes = b"A GET") -> None:
         self.port = port
+        self.expect = expect
         self.results: list[tuple[float, bool]] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -45,7 +46,7 @@ class Prober:
             try:
                 conn.request("GET", "/", headers={"Connection": "close"})
                 resp = conn.getresponse()
-                ok = resp.status == 200 and resp.read().startswith(b"A GET")
+                ok = resp.status == 200 and resp.read().startswith(self.expect)
             except (OSError, http.client.HTTPException):
                 ok = False
             finally:

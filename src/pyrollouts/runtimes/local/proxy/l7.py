@@ -6,7 +6,9 @@ must pick its upstream per request from a snapshot: aiohttp's client and server 
 every message through their own request/response objects, which costs several times more per
 request, and they hide the byte tunnel an Upgrade needs. The glue re-frames bodies (Content-Length
 passes through, chunked is re-chunked, read-until-close becomes chunked for 1.1 clients), strips
-hop-by-hop headers, adds X-Forwarded-For, and keeps client and upstream keep-alive independent.
+hop-by-hop headers, sets X-Forwarded-For/-Proto/-Host (a client's own are dropped), keeps client and
+upstream keep-alive independent, and holds each client to the limits of ``limits.py`` (head size and
+header count, head deadline, idle and upstream timeouts, connection cap).
 
 It is callback-driven (no coroutine or future per request on the common path): with asyncio
 streams every read costs a future, a buffer copy and a task wake-up, and an L4 pipe built on them

@@ -19,6 +19,7 @@ import ipaddress
 import logging
 import os
 import signal
+import stat
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -49,6 +50,42 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+#: The state dir holds env values (in the store, the logs): only its owner reads it.
+PRIVATE_UMASK = 0o077
+
+
+def make_private(state_dir: Path) -> list[str]:
+    """Create the state dir 0700 and take group and other permissions off everything already in
+    it (an apps' emptyDir volumes keep their own modes inside); from now on this process creates
+    files 0600 and dirs 0700 (umask 077, inherited by the proxy; app processes get 022 back).
+    Returns what had to be tightened (paths relative to the state dir)."""
+    os.umask(PRIVATE_UMASK)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tightened: list[str] = []
+
+    def tighten(p: Path) -> None:
+        try:
+            st = p.lstat()
+        except OSError:
+            return
+        if stat.S_ISLNK(st.st_mode) or not stat.S_IMODE(st.st_mode) & PRIVATE_UMASK:
+            return
+        try:
+            p.chmod(stat.S_IMODE(st.st_mode) & ~PRIVATE_UMASK)
+            tightened.append(str(p.relative_to(state_dir)) if p != state_dir else ".")
+        except OSError as exc:
+            log.warning("cannot make %s private: %s", p, exc.strerror)
+
+    tighten(state_dir)
+    for root, dirs, files in os.walk(state_dir):
+        here = Path(root)
+        if here.parent.parent == state_dir / "volumes":
+            dirs[:] = []  # a pod's volumes: the app's files
+        for n in [*dirs, *files]:
+            tighten(here / n)
+    return tightened
 
 
 class ControllerClock:
@@ -83,6 +120,7 @@ class LocalServer:
         test_clock: bool = False,
         proxy_bind: str = "127.0.0.1",
         runtime_options: dict[str, Any] | None = None,
+        log_policy: Any = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host, self.port = parse_listen(listen)
@@ -104,6 +142,7 @@ class LocalServer:
         self.proxy_bind = proxy_bind
         # Extra LocalRuntime keyword arguments (tests pass a short restart backoff and drain delay).
         self.runtime_options = dict(runtime_options or {})
+        self.log_policy = log_policy  # runtimes.local.logfiles.LogPolicy: rotation of pod logs
         self.clock = Clock()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
@@ -115,8 +154,17 @@ class LocalServer:
         from ..runtimes.local.runtime import LocalRuntime
         from . import api
 
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tightened = make_private(self.state_dir)
+        if tightened:
+            log.warning(
+                "%s was readable by others: tightened %d path(s) to owner-only (%s)",
+                self.state_dir,
+                len(tightened),
+                ", ".join(tightened[:5]) + (", ..." if len(tightened) > 5 else ""),
+            )
         self.runtime = LocalRuntime(self.state_dir, image_map=self.image_map, **self.runtime_options)
+        if self.log_policy is not None:
+            self.runtime.supervisor.logfiles.policy = self.log_policy
         await self.runtime.start()
         self.proxy = ProxyManager(self.state_dir, bind=self.proxy_bind)
         await self.proxy.ensure_running()
@@ -211,15 +259,18 @@ def serve(
     image_map: Path | None = None,
     test_clock: bool = False,
     proxy_bind: str = "127.0.0.1",
+    log_policy: Any = None,
 ) -> None:
     """Run a local server until SIGTERM/SIGINT (or POST /api/shutdown)."""
     state = Path(state_dir) if state_dir else default_state_dir()
-    state.mkdir(parents=True, exist_ok=True)
+    os.umask(PRIVATE_UMASK)  # before server.log exists
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
     logging.basicConfig(
         level=os.environ.get("PYROLLOUTS_LOGLEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=[logging.FileHandler(state / "server.log"), logging.StreamHandler(sys.stderr)],
     )
+
     async def main() -> None:
         server = LocalServer(
             state,
@@ -228,6 +279,7 @@ def serve(
             image_map=image_map,
             test_clock=test_clock,
             proxy_bind=proxy_bind,
+            log_policy=log_policy,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

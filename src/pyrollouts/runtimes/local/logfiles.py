@@ -58,10 +58,10 @@ def parse_size(text: str, what: str = "size") -> int:
     m = _SIZE_RE.match(str(text))
     if not m:
         raise ValueError(f"{what} {text!r}: expected a number of bytes like 4096, 256K, 10M or 1G")
-    n = int(m.group(1)) * (1024 ** "_kmgt".index(m.group(2).lower() or "_"))
+    n = int(m.group(1)) * 1024 ** "_kmgt".index(m.group(2).lower() or "_")
     if n < 1:
         raise ValueError(f"{what} {text!r}: must be at least 1 byte")
-    return n
+    return int(n)
 
 
 @dataclass(frozen=True)

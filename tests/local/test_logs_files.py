@@ -228,6 +228,43 @@ def test_logs_rotate_by_size_while_the_app_keeps_writing(state_dir: Path, tmp_pa
         finish(state_dir, server)
 
 
+SLOW_WRITER = """
+    import sys, time
+    for n in range(3000):  # 3,000 x 100 bytes over about 3 s: about 100 KB/s
+        sys.stdout.write("%08d %s\\n" % (n, "x" * 90))
+        if n % 100 == 99:
+            sys.stdout.flush()
+            time.sleep(0.1)
+    print("done", flush=True)
+    time.sleep(3600)
+"""
+
+
+def test_follow_goes_on_through_rotations(state_dir: Path, tmp_path: Path) -> None:
+    # Rotated every second or so; a follower that keeps up loses nothing and repeats nothing.
+    server = E2EServer(state_dir, env={"PYROLLOUTS_LOG_MAX_SIZE": "64K", "PYROLLOUTS_LOG_MAX_FILES": "2"})
+    try:
+        ns = "logfollow"
+        assert server.apply(writer_docs(ns, SLOW_WRITER), tmp_path / "m.yaml").code == 0
+        name = running_pod(server, state_dir, ns)["metadata"]["name"]
+        got = b""
+        t0 = time.monotonic()
+        with urllib.request.urlopen(server.url + f"/api/pods/{ns}/{name}/logs?follow=1", timeout=60) as resp:
+            while not got.endswith(b"done\n") and time.monotonic() - t0 < 60:
+                chunk = resp.read1(65536)
+                if not chunk:
+                    break
+                got += chunk
+        assert got.endswith(b"done\n"), got[-300:]
+        nums = line_numbers(got)
+        assert nums == list(range(nums[0], 3000)), "the follower lost or repeated lines at a rotation"
+        assert nums[0] < 2500
+        d = state_dir / "logs" / ns / name
+        assert (d / "super-hello.log.1").exists(), sorted(os.listdir(d))  # it did rotate
+    finally:
+        finish(state_dir, server)
+
+
 def test_logs_of_deleted_pods_are_removed(state_dir: Path, tmp_path: Path) -> None:
     # Left by pods deleted while no server ran: removed when the server starts.
     ghost = state_dir / "logs" / "gone-ns" / "ghost-7f9c" / "app.log"

@@ -574,7 +574,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "this server keeps no log files")
     containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
     container = request.query.get("container") or (containers[0] if containers else "")
-    if containers and container not in containers:
+    if container not in containers:  # also keeps the name out of the path unless it is one
         raise ApiError(
             404, f"pod '{name}' has no container '{container}' (containers: {', '.join(containers)})"
         )

@@ -147,6 +147,7 @@ class LocalServer:
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
         self.stopped = asyncio.Event()
+        self._umask: int | None = None
         self.stop_everything = False
 
     async def start(self) -> None:
@@ -154,6 +155,7 @@ class LocalServer:
         from ..runtimes.local.runtime import LocalRuntime
         from . import api
 
+        self._umask = os.umask(PRIVATE_UMASK)  # given back by stop() (a test runs servers in-process)
         tightened = make_private(self.state_dir)
         if tightened:
             log.warning(
@@ -243,6 +245,9 @@ class LocalServer:
             await proxy.aclose()  # the control-channel client session; the proxy itself keeps running
         with contextlib.suppress(FileNotFoundError):
             (self.state_dir / "server.pid").unlink()
+        if self._umask is not None:
+            os.umask(self._umask)
+            self._umask = None
 
 
 def default_state_dir() -> Path:

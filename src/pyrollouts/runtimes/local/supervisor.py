@@ -3,10 +3,10 @@
 Per Pod: initContainers run to completion first (a failure retries with backoff), then every
 container is a process (an argument list, never a shell) with the container's env (value and
 fieldRef, ``$(VAR)`` expanded), ``PORT``/``PORT_<n>`` and ``HOSTNAME``; its output goes to
-``<state-dir>/logs/<ns>/<pod>/<container>.log``. Probes decide readiness and liveness. A crashed
-process restarts after an exponential backoff shown as CrashLoopBackOff. Deleting a Pod (or marking
-it with a deletionTimestamp) sends SIGTERM to its processes, SIGKILL after the grace period, and
-then removes the Pod object.
+``<state-dir>/logs/<ns>/<pod>/<container>.log`` (rotated by size, removed with the Pod: see
+logfiles.py). Probes decide readiness and liveness. A crashed process restarts after an exponential
+backoff shown as CrashLoopBackOff. Deleting a Pod (or marking it with a deletionTimestamp) sends
+SIGTERM to its processes, SIGKILL after the grace period, and then removes the Pod object.
 
 Processes run in their own session so they outlive the server. Each one's pid and start time
 (``/proc/<pid>/stat`` field 22) are recorded on its Pod, and its environment carries the state dir,
@@ -1018,8 +1018,8 @@ class Supervisor:
         return out
 
     async def _rotate_logs(self) -> None:
-        """Every few seconds, rotate the live log files that grew over the size (in a thread:
-        a copy may take a moment)."""
+        """Every ``check_interval`` seconds (1), rotate the live log files that grew over the
+        size (in a thread: a copy may take a moment)."""
         while True:
             await asyncio.sleep(self.logfiles.policy.check_interval)
             try:

@@ -186,9 +186,8 @@ class SpecRejected(Exception):
     instead of backing off into a loop of failed creates."""
 
 
-def _invalid_spec_status(
-    planned: dict[str, Any], stored: dict[str, Any] | None, message: str, now: str
-) -> dict[str, Any]:
+def _invalid_spec_status(planned: dict[str, Any], stored: dict[str, Any] | None, message: str,
+                         now: str) -> dict[str, Any]:
     status = dict(planned)
     conds = [dict(c) for c in status.get("conditions") or [] if c.get("type") != names.COND_INVALID_SPEC]
     old = next(
@@ -197,14 +196,8 @@ def _invalid_spec_status(
     if old is not None and old.get("status") == "True" and old.get("message") == message:
         cond = dict(old)  # unchanged: keep its times, so planning again writes nothing
     else:
-        cond = {
-            "type": names.COND_INVALID_SPEC,
-            "status": "True",
-            "reason": names.INVALID_SPEC_REASON,
-            "message": message,
-            "lastUpdateTime": now,
-            "lastTransitionTime": now,
-        }
+        cond = {"type": names.COND_INVALID_SPEC, "status": "True", "reason": names.INVALID_SPEC_REASON,
+                "message": message, "lastUpdateTime": now, "lastTransitionTime": now}
     status["conditions"] = [cond, *conds]
     status["phase"] = names.PHASE_DEGRADED
     status["message"] = f"{names.INVALID_SPEC_REASON}: {message}"
@@ -233,26 +226,19 @@ async def apply_plan(cluster: Cluster, rollout: Obj, plan: a.Plan, clock: Clock)
         # Added for the Kubernetes runtime (issue 5): an object the API server refuses becomes an
         # InvalidSpec condition (phase Degraded) and one Warning event, written like any status.
         message = str(exc.__cause__ or exc)
-        had = any(
-            c.get("type") == names.COND_INVALID_SPEC and c.get("message") == message
-            for c in (rollout.get("status") or {}).get("conditions") or []
-        )
+        had = any(c.get("type") == names.COND_INVALID_SPEC and c.get("message") == message
+                  for c in (rollout.get("status") or {}).get("conditions") or [])
         if not had:
-            await cluster.create(
-                "Event", _event(current, a.EmitEvent("Warning", names.INVALID_SPEC_REASON, message), clock)
-            )
+            await cluster.create("Event", _event(current, a.EmitEvent("Warning", names.INVALID_SPEC_REASON,
+                                                                      message), clock))
         invalid = _invalid_spec_status(new_status, rollout.get("status"), message, rfc3339(clock.now()))
         patch = status_patch(rollout.get("status"), invalid)
         if patch:
             meta = current.get("metadata", {})
             try:
                 await cluster.patch(
-                    "Rollout",
-                    meta.get("namespace", "default"),
-                    meta["name"],
-                    {"status": patch},
-                    subresource="status",
-                    resource_version=meta.get("resourceVersion"),
+                    "Rollout", meta.get("namespace", "default"), meta["name"], {"status": patch},
+                    subresource="status", resource_version=meta.get("resourceVersion"),
                 )
             except Conflict:
                 pass  # a newer write landed: the retry plans from it

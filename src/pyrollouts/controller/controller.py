@@ -65,10 +65,8 @@ class RolloutController:
     def in_scope(self, rollout: Obj) -> bool:
         """Argo's sharding: objects labelled with an instance id belong to that controller only."""
         labels = rollout.get("metadata", {}).get("labels") or {}
-        return (
-            labels.get(names.INSTANCE_ID_LABEL) == self.instance_id
-            if self.instance_id
-            else (names.INSTANCE_ID_LABEL not in labels)
+        return labels.get(names.INSTANCE_ID_LABEL) == self.instance_id if self.instance_id else (
+            names.INSTANCE_ID_LABEL not in labels
         )
 
     @property
@@ -206,7 +204,9 @@ class RolloutController:
                 await self.queue.done(key)
             if self.on_reconcile is not None:
                 with contextlib.suppress(Exception):
-                    self.on_reconcile({"key": key}, time.monotonic() - started, err)
+                    self.on_reconcile(
+                        {"key": key}, time.monotonic() - started, err
+                    )
 
     async def run(self) -> None:
         """Watch, list, and work until cancelled."""

@@ -32,8 +32,8 @@ def _spec_paused(rollout: dict[str, Any]) -> bool:
 def promote(rollout: dict[str, Any], full: bool = False) -> list[Patch]:
     """promote: unpause and clear pause conditions; --full: skip remaining pauses/steps."""
     status = rollout.get("status") or {}
-    paused = (
-        _spec_paused(rollout) or bool(status.get("pauseConditions")) or bool(status.get("controllerPause"))
+    paused = _spec_paused(rollout) or bool(status.get("pauseConditions")) or bool(
+        status.get("controllerPause")
     )
     name = rollout.get("metadata", {}).get("name", "")
     if not full and not paused:

@@ -275,7 +275,6 @@ def serve(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=[logging.FileHandler(state / "server.log"), logging.StreamHandler(sys.stderr)],
     )
-
     async def main() -> None:
         server = LocalServer(
             state,

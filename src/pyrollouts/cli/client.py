@@ -102,7 +102,14 @@ class Backend(Protocol):
     def watch_info(self, namespace: str, name: str) -> Iterator[Obj]: ...
 
     def logs(
-        self, namespace: str, pod: str, *, container: str | None, follow: bool, tail: int | None
+        self,
+        namespace: str,
+        pod: str,
+        *,
+        container: str | None,
+        follow: bool,
+        tail: int | None,
+        previous: bool = False,
     ) -> Iterator[bytes]: ...
 
 
@@ -251,13 +258,25 @@ class HttpBackend:
                 raise CliError(f"rollout '{name}' was deleted from namespace '{namespace}'")
 
     def logs(
-        self, namespace: str, pod: str, *, container: str | None, follow: bool, tail: int | None
+        self,
+        namespace: str,
+        pod: str,
+        *,
+        container: str | None,
+        follow: bool,
+        tail: int | None,
+        previous: bool = False,
     ) -> Iterator[bytes]:
         conn, resp = self._open(
             "GET",
             f"/api/pods/{quote(namespace)}/{quote(pod)}/logs",
             None,
-            {"container": container, "follow": "1" if follow else None, "tail": tail},
+            {
+                "container": container,
+                "follow": "1" if follow else None,
+                "tail": tail,
+                "previous": "1" if previous else None,
+            },
             None if follow else self.timeout,
         )
         try:

@@ -217,9 +217,18 @@ class KubeBackend:
             stop.set()
 
     def logs(
-        self, namespace: str, pod: str, *, container: str | None, follow: bool, tail: int | None
+        self,
+        namespace: str,
+        pod: str,
+        *,
+        container: str | None,
+        follow: bool,
+        tail: int | None,
+        previous: bool = False,
     ) -> Iterator[bytes]:
         """A pod's log, as the kubelet serves it (kwok's fake pods have none)."""
+        if previous:
+            raise CliError("--previous works with the local server only; use `kubectl logs --previous`")
         try:
             for line in self.client.log(
                 pod, namespace=namespace, container=container, follow=follow, tail_lines=tail, newlines=True

@@ -51,10 +51,18 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new output.")] = False,
     container: Annotated[str | None, typer.Option("--container", "-c")] = None,
     tail: Annotated[int | None, typer.Option("--tail", min=0, help="Only the last N lines.")] = None,
+    previous: Annotated[
+        bool, typer.Option("--previous", "-p", help="The output of the run before the last restart.")
+    ] = False,
 ) -> None:
     """A replica's output (stdout and stderr of its process)."""
     try:
-        for chunk in state(ctx).backend().logs(namespace, pod, container=container, follow=follow, tail=tail):
+        chunks = (
+            state(ctx)
+            .backend()
+            .logs(namespace, pod, container=container, follow=follow, tail=tail, previous=previous)
+        )
+        for chunk in chunks:
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
     except KeyboardInterrupt:
@@ -76,10 +84,32 @@ def server(
     proxy_bind: Annotated[
         str, typer.Option("--proxy-bind", help="Address the Service ports listen on.")
     ] = "127.0.0.1",
+    log_max_size: Annotated[
+        str,
+        typer.Option(
+            "--log-max-size",
+            envvar="PYROLLOUTS_LOG_MAX_SIZE",
+            help="Rotate a container's log file when it is over this size (e.g. 10M, 256K, 1G).",
+        ),
+    ] = "10M",
+    log_max_files: Annotated[
+        int,
+        typer.Option(
+            "--log-max-files",
+            envvar="PYROLLOUTS_LOG_MAX_FILES",
+            min=1,
+            help="Log files kept per container run, the live one included.",
+        ),
+    ] = 5,
 ) -> None:
     """Run the local runtime: store, controller, pods as processes, the proxy and the API."""
+    from ..runtimes.local.logfiles import LogPolicy, parse_size
     from ..server.app import ServerError, serve
 
+    try:
+        log_policy = LogPolicy(max_size=parse_size(log_max_size, "--log-max-size"), max_files=log_max_files)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     try:
         serve(
             state_dir,
@@ -88,6 +118,7 @@ def server(
             image_map=image_map,
             test_clock=test_clock,
             proxy_bind=proxy_bind,
+            log_policy=log_policy,
         )
     except ServerError as exc:
         raise CliError(str(exc)) from None

@@ -558,7 +558,12 @@ async def info_watch(request: web.Request) -> web.StreamResponse:
 
 
 async def logs(request: web.Request) -> web.StreamResponse:
-    """GET /api/pods/{namespace}/{name}/logs?container=&follow=1&tail=N: a replica's output."""
+    """GET /api/pods/{namespace}/{name}/logs?container=&follow=1&tail=N&previous=1: a replica's
+    output, across its size-rotated files (oldest first); ``previous``: the run before the last
+    restart. The tail is found by reading backwards in blocks and everything goes out in chunks,
+    so the server's memory stays the same whatever the size of the log."""
+    from ..runtimes.local import logfiles as lf
+
     ctx = _ctx(request)
     ns, name = request.match_info["namespace"], request.match_info["name"]
     try:
@@ -569,51 +574,87 @@ async def logs(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "this server keeps no log files")
     containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
     container = request.query.get("container") or (containers[0] if containers else "")
-    if containers and container not in containers:
+    if container not in containers:  # also keeps the name out of the path unless it is one
         raise ApiError(
             404, f"pod '{name}' has no container '{container}' (containers: {', '.join(containers)})"
         )
-    path = ctx.state_dir / "logs" / ns / name / f"{container}.log"
-    follow = request.query.get("follow") in ("1", "true", "yes")
-    tail = request.query.get("tail")
-    if not path.exists() and not follow:
+    truthy = ("1", "true", "yes")
+    previous = request.query.get("previous") in truthy
+    follow = request.query.get("follow") in truthy and not previous
+    tail_arg = request.query.get("tail")
+    tail: int | None = None
+    if tail_arg not in (None, "", "-1"):
+        if not str(tail_arg).isdigit():
+            raise ApiError(400, f"tail={tail_arg!r}: expected a whole number of lines (or -1 for all)")
+        tail = int(str(tail_arg))
+    log_dir = ctx.state_dir / "logs" / ns / name
+    live = lf.live_path(log_dir, container)
+    paths = lf.segments(log_dir, container, previous=previous)
+    if not paths and previous:
+        raise ApiError(
+            404, f"pod '{name}' container '{container}' has no previous run (it has not restarted)"
+        )
+    if not paths and not follow:
         raise ApiError(404, f"no log for pod '{name}' container '{container}' yet")
     resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await resp.prepare(request)
-    pos = 0
-    if path.exists():
-        data = path.read_bytes()
-        if tail is not None and tail.isdigit():
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(tail) :]) if int(tail) else b""
-            pos = path.stat().st_size
-        else:
-            pos = len(data)
-        await resp.write(data)
-    if follow:
-        checked = 0.0
-        loop = asyncio.get_running_loop()
+
+    def inode(p: Path) -> int | None:
         try:
+            return p.stat().st_ino
+        except OSError:
+            return None
+
+    async def send(chunks: Iterable[bytes]) -> int:
+        n = 0
+        for chunk in chunks:
+            await resp.write(chunk)
+            n += len(chunk)
+        return n
+
+    try:
+        idx, off = await asyncio.to_thread(lf.tail_start, paths, tail) if tail is not None else (0, 0)
+        ino, pos = None, 0
+        for i in range(idx, len(paths)):
+            start = off if i == idx else 0
+            if paths[i] == live:
+                ino = inode(live)
+                pos = start + await send(lf.read_range(live, start))
+            else:
+                await send(lf.read_range(paths[i], start))
+        if follow:
+            checked = 0.0
+            loop = asyncio.get_running_loop()
             while True:
                 await asyncio.sleep(0.25)
-                if path.exists():
-                    size = path.stat().st_size
-                    if size < pos:  # truncated or replaced: start over
+                if request.transport is None or request.transport.is_closing():
+                    break  # the client went away (with nothing to write we would not notice)
+                try:
+                    st = live.stat()
+                except OSError:
+                    st = None
+                if st is not None:
+                    if st.st_ino != ino:
+                        # A new run: the file followed so far was moved aside; finish it first.
+                        prev = lf.previous_path(log_dir, container)
+                        if ino is not None and inode(prev) == ino:
+                            await send(lf.read_range(prev, pos))
+                        ino, pos = st.st_ino, 0
+                    elif st.st_size < pos:
+                        # Rotated (copied, then truncated): what was not sent yet is in .log.1.
+                        rotated = live.with_name(live.name + ".1")
+                        await send(lf.read_range(rotated, max(0, pos - lf.rotated_start(rotated))))
                         pos = 0
-                    if size > pos:
-                        with path.open("rb") as f:
-                            f.seek(pos)
-                            chunk = f.read(size - pos)
-                        pos += len(chunk)
-                        await resp.write(chunk)
+                    if st.st_size > pos:
+                        pos += await send(lf.read_range(live, pos, st.st_size))
                 if loop.time() - checked > 2.0:
                     checked = loop.time()
                     try:
                         await ctx.cluster.get("Pod", ns, name)
                     except NotFound:
                         break
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
     with contextlib.suppress(ConnectionResetError):
         await resp.write_eof()
     return resp

@@ -19,6 +19,7 @@ import ipaddress
 import logging
 import os
 import signal
+import stat
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -49,6 +50,42 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+#: The state dir holds env values (in the store, the logs): only its owner reads it.
+PRIVATE_UMASK = 0o077
+
+
+def make_private(state_dir: Path) -> list[str]:
+    """Create the state dir 0700 and take group and other permissions off everything already in
+    it (an apps' emptyDir volumes keep their own modes inside); from now on this process creates
+    files 0600 and dirs 0700 (umask 077, inherited by the proxy; app processes get 022 back).
+    Returns what had to be tightened (paths relative to the state dir)."""
+    os.umask(PRIVATE_UMASK)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tightened: list[str] = []
+
+    def tighten(p: Path) -> None:
+        try:
+            st = p.lstat()
+        except OSError:
+            return
+        if stat.S_ISLNK(st.st_mode) or not stat.S_IMODE(st.st_mode) & PRIVATE_UMASK:
+            return
+        try:
+            p.chmod(stat.S_IMODE(st.st_mode) & ~PRIVATE_UMASK)
+            tightened.append(str(p.relative_to(state_dir)) if p != state_dir else ".")
+        except OSError as exc:
+            log.warning("cannot make %s private: %s", p, exc.strerror)
+
+    tighten(state_dir)
+    for root, dirs, files in os.walk(state_dir):
+        here = Path(root)
+        if here.parent.parent == state_dir / "volumes":
+            dirs[:] = []  # a pod's volumes: the app's files
+        for n in [*dirs, *files]:
+            tighten(here / n)
+    return tightened
 
 
 class ControllerClock:
@@ -83,6 +120,7 @@ class LocalServer:
         test_clock: bool = False,
         proxy_bind: str = "127.0.0.1",
         runtime_options: dict[str, Any] | None = None,
+        log_policy: Any = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host, self.port = parse_listen(listen)
@@ -104,10 +142,12 @@ class LocalServer:
         self.proxy_bind = proxy_bind
         # Extra LocalRuntime keyword arguments (tests pass a short restart backoff and drain delay).
         self.runtime_options = dict(runtime_options or {})
+        self.log_policy = log_policy  # runtimes.local.logfiles.LogPolicy: rotation of pod logs
         self.clock = Clock()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
         self.stopped = asyncio.Event()
+        self._umask: int | None = None
         self.stop_everything = False
 
     async def start(self) -> None:
@@ -115,8 +155,18 @@ class LocalServer:
         from ..runtimes.local.runtime import LocalRuntime
         from . import api
 
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._umask = os.umask(PRIVATE_UMASK)  # given back by stop() (a test runs servers in-process)
+        tightened = make_private(self.state_dir)
+        if tightened:
+            log.warning(
+                "%s was readable by others: tightened %d path(s) to owner-only (%s)",
+                self.state_dir,
+                len(tightened),
+                ", ".join(tightened[:5]) + (", ..." if len(tightened) > 5 else ""),
+            )
         self.runtime = LocalRuntime(self.state_dir, image_map=self.image_map, **self.runtime_options)
+        if self.log_policy is not None:
+            self.runtime.supervisor.logfiles.policy = self.log_policy
         await self.runtime.start()
         self.proxy = ProxyManager(self.state_dir, bind=self.proxy_bind)
         await self.proxy.ensure_running()
@@ -195,6 +245,9 @@ class LocalServer:
             await proxy.aclose()  # the control-channel client session; the proxy itself keeps running
         with contextlib.suppress(FileNotFoundError):
             (self.state_dir / "server.pid").unlink()
+        if self._umask is not None:
+            os.umask(self._umask)
+            self._umask = None
 
 
 def default_state_dir() -> Path:
@@ -211,10 +264,12 @@ def serve(
     image_map: Path | None = None,
     test_clock: bool = False,
     proxy_bind: str = "127.0.0.1",
+    log_policy: Any = None,
 ) -> None:
     """Run a local server until SIGTERM/SIGINT (or POST /api/shutdown)."""
     state = Path(state_dir) if state_dir else default_state_dir()
-    state.mkdir(parents=True, exist_ok=True)
+    os.umask(PRIVATE_UMASK)  # before server.log exists
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
     logging.basicConfig(
         level=os.environ.get("PYROLLOUTS_LOGLEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -228,6 +283,7 @@ def serve(
             image_map=image_map,
             test_clock=test_clock,
             proxy_bind=proxy_bind,
+            log_policy=log_policy,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

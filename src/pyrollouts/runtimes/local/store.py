@@ -13,8 +13,10 @@ to the subscribers in commit order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
+import os
 import re
 import secrets
 import sqlite3
@@ -146,6 +148,10 @@ class Store:
         self._lock = threading.RLock()
         # Weak: a watch its consumer dropped (a cancelled task) stops receiving and is freed.
         self._subs: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        # Owner-only: the objects hold env values. SQLite gives the WAL and shared-memory files
+        # the database file's mode.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -3,10 +3,10 @@
 Per Pod: initContainers run to completion first (a failure retries with backoff), then every
 container is a process (an argument list, never a shell) with the container's env (value and
 fieldRef, ``$(VAR)`` expanded), ``PORT``/``PORT_<n>`` and ``HOSTNAME``; its output goes to
-``<state-dir>/logs/<ns>/<pod>/<container>.log``. Probes decide readiness and liveness. A crashed
-process restarts after an exponential backoff shown as CrashLoopBackOff. Deleting a Pod (or marking
-it with a deletionTimestamp) sends SIGTERM to its processes, SIGKILL after the grace period, and
-then removes the Pod object.
+``<state-dir>/logs/<ns>/<pod>/<container>.log`` (rotated by size, removed with the Pod: see
+logfiles.py). Probes decide readiness and liveness. A crashed process restarts after an exponential
+backoff shown as CrashLoopBackOff. Deleting a Pod (or marking it with a deletionTimestamp) sends
+SIGTERM to its processes, SIGKILL after the grace period, and then removes the Pod object.
 
 Processes run in their own session so they outlive the server. Each one's pid and start time
 (``/proc/<pid>/stat`` field 22) are recorded on its Pod, and its environment carries the state dir,
@@ -36,6 +36,7 @@ from typing import Any
 from ...model.cluster import ClusterError, NotFound, Obj
 from . import ports as portmap
 from .imagemap import ImageMap
+from .logfiles import LogFiles, LogPolicy
 from .probes import ProbeWorker, environ_for_exec
 from .store import Store, Subscription, now_rfc3339, random_suffix
 
@@ -63,6 +64,8 @@ INHERITED_ENV = (
     "VIRTUAL_ENV",
 )
 COMPONENT = "local-kubelet"
+#: The umask of app processes: Kubernetes' usual 022, not the server's private 077.
+APP_UMASK = 0o022
 
 
 # ---- processes ----------------------------------------------------------------------------------
@@ -507,14 +510,16 @@ class PodRunner:
                 f"image {c.get('image')} has no command: add `command:` to the container or "
                 f"map the image in {self.sup.imagemap.where_to_map()}"
             )
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        logfile = self.log_dir / f"{c.get('name')}.log"
-        if rotate and logfile.exists():
+        logfiles = self.sup.logfiles
+        if rotate:
             # The previous run's output stays readable (`logs --previous`).
-            logfile.replace(logfile.with_suffix(".log.1"))
+            logfiles.new_run(self.log_dir, str(c.get("name")))
         for vm in c.get("volumeMounts") or []:
             (self.volume_dir / str(vm.get("name"))).mkdir(parents=True, exist_ok=True)
-        with open(logfile, "ab") as out:
+        # The process writes to the file itself (O_APPEND: it goes on at the end after a
+        # rotation's truncate), so it keeps logging while no server runs.
+        out = logfiles.open_live(self.log_dir, str(c.get("name")))
+        try:
             popen = subprocess.Popen(
                 argv,
                 env=env,
@@ -524,7 +529,10 @@ class PodRunner:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                umask=APP_UMASK,
             )
+        finally:
+            os.close(out)
         start = proc_start_time(popen.pid)
         proc = Proc(popen.pid, start if start is not None else -1, popen)
         self.procs[str(c.get("name"))] = proc
@@ -912,6 +920,12 @@ class PodRunner:
         self.adopted.clear()
         if delete_object:
             shutil.rmtree(self.volume_dir, ignore_errors=True)
+            # Its logs go with it, unless a new Pod of the same name runs already.
+            if not any(
+                r.uid != self.uid and (r.ns, r.name) == (self.ns, self.name)
+                for r in self.sup.runners.values()
+            ):
+                self.sup.logfiles.remove_pod(self.ns, self.name)
             if not self.deleted:
                 with contextlib.suppress(NotFound):
                     self.sup.store.delete("Pod", self.ns, self.name)
@@ -942,6 +956,7 @@ class Supervisor:
         backoff: Backoff | None = None,
         drain_delay: float = 1.0,
         orphan_grace: float = 10.0,
+        log_policy: LogPolicy | None = None,
     ) -> None:
         self.store = store
         self.state_dir = Path(state_dir)
@@ -953,13 +968,22 @@ class Supervisor:
         self._sub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self.logfiles = LogFiles(self.state_dir / "logs", log_policy)
+        self._rotator: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Re-adopt live processes, stop orphans, start a runner per Pod, then follow Pod changes."""
         self._sub = self.store.subscribe(["Pod"])
         found = {(f.pod_uid, f.container): f for f in find_pod_processes(self.state_dir)}
         claimed: set[int] = set()
-        for pod in self.store.list("Pod"):
+        pods = self.store.list("Pod")
+        # Logs of pods deleted while no server ran.
+        gone = self.logfiles.sweep(
+            {(p["metadata"].get("namespace") or "default", p["metadata"]["name"]) for p in pods}
+        )
+        if gone:
+            log.info("removed the logs of %d deleted pod(s): %s", len(gone), ", ".join(gone[:10]))
+        for pod in pods:
             uid = pod["metadata"]["uid"]
             adopted: dict[str, Proc] = {}
             records = _proc_records(pod)
@@ -984,6 +1008,24 @@ class Supervisor:
                 )
                 self._spawn_bg(stop_process(Proc(f.pid, f.start), self.orphan_grace))
         self._task = asyncio.create_task(self._follow(), name="local supervisor")
+        self._rotator = asyncio.create_task(self._rotate_logs(), name="log rotation")
+
+    def _live_logs(self) -> list[Path]:
+        out = []
+        for r in self.runners.values():
+            for c in [*(r.spec.get("initContainers") or []), *(r.spec.get("containers") or [])]:
+                out.append(r.log_dir / f"{c.get('name')}.log")
+        return out
+
+    async def _rotate_logs(self) -> None:
+        """Every ``check_interval`` seconds (1), rotate the live log files that grew over the
+        size (in a thread: a copy may take a moment)."""
+        while True:
+            await asyncio.sleep(self.logfiles.policy.check_interval)
+            try:
+                await asyncio.to_thread(self.logfiles.rotate_all, self._live_logs())
+            except Exception:  # never stop rotating over one bad file
+                log.exception("log rotation failed")
 
     def _spawn_bg(self, coro: Any) -> None:
         t = asyncio.ensure_future(coro)
@@ -1034,6 +1076,10 @@ class Supervisor:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._rotator is not None:
+            self._rotator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rotator
         runners = list(self.runners.values())
         # Terminations under way stop here; with terminate_pods they are finished below.
         for t in list(self._background):

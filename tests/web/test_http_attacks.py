@@ -88,12 +88,12 @@ def error_text(body: Any) -> str:
 READS = (
     "/api/version",
     "/api/rollouts",
-    "/api/namespaces/default",
+    "/api/namespaces",
     "/api/v1/version",
     "/api/v1/namespace",
     "/api/openapi.json",
     "/rollouts/default",
-    "/ui/dashboard.js",
+    "/ui/static/dashboard.js",
 )
 
 
@@ -116,7 +116,13 @@ def test_a_foreign_host_reads_nothing_from_the_server(server: ServerProcess) -> 
             assert isinstance(body, dict) and f"Host '{host}'" in body["error"], (path, host, body)
             assert f"http://127.0.0.1:{port}/" in body["error"], body  # says what to use instead
     # The loopback names and addresses with the server's port are answered.
-    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}", f"127.0.0.2:{port}", f"[::1]:{port}"):
+    for host in (
+        f"127.0.0.1:{port}",
+        f"localhost:{port}",
+        f"LocalHost:{port}",
+        f"127.0.0.2:{port}",
+        f"[::1]:{port}",
+    ):
         for path in READS:
             status, body = send(port, "GET", path, host=host)
             assert status == 200, (path, host, status, body)
@@ -130,7 +136,11 @@ def test_dns_rebinding_cannot_apply_or_act(server: ServerProcess) -> None:
     origin = {"Origin": f"http://{evil}"}
     for ctype in ("text/plain", "application/json"):
         status, body = send(
-            port, "POST", "/api/apply", host=evil, headers={**origin, "Content-Type": ctype},
+            port,
+            "POST",
+            "/api/apply",
+            host=evil,
+            headers={**origin, "Content-Type": ctype},
             body=ns_manifest("rebound"),
         )
         assert status == 403 and f"Host '{evil}'" in error_text(body), (ctype, status, body)
@@ -210,7 +220,11 @@ def test_the_cli_scripts_and_the_page_still_write(server: ServerProcess) -> None
     assert status == 200, body
     host = f"localhost:{port}"
     status, body = send(
-        port, "POST", "/api/apply", host=host, headers={**js, "Origin": f"http://{host}"},
+        port,
+        "POST",
+        "/api/apply",
+        host=host,
+        headers={**js, "Origin": f"http://{host}"},
         body=ns_manifest("by-localhost"),
     )
     assert status == 200, body
@@ -221,8 +235,11 @@ def test_the_cli_scripts_and_the_page_still_write(server: ServerProcess) -> None
     assert status == 404 and "victim" in error_text(body), body  # reached the action
     # JSON with a charset, and a merge-patch type, are JSON.
     status, body = send(
-        port, "PATCH", "/api/rollouts/default/victim",
-        headers={"Content-Type": "application/merge-patch+json; charset=utf-8"}, body=b"{}",
+        port,
+        "PATCH",
+        "/api/rollouts/default/victim",
+        headers={"Content-Type": "application/merge-patch+json; charset=utf-8"},
+        body=b"{}",
     )
     assert status == 404, body
     # The CLI.
@@ -251,8 +268,18 @@ def relay(tok_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -
     token_file.write_text(TOKEN)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pyrollouts.cli.main", "--server", tok_server.url,
-         "--token-file", str(token_file), "dashboard", "-p", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "pyrollouts.cli.main",
+            "--server",
+            tok_server.url,
+            "--token-file",
+            str(token_file),
+            "dashboard",
+            "-p",
+            str(port),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -265,7 +292,9 @@ def relay(tok_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     proc.kill()
-                    raise AssertionError(f"rollouts dashboard did not start: {proc.communicate()[0]!r}") from None
+                    raise AssertionError(
+                        f"rollouts dashboard did not start: {proc.communicate()[0]!r}"
+                    ) from None
                 time.sleep(0.2)
         yield port
     finally:
@@ -289,7 +318,7 @@ def test_a_token_on_loopback_does_not_lift_the_host_check(tok_server: ServerProc
 
 def test_the_relay_answers_only_its_own_host(relay: int, tok_server: ServerProcess) -> None:
     evil = f"evil.example:{relay}"
-    for path in ("/api/v1/version", "/api/v1/namespace", "/rollouts/default", "/ui/dashboard.js", "/"):
+    for path in ("/api/v1/version", "/api/v1/namespace", "/rollouts/default", "/ui/static/dashboard.js", "/"):
         status, body = send(relay, "GET", path, host=evil)
         assert status == 403 and f"Host '{evil}'" in error_text(body), (path, status, body)
         assert f"http://127.0.0.1:{relay}/" in error_text(body)
@@ -319,7 +348,9 @@ def test_the_relay_refuses_null_foreign_origins_and_simple_bodies(relay: int) ->
             status, body = send(relay, "PUT", path, headers=h, body=payload)
             assert status == 415 and "application/json" in error_text(body), (ctype, status, body)
     # The dashboard page's own write goes through (to the server, which says the rollout is not there).
-    status, body = send(relay, "PUT", path, headers={"Origin": own, "Content-Type": "application/json"}, body=b"{}")
+    status, body = send(
+        relay, "PUT", path, headers={"Origin": own, "Content-Type": "application/json"}, body=b"{}"
+    )
     assert status == 404 and "victim" in error_text(body), (status, body)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -27,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from ..controller import Clock, RolloutController
+from ..web.guard import is_loopback
 
 log = logging.getLogger("pyrollouts.server")
 
@@ -40,15 +40,6 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise ServerError(f"--listen {listen!r}: expected HOST:PORT, for example 127.0.0.1:7390")
     return (host.strip("[]") or "127.0.0.1"), int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class ControllerClock:
@@ -136,6 +127,8 @@ class LocalServer:
             state_dir=self.state_dir,
             extra_routes=self._extra_routes(api_clock),
             proxy=self.proxy,
+            # Beyond loopback a token is required (checked above) and protects the server instead.
+            host_check=is_loopback(self.host),
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

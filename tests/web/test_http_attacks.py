@@ -115,6 +115,16 @@ def test_a_foreign_host_reads_nothing_from_the_server(server: ServerProcess) -> 
             assert status == 403, (path, host, status, body)
             assert isinstance(body, dict) and f"Host '{host}'" in body["error"], (path, host, body)
             assert f"http://127.0.0.1:{port}/" in body["error"], body  # says what to use instead
+    # Streams too: refused before the first byte.
+    for path in (
+        "/api/watch",
+        "/api/rollouts/default/victim/info/watch",
+        "/api/v1/rollouts/default/info/watch",
+        "/ui/rollouts/default/stream",
+        "/api/pods/default/victim/logs?follow=1",
+    ):
+        status, body = send(port, "GET", path, host=f"evil.example:{port}")
+        assert status == 403 and "Host" in error_text(body), (path, status, body)
     # The loopback names and addresses with the server's port are answered.
     for host in (
         f"127.0.0.1:{port}",
@@ -415,3 +425,66 @@ async def test_beyond_loopback_the_token_guards_instead_of_the_host(tmp_path: Pa
         assert status == 415, body
     finally:
         await runner.cleanup()
+
+
+async def test_beyond_loopback_the_server_api_answers_any_host_with_the_token(tmp_path: Path) -> None:
+    """The server's own API as LocalServer builds it when listening beyond loopback
+    (host_check=False, token required): the token, not the Host, keeps others out."""
+    from aiohttp import web
+
+    from pyrollouts.controller.clock import Clock
+    from pyrollouts.runtimes.local.cluster import LocalCluster
+    from pyrollouts.runtimes.local.store import Store
+    from pyrollouts.server.api import make_app
+
+    cluster = LocalCluster(Store(tmp_path / "state.db"))
+    app = make_app(cluster, admission=lambda objs: [], clock=Clock(), token=TOKEN, host_check=False)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        host = f"rollouts.internal.example:{port}"
+        status, body = await asyncio.to_thread(send, port, "GET", "/api/version", host=host)
+        assert status == 401, body
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        status, body = await asyncio.to_thread(send, port, "GET", "/api/version", host=host, headers=auth)
+        assert status == 200, body
+        h = {**auth, "Content-Type": "application/x-www-form-urlencoded"}
+        status, body = await asyncio.to_thread(
+            send, port, "POST", "/api/apply", host=host, headers=h, body=ns_manifest("form")
+        )
+        assert status == 415, body
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("value", "port", "answered"),
+    [
+        ("127.0.0.1:7390", 7390, True),
+        ("localhost:7390", 7390, True),
+        ("LOCALHOST:7390", 7390, True),
+        ("127.9.9.9:7390", 7390, True),
+        ("[::1]:7390", 7390, True),
+        ("localhost", 80, True),  # no port: 80
+        ("localhost", 7390, False),
+        ("[::1]", 7390, False),
+        ("::1:7390", 7390, False),  # IPv6 without brackets is no Host
+        ("127.0.0.1:7390:7390", 7390, False),
+        ("127.0.0.1:+7390", 7390, False),
+        ("127.0.0.1:\u0667390", 7390, False),  # a non-ASCII digit
+        ("127.0.0.1 :7390", 7390, False),
+        ("localhost.:7390", 7390, False),
+        ("0x7f.1:7390", 7390, False),
+        ("2130706433:7390", 7390, False),
+        ("evil.example:7390", 7390, False),
+        ("", 7390, False),
+    ],
+)
+def test_which_hosts_are_loopback(value: str, port: int, answered: bool) -> None:
+    from pyrollouts.web import guard
+
+    parts = guard.split_host(value)
+    ok = parts is not None and guard.is_loopback(parts[0]) and (parts[1] or 80) == port
+    assert ok is answered, (value, parts)

@@ -85,6 +85,15 @@ class LocalServer:
                 raise ServerError(f"--token-file {token_file}: cannot read it ({exc.strerror})") from exc
             if not self.token:
                 raise ServerError(f"--token-file {token_file}: the file is empty; put a token in it")
+            mode = Path(token_file).stat().st_mode & 0o777
+            if mode & 0o077:
+                log.warning(
+                    "--token-file %s is readable by other users (mode %o): anyone who reads it can "
+                    "drive this server; chmod 600 %s",
+                    token_file,
+                    mode,
+                    token_file,
+                )
         if not is_loopback(self.host) and not self.token:
             raise ServerError(
                 f"--listen {listen}: listening beyond loopback needs a token; "
@@ -143,6 +152,11 @@ class LocalServer:
             ) from exc
         (self.state_dir / "server.pid").write_text(f"{os.getpid()}\n{self.host}:{self.port}\n")
         log.info("pyrollouts server listening on http://%s:%d", self.host, self.port)
+        if self.token is None:
+            log.info(
+                "no token: any user of this machine can use this API on loopback; on a shared "
+                "machine start the server with --token-file FILE (docs/security.md)"
+            )
 
     def _extra_routes(self, clock: ControllerClock) -> Any:
         """The shutdown route, and the dashboard with Argo's /api/v1 (web/)."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -66,6 +68,40 @@ def send(
         return status, json.loads(raw)
     except ValueError:
         return status, raw.decode(errors="replace")
+
+
+#: Another user of the machine, and a Python it can run (the test's own lives under /root).
+OTHER_UID = 65534
+OTHER_PYTHON = "/usr/bin/python3"
+_OTHER_CLIENT = """
+import http.client, json, sys
+port, method, path, headers, body = json.loads(sys.argv[1])
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+conn.request(method, path, body=body.encode() if body is not None else None, headers=headers)
+resp = conn.getresponse()
+print(json.dumps([resp.status, resp.read().decode(errors="replace")]))
+"""
+
+
+def as_other_user(
+    port: int, method: str, path: str, headers: Mapping[str, str] | None = None, body: str | None = None
+) -> tuple[int, str]:
+    """One request from another user of the machine (uid 65534, ``nobody``); (status, body text).
+    Creating that user's process needs root, which the test environment is."""
+    assert os.geteuid() == 0, "this test makes a process of another user: run it as root"
+    out = subprocess.run(
+        [OTHER_PYTHON, "-c", _OTHER_CLIENT, json.dumps([port, method, path, dict(headers or {}), body])],
+        user=OTHER_UID,
+        group=OTHER_UID,
+        extra_groups=[],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    status, text = json.loads(out.stdout)
+    return int(status), str(text)
 
 
 def ns_manifest(ns: str) -> bytes:
@@ -259,6 +295,24 @@ def test_the_cli_scripts_and_the_page_still_write(server: ServerProcess) -> None
     assert r.code == 0, r
 
 
+def test_other_users_of_the_machine_cannot_use_a_server_without_a_token(server: ServerProcess) -> None:
+    port = server.port
+    for method, path, body in (
+        ("GET", "/api/version", None),
+        ("GET", "/rollouts/default", None),
+        ("GET", "/api/v1/namespace", None),
+        ("POST", "/api/apply", ns_manifest("other-user").decode()),
+    ):
+        status, text = as_other_user(port, method, path, {"Content-Type": "application/json"}, body)
+        assert status == 403 and f"comes from uid {OTHER_UID}" in text and "--token-file" in text, (
+            method,
+            path,
+            status,
+            text,
+        )
+    assert not stored_namespace(server, "other-user")
+
+
 # ---- a server with a token, and the relay of `rollouts dashboard` ----------------------------
 
 
@@ -324,6 +378,30 @@ def test_a_token_on_loopback_does_not_lift_the_host_check(tok_server: ServerProc
         port, "POST", "/api/apply", headers={**auth, "Content-Type": "text/plain"}, body=ns_manifest("tp")
     )
     assert status == 415, body
+
+
+def test_a_shared_token_lets_another_user_in(tok_server: ServerProcess) -> None:
+    """With a token the owner may share it: the token, not the user, decides."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    status, text = as_other_user(tok_server.port, "GET", "/api/version", auth)
+    assert status == 200, text
+    status, text = as_other_user(tok_server.port, "GET", "/api/version")
+    assert status == 401, text
+
+
+def test_the_relay_serves_only_the_user_who_started_it(relay: int) -> None:
+    """The relay adds its user's token: another user of the machine gets nothing through it."""
+    for method, path, headers in (
+        ("GET", "/api/v1/version", {}),
+        ("GET", "/rollouts/default", {}),
+        (
+            "PUT",
+            "/api/v1/rollouts/default/victim/restart",
+            {"Origin": f"http://127.0.0.1:{relay}", "Content-Type": "application/json"},
+        ),
+    ):
+        status, text = as_other_user(relay, method, path, headers, "{}" if method == "PUT" else None)
+        assert status == 403 and f"comes from uid {OTHER_UID}" in text, (method, path, status, text)
 
 
 def test_the_relay_answers_only_its_own_host(relay: int, tok_server: ServerProcess) -> None:
@@ -403,6 +481,9 @@ async def test_the_standalone_dashboard_checks_host_origin_and_bodies(tmp_path: 
         h = {"Origin": "null", "Content-Type": "application/json"}
         status, body = await asyncio.to_thread(send, port, "PUT", path, headers=h, body=b"{}")
         assert status == 403, body
+        # It acts with its user's credentials (the kubeconfig's): another user gets nothing.
+        status, text = await asyncio.to_thread(as_other_user, port, "GET", "/api/v1/version")
+        assert status == 403 and f"comes from uid {OTHER_UID}" in text, (status, text)
     finally:
         await runner.cleanup()
 
@@ -488,3 +569,42 @@ def test_which_hosts_are_loopback(value: str, port: int, answered: bool) -> None
     parts = guard.split_host(value)
     ok = parts is not None and guard.is_loopback(parts[0]) and (parts[1] or 80) == port
     assert ok is answered, (value, parts)
+
+
+def test_both_ways_of_finding_a_connections_user_agree() -> None:
+    """sock_diag (netlink) and the /proc/net/tcp fallback name the same owner of a client socket:
+    another user's, and this process's own."""
+    from pyrollouts.web import guard
+
+    assert os.geteuid() == 0, "this test makes a process of another user: run it as root"
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        client = f"import socket, sys; s = socket.create_connection(('127.0.0.1', {port})); sys.stdin.read()"
+        proc = subprocess.Popen(
+            [OTHER_PYTHON, "-c", client],
+            user=OTHER_UID,
+            group=OTHER_UID,
+            extra_groups=[],
+            cwd="/",
+            stdin=subprocess.PIPE,
+        )
+        try:
+            srv.settimeout(30)
+            conn, peer = srv.accept()
+            ours = conn.getsockname()
+            assert guard._diag_uid(peer, ours) == OTHER_UID
+            assert guard._proc_uid(peer, ours) == OTHER_UID
+            assert guard.peer_uid(ours, peer) == OTHER_UID
+            conn.close()
+            with socket.create_connection(("127.0.0.1", port)) as mine:
+                conn, peer = srv.accept()
+                assert guard._diag_uid(peer, conn.getsockname()) == os.geteuid()
+                assert guard._proc_uid(peer, conn.getsockname()) == os.geteuid()
+                conn.close()
+                assert mine
+            # A connection that is not there has no owner.
+            assert guard.peer_uid(("127.0.0.1", port), ("127.0.0.1", 1)) is None
+        finally:
+            proc.communicate(b"", timeout=30)

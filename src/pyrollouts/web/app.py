@@ -93,7 +93,11 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     # and a same-origin Origin (guard.write_problem; check_write also asks for Origin or token).
     ctx = request.app[WEB_KEY]
     if request.app[HOST_CHECK_KEY]:
+        # On loopback without a token, the credentials this dashboard holds (the kubeconfig's)
+        # serve only the user who started it.
         problem = guard.host_problem(request)
+        if problem is None and ctx.token is None:
+            problem = guard.peer_problem(request)
         if problem is not None:
             return error_response(403, problem)
     if ctx.token is not None and request.path.startswith("/api/") and not bearer_ok(request, ctx.token):

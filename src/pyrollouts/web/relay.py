@@ -6,8 +6,9 @@ read). ``rollouts dashboard`` therefore relays the dashboard's paths (pages, the
 Because the relay adds a credential, it checks everything itself before passing a request on: the
 Host must be a loopback name or address with the relay's port (after DNS rebinding a page of another
 site reaches the relay with its own name as Host; without this check the relay would add the token
-to that page's requests), and a write must carry an Origin naming the relay and a JSON body, else it
-is refused here and never reaches the server (guard.py, docs/security.md).
+to that page's requests), the client must be the user who started the relay (or root), and a write
+must carry an Origin naming the relay and a JSON body, else it is refused here and never reaches
+the server (guard.py, docs/security.md).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def make_relay_app(upstream: str, token: str | None) -> web.Application:
         await app[session_key].close()
 
     async def relay(request: web.Request) -> web.StreamResponse:
-        problem = guard.host_problem(request)
+        # The relay adds its user's token: it serves that user only (not the machine's others).
+        problem = guard.host_problem(request) or guard.peer_problem(request)
         if problem is not None:
             return error_response(403, problem)
         if not relayed(request.path):

@@ -181,10 +181,10 @@ MUTATING = guard.WRITES
 @web.middleware
 async def _auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every request, in this order (docs/security.md): a loopback Host with the server's port
-    (unless the server listens beyond loopback, where the token protects it) and, without a token,
-    a client of the server's own user (another user of the machine reaches loopback too), the bearer token on
-    /api when the server has one, then for a write a same-origin Origin or none (not checked when
-    the bearer token came with it: no page can add that header) and a JSON body."""
+    (unless the server listens beyond loopback, where the token protects it) and, without a
+    token, a client of the server's own user (other users of the machine reach loopback too); the
+    bearer token on /api when the server has one; then for a write a same-origin Origin or none
+    (not checked when the bearer token came with it: no page can add that header) and a JSON body."""
     ctx = request.app[CTX_KEY]
     if ctx.host_check:
         problem = guard.host_problem(request)

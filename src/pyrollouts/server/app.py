@@ -154,8 +154,10 @@ class LocalServer:
         log.info("pyrollouts server listening on http://%s:%d", self.host, self.port)
         if self.token is None:
             log.info(
-                "no token: any user of this machine can use this API on loopback; on a shared "
-                "machine start the server with --token-file FILE (docs/security.md)"
+                "no token: only this user (uid %d) and root are answered, where Linux tells who "
+                "connects; to share the server or listen beyond loopback use --token-file FILE "
+                "(docs/security.md)",
+                os.geteuid(),
             )
 
     def _extra_routes(self, clock: ControllerClock) -> Any:

@@ -304,12 +304,8 @@ def test_other_users_of_the_machine_cannot_use_a_server_without_a_token(server: 
         ("POST", "/api/apply", ns_manifest("other-user").decode()),
     ):
         status, text = as_other_user(port, method, path, {"Content-Type": "application/json"}, body)
-        assert status == 403 and f"comes from uid {OTHER_UID}" in text and "--token-file" in text, (
-            method,
-            path,
-            status,
-            text,
-        )
+        refused = status == 403 and f"comes from uid {OTHER_UID}" in text and "--token-file" in text
+        assert refused, (method, path, status, text)
     assert not stored_namespace(server, "other-user")
 
 

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from webharness import web_server
 
 from pyrollouts.testing.serverharness import ServerProcess, free_port
 
@@ -314,7 +313,12 @@ def test_other_users_of_the_machine_cannot_use_a_server_without_a_token(server: 
 
 @pytest.fixture(scope="module")
 def tok_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    s = web_server(tmp_path_factory.mktemp("attacktok") / "state", token=TOKEN)
+    """A server with TOKEN, from a token file other users may read (the server warns about it)."""
+    base = tmp_path_factory.mktemp("attacktok")
+    token_file = base / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o644)
+    s = ServerProcess(base / "state", token_file=token_file, retry_on=())
     try:
         yield s
     finally:
@@ -369,6 +373,7 @@ def test_a_token_on_loopback_does_not_lift_the_host_check(tok_server: ServerProc
     assert status == 403 and "Host" in error_text(body), (status, body)
     status, body = send(port, "GET", "/api/version", headers=auth)
     assert status == 200, body
+    assert "is readable by other users (mode 644)" in tok_server.log_text(), tok_server.log_tail()
     # With the token a script's write needs no Origin, but still JSON.
     status, body = send(
         port, "POST", "/api/apply", headers={**auth, "Content-Type": "text/plain"}, body=ns_manifest("tp")

@@ -118,6 +118,8 @@ def _start(control_plane: ControlPlane, log_path: Path, extra: list[str]) -> tup
 
 def _fetch(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str]:
     """(status, body) of one request, errors included; redirects are followed."""
+    if method == "PUT":  # as the page sends it: JSON (a form or text/plain body is refused, 415)
+        headers = {"Content-Type": "application/json", **(headers or {})}
     req = urllib.request.Request(
         url, method=method, headers=headers or {}, data=b"{}" if method == "PUT" else None
     )

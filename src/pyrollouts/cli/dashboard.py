@@ -21,7 +21,7 @@ import aiohttp
 import typer
 from aiohttp import web
 
-from ..web import check_bind, make_dashboard_app
+from ..web import check_bind, is_loopback, make_dashboard_app
 from ..web.relay import make_relay_app
 from .client import CliError, read_token
 from .common import err, state
@@ -51,7 +51,11 @@ async def _check_server(url: str, token: str | None) -> None:
 
 
 async def _kube_app(
-    kubeconfig: str | None, context: str | None, token: str | None, scope: str | None = None
+    kubeconfig: str | None,
+    context: str | None,
+    token: str | None,
+    scope: str | None = None,
+    host_check: bool = True,
 ) -> tuple[web.Application, Any]:
     from ..controller.clock import Clock
     from ..model.cluster import ClusterError
@@ -85,6 +89,9 @@ async def _kube_app(
         runtime="kubernetes",
         namespace=namespace,
         scoped=scope is not None,
+        # On loopback only loopback Hosts are answered (DNS rebinding); beyond it the token
+        # (required by check_bind) protects the dashboard instead.
+        host_check=host_check,
     )
     return app, cluster
 
@@ -109,14 +116,14 @@ async def serve(
         raise CliError(str(exc)) from None
     closer: Any = None
     if backend == "kubernetes":
-        app, closer = await _kube_app(kubeconfig, context, token, namespace)
+        app, closer = await _kube_app(kubeconfig, context, token, namespace, host_check=is_loopback(host))
     else:
         if namespace is not None:
             raise CliError(
                 "--namespace scopes the Kubernetes backend's dashboard; the local server's dashboard "
                 "serves every namespace (drop --namespace, or add --backend kubernetes)"
             )
-        if host not in ("127.0.0.1", "::1", "localhost"):
+        if not is_loopback(host):
             raise CliError(
                 "on the local runtime the dashboard relays to the server on loopback only; to reach it "
                 "from elsewhere, start the server itself with --listen HOST:PORT --token-file FILE"

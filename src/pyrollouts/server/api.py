@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from .. import __version__
 from ..model import useractions
 from ..model.cluster import Cluster, Conflict, Invalid, NotFound, Obj
+from ..web import guard
 from .apply import ApplyRefused, apply_objects, check_text, findings_for_objects
 from .info import rfc3339, rollout_info
 
@@ -76,8 +75,10 @@ class _Ctx:
         token: str | None,
         state_dir: Path | None,
         test_clock: bool,
+        host_check: bool = True,
     ) -> None:
         self.cluster = cluster
+        self.host_check = host_check
         self.admission = admission
         self.clock = clock
         self.token = token
@@ -99,17 +100,20 @@ def make_app(
     state_dir: Path | None = None,
     test_clock: bool | None = None,
     proxy: Any = None,
+    host_check: bool = True,
 ) -> web.Application:
     """The API application. ``token``: when set, every /api request needs ``Authorization: Bearer``.
     ``state_dir``: where pod logs live (``logs/<ns>/<pod>/<container>.log``); without it the logs
     route answers 404. ``test_clock``: enable POST /api/debug/clock (default: the clock's
     ``adjustable`` attribute). ``extra_routes``: route definitions (or a function given the app) for
     the dashboard or anything else. ``proxy``: the runtime's proxy manager, kept for routes that
-    report on the data plane."""
+    report on the data plane. ``host_check``: answer only requests whose Host is a loopback name
+    or address with the server's port (turn it off only for a server listening beyond loopback,
+    which then needs ``token``; docs/security.md)."""
     app = web.Application(middlewares=[_errors_middleware, _auth_middleware])
     if test_clock is None:
         test_clock = bool(getattr(clock, "adjustable", False))
-    app[CTX_KEY] = _Ctx(cluster, admission, clock, token, state_dir, test_clock)
+    app[CTX_KEY] = _Ctx(cluster, admission, clock, token, state_dir, test_clock, host_check)
     app[PROXY_KEY] = proxy
     app.add_routes(
         [
@@ -171,39 +175,37 @@ async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamRe
         raise ApiError(500, f"internal error: {type(exc).__name__}: {exc}", ["see the server's log"]) from exc
 
 
-MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+MUTATING = guard.WRITES
 
 
 @web.middleware
 async def _auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every request, in this order (docs/security.md): a loopback Host with the server's port
+    (unless the server listens beyond loopback, where the token protects it) and, without a
+    token, a client of the server's own user (other users of the machine reach loopback too); the
+    bearer token on /api when the server has one; then for a write a same-origin Origin or none
+    (not checked when the bearer token came with it: no page can add that header) and a JSON body."""
     ctx = request.app[CTX_KEY]
-    if request.path.startswith("/api/"):
-        authorized = False
-        auth = request.headers.get("Authorization", "")
-        if ctx.token is not None:
-            given = auth[7:].strip() if auth.startswith("Bearer ") else ""
-            authorized = bool(given) and hmac.compare_digest(given.encode(), ctx.token.encode())
-            if not authorized:
-                raise ApiError(
-                    401,
-                    "this server needs a token: send 'Authorization: Bearer <token>' "
-                    "(rollouts --token-file FILE, or ROLLOUTS_TOKEN)",
-                )
-        if request.method in MUTATING and not authorized:
-            # A browser page from another origin must not drive the server (CSRF): browsers send
-            # Origin on cross-origin writes, and cannot add a bearer token without our consent.
-            origin = request.headers.get("Origin")
-            if origin is not None and not _same_origin(origin, request.host):
-                raise ApiError(403, f"cross-origin request refused (Origin {origin} is not {request.host})")
+    if ctx.host_check:
+        problem = guard.host_problem(request)
+        if problem is None and ctx.token is None:
+            problem = guard.peer_problem(request)
+        if problem is not None:
+            raise ApiError(403, problem)
+    authorized = False
+    if request.path.startswith("/api/") and ctx.token is not None:
+        authorized = guard.token_matches(guard.bearer(request), ctx.token)
+        if not authorized:
+            raise ApiError(
+                401,
+                "this server needs a token: send 'Authorization: Bearer <token>' "
+                "(rollouts --token-file FILE, or ROLLOUTS_TOKEN)",
+            )
+    refused = guard.write_problem(request, check_origin=not authorized)
+    if refused is not None:
+        raise ApiError(*refused)
     resp: web.StreamResponse = await handler(request)
     return resp
-
-
-def _same_origin(origin: str, host: str) -> bool:
-    try:
-        return urlsplit(origin).netloc.lower() == host.lower()
-    except ValueError:
-        return False
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -28,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from ..controller import Clock, RolloutController
+from ..web.guard import is_loopback
 
 log = logging.getLogger("pyrollouts.server")
 
@@ -41,15 +41,6 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise ServerError(f"--listen {listen!r}: expected HOST:PORT, for example 127.0.0.1:7390")
     return (host.strip("[]") or "127.0.0.1"), int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 #: The state dir holds env values (in the store, the logs): only its owner reads it.
@@ -132,6 +123,15 @@ class LocalServer:
                 raise ServerError(f"--token-file {token_file}: cannot read it ({exc.strerror})") from exc
             if not self.token:
                 raise ServerError(f"--token-file {token_file}: the file is empty; put a token in it")
+            mode = Path(token_file).stat().st_mode & 0o777
+            if mode & 0o077:
+                log.warning(
+                    "--token-file %s is readable by other users (mode %o): anyone who reads it can "
+                    "drive this server; chmod 600 %s",
+                    token_file,
+                    mode,
+                    token_file,
+                )
         if not is_loopback(self.host) and not self.token:
             raise ServerError(
                 f"--listen {listen}: listening beyond loopback needs a token; "
@@ -186,6 +186,8 @@ class LocalServer:
             state_dir=self.state_dir,
             extra_routes=self._extra_routes(api_clock),
             proxy=self.proxy,
+            # Beyond loopback a token is required (checked above) and protects the server instead.
+            host_check=is_loopback(self.host),
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -200,6 +202,13 @@ class LocalServer:
             ) from exc
         (self.state_dir / "server.pid").write_text(f"{os.getpid()}\n{self.host}:{self.port}\n")
         log.info("pyrollouts server listening on http://%s:%d", self.host, self.port)
+        if self.token is None:
+            log.info(
+                "no token: only this user (uid %d) and root are answered, where Linux tells who "
+                "connects; to share the server or listen beyond loopback use --token-file FILE "
+                "(docs/security.md)",
+                os.geteuid(),
+            )
 
     def _extra_routes(self, clock: ControllerClock) -> Any:
         """The shutdown route, and the dashboard with Argo's /api/v1 (web/)."""

@@ -4,7 +4,8 @@
 standalone application of ``rollouts dashboard``.
 """
 
-from .app import check_bind, dashboard_routes, install, is_loopback, make_dashboard_app
+from .app import check_bind, dashboard_routes, install, make_dashboard_app
+from .guard import is_loopback
 from .rolloutinfo import InfoBuilder, argo_info, available_actions
 
 __all__ = [

@@ -12,18 +12,17 @@ page from another site cannot drive a rollout.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from .. import __version__
 from ..model import useractions
 from ..model.cluster import Conflict, Invalid, NotFound, Obj
+from . import guard
 from .context import WEB_KEY, WebContext
 from .openapi import openapi_document
 from .source import WebError, fingerprint
@@ -82,35 +81,28 @@ def _ctx(request: web.Request) -> WebContext:
 
 def bearer_ok(request: web.Request, token: str | None) -> bool:
     """Whether the request carries the server's token (header, or the dashboard's cookie)."""
-    if token is None:
-        return False
-    auth = request.headers.get("Authorization", "")
-    given = auth[7:].strip() if auth.startswith("Bearer ") else request.cookies.get(COOKIE, "")
-    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+    given = guard.bearer(request) or request.cookies.get(COOKIE, "")
+    return guard.token_matches(given, token)
 
 
 COOKIE = "pyrollouts_token"
 
 
 def check_write(request: web.Request) -> None:
-    """Refuse a write without the token in the Authorization header or a same-origin Origin."""
+    """Refuse a write without the token in the Authorization header or a same-origin Origin, and
+    any write whose body is not JSON (guard.write_problem; the host application's middleware has
+    checked the Host)."""
     ctx = _ctx(request)
-    auth = request.headers.get("Authorization", "")
-    if ctx.token is not None and auth.startswith("Bearer ") and bearer_ok(request, ctx.token):
-        return
-    origin = request.headers.get("Origin")
-    if origin is None:
+    by_token = ctx.token is not None and guard.token_matches(guard.bearer(request), ctx.token)
+    if not by_token and request.headers.get("Origin") is None:
         raise WebError(
             403,
             "actions need an Origin header naming this server (sent by the dashboard page) "
             "or 'Authorization: Bearer <token>'",
         )
-    try:
-        netloc = urlsplit(origin).netloc.lower()
-    except ValueError:
-        netloc = ""
-    if netloc != request.host.lower():
-        raise WebError(403, f"cross-origin request refused (Origin {origin} is not {request.host})")
+    refused = guard.write_problem(request, check_origin=not by_token)
+    if refused is not None:
+        raise WebError(*refused)
 
 
 async def _body(request: web.Request, what: str) -> dict[str, Any]:

@@ -8,15 +8,16 @@ any Cluster (the Kubernetes runtime through the kubeconfig's credentials), with 
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from ..model.cluster import Cluster
+from . import guard
 from .api import api_routes, bearer_ok, error_response
 from .context import WEB_KEY, WebContext
+from .guard import is_loopback
 from .pages import page_routes
 from .rolloutinfo import InfoBuilder
 from .source import ClockLike, Source
@@ -81,13 +82,30 @@ def dashboard_routes(
     return lambda app: install(app, ctx)
 
 
+#: Whether the standalone dashboard answers loopback Hosts only (see make_dashboard_app).
+HOST_CHECK_KEY: web.AppKey[bool] = web.AppKey("pyrollouts_host_check", bool)
+
+
 @web.middleware
 async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
-    # Pages check the token themselves (they can take it once as ?token=); the API needs the
-    # header or the cookie the pages set.
+    # The Host first (DNS rebinding), then the token: pages check it themselves (they can take it
+    # once as ?token=); the API needs the header or the cookie the pages set. Writes: a JSON body,
+    # and a same-origin Origin (guard.write_problem; check_write also asks for Origin or token).
     ctx = request.app[WEB_KEY]
+    if request.app[HOST_CHECK_KEY]:
+        # On loopback without a token, the credentials this dashboard holds (the kubeconfig's)
+        # serve only the user who started it.
+        problem = guard.host_problem(request)
+        if problem is None and ctx.token is None:
+            problem = guard.peer_problem(request)
+        if problem is not None:
+            return error_response(403, problem)
     if ctx.token is not None and request.path.startswith("/api/") and not bearer_ok(request, ctx.token):
         return error_response(401, "this dashboard needs a token: send 'Authorization: Bearer <token>'")
+    by_token = ctx.token is not None and guard.token_matches(guard.bearer(request), ctx.token)
+    refused = guard.write_problem(request, check_origin=not by_token)
+    if refused is not None:
+        return error_response(*refused)
     resp: web.StreamResponse = await handler(request)
     return resp
 
@@ -102,13 +120,21 @@ def make_dashboard_app(
     runtime: str = "local",
     namespace: str = "default",
     scoped: bool = False,
+    host_check: bool = True,
 ) -> web.Application:
     """A standalone dashboard application over ``cluster`` (see the module docstring).
+
+    ``host_check``: answer only requests whose Host is a loopback name or address with the port
+    they arrived on (DNS rebinding; docs/security.md). Pass False only when serving beyond
+    loopback, which needs ``token`` (``check_bind``).
 
     ``namespace``: where ``/`` leads. ``scoped``: serve that namespace only (the cluster's
     credentials reach no other): the namespace list is that namespace alone, and every page, stream
     and API path of another namespace answers 403 without asking the cluster."""
+    if not host_check and not token:
+        raise ValueError("a dashboard without the Host check needs a token (it is served beyond loopback)")
     app = web.Application(middlewares=[_auth])
+    app[HOST_CHECK_KEY] = host_check
     install(
         app,
         _context(
@@ -123,16 +149,6 @@ def make_dashboard_app(
         ),
     )
     return app
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, token: str | None) -> None:

@@ -9,13 +9,12 @@ pages need it once as ``?token=`` (it becomes an HttpOnly, SameSite=Strict cooki
 from __future__ import annotations
 
 import asyncio
-import hmac
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
-from . import render
+from . import guard, render
 from .api import COOKIE, bearer_ok, connected, sse_send, sse_start
 from .context import WEB_KEY, WebContext
 from .source import WebError
@@ -33,8 +32,8 @@ def _authorize(request: web.Request) -> web.Response | None:
     ctx = _ctx(request)
     if ctx.token is None or bearer_ok(request, ctx.token):
         return None
-    given = request.query.get("token")
-    if given is not None and hmac.compare_digest(given.encode(), ctx.token.encode()):
+    given = request.query.get("token", "")
+    if guard.token_matches(given, ctx.token):
         rest = {k: v for k, v in request.rel_url.query.items() if k != "token"}
         resp = web.Response(status=302, headers={"Location": str(request.rel_url.with_query(rest))})
         resp.set_cookie(COOKIE, given, httponly=True, samesite="Strict", path="/")
@@ -67,7 +66,7 @@ def _token_for_page(request: web.Request) -> str | None:
     adds the header itself, and its users need not see the token)."""
     token = _ctx(request).token
     given = request.cookies.get(COOKIE, "")
-    if token is not None and given and hmac.compare_digest(given.encode(), token.encode()):
+    if guard.token_matches(given, token):
         return token
     return None
 

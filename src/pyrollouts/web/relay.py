@@ -3,8 +3,12 @@
 The local server already serves the dashboard (with the proxy's traffic chart, which only it can
 read). ``rollouts dashboard`` therefore relays the dashboard's paths (pages, their streams, /api/v1,
 /api/openapi.json) to that server, adding the CLI's bearer token, so the browser never needs it.
-Because the relay adds a credential, it makes the same-origin check itself: a write must carry an
-Origin naming the relay, else it is refused here and never reaches the server.
+Because the relay adds a credential, it checks everything itself before passing a request on: the
+Host must be a loopback name or address with the relay's port (after DNS rebinding a page of another
+site reaches the relay with its own name as Host; without this check the relay would add the token
+to that page's requests), the client must be the user who started the relay (or root), and a write
+must carry an Origin naming the relay and a JSON body, else it is refused here and never reaches
+the server (guard.py, docs/security.md).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from . import guard
 from .api import error_response
 
 #: Paths relayed; anything else (the server's own API, /api/shutdown) is not reachable through it.
@@ -22,7 +27,7 @@ RELAYED_PREFIXES = ("/api/v1/", "/rollouts/", "/ui/")
 RELAYED_EXACT = ("/", "/api/openapi.json")
 #: Request headers passed on; the rest (cookies, Origin, hop-by-hop headers) stay here.
 PASSED_HEADERS = ("Accept", "Content-Type", "Last-Event-ID", "Cache-Control")
-WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+WRITES = guard.WRITES
 
 
 def relayed(path: str) -> bool:
@@ -42,12 +47,18 @@ def make_relay_app(upstream: str, token: str | None) -> web.Application:
         await app[session_key].close()
 
     async def relay(request: web.Request) -> web.StreamResponse:
+        # The relay adds its user's token: it serves that user only (not the machine's others).
+        problem = guard.host_problem(request) or guard.peer_problem(request)
+        if problem is not None:
+            return error_response(403, problem)
         if not relayed(request.path):
             return error_response(404, f"{request.path}: not part of the dashboard")
         if request.method in WRITES:
-            origin = request.headers.get("Origin")
-            if origin is None or urlsplit(origin).netloc.lower() != request.host.lower():
+            if request.headers.get("Origin") is None:
                 return error_response(403, "actions need an Origin header naming this dashboard")
+            refused = guard.write_problem(request)
+            if refused is not None:
+                return error_response(*refused)
         headers = {k: v for k, v in request.headers.items() if k in PASSED_HEADERS}
         if token:
             headers["Authorization"] = f"Bearer {token}"

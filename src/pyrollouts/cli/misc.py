@@ -76,6 +76,15 @@ def server(
     proxy_bind: Annotated[
         str, typer.Option("--proxy-bind", help="Address the Service ports listen on.")
     ] = "127.0.0.1",
+    max_replicas: Annotated[
+        int,
+        typer.Option(
+            "--max-replicas",
+            min=1,
+            envvar="PYROLLOUTS_MAX_REPLICAS",
+            help="The most replicas (processes) one Rollout count may ask for; more is refused at apply.",
+        ),
+    ] = 100,
 ) -> None:
     """Run the local runtime: store, controller, pods as processes, the proxy and the API."""
     from ..server.app import ServerError, serve
@@ -88,6 +97,7 @@ def server(
             image_map=image_map,
             test_clock=test_clock,
             proxy_bind=proxy_bind,
+            max_replicas=max_replicas,
         )
     except ServerError as exc:
         raise CliError(str(exc)) from None

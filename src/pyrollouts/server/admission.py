@@ -14,6 +14,7 @@ The controllers use the unwrapped Cluster: they write status and fields clients 
 
 from __future__ import annotations
 
+import builtins
 import copy
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -78,7 +79,7 @@ class AdmittedCluster:
 
     async def list(
         self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
-    ) -> list[Obj]:
+    ) -> builtins.list[Obj]:
         return await self.inner.list(kind, namespace, labels)
 
     def watch(self, kinds: Sequence[str], namespace: str | None = None) -> AsyncIterator[WatchEvent]:
@@ -86,11 +87,11 @@ class AdmittedCluster:
 
     # -- writes --
 
-    def problems(self, kind: str, live: Obj | None, new: Obj) -> list[Any]:
+    def problems(self, kind: str, live: Obj | None, new: Obj) -> builtins.list[Any]:
         """Everything wrong with a client turning ``live`` (None: a create) into ``new``."""
         meta = new.get("metadata") or {}
         ns = str(meta.get("namespace") or "default")
-        details: list[Any] = []
+        details: builtins.list[Any] = []
         if kind in LINTED_KINDS:
             doc = copy.deepcopy(new)
             doc.pop("status", None)  # lint reads manifests; status is the controller's

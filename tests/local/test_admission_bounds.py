@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
+import socket
 import sqlite3
+import tempfile
 import threading
 import time
 import urllib.error
@@ -367,3 +370,26 @@ def test_a_restart_on_a_store_with_absurd_objects_listens_and_reports_them(serve
     ok = srv.request("PATCH", "/api/replicasets/absurd/loose", {"spec": {"replicas": 1}})
     assert ok.status == 200, ok.body
     srv.wait_for("the ReplicaSet's pod", lambda: len(_pods(srv, "absurd")) >= 1)
+
+
+async def test_a_stored_service_on_the_api_port_is_named_when_the_server_cannot_listen() -> None:
+    from pyrollouts.server.app import LocalServer, ServerError
+
+    state_dir = Path(tempfile.mkdtemp(prefix="adm", dir="/tmp"))
+    try:
+        with socket.socket() as holder:  # the running proxy, holding the Service's port
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            port = holder.getsockname()[1]
+            store = Store(state_dir / "state.db")
+            try:
+                store.create("Service", _service("on-api", port))
+            finally:
+                store.close()
+            server = LocalServer(state_dir, f"127.0.0.1:{port}")
+            with pytest.raises(ServerError) as err:
+                await server.start()
+        assert f"Service {NS}/on-api holds this port" in str(err.value), err.value
+        assert "another --listen" in str(err.value), err.value
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)

@@ -143,7 +143,19 @@ class LocalServer:
         try:
             await site.start()
         except OSError as exc:
+            holders = [
+                f"{s['metadata'].get('namespace')}/{s['metadata'].get('name')}"
+                for s in self.runtime.store.list("Service")
+                if any(p.get("port") == self.port for p in (s.get("spec") or {}).get("ports") or [])
+            ]
             await self.stop()
+            if holders:
+                # Stored before the API's port was refused to Services; the running proxy holds it.
+                raise ServerError(
+                    f"cannot listen on {self.host}:{self.port}: {exc.strerror}; Service "
+                    f"{', '.join(holders)} holds this port on the proxy: start the server once on "
+                    "another --listen port and change or delete that Service"
+                ) from exc
             raise ServerError(
                 f"cannot listen on {self.host}:{self.port}: {exc.strerror}; "
                 "is another server running? pick another port with --listen"

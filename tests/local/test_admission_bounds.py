@@ -245,7 +245,7 @@ def _sleepers(ns: str, replicas: int, port: int) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.parametrize("replicas", [pytest.param(60), pytest.param(300, marks=pytest.mark.soak)])
+@pytest.mark.parametrize("replicas", [pytest.param(100), pytest.param(300, marks=pytest.mark.soak)])
 def test_the_api_answers_while_hundreds_of_pods_are_created(servers: Servers, replicas: int) -> None:
     srv = servers.start(env={"PYROLLOUTS_MAX_REPLICAS": str(replicas)})
     ns = "many"
@@ -261,7 +261,7 @@ def test_the_api_answers_while_hundreds_of_pods_are_created(servers: Servers, re
                 answers.append((sent, time.monotonic()))
             except (OSError, urllib.error.HTTPError) as exc:
                 errors.append(f"{exc}")
-            time.sleep(0.05)
+            time.sleep(0.02)
 
     r = srv.request("POST", "/api/apply", {"objects": _sleepers(ns, replicas, free_port())}, timeout=60)
     assert r.status == 200, r.body
@@ -270,10 +270,14 @@ def test_the_api_answers_while_hundreds_of_pods_are_created(servers: Servers, re
     poller.start()
     try:
         deadline = applied + 300
-        while _pod_count(srv.state_dir, ns) < replicas:
+        first: float | None = None
+        while (count := _pod_count(srv.state_dir, ns)) < replicas:
+            if count and first is None:
+                first = time.monotonic()
             assert time.monotonic() < deadline, f"{replicas} pods not created in 300 s"
-            time.sleep(0.02)
+            time.sleep(0.01)
         created = time.monotonic()
+        first = first or created
         srv.wait_for(
             f"{replicas} pods running",
             lambda: (
@@ -286,16 +290,20 @@ def test_the_api_answers_while_hundreds_of_pods_are_created(servers: Servers, re
     finally:
         done.set()
         poller.join(timeout=130)
-    during = [a for a in answers if a[0] >= applied and a[1] <= created]
+    # Answers that came back between the first Pod and the last one reaching the store. The
+    # poller has one request in flight: at most one answer can land in the moment between the
+    # loop being freed and this test seeing the last Pod.
+    during = [a for a in answers if first <= a[1] <= created]
     worst = max((b - a for a, b in answers), default=float("nan"))
     print(
-        f"\n{replicas} pods: created in {created - applied:.1f}s, running in {running - applied:.1f}s; "
-        f"{len(answers)} API answers, {len(during)} while pods were being created, worst {worst:.2f}s"
+        f"\n{replicas} pods: created in {created - first:.1f}s, running {running - applied:.1f}s after "
+        f"the apply; {len(answers)} API answers, {len(during)} while pods were being created, "
+        f"worst latency {worst:.2f}s"
     )
     assert not errors, errors[:3]
-    # Before the batches, the whole scale-up ran in one turn of the event loop: no answer at all.
-    assert len(during) >= 3, (
-        f"the API answered {len(during)} time(s) during the {created - applied:.1f}s it took to create "
+    # Before the batches, the whole scale-up ran in one turn of the event loop: no answer in it.
+    assert len(during) >= 2, (
+        f"the API answered {len(during)} time(s) during the {created - first:.1f}s it took to create "
         f"{replicas} pods (worst latency {worst:.2f}s)"
     )
 

@@ -168,7 +168,17 @@ def test_runtime_owned_annotations_and_pod_status_are_not_for_clients(srv: E2ESe
         {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
     )
     assert "Pod status is written by the local runtime" in text, text
+    # Nor the rest the runtime owns: a running Pod's spec, the deletion marks, Events.
+    command = {"spec": {"containers": [{"name": "super-hello", "command": ["sh", "-c", "id"]}]}}
+    assert "a Pod's spec cannot change" in _refused(srv, "PATCH", path, command)
+    mark = {"metadata": {"deletionTimestamp": "2020-01-01T00:00:00Z"}}
+    assert "delete it instead" in _refused(srv, "PATCH", path, mark)
+    event = srv.http("GET", f"/api/events?namespace={NS}")["items"][0]["metadata"]["name"]
+    assert "Events are recorded by the server" in _refused(
+        srv, "PATCH", f"/api/events/{NS}/{event}", {"message": "all good"}
+    )
     after = srv.http("GET", path)
+    assert after["spec"] == pod["spec"] and not after["metadata"].get("deletionTimestamp")
     assert {k: v for k, v in after["metadata"]["annotations"].items() if k in owned} == owned
     # What clients may write still goes through.
     ok = srv.request("PATCH", path, {"metadata": {"labels": {"checked": "yes"}}})

@@ -177,7 +177,7 @@ class LocalRuntime:
     def check_write(self, kind: str, live: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
         """Refusals for a client's write that turns ``live`` (None: a create) into ``new``: the
         annotations the runtime owns (``local.pyrollouts.io/...``) cannot be set, changed or
-        removed by a client."""
+        removed by a client, nor the deletion marks, a Pod's spec, or Events."""
 
         def owned(obj: Mapping[str, Any] | None) -> dict[str, Any]:
             ann = ((obj or {}).get("metadata") or {}).get("annotations") or {}
@@ -187,6 +187,25 @@ class LocalRuntime:
 
         before, after = owned(live), owned(new)
         errors: list[str] = []
+        if kind == "Event":
+            return [
+                f"{_name(new)}: Events are recorded by the server's controllers and runtime; "
+                "clients read them (rollouts get events)"
+            ]
+        live_meta = (live or {}).get("metadata") or {}
+        new_meta = new.get("metadata") or {}
+        for key in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+            if live_meta.get(key) != new_meta.get(key):
+                errors.append(
+                    f"{_name(new)}: metadata.{key}: set by the server when an object is deleted; "
+                    "delete it instead (rollouts delete, or DELETE /api/...)"
+                )
+        if kind == "Pod" and live is not None and live.get("spec") != new.get("spec"):
+            errors.append(
+                f"{_name(new)}: spec: a Pod's spec cannot change once it exists (as on Kubernetes: "
+                "its processes run from it); change the Rollout's spec.template, or delete the Pod "
+                "and let its ReplicaSet replace it"
+            )
         for key in sorted(set(before) | set(after)):
             if before.get(key) != after.get(key):
                 errors.append(

@@ -101,6 +101,15 @@ def server(
             help="Log files kept per container run, the live one included.",
         ),
     ] = 5,
+    max_replicas: Annotated[
+        int,
+        typer.Option(
+            "--max-replicas",
+            min=1,
+            envvar="PYROLLOUTS_MAX_REPLICAS",
+            help="The most replicas (processes) one Rollout count may ask for; more is refused at apply.",
+        ),
+    ] = 100,
 ) -> None:
     """Run the local runtime: store, controller, pods as processes, the proxy and the API."""
     from ..runtimes.local.logfiles import LogPolicy, parse_size
@@ -119,6 +128,7 @@ def server(
             test_clock=test_clock,
             proxy_bind=proxy_bind,
             log_policy=log_policy,
+            max_replicas=max_replicas,
         )
     except ServerError as exc:
         raise CliError(str(exc)) from None

@@ -22,6 +22,7 @@ from .. import __version__
 from ..model import useractions
 from ..model.cluster import Cluster, Conflict, Invalid, NotFound, Obj
 from ..web import guard
+from .admission import AdmissionRefused
 from .apply import ApplyRefused, apply_objects, check_text, findings_for_objects
 from .info import rfc3339, rollout_info
 
@@ -252,6 +253,15 @@ def _labels(selector: str | None) -> dict[str, str] | None:
     return out
 
 
+@contextlib.contextmanager
+def _admitted() -> Any:
+    """Answer a write refused by admission (server/admission.py) as 422 with its details."""
+    try:
+        yield
+    except AdmissionRefused as exc:
+        raise ApiError(422, exc.error, exc.details) from exc
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
 
@@ -319,28 +329,31 @@ async def create_object(request: web.Request) -> web.Response:
     if obj["kind"] != kind:
         raise ApiError(400, f"the body's kind '{obj['kind']}' does not match the URL's '{kind}'")
     ns = request.query.get("namespace") or "default"
-    results = await apply_objects(
-        ctx.cluster, ctx.admission, [obj], ns, create_only=True, findings=findings_for_objects([obj], ns)
-    )
+    with _admitted():
+        results = await apply_objects(
+            ctx.cluster, ctx.admission, [obj], ns, create_only=True, findings=findings_for_objects([obj], ns)
+        )
     stored = await ctx.cluster.get(kind, results[0]["namespace"], results[0]["name"])
     return _json(stored, status=201)
 
 
 async def patch_object(request: web.Request) -> web.Response:
-    """PATCH /api/{plural}/{namespace}/{name}?subresource=status: a JSON merge patch."""
+    """PATCH /api/{plural}/{namespace}/{name}?subresource=status: a JSON merge patch. The object
+    it makes is checked as apply checks one (on a server, ``ctx.cluster`` admits every write)."""
     kind = _kind(request)
     body = _dict_body(await _json_body(request), "a JSON merge patch")
     sub = request.query.get("subresource") or None
     if sub not in (None, "status"):
         raise ApiError(400, f"unknown subresource '{sub}' (only 'status')")
-    obj = await _ctx(request).cluster.patch(
-        kind,
-        request.match_info["namespace"],
-        request.match_info["name"],
-        body,
-        subresource=sub,
-        resource_version=request.query.get("resourceVersion") or None,
-    )
+    with _admitted():
+        obj = await _ctx(request).cluster.patch(
+            kind,
+            request.match_info["namespace"],
+            request.match_info["name"],
+            body,
+            subresource=sub,
+            resource_version=request.query.get("resourceVersion") or None,
+        )
     return _json(obj)
 
 
@@ -374,9 +387,10 @@ async def apply_route(request: web.Request) -> web.Response:
         findings = findings_for_objects(objects, ns)
     else:
         raise ApiError(400, "the body needs 'text' (a YAML/JSON manifest) or 'objects' (a list)")
-    results = await apply_objects(
-        ctx.cluster, ctx.admission, objects, ns, create_only=create_only, findings=findings
-    )
+    with _admitted():
+        results = await apply_objects(
+            ctx.cluster, ctx.admission, objects, ns, create_only=create_only, findings=findings
+        )
     return _json({"results": results, "warnings": [f for f in findings if f.get("severity") != "error"]})
 
 
@@ -441,8 +455,9 @@ async def action(request: web.Request) -> web.Response:
             raise ApiError(400, 'set-env needs {"container": NAME or "*", "name": KEY, "value": VALUE}')
         patches = useractions.set_env(ro, container, key, value)
         message = f"rollout '{name}' env updated"
-    for p in patches:
-        ro = await ctx.cluster.patch("Rollout", ns, name, p.body, subresource=p.subresource)
+    with _admitted():
+        for p in patches:
+            ro = await ctx.cluster.patch("Rollout", ns, name, p.body, subresource=p.subresource)
     return _json({"message": message, "rollout": ro})
 
 

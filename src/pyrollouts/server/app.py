@@ -151,9 +151,12 @@ class LocalServer:
         self.stop_everything = False
 
     async def start(self) -> None:
+        """Open the store, listen and answer, then start the work: the API answers before any
+        sync of stored objects (which may be large, or refused: see ``report_refused``)."""
         from ..runtimes.local.proxymanager import ProxyManager, ServiceProxyController
         from ..runtimes.local.runtime import LocalRuntime
         from . import api
+        from .admission import AdmittedCluster
 
         self._umask = os.umask(PRIVATE_UMASK)  # given back by stop() (a test runs servers in-process)
         tightened = make_private(self.state_dir)
@@ -167,19 +170,16 @@ class LocalServer:
         self.runtime = LocalRuntime(self.state_dir, image_map=self.image_map, **self.runtime_options)
         if self.log_policy is not None:
             self.runtime.supervisor.logfiles.policy = self.log_policy
-        await self.runtime.start()
+        self.runtime.lock()  # a second server on this state dir stops here, before it listens
+        self.runtime.reserve_port(self.port, "the pyrollouts server's API port (--listen)")
         self.proxy = ProxyManager(self.state_dir, bind=self.proxy_bind)
-        await self.proxy.ensure_running()
         self.service_proxy = ServiceProxyController(self.runtime.cluster, self.proxy)
         self.controller = RolloutController(self.runtime.cluster, self.clock)
         api_clock = ControllerClock(self.clock, self.controller, self.test_clock)
-        self._tasks = [
-            asyncio.create_task(self.controller.run(), name="rollout-controller"),
-            asyncio.create_task(self.service_proxy.run(), name="service-proxy"),
-            asyncio.create_task(self.proxy.watch(), name="proxy-supervisor"),
-        ]
+        # Every client write (API, dashboard, verbs) goes through admission; controllers do not.
+        self.client_cluster = AdmittedCluster(self.runtime.cluster, self.runtime, admission=self.admission)
         app = api.make_app(
-            self.runtime.cluster,
+            self.client_cluster,
             admission=self.admission,
             clock=api_clock,
             token=self.token,
@@ -195,7 +195,19 @@ class LocalServer:
         try:
             await site.start()
         except OSError as exc:
+            holders = [
+                f"{s['metadata'].get('namespace')}/{s['metadata'].get('name')}"
+                for s in self.runtime.store.list("Service")
+                if any(p.get("port") == self.port for p in (s.get("spec") or {}).get("ports") or [])
+            ]
             await self.stop()
+            if holders:
+                # Stored before the API's port was refused to Services; the running proxy holds it.
+                raise ServerError(
+                    f"cannot listen on {self.host}:{self.port}: {exc.strerror}; Service "
+                    f"{', '.join(holders)} holds this port on the proxy: start the server once on "
+                    "another --listen port and change or delete that Service"
+                ) from exc
             raise ServerError(
                 f"cannot listen on {self.host}:{self.port}: {exc.strerror}; "
                 "is another server running? pick another port with --listen"
@@ -209,6 +221,25 @@ class LocalServer:
                 "(docs/security.md)",
                 os.geteuid(),
             )
+        self.report_refused()
+        await self.runtime.start()
+        await self.proxy.ensure_running()
+        self._tasks = [
+            asyncio.create_task(self.controller.run(), name="rollout-controller"),
+            asyncio.create_task(self.service_proxy.run(), name="service-proxy"),
+            asyncio.create_task(self.proxy.watch(), name="proxy-supervisor"),
+        ]
+
+    def report_refused(self) -> None:
+        """Say which stored objects this server will not act on (they reached the store before
+        today's checks, or straight into it): a warning in the log and a Warning Event on each."""
+        from ..runtimes.local.supervisor import record_event
+
+        for obj, message in self.runtime.audit():
+            log.warning("%s", message)
+            record_event(
+                self.runtime.store, obj, "Warning", "RefusedByLocalRuntime", message, "pyrollouts-server"
+            )
 
     def _extra_routes(self, clock: ControllerClock) -> Any:
         """The shutdown route, and the dashboard with Argo's /api/v1 (web/)."""
@@ -216,7 +247,7 @@ class LocalServer:
         from .info import rollout_info
 
         dashboard = dashboard_routes(
-            self.runtime.cluster, clock=clock, info=rollout_info, proxy=self.proxy, token=self.token
+            self.client_cluster, clock=clock, info=rollout_info, proxy=self.proxy, token=self.token
         )
 
         def install(app: web.Application) -> None:
@@ -226,7 +257,9 @@ class LocalServer:
         return install
 
     def admission(self, objects: list[dict[str, Any]]) -> list[str]:
-        """Refusals specific to one machine: pod features it cannot do, Service port clashes."""
+        """Refusals specific to one machine: pod features it cannot do, replica counts above
+        --max-replicas, Service ports that clash (with the API's port, a replica's, another
+        Service's)."""
         return list(self.runtime.admission(objects))
 
     async def _shutdown(self, request: web.Request) -> web.Response:
@@ -274,6 +307,7 @@ def serve(
     test_clock: bool = False,
     proxy_bind: str = "127.0.0.1",
     log_policy: Any = None,
+    max_replicas: int | None = None,
 ) -> None:
     """Run a local server until SIGTERM/SIGINT (or POST /api/shutdown)."""
     state = Path(state_dir) if state_dir else default_state_dir()
@@ -284,6 +318,7 @@ def serve(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=[logging.FileHandler(state / "server.log"), logging.StreamHandler(sys.stderr)],
     )
+
     async def main() -> None:
         server = LocalServer(
             state,
@@ -293,6 +328,7 @@ def serve(
             test_clock=test_clock,
             proxy_bind=proxy_bind,
             log_policy=log_policy,
+            runtime_options={} if max_replicas is None else {"max_replicas": max_replicas},
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -188,9 +188,11 @@ def check_service_ports(
     other_services: Iterable[Mapping[str, Any]],
     *,
     may_bind: Any = None,
+    reserved: Mapping[int, str] | None = None,
 ) -> list[str]:
     """Errors for Service ports the local proxy cannot listen on: a port another Service (any
-    namespace: they share the host) already holds, or one this process has no right to bind.
+    namespace: they share the host) already holds, one in ``reserved`` (port -> its holder: the
+    server's API port, a replica's host port), or one this process has no right to bind.
     ``may_bind(port) -> bool`` defaults to :func:`can_bind`."""
     check = may_bind or can_bind
     meta = service.get("metadata") or {}
@@ -215,6 +217,11 @@ def check_service_ports(
             errors.append(
                 f"{where}: {port} is already held by {held[port]}; on the local runtime every "
                 "Service port is a listener on this machine, so pick another port"
+            )
+        elif reserved and port in reserved:
+            errors.append(
+                f"{where}: port {port} is {reserved[port]}; on the local runtime every Service "
+                "port is a listener on this machine, so pick another port"
             )
         elif not check(port):
             errors.append(

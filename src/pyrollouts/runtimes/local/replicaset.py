@@ -27,6 +27,45 @@ from .supervisor import DEFAULT_GRACE, parse_time, precise_now, record_event
 log = logging.getLogger(__name__)
 COMPONENT = "replicaset-controller"
 
+#: The most replicas one object may ask of a local server (``rollouts server --max-replicas``):
+#: every replica is a process of this machine.
+DEFAULT_MAX_REPLICAS = 100
+#: Pods created per sync of a ReplicaSet; the controller then yields to the event loop (the API
+#: answers between batches) and syncs the ReplicaSet again for the rest.
+CREATE_BATCH = 4
+DOCS = "docs/local-runtime.md"
+
+#: Counts that become processes on this machine, by kind: (field path, what it is).
+_COUNTS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "Rollout": (("spec", "replicas"), ("spec", "strategy", "blueGreen", "previewReplicaCount")),
+    "ReplicaSet": (("spec", "replicas"),),
+    "Deployment": (("spec", "replicas"),),
+}
+
+
+def check_counts(obj: Mapping[str, Any], cap: int) -> list[str]:
+    """Errors for the object's replica counts that this machine will not run: not a whole
+    number, negative, or more than ``cap`` (paths from the object's root)."""
+    errors: list[str] = []
+    for path in _COUNTS.get(str(obj.get("kind")), ()):
+        value: Any = obj
+        for key in path:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if value is None:
+            continue
+        where = ".".join(path)
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append(f"{where}: {value!r} is not a whole number; give a count from 0 to {cap}")
+        elif value < 0:
+            errors.append(f"{where}: {value} is negative; give a count from 0 to {cap}")
+        elif value > cap:
+            errors.append(
+                f"{where}: {value} is more than this local server runs for one object "
+                f"(--max-replicas {cap}: every replica is a process of this machine); lower it, "
+                f"or start the server with a higher --max-replicas (see {DOCS})"
+            )
+    return errors
+
 
 def _ready_since(pod: Mapping[str, Any]) -> float | None:
     """When the Pod became Ready (epoch seconds), or None if it is not ready."""
@@ -93,8 +132,9 @@ def compute_status(rs: Mapping[str, Any], pods: list[Obj], now: float) -> tuple[
 class ReplicaSetController:
     """Follows ReplicaSets and Pods in the store and keeps each ReplicaSet's Pods and status right."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, max_replicas: int = DEFAULT_MAX_REPLICAS) -> None:
         self.store = store
+        self.max_replicas = max_replicas
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._queued: set[tuple[str, str]] = set()
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
@@ -159,31 +199,45 @@ class ReplicaSetController:
             key = await self._queue.get()
             self._queued.discard(key)
             try:
-                self.sync(*key)
+                if self.sync(*key):
+                    self.enqueue(*key)  # more Pods to create: after the others waiting
             except Exception:  # keep the controller alive; try that ReplicaSet again shortly
                 log.exception("replicaset %s/%s: sync failed", *key)
                 self.enqueue(*key, after=1.0)
+            # A get() from a non-empty queue does not yield: let the API and the supervisor run.
+            await asyncio.sleep(0)
 
-    def sync(self, namespace: str, name: str) -> None:
-        """Create or delete Pods to match spec.replicas, then write status."""
+    def sync(self, namespace: str, name: str) -> bool:
+        """Create (at most CREATE_BATCH) or delete Pods to match spec.replicas, then write status.
+        True when Pods remain to be created (the caller syncs again after yielding)."""
         try:
             rs = self.store.get("ReplicaSet", namespace, name)
         except NotFound:
-            return
+            return False
         meta = rs["metadata"]
         if meta.get("deletionTimestamp"):
-            return
+            return False
+        refused = check_counts(rs, self.max_replicas)
+        if refused:
+            self._refuse(rs, refused)
+            return False
         owned = self.store.owned_by(meta["uid"], "Pod")
         active = [p for p in owned if not p["metadata"].get("deletionTimestamp")]
         replicas = (rs.get("spec") or {}).get("replicas")
-        want = 1 if replicas is None else max(0, int(replicas))  # Kubernetes' default is 1
+        want = 1 if replicas is None else int(replicas)  # Kubernetes' default is 1
         failure: str | None = None
+        more = False
         if len(active) < want:
-            for _ in range(want - len(active)):
+            count = min(want - len(active), CREATE_BATCH)
+            more = want - len(active) > count
+            services = self.store.list("Service", meta.get("namespace") or "default")
+            taken = portmap.used_host_ports(self.store.list("Pod"))
+            for _ in range(count):
                 try:
-                    active.append(self._create_pod(rs))
+                    active.append(self._create_pod(rs, services, taken))
                 except (ClusterError, OSError) as e:
                     failure = str(e)
+                    more = False
                     break
         elif len(active) > want:
             victims = deletion_order(active)[: len(active) - want]
@@ -218,8 +272,49 @@ class ReplicaSetController:
             self.enqueue(namespace, name, after=max(0.01, next_change - time.time() + 0.01))
         elif failure:
             self.enqueue(namespace, name, after=5.0)
+        return more
 
-    def _create_pod(self, rs: Obj) -> Obj:
+    def _refuse(self, rs: Obj, errors: list[str]) -> None:
+        """Act on nothing for a ReplicaSet whose counts this machine will not run (it reached the
+        store before the checks, or straight into it): say so once in its ReplicaFailure
+        condition, a Warning Event and the log; its Pods stay as they are."""
+        meta = rs["metadata"]
+        ns = meta.get("namespace") or "default"
+        owner = next(
+            (
+                f"{r.get('kind')} {ns}/{r.get('name')}"
+                for r in meta.get("ownerReferences") or []
+                if r.get("controller")
+            ),
+            None,
+        )
+        fix = f"; fix the {owner} (rollouts apply, or delete it)" if owner else ""
+        message = f"ReplicaSet {ns}/{meta['name']}: not acted on: {'; '.join(errors)}{fix}"
+        status = copy.deepcopy(rs.get("status") or {})
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "ReplicaFailure"]
+        old = next((c for c in status.get("conditions") or [] if c.get("type") == "ReplicaFailure"), None)
+        if old is not None and old.get("reason") == "TooManyReplicas" and old.get("message") == message:
+            return
+        log.warning("%s", message)
+        conditions.append(
+            {
+                "type": "ReplicaFailure",
+                "status": "True",
+                "reason": "TooManyReplicas",
+                "message": message,
+                "lastTransitionTime": precise_now(),
+            }
+        )
+        status["conditions"] = conditions
+        with contextlib.suppress(NotFound):
+            self.store.update(
+                "ReplicaSet",
+                {"metadata": {"namespace": ns, "name": meta["name"]}, "status": status},
+                subresource="status",
+            )
+        record_event(self.store, rs, "Warning", "TooManyReplicas", message, COMPONENT)
+
+    def _create_pod(self, rs: Obj, services: list[Obj], taken: set[int]) -> Obj:
         meta = rs["metadata"]
         ns = meta.get("namespace") or "default"
         tmpl = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
@@ -229,9 +324,7 @@ class ReplicaSetController:
         spec.setdefault("terminationGracePeriodSeconds", int(DEFAULT_GRACE))
         spec.setdefault("nodeName", "local")
         labels = dict(tmeta.get("labels") or {})
-        services = self.store.list("Service", ns)
         wanted = portmap.wanted_ports(spec, labels, services)
-        taken = portmap.used_host_ports(self.store.list("Pod"))
         host_ports = portmap.allocate(wanted, taken)
         annotations = dict(tmeta.get("annotations") or {})
         annotations[portmap.PORTS_ANNOTATION] = portmap.encode_ports(host_ports)

@@ -19,8 +19,8 @@ from ...model.cluster import Conflict
 from .cluster import LocalCluster
 from .imagemap import ImageMap
 from .podspec import check_service_ports, check_template, template_warnings
-from .ports import pod_ports
-from .replicaset import ReplicaSetController
+from .ports import pod_ports, recorded_ports
+from .replicaset import DEFAULT_MAX_REPLICAS, ReplicaSetController, check_counts
 from .store import DEFAULT_EVENT_CAP, Store
 from .supervisor import Backoff, Supervisor
 
@@ -28,6 +28,13 @@ STATE_DB = "state.db"
 LOCK_FILE = "runtime.lock"
 #: Kinds whose pod template the local runtime runs, and where the template is in each.
 _TEMPLATE_KINDS = {"Rollout": "spec.template", "ReplicaSet": "spec.template", "Deployment": "spec.template"}
+#: Annotations the local runtime writes and reads back (host ports, process records): a client
+#: that wrote them could point a Service's traffic at any port of this machine (the API's) or
+#: have the server adopt and signal a process that is not a replica.
+OWNED_ANNOTATION_PREFIX = "local.pyrollouts.io/"
+#: Kinds whose status only the local runtime writes (the kubelet's and the ReplicaSet
+#: controller's part): a client status write would mark a dead replica Ready.
+RUNTIME_STATUS_KINDS = {"Pod": "the supervisor", "ReplicaSet": "the ReplicaSet controller"}
 
 
 def _name(obj: Mapping[str, Any]) -> str:
@@ -63,7 +70,11 @@ class LocalRuntime:
         backoff: Backoff | None = None,
         drain_delay: float = 1.0,
         event_cap: int = DEFAULT_EVENT_CAP,
+        max_replicas: int = DEFAULT_MAX_REPLICAS,
     ) -> None:
+        self.max_replicas = int(max_replicas)
+        #: Ports of this machine the runtime's Services may not take: port -> who holds it.
+        self.reserved_ports: dict[int, str] = {}
         self.state_dir = Path(state_dir).resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if isinstance(image_map, ImageMap):
@@ -75,7 +86,7 @@ class LocalRuntime:
         self.supervisor = Supervisor(
             self.store, self.state_dir, self.imagemap, backoff=backoff, drain_delay=drain_delay
         )
-        self.replicasets = ReplicaSetController(self.store)
+        self.replicasets = ReplicaSetController(self.store, max_replicas=self.max_replicas)
         self._started = False
         self._lock: TextIO | None = None
 
@@ -98,12 +109,24 @@ class LocalRuntime:
         f.flush()
         self._lock = f
 
+    def lock(self) -> None:
+        """Take this state dir (done by ``start`` too): a server calls it before it listens, so
+        a second server on the same state dir stops before it answers anything.
+        Raises Conflict when another runtime holds it."""
+        if self._lock is None:
+            self._take_lock()
+
+    def reserve_port(self, port: int, owner: str) -> None:
+        """Refuse Services on this port from now on (``owner``: who holds it, for the message,
+        e.g. "the pyrollouts server's API port")."""
+        self.reserved_ports[int(port)] = owner
+
     async def start(self) -> None:
         """Re-adopt live app processes, then run the supervisor and the ReplicaSet controller.
         Raises Conflict when another runtime holds this state dir."""
         if self._started:
             return
-        self._take_lock()
+        self.lock()
         self._started = True
         await self.supervisor.start()
         await self.replicasets.start()
@@ -135,7 +158,79 @@ class LocalRuntime:
 
     def check_service_ports(self, service: Mapping[str, Any]) -> list[str]:
         """Errors for Service ports that clash with stored Services or cannot be bound."""
-        return check_service_ports(service, self.store.list("Service"))
+        return check_service_ports(service, self.store.list("Service"), reserved=self._held_ports())
+
+    def _held_ports(self) -> dict[int, str]:
+        """Ports of this machine taken by something other than a Service: the server's own
+        (reserved) and every Pod's host ports."""
+        held = dict(self.reserved_ports)
+        for pod in self.store.list("Pod"):
+            meta = pod.get("metadata") or {}
+            for container_port, host_port in recorded_ports(pod).items():
+                held.setdefault(
+                    host_port,
+                    f"held by Pod {meta.get('namespace') or 'default'}/{meta.get('name')} "
+                    f"(the host port of its container port {container_port})",
+                )
+        return held
+
+    def check_write(self, kind: str, live: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
+        """Refusals for a client's write that turns ``live`` (None: a create) into ``new``: the
+        annotations the runtime owns (``local.pyrollouts.io/...``) cannot be set, changed or
+        removed by a client, nor the deletion marks, a Pod's spec, or Events."""
+
+        def owned(obj: Mapping[str, Any] | None) -> dict[str, Any]:
+            ann = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+            if not isinstance(ann, Mapping):
+                return {}
+            return {k: v for k, v in ann.items() if str(k).startswith(OWNED_ANNOTATION_PREFIX)}
+
+        before, after = owned(live), owned(new)
+        errors: list[str] = []
+        if kind == "Event":
+            return [
+                f"{_name(new)}: Events are recorded by the server's controllers and runtime; "
+                "clients read them (rollouts get events)"
+            ]
+        live_meta = (live or {}).get("metadata") or {}
+        new_meta = new.get("metadata") or {}
+        for key in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+            if live_meta.get(key) != new_meta.get(key):
+                errors.append(
+                    f"{_name(new)}: metadata.{key}: set by the server when an object is deleted; "
+                    "delete it instead (rollouts delete, or DELETE /api/...)"
+                )
+        if kind == "Pod" and live is not None and live.get("spec") != new.get("spec"):
+            errors.append(
+                f"{_name(new)}: spec: a Pod's spec cannot change once it exists (as on Kubernetes: "
+                "its processes run from it); change the Rollout's spec.template, or delete the Pod "
+                "and let its ReplicaSet replace it"
+            )
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) != after.get(key):
+                errors.append(
+                    f"{_name(new)}: metadata.annotations[{key!r}]: written by the local runtime "
+                    "only (it records host ports and processes of replicas); leave it out of "
+                    "the patch or manifest"
+                )
+        return errors
+
+    def status_owner(self, kind: str) -> str | None:
+        """Who alone writes this kind's status here (None: clients may write it)."""
+        return RUNTIME_STATUS_KINDS.get(kind)
+
+    def audit(self) -> list[tuple[dict[str, Any], str]]:
+        """Stored objects this runtime refuses to act on, each with why and what to do (objects
+        written before these checks, or straight into the store): (object, message)."""
+        out: list[tuple[dict[str, Any], str]] = []
+        for kind in ("Rollout", "ReplicaSet", "Deployment"):
+            for obj in self.store.list(kind):
+                for e in check_counts(obj, self.max_replicas):
+                    out.append((obj, f"{_name(obj)}: {e}"))
+        for svc in self.store.list("Service"):
+            for e in check_service_ports(svc, [], may_bind=lambda _port: True, reserved=self.reserved_ports):
+                out.append((svc, f"{_name(svc)}: {e} (change the Service's port: rollouts apply)"))
+        return out
 
     def admission(self, objects: Iterable[Mapping[str, Any]]) -> list[str]:
         """Refusals for a batch of manifest objects about to be applied: each pod template's
@@ -145,6 +240,7 @@ class LocalRuntime:
         objects = list(objects)
         errors: list[str] = []
         for obj in objects:
+            errors += [f"{_name(obj)}: {e}" for e in check_counts(obj, self.max_replicas)]
             found = _template_of(obj)
             if found is not None:
                 prefix, tmpl = found
@@ -152,9 +248,10 @@ class LocalRuntime:
         batch = [o for o in objects if o.get("kind") == "Service"]
         keys = {_name(o) for o in batch}
         stored = [s for s in self.store.list("Service") if _name(s) not in keys]
+        held = self._held_ports() if batch else {}
         for i, svc in enumerate(batch):
             others = stored + batch[:i]
-            errors += [f"{_name(svc)}: {e}" for e in check_service_ports(svc, others)]
+            errors += [f"{_name(svc)}: {e}" for e in check_service_ports(svc, others, reserved=held)]
         return errors
 
     def admission_warnings(self, objects: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -18,6 +18,7 @@ orphaned.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -48,6 +49,9 @@ ENV_POD_UID = "PYROLLOUTS_POD_UID"
 ENV_POD = "PYROLLOUTS_POD"
 ENV_CONTAINER = "PYROLLOUTS_CONTAINER"
 DEFAULT_GRACE = 30.0
+#: Pods whose runners start per turn of the event loop: a scale-up of hundreds (or a restart on a
+#: store of hundreds) starts them a few at a time, and the API answers in between.
+START_BATCH = 5
 #: Variables of the server's environment a process inherits (a container gets a clean env; a
 #: process still needs a PATH to find its programs).
 INHERITED_ENV = (
@@ -970,6 +974,8 @@ class Supervisor:
         self._background: set[asyncio.Task[Any]] = set()
         self.logfiles = LogFiles(self.state_dir / "logs", log_policy)
         self._rotator: asyncio.Task[None] | None = None
+        self._pending: collections.deque[PodRunner] = collections.deque()
+        self._starter: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Re-adopt live processes, stop orphans, start a runner per Pod, then follow Pod changes."""
@@ -1038,7 +1044,18 @@ class Supervisor:
         if pod["metadata"].get("deletionTimestamp"):
             self._spawn_bg(self._terminate(runner))
         else:
-            runner.start()
+            self._pending.append(runner)
+            if self._starter is None or self._starter.done():
+                self._starter = asyncio.create_task(self._start_pending(), name="local supervisor starter")
+
+    async def _start_pending(self) -> None:
+        """Start waiting runners START_BATCH at a time, yielding to the event loop in between."""
+        while self._pending:
+            for _ in range(min(START_BATCH, len(self._pending))):
+                runner = self._pending.popleft()
+                if not runner.terminating and self.runners.get(runner.uid) is runner:
+                    runner.start()
+            await asyncio.sleep(0)
 
     async def _terminate(self, runner: PodRunner, *, deleted: bool = False) -> None:
         runner.deleted = runner.deleted or deleted
@@ -1080,6 +1097,11 @@ class Supervisor:
             self._rotator.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._rotator
+        if self._starter is not None:
+            self._starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starter
+        self._pending.clear()
         runners = list(self.runners.values())
         # Terminations under way stop here; with terminate_pods they are finished below.
         for t in list(self._background):

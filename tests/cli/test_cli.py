@@ -283,14 +283,19 @@ def test_seed_story(server: ServerProcess, tmp_path: Path) -> None:
     ro = server.http("GET", f"/api/rollouts/{ns}/super-hello")
     assert ro["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/gbaeke/super:1.0.3"
 
-    # logs of a live pod
+    # logs of a live pod: the new revision's, once it is up in preview (older pods may be going away
+    # while the restart and the image change replace them, and a deleted pod's logs go with it)
+    r = server.cli("status", "super-hello", "-n", ns, "--until", "paused", "-t", "120s")
+    assert r.code == 0, r
     pods = [
         p
         for rev in server.info(ns, "super-hello")["revisions"]
         for rs in rev["replicaSets"]
+        if "preview" in rs["roles"]
         for p in rs["pods"]
+        if p["status"] == "Running"
     ]
-    assert pods
+    assert pods, server.info(ns, "super-hello")
     proc = server.cli_process("logs", pods[0]["name"], "-n", ns)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err

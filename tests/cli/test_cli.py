@@ -171,7 +171,9 @@ def test_seed_story(server: ServerProcess, tmp_path: Path) -> None:
     r = server.cli("status", "super-hello", "-n", ns, "-t", "60s")
     assert r.code == 0, (r, server.log_text()[-2000:])
     assert r.out.strip().splitlines()[-1] == "Healthy"
-    assert http_body(prod) == "VERSION V2" and http_body(preview) == "VERSION V2"
+    # The proxy follows the Services a moment after the status says Healthy (as kube-proxy does).
+    server.wait_for("production on V2", lambda: http_body(prod) == "VERSION V2", timeout=30)
+    server.wait_for("preview on V2", lambda: http_body(preview) == "VERSION V2", timeout=30)
 
     r = server.cli("get", "rollout", "super-hello", "-n", ns)
     assert r.code == 0

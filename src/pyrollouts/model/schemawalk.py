@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .findings import ERROR, Finding, format_path
-from .schema import FieldInfo, ListOf, MapOf, ObjectType, Open, Scalar, TypeNode
+from .schema import INT_RANGES, FieldInfo, ListOf, MapOf, ObjectType, Open, Scalar, TypeNode
 from .yamlsafe import FieldPath, LineMap
 
 # How many enclosing objects to search for a misplaced field: "nearby", not anywhere in the schema.
@@ -125,6 +125,8 @@ class _Walker:
                 self.report(
                     path, f"expected an integer, got {_describe(data)}", _number_fix(data, "an integer")
                 )
+            else:
+                self.int_range(data, node, path)
         elif kind == "number":
             if isinstance(data, bool) or not isinstance(data, int | float):
                 self.report(path, f"expected a number, got {_describe(data)}", _number_fix(data, "a number"))
@@ -141,6 +143,8 @@ class _Walker:
                 self.report(
                     path, f"expected an integer or a name, got {_describe(data)}", "write a number or a name"
                 )
+            elif isinstance(data, int):
+                self.int_range(data, node, path)
             elif isinstance(data, str) and re.fullmatch(r"[0-9]+", data):
                 # Kubernetes keeps a quoted number in an IntOrString as a string: a port *name* (which
                 # must contain a letter) or a percentage (which must end in %). Either way, refused.
@@ -162,6 +166,23 @@ class _Walker:
                     f"{data!r} is not a Kubernetes quantity",
                     "write a number with an optional suffix such as 128Mi, 1Gi, 500m or 2",
                 )
+
+    def int_range(self, data: int | float, node: Scalar, path: FieldPath) -> None:
+        """An integer must fit its format (int32 or int64), as Kubernetes stores it."""
+        if node.format is None:
+            return
+        low, high = INT_RANGES[node.format]
+        if low <= data <= high:
+            return
+        name = _label(path)
+        bits = node.format.removeprefix("int")
+        if data > high:
+            problem = f"{name} is {_number(data)}, over {high}, the most a {bits}-bit integer holds"
+            fix = f"set {name} to a realistic number, at most {high}"
+        else:
+            problem = f"{name} is {_number(data)}, under {low}, the least a {bits}-bit integer holds"
+            fix = f"set {name} to a realistic number, at least {low}"
+        self.report(path, f"{problem}: Kubernetes refuses it", fix)
 
     def bounds(self, data: Any, f: FieldInfo, path: FieldPath) -> None:
         if not isinstance(data, int | float) or isinstance(data, bool):
@@ -249,6 +270,19 @@ def _describe(data: Any) -> str:
     if isinstance(data, dict):
         return "a mapping"
     return type(data).__name__
+
+
+def _number(data: int | float) -> str:
+    """A number as users wrote it, shortened when it is very long (so a message stays readable)."""
+    text = f"{data:.6g}" if isinstance(data, float) else _int_text(data)
+    return text
+
+
+def _int_text(n: int) -> str:
+    # str() of an int over 4300 digits raises; a message needs only its head and size.
+    if n.bit_length() < 200:
+        return str(n)
+    return f"a number of about {int(n.bit_length() * 0.30103) + 1} digits"
 
 
 def _number_fix(data: Any, what: str) -> str:

@@ -9,6 +9,7 @@ InvalidSpec condition.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -37,6 +38,10 @@ _SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 _PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 _PROBE_HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 _ENV_SOURCES = ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef", "fileKeyRef")
+#: Kubernetes refuses an object whose annotations (keys and values) total more than 256 KiB.
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+#: etcd, Kubernetes' store, refuses a request over 1.5 MiB: the largest object a cluster can hold.
+MAX_OBJECT_BYTES = 1536 * 1024
 
 
 # --- public API ------------------------------------------------------------------------------------
@@ -55,6 +60,7 @@ def validate(objects: Sequence[Parsed]) -> list[Finding]:
     }
     for o in objects:
         report = _reporter(out, o.source, o.lines)
+        _size_rules(o.kind, o.obj, report)
         _metadata_rules(o.kind, o.obj, report)
         if o.kind == "Rollout":
             rollout_rules(o.obj, report)
@@ -178,6 +184,30 @@ def _non_negative(obj: Any, key: str, path: FieldPath, report: Report) -> None:
 
 
 # --- metadata and labels ---------------------------------------------------------------------------
+
+
+def _size_rules(kind: str, obj: Mapping[str, Any], report: Report) -> None:
+    """What Kubernetes refuses for size: annotations over 256 KiB, an object over 1.5 MiB."""
+    annotations = _get(obj, "metadata", "annotations")
+    if isinstance(annotations, Mapping):
+        total = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+        if total > MAX_ANNOTATIONS_BYTES:
+            report(
+                ("metadata", "annotations"),
+                f"the annotations hold {total} bytes; Kubernetes allows at most 256 KiB "
+                f"({MAX_ANNOTATIONS_BYTES} bytes) in all",
+                "keep large data out of annotations (in a ConfigMap or a file)",
+                ERROR,
+            )
+    size = len(json.dumps(obj, separators=(",", ":"), default=str).encode())
+    if size > MAX_OBJECT_BYTES:
+        report(
+            (),
+            f"the {kind} is {size} bytes as JSON; Kubernetes stores objects of at most 1.5 MiB "
+            f"({MAX_OBJECT_BYTES} bytes)",
+            "make it smaller: move large values (env, command, annotations) to a ConfigMap or a file",
+            ERROR,
+        )
 
 
 def _metadata_rules(kind: str, obj: Mapping[str, Any], report: Report) -> None:

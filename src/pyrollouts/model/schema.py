@@ -306,6 +306,33 @@ def _from_annotation(tp: Any, owner: str, field_name: str) -> TypeNode:
     raise TypeError(f"no schema for {tp!r} ({owner}.{field_name})")
 
 
+def integer_formats(roots: typing.Iterable[TypeNode]) -> dict[tuple[str, str], str | None]:
+    """(class name, wire field) -> integer format, for every integer field (or list or map of
+    integers, or IntOrString) reachable from ``roots``: what the bounds checks use."""
+    out: dict[tuple[str, str], str | None] = {}
+    seen: set[type] = set()
+
+    def leaf(node: TypeNode) -> TypeNode:
+        while isinstance(node, ListOf | MapOf):
+            node = node.item if isinstance(node, ListOf) else node.value
+        return node
+
+    def go(node: TypeNode) -> None:
+        node = leaf(node)
+        if not isinstance(node, ObjectType) or node.cls in seen:
+            return
+        seen.add(node.cls)
+        for name, f in node.fields.items():
+            t = leaf(f.type)
+            if isinstance(t, Scalar) and t.kind in ("integer", "int-or-string"):
+                out[(node.name, name)] = t.format
+            go(f.type)
+
+    for root in roots:
+        go(root)
+    return out
+
+
 # --- openAPIV3Schema -------------------------------------------------------------------------------
 
 

@@ -346,7 +346,16 @@ class _Builder:
                     "no Kubernetes field holds a number that large",
                     "write a realistic number (an int64 has at most 19 digits), or quote it if it is text",
                 )
-        return self.loader.yaml_constructors[node.tag](self.loader, node)
+        try:
+            return self.loader.yaml_constructors[node.tag](self.loader, node)
+        except (ValueError, IndexError) as e:
+            # An explicit tag on a value that is not of its type (!!int "", !!float abc).
+            raise _Refused(
+                node.start_mark.line + 1,
+                path,
+                f"{node.value!r} is not a valid {node.tag.removeprefix(_TAG)}: {e}",
+                "write a plain value without the tag",
+            ) from None
 
     def _check_tag(self, node: yaml.Node, expected: str, path: FieldPath) -> None:
         if node.tag != expected:

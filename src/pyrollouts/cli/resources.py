@@ -39,6 +39,12 @@ def _apply(ctx: typer.Context, files: list[str], namespace: str, create_only: bo
         except ApiError as exc:
             if exc.status == 422 and exc.details:
                 raise CliError(f"{source}: {exc.message}", exc.details) from None
+            if exc.status == 413:
+                raise CliError(
+                    f"{source}: the server refused the manifest as too large ({len(text.encode())} bytes); "
+                    "nothing was applied",
+                    ["split it into smaller files (one object per file)"],
+                ) from None
             raise
         for w in res.get("warnings") or []:
             err().print(f"warning: {w.get('text') or w}", markup=False)

@@ -38,6 +38,9 @@ _SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 _PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 _PROBE_HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 _ENV_SOURCES = ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef", "fileKeyRef")
+#: The longest Rollout name whose derived names fit 253 characters: a ReplicaSet adds "-" and a
+#: pod-template hash of up to 10 characters, its pods "-" and 5 more (events add 17 as well).
+MAX_ROLLOUT_NAME = 253 - 11 - 6
 #: Kubernetes refuses an object whose annotations (keys and values) total more than 256 KiB.
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 #: etcd, Kubernetes' store, refuses a request over 1.5 MiB: the largest object a cluster can hold.
@@ -234,6 +237,14 @@ def _metadata_rules(kind: str, obj: Mapping[str, Any], report: Report) -> None:
             )
         if not ok:
             report(("metadata", "name"), f"the name {name!r} is not {rule}", "choose a valid name", ERROR)
+        elif kind == "Rollout" and len(name) > MAX_ROLLOUT_NAME:
+            report(
+                ("metadata", "name"),
+                f"the Rollout's name is {len(name)} characters: its ReplicaSets (NAME-HASH), their pods "
+                f"(NAME-HASH-xxxxx) and its events would be named beyond Kubernetes' 253",
+                f"use a name of at most {MAX_ROLLOUT_NAME} characters",
+                ERROR,
+            )
     ns = meta.get("namespace")
     if (
         kind not in CLUSTER_SCOPED

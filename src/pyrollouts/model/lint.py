@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .findings import Finding, ManifestError, sort_findings
+from .findings import ERROR, Finding, ManifestError, sort_findings
 from .parse import DEFAULT_NAMESPACE, Parsed, parse_collect
 from .schema import kind_type
 from .schemawalk import walk
@@ -40,6 +40,16 @@ def check_manifests(
         objects, findings = parse_collect(text, source, default_namespace=default_namespace)
     except ManifestError as e:
         return [], list(e.findings)
+    if not objects and not findings:
+        empty = Finding(
+            source,
+            None,
+            "",
+            ERROR,
+            "the manifest holds no objects (only comments, or empty documents)",
+            "add at least one object with apiVersion, kind and metadata.name",
+        )
+        return [], [empty]
     schema_findings: list[Finding] = []
     for o in objects:
         root = kind_type(o.kind)

@@ -8,6 +8,7 @@ enclosing object, or of an object one level down) so the finding can say where i
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -159,6 +160,12 @@ class _Walker:
                     path,
                     f"expected a quantity, got {_describe(data)}",
                     "write a quantity such as 128Mi or 500m",
+                )
+            elif isinstance(data, float) and not math.isfinite(data):
+                self.report(
+                    path,
+                    f"{_number(data)} is not a Kubernetes quantity",
+                    "write a finite number with an optional suffix such as 128Mi, 1Gi, 500m or 2",
                 )
             elif isinstance(data, str) and not _QUANTITY.match(data):
                 self.report(

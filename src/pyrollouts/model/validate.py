@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from lightkube.models.core_v1 import PodTemplateSpec
@@ -762,7 +762,7 @@ def quantity_value(q: Any) -> Decimal | None:
         if m is None:
             return Decimal(q) if not isinstance(q, str) else None
         return Decimal(m.group(1)) * _QUANTITY_SUFFIX[m.group(2) or ""]
-    except InvalidOperation:
+    except ArithmeticError:  # InvalidOperation, or Overflow for an exponent such as 1e999999999Ki
         return None
 
 

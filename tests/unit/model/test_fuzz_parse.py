@@ -39,6 +39,10 @@ SOAK = {k: v * 10 for k, v in FAST.items()}
 
 INT32_MAX = 2**31 - 1
 BASE: dict[str, Any] = yaml.safe_load(BASE_ROLLOUT)
+BASE["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+    "requests": {"cpu": "50m", "memory": "64Mi"},
+    "limits": {"cpu": "1", "memory": "128Mi"},
+}
 SERVICE: dict[str, Any] = {
     "apiVersion": "v1",
     "kind": "Service",
@@ -129,6 +133,8 @@ _ODD_STRINGS = st.sampled_from(
         "8080",
         "-1",
         "1e3",
+        "1e999999999Ki",
+        "-1e-99999m",
         "Demo",
         "de\u200bmo",
         "\u202edemo",
@@ -197,15 +203,25 @@ _BASE_PATHS = _paths(BASE)[1:]
 #: The paths of the base's integers (replicas, ports, probe timings): where odd numbers go.
 _INT_PATHS = [p for p in _BASE_PATHS if type(_get(BASE, p)) is int]
 _INT_PATHS += [("spec", "strategy", "blueGreen", k) for k in _BG_COUNTS]
+_INT_VALUES = _ODD_NUMBERS | st.integers() | st.floats()
+_QUANTITY_PATHS = [p for p in _BASE_PATHS if len(p) > 2 and p[-2] in ("requests", "limits")]
+_QUANTITIES = (
+    st.from_regex(r"\A[+-]?[0-9]{1,4}(\.[0-9]{0,3})?([eE][+-]?[0-9]{1,12})?(Ki|Mi|Gi|Ei|m|k|M|E|n)?\Z")
+    | _ODD_NUMBERS
+    | _ODD_STRINGS
+)
 
 
 @st.composite
 def near_valid(draw: st.DrawFn) -> dict[str, Any]:
     doc = copy.deepcopy(BASE)
-    if draw(st.booleans()):
-        # An odd number in a count, a port or a timing: the int32 class of issue 11.
-        path = draw(st.sampled_from(_INT_PATHS))
-        _get(doc, path[:-1])[path[-1]] = draw(_ODD_NUMBERS | st.integers() | st.floats())
+    focus = draw(st.sampled_from(["int", "quantity", None]))
+    if focus is not None:
+        # An odd number in a count, a port or a timing (the int32 class of issue 11), or an odd
+        # resource quantity (huge exponents, negatives, suffixes).
+        paths, values = (_INT_PATHS, _INT_VALUES) if focus == "int" else (_QUANTITY_PATHS, _QUANTITIES)
+        path = draw(st.sampled_from(paths))
+        _get(doc, path[:-1])[path[-1]] = draw(values)
         if draw(st.booleans()):
             return doc
     for _ in range(draw(st.integers(1, 3))):

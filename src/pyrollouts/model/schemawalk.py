@@ -25,6 +25,14 @@ _ANCESTOR_DEPTH = 3
 _QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
 
 
+#: The most findings one walk reports before it stops.
+MAX_FINDINGS = 100
+
+
+class _Enough(Exception):
+    """Raised to end a walk that has found MAX_FINDINGS problems."""
+
+
 @dataclass(frozen=True)
 class _Frame:
     """An enclosing object on the way down: its type, its path, and the key it sits under."""
@@ -47,9 +55,25 @@ def walk(
     out: list[Finding] = []
 
     def report(path: FieldPath, problem: str, fix: str) -> None:
+        if len(out) >= MAX_FINDINGS:
+            # A document of thousands of mistakes (a flood of unknown fields, each searched for
+            # nearby) would take seconds to describe; the first ones say what is wrong.
+            raise _Enough
         out.append(Finding(source, lines.line(path), format_path(path), ERROR, problem, fix))
 
-    _Walker(report, unknown_fields).value(data, root, base, ())
+    try:
+        _Walker(report, unknown_fields).value(data, root, base, ())
+    except _Enough:
+        out.append(
+            Finding(
+                source,
+                lines.line(base),
+                format_path(base),
+                ERROR,
+                f"more than {MAX_FINDINGS} problems in this object; the rest are not listed",
+                "fix these first, then lint again",
+            )
+        )
     return out
 
 

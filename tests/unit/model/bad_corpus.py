@@ -130,6 +130,15 @@ def generated(directory: Path) -> list[Case]:
             ).encode(),
         ),
         (
+            "gen-unknown-field-flood",
+            "50,000 unknown fields (each would be searched for nearby: lint stops after 100)",
+            "spec.zz0",
+            "unknown field",
+            _rollout_with(
+                "  replicas: 2\n", "  replicas: 2\n" + "".join(f"  zz{i}: 1\n" for i in range(50_000))
+            ).encode(),
+        ),
+        (
             "gen-many-documents",
             "20,000 documents, the last one bad",
             "spec.replicas",

@@ -61,6 +61,7 @@ def test_generated_large_cases_are_refused_quickly(tmp_path: Path) -> None:
         findings = lint_file(case.path)
         took = time.monotonic() - t0
         _assert_refused(case, findings)
+        assert len(findings) <= 201, f"{case.name}: {len(findings)} findings; lint reports at most 200"
         # Generous (a loaded 2-core machine): a refusal, not a hang.
         assert took < 30, f"{case.name} took {took:.1f} s to refuse"
 

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .findings import ERROR, Finding, format_path
@@ -21,6 +22,7 @@ from .yamlsafe import FieldPath, LineMap
 # How many enclosing objects to search for a misplaced field: "nearby", not anywhere in the schema.
 _ANCESTOR_DEPTH = 3
 
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 # Kubernetes' resource quantity syntax (a decimal number and an optional suffix).
 _QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
 
@@ -143,6 +145,12 @@ class _Walker:
                     f"expected a string, got {_describe(data)}",
                     f'quote the value: "{_plain(data)}"' if _is_scalar(data) else "write a string",
                 )
+            elif kind == "date-time" and data and not is_rfc3339(data):
+                self.report(
+                    path,
+                    f"{data[:60]!r} is not an RFC 3339 time",
+                    "write a time such as 2024-05-01T12:00:00Z",
+                )
         elif kind == "integer":
             if isinstance(data, bool) or not (
                 isinstance(data, int) or (isinstance(data, float) and data.is_integer())
@@ -235,6 +243,17 @@ class _Walker:
         where = _label(path[:-1])
         problem = f"unknown field {key!r} in {where} ({node.name})"
         self.report(path, problem, _hint(key, node, path, frames))
+
+
+def is_rfc3339(text: str) -> bool:
+    """Whether ``text`` is a time as Kubernetes reads one (Go's RFC 3339: date, T, time, zone)."""
+    if not _RFC3339.match(text):
+        return False
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 def _hint(key: str, node: ObjectType, path: FieldPath, frames: tuple[_Frame, ...]) -> str:

@@ -699,6 +699,7 @@ def _container_rules(
         )
 
     _resources_rules(c.get("resources"), (*path, "resources"), report)
+    _no_nul(c, path, report)
     port_names: set[str] = set()
     ports = c.get("ports")
     for i, p in enumerate(ports if isinstance(ports, list) else []):
@@ -734,6 +735,26 @@ def _container_rules(
                 )
                 continue
             _probe_rules(probe, probe_key, (*path, probe_key), port_names, report)
+
+
+def _no_nul(c: Mapping[str, Any], path: FieldPath, report: Report) -> None:
+    """A process's arguments, environment and working directory are C strings: no NUL in them."""
+    places: list[tuple[FieldPath, Any]] = [((*path, "workingDir"), c.get("workingDir"))]
+    for key in ("command", "args"):
+        items = c.get(key)
+        places += [((*path, key, i), v) for i, v in enumerate(items if isinstance(items, list) else [])]
+    env = c.get("env")
+    for i, e in enumerate(env if isinstance(env, list) else []):
+        if isinstance(e, Mapping):
+            places.append(((*path, "env", i, "value"), e.get("value")))
+    for where, value in places:
+        if isinstance(value, str) and "\x00" in value:
+            report(
+                where,
+                "the value holds a NUL character, which no process argument or environment value can",
+                "remove the NUL (\\0) from it",
+                ERROR,
+            )
 
 
 _QUANTITY_SUFFIX = {

@@ -689,6 +689,13 @@ def _container_rules(
                 "set image (or, for the local runtime only, command)",
                 ERROR,
             )
+    if isinstance(image, str) and image and image != image.strip():
+        report(
+            (*path, "image"),
+            f"the image {image[:60]!r} has leading or trailing whitespace (Kubernetes refuses it)",
+            "remove the spaces around the image name",
+            ERROR,
+        )
     policy = c.get("imagePullPolicy")
     if isinstance(policy, str) and policy not in _PULL_POLICIES:
         report(

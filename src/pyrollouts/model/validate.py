@@ -452,7 +452,7 @@ def rollout_rules(obj: Mapping[str, Any], report: Report) -> None:
 def _workload_ref_rules(ref: Mapping[str, Any], report: Report) -> None:
     path: FieldPath = ("spec", "workloadRef")
     kind, api_version, name = ref.get("kind"), ref.get("apiVersion"), ref.get("name")
-    if kind != "Deployment" or api_version not in (None, "apps/v1"):
+    if kind not in (None, "Deployment") or api_version not in (None, "apps/v1"):
         report(
             path,
             f"workloadRef names {api_version}/{kind}; pyrollouts reads a Deployment (apps/v1) only",

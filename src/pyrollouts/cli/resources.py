@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ..model.findings import ManifestError, sort_findings
+from ..model.yamlsafe import MAX_BYTES
 from .client import PLURALS, ApiError, CliError
 from .common import Namespace, echo, err, kind_display, state
 
@@ -20,6 +21,16 @@ def _read(path: str) -> tuple[str, str]:
     p = Path(path).expanduser()
     if p.is_dir():
         raise CliError(f"-f {path}: is a directory; give a manifest file")
+    try:
+        size = p.stat().st_size
+    except OSError:
+        size = 0
+    if size > MAX_BYTES:
+        # Not read whole: the same limit as lint's, before a large file fills memory.
+        raise CliError(
+            f"-f {path}: the manifest is {size} bytes, over the limit of {MAX_BYTES} bytes; "
+            "split it into smaller files"
+        )
     try:
         return p.read_text(encoding="utf-8"), path
     except FileNotFoundError:
@@ -39,6 +50,12 @@ def _apply(ctx: typer.Context, files: list[str], namespace: str, create_only: bo
         except ApiError as exc:
             if exc.status == 422 and exc.details:
                 raise CliError(f"{source}: {exc.message}", exc.details) from None
+            if exc.status == 413:
+                raise CliError(
+                    f"{source}: the server refused the manifest as too large ({len(text.encode())} bytes); "
+                    "nothing was applied",
+                    ["split it into smaller files (one object per file)"],
+                ) from None
             raise
         for w in res.get("warnings") or []:
             err().print(f"warning: {w.get('text') or w}", markup=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .findings import Finding, ManifestError, sort_findings
+from .findings import ERROR, WARNING, Finding, ManifestError, sort_findings
 from .parse import DEFAULT_NAMESPACE, Parsed, parse_collect
 from .schema import kind_type
 from .schemawalk import walk
@@ -40,6 +40,16 @@ def check_manifests(
         objects, findings = parse_collect(text, source, default_namespace=default_namespace)
     except ManifestError as e:
         return [], list(e.findings)
+    if not objects and not findings:
+        empty = Finding(
+            source,
+            None,
+            "",
+            ERROR,
+            "the manifest holds no objects (only comments, or empty documents)",
+            "add at least one object with apiVersion, kind and metadata.name",
+        )
+        return [], [empty]
     schema_findings: list[Finding] = []
     for o in objects:
         root = kind_type(o.kind)
@@ -54,7 +64,27 @@ def check_manifests(
         for f in validate(objects)
         if (f.line, f.path) not in flagged and not any(_under(f.path, p) for p in flagged_paths)
     ]
-    return objects, sort_findings([*findings, *schema_findings, *rule_findings])
+    return objects, _bounded(sort_findings([*findings, *schema_findings, *rule_findings]), source)
+
+
+#: The most findings a manifest gets; more would only bury the first ones (and cost time to print).
+MAX_FINDINGS = 200
+
+
+def _bounded(findings: list[Finding], source: str) -> list[Finding]:
+    errors = [f for f in findings if f.severity == ERROR]
+    if len(findings) <= MAX_FINDINGS:
+        return findings
+    kept = (errors or findings)[:MAX_FINDINGS]
+    more = Finding(
+        source,
+        None,
+        "",
+        ERROR if errors else WARNING,
+        f"{len(findings) - len(kept)} more findings are not listed",
+        "fix these first, then lint again",
+    )
+    return [*kept, more]
 
 
 def _under(path: str, parent: str) -> bool:

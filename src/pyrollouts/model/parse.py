@@ -166,6 +166,18 @@ def parse_collect(
             continue
         meta = data.get("metadata")
         name = meta.get("name") if isinstance(meta, dict) else None
+        if name is not None and not isinstance(name, str):
+            findings.append(
+                Finding(
+                    source,
+                    where(("metadata", "name")),
+                    "metadata.name",
+                    ERROR,
+                    f"metadata.name must be a string, not {type(name).__name__}",
+                    'write the name as text, quoted if it looks like a number: name: "42"',
+                )
+            )
+            continue
         if not isinstance(name, str) or not name:
             findings.append(
                 Finding(

@@ -30,11 +30,23 @@ from .rollout import Rollout
 ScalarKind = Literal["string", "integer", "number", "boolean", "int-or-string", "quantity", "date-time"]
 
 
+IntFormat = Literal["int32", "int64"]
+
+#: The range of each integer format: Kubernetes (Go) stores an ``int32`` field in 32 bits, so the API
+#: server refuses a number outside it, and so does the Go controller that decodes the object.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+}
+
+
 @dataclass(frozen=True)
 class Scalar:
-    """A JSON scalar; ``int-or-string`` is Kubernetes' IntOrString, ``quantity`` a resource quantity."""
+    """A JSON scalar; ``int-or-string`` is Kubernetes' IntOrString, ``quantity`` a resource quantity.
+    ``format`` is the width of an integer (``integer`` and the number of an ``int-or-string``)."""
 
     kind: ScalarKind
+    format: IntFormat | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,43 @@ class ObjectType:
 
 
 TypeNode = Scalar | ListOf | MapOf | Open | ObjectType
+
+# Kubernetes' OpenAPI gives every integer a format: int32, except the fields below, which are int64
+# (seconds that may be long, user and group ids, generations). lightkube-models erases the format
+# (every integer is ``int``), so the int64 ones are named here: (class name, field). They are the
+# ``format: int64`` integers of the core/v1, apps/v1 and meta/v1 schemas that a pod template,
+# Deployment, Service or Namespace can hold; tests/unit/model/test_model_schema_formats.py keeps
+# this list honest. An IntOrString's number is int32.
+_INT64_FIELDS = frozenset(
+    {
+        ("ObjectMeta", "generation"),
+        ("ObjectMeta", "deletionGracePeriodSeconds"),
+        ("PodSpec", "activeDeadlineSeconds"),
+        ("PodSpec", "terminationGracePeriodSeconds"),
+        ("Probe", "terminationGracePeriodSeconds"),
+        ("PodSecurityContext", "runAsUser"),
+        ("PodSecurityContext", "runAsGroup"),
+        ("PodSecurityContext", "fsGroup"),
+        ("PodSecurityContext", "supplementalGroups"),
+        ("SecurityContext", "runAsUser"),
+        ("SecurityContext", "runAsGroup"),
+        ("Toleration", "tolerationSeconds"),
+        ("SleepAction", "seconds"),
+        ("ServiceAccountTokenProjection", "expirationSeconds"),
+        ("DeploymentStatus", "observedGeneration"),
+        ("Condition", "observedGeneration"),
+        # The alpha owner-UID fields of projected files (AtomicWriteVolumeUserFields), ids like runAsUser.
+        ("KeyToPath", "user"),
+        ("DownwardAPIVolumeFile", "user"),
+        ("ConfigMapVolumeSource", "defaultUser"),
+        ("SecretVolumeSource", "defaultUser"),
+        ("DownwardAPIVolumeSource", "defaultUser"),
+        ("ProjectedVolumeSource", "defaultUser"),
+        ("ClusterTrustBundleProjection", "user"),
+        ("ServiceAccountTokenProjection", "user"),
+        ("PodCertificateProjection", "user"),
+    }
+)
 
 # Maps whose values are resource quantities (see the module docstring): (class name, field).
 _QUANTITY_MAPS = frozenset(
@@ -160,7 +209,9 @@ def _pydantic_fields(cls: type[BaseModel]) -> dict[str, FieldInfo]:
         if isinstance(kube_ref, str):
             tp = object_type(kube_class(kube_ref))
         else:
-            tp = _from_annotation(f.annotation, cls.__name__, wire)
+            # Argo types every integer of a Rollout int32 (``x-format`` may say otherwise).
+            fmt = extra.get("x-format", "int32")
+            tp = _with_int_format(_from_annotation(f.annotation, cls.__name__, wire), fmt)
         minimum, maximum = extra.get("minimum"), extra.get("maximum")
         out[wire] = FieldInfo(
             name=wire,
@@ -193,8 +244,26 @@ def _kube_fields(cls: type) -> dict[str, FieldInfo]:
         # A scalar resource.Quantity resolves to str; the written annotation still names it.
         if tp == Scalar("string") and "Quantity" in str(raw.get(attr, "")):
             tp = Scalar("quantity")
+        tp = _with_int_format(tp, "int64" if (cls.__name__, wire) in _INT64_FIELDS else "int32")
         out[wire] = FieldInfo(name=wire, type=tp, required=required)
     return out
+
+
+def _with_int_format(node: TypeNode, fmt: Any) -> TypeNode:
+    """``node`` with its integers (also inside lists and maps, and an IntOrString's) given ``fmt``."""
+    if fmt not in INT_RANGES:
+        raise ValueError(f"unknown integer format {fmt!r}")
+    if isinstance(node, Scalar):
+        if node.kind == "integer":
+            return Scalar("integer", fmt)
+        if node.kind == "int-or-string":
+            return Scalar("int-or-string", "int32")  # IntOrString holds an int32
+        return node
+    if isinstance(node, ListOf):
+        return ListOf(_with_int_format(node.item, fmt))
+    if isinstance(node, MapOf):
+        return MapOf(_with_int_format(node.value, fmt))
+    return node
 
 
 def _from_annotation(tp: Any, owner: str, field_name: str) -> TypeNode:
@@ -237,6 +306,33 @@ def _from_annotation(tp: Any, owner: str, field_name: str) -> TypeNode:
     raise TypeError(f"no schema for {tp!r} ({owner}.{field_name})")
 
 
+def integer_formats(roots: typing.Iterable[TypeNode]) -> dict[tuple[str, str], str | None]:
+    """(class name, wire field) -> integer format, for every integer field (or list or map of
+    integers, or IntOrString) reachable from ``roots``: what the bounds checks use."""
+    out: dict[tuple[str, str], str | None] = {}
+    seen: set[type] = set()
+
+    def leaf(node: TypeNode) -> TypeNode:
+        while isinstance(node, ListOf | MapOf):
+            node = node.item if isinstance(node, ListOf) else node.value
+        return node
+
+    def go(node: TypeNode) -> None:
+        node = leaf(node)
+        if not isinstance(node, ObjectType) or node.cls in seen:
+            return
+        seen.add(node.cls)
+        for name, f in node.fields.items():
+            t = leaf(f.type)
+            if isinstance(t, Scalar) and t.kind in ("integer", "int-or-string"):
+                out[(node.name, name)] = t.format
+            go(f.type)
+
+    for root in roots:
+        go(root)
+    return out
+
+
 # --- openAPIV3Schema -------------------------------------------------------------------------------
 
 
@@ -248,6 +344,11 @@ def openapi(node: TypeNode, *, _stack: tuple[type, ...] = ()) -> dict[str, Any]:
             return {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}
         if node.kind == "date-time":
             return {"type": "string", "format": "date-time"}
+        if node.kind == "integer" and node.format is not None:
+            # The API server does not check an integer's format; the bounds make it refuse what a
+            # Go controller could not decode (validation in model.schemawalk says the same).
+            low, high = INT_RANGES[node.format]
+            return {"type": "integer", "format": node.format, "minimum": low, "maximum": high}
         return {"type": node.kind}
     if isinstance(node, ListOf):
         return {"type": "array", "items": openapi(node.item, _stack=_stack)}
@@ -264,9 +365,9 @@ def openapi(node: TypeNode, *, _stack: tuple[type, ...] = ()) -> dict[str, Any]:
     for name, f in node.fields.items():
         schema = openapi(f.type, _stack=(*_stack, node.cls))
         if f.minimum is not None:
-            schema["minimum"] = f.minimum
+            schema["minimum"] = max(f.minimum, schema.get("minimum", f.minimum))
         if f.maximum is not None:
-            schema["maximum"] = f.maximum
+            schema["maximum"] = min(f.maximum, schema.get("maximum", f.maximum))
         props[name] = schema
         if f.required:
             required.append(name)

@@ -8,20 +8,31 @@ enclosing object, or of an object one level down) so the finding can say where i
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .findings import ERROR, Finding, format_path
-from .schema import FieldInfo, ListOf, MapOf, ObjectType, Open, Scalar, TypeNode
+from .schema import INT_RANGES, FieldInfo, ListOf, MapOf, ObjectType, Open, Scalar, TypeNode
 from .yamlsafe import FieldPath, LineMap
 
 # How many enclosing objects to search for a misplaced field: "nearby", not anywhere in the schema.
 _ANCESTOR_DEPTH = 3
 
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 # Kubernetes' resource quantity syntax (a decimal number and an optional suffix).
 _QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
+
+
+#: The most findings one walk reports before it stops.
+MAX_FINDINGS = 100
+
+
+class _Enough(Exception):
+    """Raised to end a walk that has found MAX_FINDINGS problems."""
 
 
 @dataclass(frozen=True)
@@ -46,9 +57,25 @@ def walk(
     out: list[Finding] = []
 
     def report(path: FieldPath, problem: str, fix: str) -> None:
+        if len(out) >= MAX_FINDINGS:
+            # A document of thousands of mistakes (a flood of unknown fields, each searched for
+            # nearby) would take seconds to describe; the first ones say what is wrong.
+            raise _Enough
         out.append(Finding(source, lines.line(path), format_path(path), ERROR, problem, fix))
 
-    _Walker(report, unknown_fields).value(data, root, base, ())
+    try:
+        _Walker(report, unknown_fields).value(data, root, base, ())
+    except _Enough:
+        out.append(
+            Finding(
+                source,
+                lines.line(base),
+                format_path(base),
+                ERROR,
+                f"more than {MAX_FINDINGS} problems in this object; the rest are not listed",
+                "fix these first, then lint again",
+            )
+        )
     return out
 
 
@@ -118,6 +145,12 @@ class _Walker:
                     f"expected a string, got {_describe(data)}",
                     f'quote the value: "{_plain(data)}"' if _is_scalar(data) else "write a string",
                 )
+            elif kind == "date-time" and data and not is_rfc3339(data):
+                self.report(
+                    path,
+                    f"{data[:60]!r} is not an RFC 3339 time",
+                    "write a time such as 2024-05-01T12:00:00Z",
+                )
         elif kind == "integer":
             if isinstance(data, bool) or not (
                 isinstance(data, int) or (isinstance(data, float) and data.is_integer())
@@ -125,6 +158,8 @@ class _Walker:
                 self.report(
                     path, f"expected an integer, got {_describe(data)}", _number_fix(data, "an integer")
                 )
+            else:
+                self.int_range(data, node, path)
         elif kind == "number":
             if isinstance(data, bool) or not isinstance(data, int | float):
                 self.report(path, f"expected a number, got {_describe(data)}", _number_fix(data, "a number"))
@@ -141,6 +176,8 @@ class _Walker:
                 self.report(
                     path, f"expected an integer or a name, got {_describe(data)}", "write a number or a name"
                 )
+            elif isinstance(data, int):
+                self.int_range(data, node, path)
             elif isinstance(data, str) and re.fullmatch(r"[0-9]+", data):
                 # Kubernetes keeps a quoted number in an IntOrString as a string: a port *name* (which
                 # must contain a letter) or a percentage (which must end in %). Either way, refused.
@@ -156,12 +193,35 @@ class _Walker:
                     f"expected a quantity, got {_describe(data)}",
                     "write a quantity such as 128Mi or 500m",
                 )
+            elif isinstance(data, float) and not math.isfinite(data):
+                self.report(
+                    path,
+                    f"{_number(data)} is not a Kubernetes quantity",
+                    "write a finite number with an optional suffix such as 128Mi, 1Gi, 500m or 2",
+                )
             elif isinstance(data, str) and not _QUANTITY.match(data):
                 self.report(
                     path,
                     f"{data!r} is not a Kubernetes quantity",
                     "write a number with an optional suffix such as 128Mi, 1Gi, 500m or 2",
                 )
+
+    def int_range(self, data: int | float, node: Scalar, path: FieldPath) -> None:
+        """An integer must fit its format (int32 or int64), as Kubernetes stores it."""
+        if node.format is None:
+            return
+        low, high = INT_RANGES[node.format]
+        if low <= data <= high:
+            return
+        name = _label(path)
+        bits = node.format.removeprefix("int")
+        if data > high:
+            problem = f"{name} is {_number(data)}, over {high}, the most a {bits}-bit integer holds"
+            fix = f"set {name} to a realistic number, at most {high}"
+        else:
+            problem = f"{name} is {_number(data)}, under {low}, the least a {bits}-bit integer holds"
+            fix = f"set {name} to a realistic number, at least {low}"
+        self.report(path, f"{problem}: Kubernetes refuses it", fix)
 
     def bounds(self, data: Any, f: FieldInfo, path: FieldPath) -> None:
         if not isinstance(data, int | float) or isinstance(data, bool):
@@ -183,6 +243,17 @@ class _Walker:
         where = _label(path[:-1])
         problem = f"unknown field {key!r} in {where} ({node.name})"
         self.report(path, problem, _hint(key, node, path, frames))
+
+
+def is_rfc3339(text: str) -> bool:
+    """Whether ``text`` is a time as Kubernetes reads one (Go's RFC 3339: date, T, time, zone)."""
+    if not _RFC3339.match(text):
+        return False
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 def _hint(key: str, node: ObjectType, path: FieldPath, frames: tuple[_Frame, ...]) -> str:
@@ -249,6 +320,19 @@ def _describe(data: Any) -> str:
     if isinstance(data, dict):
         return "a mapping"
     return type(data).__name__
+
+
+def _number(data: int | float) -> str:
+    """A number as users wrote it, shortened when it is very long (so a message stays readable)."""
+    text = f"{data:.6g}" if isinstance(data, float) else _int_text(data)
+    return text
+
+
+def _int_text(n: int) -> str:
+    # str() of an int over 4300 digits raises; a message needs only its head and size.
+    if n.bit_length() < 200:
+        return str(n)
+    return f"a number of about {int(n.bit_length() * 0.30103) + 1} digits"
 
 
 def _number_fix(data: Any, what: str) -> str:

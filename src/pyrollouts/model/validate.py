@@ -9,9 +9,11 @@ InvalidSpec condition.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from lightkube.models.core_v1 import PodTemplateSpec
@@ -21,7 +23,7 @@ from .findings import ERROR, WARNING, Finding, Severity, format_path
 from .parse import CLUSTER_SCOPED, Parsed
 from .rollout import Rollout
 from .schema import object_type
-from .schemawalk import walk
+from .schemawalk import is_rfc3339, walk
 from .yamlsafe import FieldPath, LineMap
 
 Report = Callable[[FieldPath, str, str, Severity], None]
@@ -37,6 +39,13 @@ _SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 _PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 _PROBE_HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 _ENV_SOURCES = ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef", "fileKeyRef")
+#: The longest Rollout name whose derived names fit 253 characters: a ReplicaSet adds "-" and a
+#: pod-template hash of up to 10 characters, its pods "-" and 5 more (events add 17 as well).
+MAX_ROLLOUT_NAME = 253 - 11 - 6
+#: Kubernetes refuses an object whose annotations (keys and values) total more than 256 KiB.
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+#: etcd, Kubernetes' store, refuses a request over 1.5 MiB: the largest object a cluster can hold.
+MAX_OBJECT_BYTES = 1536 * 1024
 
 
 # --- public API ------------------------------------------------------------------------------------
@@ -55,6 +64,7 @@ def validate(objects: Sequence[Parsed]) -> list[Finding]:
     }
     for o in objects:
         report = _reporter(out, o.source, o.lines)
+        _size_rules(o.kind, o.obj, report)
         _metadata_rules(o.kind, o.obj, report)
         if o.kind == "Rollout":
             rollout_rules(o.obj, report)
@@ -64,7 +74,30 @@ def validate(objects: Sequence[Parsed]) -> list[Finding]:
             _service_rules(o.obj, report)
         elif o.kind == "Deployment":
             _deployment_rules(o.obj, report)
+    _shared_service_rules(objects, out)
     return out
+
+
+def _shared_service_rules(objects: Sequence[Parsed], out: list[Finding]) -> None:
+    """Two Rollouts of one manifest may not drive the same Service (each would switch its selector;
+    Argo refuses the second at run time: 'managed by another Rollout')."""
+    owner: dict[tuple[str | None, str], tuple[str, str]] = {}
+    for o in objects:
+        bg = _get(o.obj, "spec", "strategy", "blueGreen")
+        if o.kind != "Rollout" or not isinstance(bg, Mapping):
+            continue
+        for key in ("activeService", "previewService"):
+            svc = bg.get(key)
+            if not isinstance(svc, str) or not svc:
+                continue
+            first = owner.setdefault((o.namespace, svc), (o.name, key))
+            if first[0] != o.name:
+                _reporter(out, o.source, o.lines)(
+                    ("spec", "strategy", "blueGreen", key),
+                    f'Service "{svc}" is already the {first[1]} of the Rollout "{first[0]}" in this manifest',
+                    "give each Rollout its own Services",
+                    ERROR,
+                )
 
 
 def _deployment_rules(obj: Mapping[str, Any], report: Report) -> None:
@@ -180,6 +213,30 @@ def _non_negative(obj: Any, key: str, path: FieldPath, report: Report) -> None:
 # --- metadata and labels ---------------------------------------------------------------------------
 
 
+def _size_rules(kind: str, obj: Mapping[str, Any], report: Report) -> None:
+    """What Kubernetes refuses for size: annotations over 256 KiB, an object over 1.5 MiB."""
+    annotations = _get(obj, "metadata", "annotations")
+    if isinstance(annotations, Mapping):
+        total = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+        if total > MAX_ANNOTATIONS_BYTES:
+            report(
+                ("metadata", "annotations"),
+                f"the annotations hold {total} bytes; Kubernetes allows at most 256 KiB "
+                f"({MAX_ANNOTATIONS_BYTES} bytes) in all",
+                "keep large data out of annotations (in a ConfigMap or a file)",
+                ERROR,
+            )
+    size = len(json.dumps(obj, separators=(",", ":"), default=str).encode())
+    if size > MAX_OBJECT_BYTES:
+        report(
+            (),
+            f"the {kind} is {size} bytes as JSON; Kubernetes stores objects of at most 1.5 MiB "
+            f"({MAX_OBJECT_BYTES} bytes)",
+            "make it smaller: move large values (env, command, annotations) to a ConfigMap or a file",
+            ERROR,
+        )
+
+
 def _metadata_rules(kind: str, obj: Mapping[str, Any], report: Report) -> None:
     meta = obj.get("metadata")
     if not isinstance(meta, Mapping):
@@ -204,6 +261,14 @@ def _metadata_rules(kind: str, obj: Mapping[str, Any], report: Report) -> None:
             )
         if not ok:
             report(("metadata", "name"), f"the name {name!r} is not {rule}", "choose a valid name", ERROR)
+        elif kind == "Rollout" and len(name) > MAX_ROLLOUT_NAME:
+            report(
+                ("metadata", "name"),
+                f"the Rollout's name is {len(name)} characters: its ReplicaSets (NAME-HASH), their pods "
+                f"(NAME-HASH-xxxxx) and its events would be named beyond Kubernetes' 253",
+                f"use a name of at most {MAX_ROLLOUT_NAME} characters",
+                ERROR,
+            )
     ns = meta.get("namespace")
     if (
         kind not in CLUSTER_SCOPED
@@ -340,6 +405,8 @@ def rollout_rules(obj: Mapping[str, Any], report: Report) -> None:
             "remove spec.template or spec.workloadRef",
             ERROR,
         )
+    if isinstance(workload_ref, Mapping):
+        _workload_ref_rules(workload_ref, report)
 
     if isinstance(template, Mapping):
         pod_template_rules(template, ("spec", "template"), report)
@@ -371,18 +438,36 @@ def rollout_rules(obj: Mapping[str, Any], report: Report) -> None:
         )
     _non_negative(spec.get("rollbackWindow"), "revisions", ("spec", "rollbackWindow"), report)
     restart_at = spec.get("restartAt")
-    if isinstance(restart_at, str) and restart_at:
-        try:
-            datetime.fromisoformat(restart_at.replace("Z", "+00:00"))
-        except ValueError:
-            report(
-                ("spec", "restartAt"),
-                f"restartAt {restart_at!r} is not an RFC 3339 time",
-                "write a time such as 2024-05-01T12:00:00Z",
-                ERROR,
-            )
+    if isinstance(restart_at, str) and restart_at and not is_rfc3339(restart_at):
+        report(
+            ("spec", "restartAt"),
+            f"restartAt {restart_at[:60]!r} is not an RFC 3339 time",
+            "write a time such as 2024-05-01T12:00:00Z",
+            ERROR,
+        )
 
     _strategy_rules(spec, report)
+
+
+def _workload_ref_rules(ref: Mapping[str, Any], report: Report) -> None:
+    path: FieldPath = ("spec", "workloadRef")
+    kind, api_version, name = ref.get("kind"), ref.get("apiVersion"), ref.get("name")
+    if kind not in (None, "Deployment") or api_version not in (None, "apps/v1"):
+        report(
+            path,
+            f"workloadRef names {api_version}/{kind}; pyrollouts reads a Deployment (apps/v1) only",
+            "refer to a Deployment: apiVersion: apps/v1, kind: Deployment",
+            ERROR,
+        )
+    if not isinstance(name, str) or not name:
+        report((*path, "name"), "workloadRef has no name", "name the Deployment", ERROR)
+    elif not (_DNS1123_SUBDOMAIN.match(name) and len(name) <= 253):
+        report(
+            (*path, "name"),
+            f"workloadRef.name {name!r} is not a valid Deployment name (a DNS-1123 subdomain)",
+            "use lower case letters, digits, '-' and '.'",
+            ERROR,
+        )
 
 
 def _strategy_rules(spec: Mapping[str, Any], report: Report) -> None:
@@ -428,6 +513,16 @@ def _strategy_rules(spec: Mapping[str, Any], report: Report) -> None:
             "use two different Services",
             ERROR,
         )
+    for key in ("activeService", "previewService"):
+        ref = bg.get(key)
+        if isinstance(ref, str) and ref and not (_DNS1035_LABEL.match(ref) and len(ref) <= 63):
+            report(
+                (*bpath, key),
+                f"{key} {ref!r} is not a valid Service name (a DNS-1035 label), so no Service can have it",
+                "name the Service: lower case letters, digits and '-', starting with a letter, "
+                "at most 63 characters",
+                ERROR,
+            )
     for key in (
         "previewReplicaCount",
         "autoPromotionSeconds",
@@ -510,6 +605,13 @@ def pod_template_rules(template: Mapping[str, Any], base: FieldPath, report: Rep
             ERROR,
         )
     _non_negative(spec, "terminationGracePeriodSeconds", spath, report)
+    if spec.get("ephemeralContainers"):
+        report(
+            (*spath, "ephemeralContainers"),
+            "ephemeral containers cannot be set when a pod is created (Kubernetes refuses them here)",
+            "remove ephemeralContainers; add debugging containers to a running pod instead",
+            ERROR,
+        )
 
     volumes: set[str] = set()
     vols = spec.get("volumes")
@@ -587,6 +689,13 @@ def _container_rules(
                 "set image (or, for the local runtime only, command)",
                 ERROR,
             )
+    if isinstance(image, str) and image and image != image.strip():
+        report(
+            (*path, "image"),
+            f"the image {image[:60]!r} has leading or trailing whitespace (Kubernetes refuses it)",
+            "remove the spaces around the image name",
+            ERROR,
+        )
     policy = c.get("imagePullPolicy")
     if isinstance(policy, str) and policy not in _PULL_POLICIES:
         report(
@@ -596,6 +705,8 @@ def _container_rules(
             ERROR,
         )
 
+    _resources_rules(c.get("resources"), (*path, "resources"), report)
+    _no_nul(c, path, report)
     port_names: set[str] = set()
     ports = c.get("ports")
     for i, p in enumerate(ports if isinstance(ports, list) else []):
@@ -631,6 +742,84 @@ def _container_rules(
                 )
                 continue
             _probe_rules(probe, probe_key, (*path, probe_key), port_names, report)
+
+
+def _no_nul(c: Mapping[str, Any], path: FieldPath, report: Report) -> None:
+    """A process's arguments, environment and working directory are C strings: no NUL in them."""
+    places: list[tuple[FieldPath, Any]] = [((*path, "workingDir"), c.get("workingDir"))]
+    for key in ("command", "args"):
+        items = c.get(key)
+        places += [((*path, key, i), v) for i, v in enumerate(items if isinstance(items, list) else [])]
+    env = c.get("env")
+    for i, e in enumerate(env if isinstance(env, list) else []):
+        if isinstance(e, Mapping):
+            places.append(((*path, "env", i, "value"), e.get("value")))
+    for where, value in places:
+        if isinstance(value, str) and "\x00" in value:
+            report(
+                where,
+                "the value holds a NUL character, which no process argument or environment value can",
+                "remove the NUL (\\0) from it",
+                ERROR,
+            )
+
+
+_QUANTITY_SUFFIX = {
+    **{"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1)},
+    **{"k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9), "T": Decimal(10**12)},
+    **{"P": Decimal(10**15), "E": Decimal(10**18)},
+    **{s: Decimal(2 ** (10 * (i + 1))) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+}
+_QUANTITY_PARTS = re.compile(
+    r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
+)
+
+
+def quantity_value(q: Any) -> Decimal | None:
+    """A resource quantity (``500m``, ``128Mi``, ``2``) as a number; None when it is not one."""
+    if isinstance(q, bool) or not isinstance(q, int | float | str):
+        return None
+    if isinstance(q, float) and not math.isfinite(q):
+        return None
+    m = _QUANTITY_PARTS.match(str(q).strip()) if isinstance(q, str) else None
+    try:
+        if m is None:
+            return Decimal(q) if not isinstance(q, str) else None
+        return Decimal(m.group(1)) * _QUANTITY_SUFFIX[m.group(2) or ""]
+    except ArithmeticError:  # InvalidOperation, or Overflow for an exponent such as 1e999999999Ki
+        return None
+
+
+def _resources_rules(resources: Any, path: FieldPath, report: Report) -> None:
+    """Kubernetes: no negative quantity, and a request at most its limit."""
+    if not isinstance(resources, Mapping):
+        return
+    values: dict[str, dict[str, Decimal]] = {}
+    for part in ("requests", "limits"):
+        given = resources.get(part)
+        values[part] = {}
+        for name, q in given.items() if isinstance(given, Mapping) else []:
+            v = quantity_value(q)
+            if v is None:
+                continue
+            values[part][name] = v
+            if v < 0:
+                report(
+                    (*path, part, name),
+                    f"{part}.{name} is {q}; a resource quantity must not be negative",
+                    f"set {name} to 0 or more",
+                    ERROR,
+                )
+    for name, request in values["requests"].items():
+        limit = values["limits"].get(name)
+        if limit is not None and request > limit >= 0:
+            report(
+                (*path, "requests", name),
+                f"the {name} request ({resources['requests'][name]}) is more than its limit "
+                f"({resources['limits'][name]})",
+                f"lower the request or raise the limit of {name}",
+                ERROR,
+            )
 
 
 def _container_port_rules(
@@ -826,6 +1015,13 @@ def _service_rules(obj: Mapping[str, Any], report: Report) -> None:
             "use ClusterIP, NodePort, LoadBalancer or ExternalName",
             ERROR,
         )
+    if stype == "ExternalName" and not spec.get("externalName"):
+        report(
+            ("spec", "externalName"),
+            "a Service of type ExternalName needs spec.externalName",
+            "set externalName to a DNS name, or use type ClusterIP",
+            ERROR,
+        )
     label_rules(spec.get("selector"), ("spec", "selector"), report)
     ports = spec.get("ports")
     if not isinstance(ports, list) or not ports:
@@ -833,6 +1029,7 @@ def _service_rules(obj: Mapping[str, Any], report: Report) -> None:
             report(("spec", "ports"), "the Service has no ports", "add at least one port", ERROR)
         return
     port_names: set[str] = set()
+    numbers: dict[tuple[int, str], int] = {}
     for i, p in enumerate(ports):
         if not isinstance(p, Mapping):
             continue
@@ -840,6 +1037,16 @@ def _service_rules(obj: Mapping[str, Any], report: Report) -> None:
         n = _int(p.get("port"))
         if n is not None and not 1 <= n <= 65535:
             report((*path, "port"), f"port {n} is out of range", "use a port from 1 to 65535", ERROR)
+        elif n is not None:
+            key = (n, str(p.get("protocol") or "TCP"))
+            if key in numbers:
+                report(
+                    (*path, "port"),
+                    f"port {n}/{key[1]} is already spec.ports[{numbers[key]}]",
+                    "give each port of a Service its own number",
+                    ERROR,
+                )
+            numbers.setdefault(key, i)
         if p.get("targetPort") is not None:
             _port_ref(p.get("targetPort"), (*path, "targetPort"), report)
         pname = p.get("name")

@@ -13,6 +13,7 @@ turned into strings, merge keys (``<<``) honoured, duplicate keys refused.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,23 +29,33 @@ MAX_BYTES = 4 * 1024 * 1024
 MAX_ALIAS_EXPANSION = 100_000
 #: Deepest nesting accepted; real manifests stay well below 30 levels.
 MAX_DEPTH = 64
+#: Longest number accepted, in characters: an int64 has 19 digits, so 40 leaves room for signs,
+#: underscores and float exponents while keeping every number cheap to convert and to print.
+MAX_NUMBER_CHARS = 40
 
 FieldPath = tuple[str | int, ...]
 
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null")}
 _MERGE_TAG = f"{_TAG}merge"
+_NUMBER_TAGS = {f"{_TAG}int", f"{_TAG}float"}
 
 # The C parser when PyYAML was built with libyaml (same grammar, much faster on large files); the
 # safe constructor either way. Nothing here ever builds arbitrary Python objects.
 _Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+# Kubernetes' decoder reads a plain 1e3 as a number (Go's ParseFloat); YAML 1.1, and so PyYAML,
+# wants a dot (1.0e3) and reads 1e3 as a string. Read it as Kubernetes does.
+_EXPONENT = re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$")
+
+
 class _Loader(_Base):  # type: ignore[valid-type,misc]
-    """SafeLoader that leaves timestamps as strings, as Kubernetes does."""
+    """SafeLoader that leaves timestamps as strings, as Kubernetes does, and reads 1e3 as a number."""
 
     yaml_implicit_resolvers = {
         first: [(tag, rx) for tag, rx in resolvers if tag != f"{_TAG}timestamp"]
+        + ([(f"{_TAG}float", _EXPONENT)] if first in "-+0123456789" else [])
         for first, resolvers in _Base.yaml_implicit_resolvers.items()
     }
 
@@ -322,7 +333,29 @@ class _Builder:
                 f"the YAML tag {node.tag!r} is not plain data",
                 "remove the tag (Kubernetes manifests hold strings, numbers, booleans, lists and maps)",
             )
-        return self.loader.yaml_constructors[node.tag](self.loader, node)
+        if node.tag in _NUMBER_TAGS:
+            if ":" in node.value:
+                # YAML 1.1's base-60 numbers (1:30 is 90 to PyYAML); Kubernetes' decoder reads a
+                # string, so do the same and let the schema say it is not a number.
+                return node.value
+            if len(node.value) > MAX_NUMBER_CHARS:
+                raise _Refused(
+                    node.start_mark.line + 1,
+                    path,
+                    f"a number of {len(node.value)} characters: "
+                    "no Kubernetes field holds a number that large",
+                    "write a realistic number (an int64 has at most 19 digits), or quote it if it is text",
+                )
+        try:
+            return self.loader.yaml_constructors[node.tag](self.loader, node)
+        except (ValueError, IndexError) as e:
+            # An explicit tag on a value that is not of its type (!!int "", !!float abc).
+            raise _Refused(
+                node.start_mark.line + 1,
+                path,
+                f"{node.value!r} is not a valid {node.tag.removeprefix(_TAG)}: {e}",
+                "write a plain value without the tag",
+            ) from None
 
     def _check_tag(self, node: yaml.Node, expected: str, path: FieldPath) -> None:
         if node.tag != expected:

@@ -40,9 +40,20 @@ def test_schema_has_the_rollout_fields() -> None:
     bg = props["spec"]["properties"]["strategy"]["properties"]["blueGreen"]
     assert bg["properties"]["activeService"] == {"type": "string"}
     assert bg["required"] == ["activeService"]
-    assert bg["properties"]["scaleDownDelaySeconds"] == {"type": "integer", "minimum": 0}
+    int32 = {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
+    # Every integer carries its Kubernetes format and range (issue 11: replicas 2147483648 was
+    # accepted), narrowed by the field's own bounds.
+    assert bg["properties"]["scaleDownDelaySeconds"] == {**int32, "minimum": 0}
+    assert props["spec"]["properties"]["replicas"] == {**int32, "minimum": 0}
     weight = bg["properties"]["antiAffinity"]["properties"]["preferredDuringSchedulingIgnoredDuringExecution"]
-    assert weight["properties"]["weight"] == {"type": "integer", "minimum": 1, "maximum": 100}
+    assert weight["properties"]["weight"] == {**int32, "minimum": 1, "maximum": 100}
+    pod = props["spec"]["properties"]["template"]["properties"]["spec"]["properties"]
+    assert pod["terminationGracePeriodSeconds"] == {
+        "type": "integer",
+        "format": "int64",
+        "minimum": -(2**63),
+        "maximum": 2**63 - 1,
+    }
     probe = props["spec"]["properties"]["template"]["properties"]["spec"]["properties"]["containers"][
         "items"
     ]["properties"]["readinessProbe"]
@@ -50,7 +61,7 @@ def test_schema_has_the_rollout_fields() -> None:
     assert probe["properties"]["httpGet"]["required"] == ["port"]
     assert "initialDelaySeconds" not in probe["properties"]["httpGet"]["properties"]
     status = props["status"]["properties"]
-    assert status["HPAReplicas"] == {"type": "integer"} and status["observedGeneration"] == {"type": "string"}
+    assert status["HPAReplicas"] == int32 and status["observedGeneration"] == {"type": "string"}
     assert props["metadata"] == {"type": "object"}
 
 

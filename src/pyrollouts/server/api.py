@@ -21,6 +21,7 @@ from aiohttp import web
 from .. import __version__
 from ..model import useractions
 from ..model.cluster import Cluster, Conflict, Invalid, NotFound, Obj
+from ..model.yamlsafe import MAX_BYTES
 from ..web import guard
 from .admission import AdmissionRefused
 from .apply import ApplyRefused, apply_objects, check_text, findings_for_objects
@@ -111,7 +112,11 @@ def make_app(
     report on the data plane. ``host_check``: answer only requests whose Host is a loopback name
     or address with the server's port (turn it off only for a server listening beyond loopback,
     which then needs ``token``; docs/security.md)."""
-    app = web.Application(middlewares=[_errors_middleware, _auth_middleware])
+    # A manifest may be up to yamlsafe.MAX_BYTES (what lint reads), and JSON escaping adds to it:
+    # aiohttp's 1 MiB default refused files that lint accepted, without naming them.
+    app = web.Application(
+        middlewares=[_errors_middleware, _auth_middleware], client_max_size=2 * MAX_BYTES + 65536
+    )
     if test_clock is None:
         test_clock = bool(getattr(clock, "adjustable", False))
     app[CTX_KEY] = _Ctx(cluster, admission, clock, token, state_dir, test_clock, host_check)
@@ -379,12 +384,13 @@ async def apply_route(request: web.Request) -> web.Response:
     create_only = bool(body.get("createOnly"))
     if isinstance(body.get("text"), str):
         source = str(body.get("source") or "<request>")
-        objects, findings = check_text(body["text"], source, ns)
+        # Lint of a large manifest takes a second or more: off the event loop, so the API answers.
+        objects, findings = await asyncio.to_thread(check_text, body["text"], source, ns)
     elif isinstance(body.get("objects"), list):
         objects = body["objects"]
         if not all(isinstance(o, dict) for o in objects):
             raise ApiError(400, "'objects' must be a list of JSON objects")
-        findings = findings_for_objects(objects, ns)
+        findings = await asyncio.to_thread(findings_for_objects, objects, ns)
     else:
         raise ApiError(400, "the body needs 'text' (a YAML/JSON manifest) or 'objects' (a list)")
     with _admitted():

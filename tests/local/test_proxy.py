@@ -477,6 +477,30 @@ async def test_proxy_outlives_its_controller_and_is_adopted(
         await m.aclose()
 
 
+async def test_a_proxy_whose_state_dir_is_removed_stops(state_dir: Path) -> None:
+    # A proxy outlives its server by design; a removed state dir means no server can adopt it again,
+    # so it must not hold its ports for good (tests and temporary demos left such proxies behind).
+    port = free_port()
+    m = ProxyManager(state_dir)
+    pid = await m.ensure_running()
+    await m.push(table(1, port, []))
+    await m.aclose()
+    shutil.rmtree(state_dir)
+    def running() -> bool:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # ours when started here: reap it once it has exited
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+        except OSError:
+            return False
+
+    started = time.monotonic()
+    while time.monotonic() - started < 90 and running():
+        await asyncio.sleep(0.2)
+    assert not running(), f"proxy {pid} runs {time.monotonic() - started:.0f} s after its state dir went"
+    print(f"proxy stopped {time.monotonic() - started:.1f} s after its state dir was removed")
+
+
 async def test_killed_proxy_is_restarted_with_its_last_table(
     manager: ProxyManager, backends: tuple[Backend, Backend], state_dir: Path
 ) -> None:

@@ -94,6 +94,21 @@ def _wait_as_standby(state_dir: Path, lock: Any) -> int | None:
     return None
 
 
+#: How often a proxy checks that its state directory still exists.
+STATE_DIR_CHECK_SECONDS = 5.0
+
+
+async def _stop_when_state_dir_is_gone(state_dir: Path, stop: asyncio.Event) -> None:
+    """A proxy outlives its server on purpose, but not its state directory: once that is removed
+    (a temporary directory cleaned up, a state dir deleted by hand) no server can ever adopt this
+    proxy again, so it stops instead of holding its ports for good."""
+    while not stop.is_set():
+        await asyncio.sleep(STATE_DIR_CHECK_SECONDS)
+        if not state_dir.exists():
+            log.warning("proxy %s: state directory %s is gone; stopping", os.getpid(), state_dir)
+            stop.set()
+
+
 async def _run(state_dir: Path, bind: str, limits: Limits) -> int:
     sock_path = state_dir / SOCKET_FILE
     proxy = ProxyServer(state_dir, bind, limits)
@@ -111,7 +126,9 @@ async def _run(state_dir: Path, bind: str, limits: Limits) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    orphan_check = asyncio.create_task(_stop_when_state_dir_is_gone(state_dir, stop))
     await stop.wait()
+    orphan_check.cancel()
     log.info("proxy %s stopping", os.getpid())
     control.close()
     await proxy.close()

@@ -9,7 +9,7 @@ bench: install
 # Long runs that do not belong in `make test`: the tests marked soak (large counts), then the proxy
 # switch and kill-point tests under load, many times.
 soak: install
-	$(BIN)/pytest -q -p no:cacheprovider -m soak $(PYTEST_ARGS)
+	$(BIN)/pytest -q -s -p no:cacheprovider -m soak $(PYTEST_ARGS)
 	@for i in $$(seq $${SOAK_RUNS:-5}); do echo "soak run $$i"; \
 	  $(BIN)/pytest -q -p no:cacheprovider tests/local/test_proxy.py tests/local/test_e2e_traffic.py \
 	    tests/local/test_e2e_killpoints.py || exit 1; done

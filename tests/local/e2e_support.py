@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -48,6 +49,8 @@ EXAMPLE = REPO / "examples" / "super-hello.yaml"
 #: An exact copy of the seed's faithful manifest (/work/shared/seed/super-hello.yaml).
 SEED_FAITHFUL = REPO / "tests" / "unit" / "model" / "seed-super-hello.yaml"
 LOADCLIENT = Path(__file__).with_name("proxy_loadclient.py")
+#: The least time a wait on the server gives its condition (see E2EServer.wait_for).
+MIN_WAIT = float(os.environ.get("PYROLLOUTS_TEST_MIN_WAIT", "120"))
 
 
 # ---- the store, read from the file ------------------------------------------------------------
@@ -156,6 +159,18 @@ class E2EServer(ServerProcess):
         super().__init__(
             state_dir, env=env, wait=wait, retry_on=(urllib.error.HTTPError, KeyError, IndexError)
         )
+
+    def wait_for(self, what: str, pred: Any, timeout: float = 60) -> Any:
+        """:meth:`ServerProcess.wait_for` with a limit of at least :data:`MIN_WAIT` seconds (a
+        test's own limit is what a step takes on an idle machine; a loaded 2-core machine can take
+        many times that, and a wait ends as soon as its condition holds). A wait that went past the
+        test's own limit is printed with its time (shown with -s or on a failure)."""
+        started = time.monotonic()
+        value = super().wait_for(what, pred, timeout=max(timeout, MIN_WAIT))
+        took = time.monotonic() - started
+        if took > timeout:
+            print(f"slow: waited {took:.1f} s (nominal {timeout:g} s) for {what}")
+        return value
 
     def apply(self, docs: list[dict[str, Any]], path: Path) -> CliResult:
         """Write ``docs`` to ``path`` and `rollouts apply -f` it."""

@@ -26,7 +26,7 @@ from typing import Any
 import kube_helpers
 import pytest
 import runtime_support
-from kube_helpers import admin_client, merge_patch, plain, rs_hash, wait_for
+from kube_helpers import admin_client, merge_patch, owned_replicasets, plain, rs_hash, wait_for
 from runtime_support import ACTIVE, NAME, PREVIEW, RuntimeEnv, manifest, with_env
 
 from pyrollouts.runtimes.kubernetes.resources import RESOURCES
@@ -52,12 +52,14 @@ def _outage(rt: RuntimeEnv, *, kill: bool, down_for: float) -> None:
 
 
 def _converged(rt: RuntimeEnv, rev: int) -> bool:
-    """Healthy on ``rev`` (status and both Services), exactly revisions 1..rev, ``rev`` at 3 ready
-    replicas and every other one at 0."""
+    """Healthy on ``rev`` (status and both Services), one ReplicaSet per revision up to ``rev``
+    (revisions 1..rev, or the newest of them once revisionHistoryLimit, 10, pruned the oldest),
+    ``rev`` at 3 ready replicas and every other one at 0."""
     if not rt.healthy_on(rev):
         return False
     rss = rt.revisions()
-    if sorted(rss) != list(range(1, rev + 1)):
+    owned = owned_replicasets(rt.client, rt.rollout())
+    if len(owned) != len(rss) or max(rss) != rev or sorted(rss) != list(range(rev - len(rss) + 1, rev + 1)):
         return False
     for n, rs in rss.items():
         want = 3 if n == rev else 0
@@ -102,6 +104,50 @@ def test_apiserver_stopped_mid_update_converges(rt: RuntimeEnv) -> None:
     st = rt.status()
     assert st["stableRS"] == st["currentPodHash"] == rs_hash(rt.revisions()[2]), st
     assert len(rt.replicaset_writes("create")) == 2, "one create per revision, none repeated"
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(7200)  # many rounds: far past the suite's 300 s per test
+def test_apiserver_outages_at_random_moments_soak(rt: RuntimeEnv) -> None:
+    """SOAK_OUTAGE_CYCLES updates (default 10), each with an outage (SIGKILL or SIGTERM, 1-4 s) at a
+    random moment after the apply and another right behind the promote; each converges."""
+    seed = int(os.environ.get("SOAK_SEED", str(random.randrange(1 << 30))))
+    rng = random.Random(seed)
+    cycles = int(os.environ.get("SOAK_OUTAGE_CYCLES", "10"))
+    objs = manifest(scale_down_delay=600)
+    ctrl = rt.deploy(objs)
+    rt.wait_healthy(1, 120, f"Healthy on revision 1\n{ctrl.log_tail()}")
+    started, outages = time.monotonic(), 0
+    for i in range(cycles):
+        rev = i + 2
+        rt.apply_all(with_env(objs, f"VERSION V{rev + 1}"))
+        for moment in ("after the apply", "behind the promote"):
+            if moment == "behind the promote":
+                wait_for(
+                    lambda rev=rev: (
+                        rt.phase() == "Paused"
+                        and max(rt.revisions()) == rev
+                        and rt.svc_hash(PREVIEW) == rs_hash(rt.revisions()[rev])
+                    ),
+                    120,
+                    f"cycle {i}: Paused on revision {rev}\n{ctrl.log_tail()}",
+                )
+                merge_patch(
+                    rt.client, "Rollout", NAME, rt.ns, {"status": {"pauseConditions": None}}, status=True
+                )
+            time.sleep(rng.uniform(0, 1.0))
+            _outage(rt, kill=rng.random() < 0.5, down_for=rng.uniform(1, 4))
+            outages += 1
+            assert ctrl.alive(), f"the controller died with the API server\n{ctrl.log_tail()}"
+        rt.wait_healthy(rev, 120, f"cycle {i}: Healthy on revision {rev}\n{ctrl.log_tail()}")
+        ctrl.advance(660)
+        wait_for(
+            lambda rev=rev: _converged(rt, rev), 120, f"cycle {i}: converged on {rev}\n{ctrl.log_tail()}"
+        )
+    print(
+        "apiserver outages:",
+        {"seed": seed, "cycles": cycles, "outages": outages, "seconds": round(time.monotonic() - started)},
+    )
 
 
 class _Versions:
@@ -250,6 +296,7 @@ def test_two_writers_lose_no_update(rt: RuntimeEnv) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(7200)  # many rounds: far past the suite's 300 s per test
 def test_two_writers_lose_no_update_soak(rt: RuntimeEnv) -> None:
     seed = int(os.environ.get("SOAK_SEED", str(random.randrange(1 << 30))))
     _two_writers(rt, rounds=int(os.environ.get("SOAK_WRITER_ROUNDS", "200")), seed=seed)

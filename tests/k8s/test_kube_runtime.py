@@ -191,6 +191,21 @@ def test_refused_pod_template_is_invalid_spec(rt: RuntimeEnv) -> None:
 
 # -- a user's abort racing the controller ----------------------------------------------------------
 def test_abort_is_never_lost(rt: RuntimeEnv) -> None:
+    _abort_race(rt, attempts=4)
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(7200)  # many rounds: far past the suite's 300 s per test
+def test_abort_is_never_lost_soak(rt: RuntimeEnv) -> None:
+    """The same race, SOAK_ABORT_ATTEMPTS times (default 40)."""
+    import os
+
+    _abort_race(rt, attempts=int(os.environ.get("SOAK_ABORT_ATTEMPTS", "40")))
+
+
+def _abort_race(rt: RuntimeEnv, attempts: int) -> None:
+    """A user's abort written while the controller reconciles without pause (a Service churned
+    under it), ``attempts`` times, each followed by a retry: every later version keeps abort."""
     ns = rt.ns
     objs = manifest()
     ctrl = rt.deploy(objs)
@@ -209,7 +224,7 @@ def test_abort_is_never_lost(rt: RuntimeEnv) -> None:
             merge_patch(c, "Service", PREVIEW, ns, {"metadata": {"annotations": {"churn": str(i)}}})
         c.close()
 
-    for attempt in range(4):
+    for attempt in range(attempts):
         t = threading.Thread(target=churn, daemon=True)
         t.start()
         time.sleep(0.3)

@@ -251,6 +251,7 @@ def test_crash_at_every_kill_point_converges(servers: Servers) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(7200)  # many rounds: far past the suite's 300 s per test
 def test_crash_at_random_kill_points_soak(servers: Servers) -> None:
     """SOAK_CRASH_ROUNDS rounds (default 40), each at a random point; SOAK_SEED replays a run."""
     seed = int(os.environ.get("SOAK_SEED", str(random.randrange(1 << 30))))

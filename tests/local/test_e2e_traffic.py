@@ -305,6 +305,7 @@ def test_kill9_of_server_and_replicas_under_traffic(servers: Servers) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(7200)  # many rounds: far past the suite's 300 s per test
 def test_kill9_under_traffic_soak(servers: Servers) -> None:
     """Many cycles (SOAK_FAULT_CYCLES, default 20), promote or abort at random."""
     seed = int(os.environ.get("SOAK_SEED", str(random.randrange(1 << 30))))

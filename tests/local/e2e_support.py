@@ -335,7 +335,7 @@ def timed_wait(srv: ServerProcess, what: str, pred: Any, timeout: float = 120) -
     on a failure): on a loaded 2-core machine the figure says how close a limit came."""
     started = time.monotonic()
     value = srv.wait_for(what, pred, timeout=timeout)
-    print(f"waited {time.monotonic() - started:.1f} s (limit {timeout:g} s) for {what}")
+    print(f"waited {time.monotonic() - started:.1f} s (limit {timeout:g} s) for {what}", flush=True)
     return value
 
 

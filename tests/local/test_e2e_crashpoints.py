@@ -181,8 +181,7 @@ class CrashRun:
         return how
 
     def converge(self, srv: E2EServer) -> None:
-        settled = ("Paused", "Healthy", "Degraded")
-        timed_wait(srv, "a settled phase", lambda: srv.info(NS)["status"] in settled)
+        timed_wait(srv, "a settled phase of the current generation", lambda: self.settled(srv))
         if srv.info(NS)["status"] == "Paused":
             r = srv.cli("promote", "super-hello", "-n", NS)
             assert r.code == 0, r
@@ -191,6 +190,15 @@ class CrashRun:
         self.offset += 40
         timed_wait(srv, "only the active revision has pods", lambda: self.converged(srv), timeout=180)
         check_processes(self.state_dir, srv)
+
+    def settled(self, srv: E2EServer) -> bool:
+        """Paused, Healthy or Degraded, as the restarted server observed the current spec: the
+        phase stored before the crash (Healthy from before the update, say) does not count."""
+        info = srv.info(NS)
+        ro = info["rollout"]
+        observed = str((ro.get("status") or {}).get("observedGeneration", ""))
+        current = observed == str(ro["metadata"].get("generation"))
+        return current and info["status"] in ("Paused", "Healthy", "Degraded")
 
     def converged(self, srv: E2EServer) -> bool:
         info = srv.info(NS)
@@ -228,7 +236,7 @@ def _run(servers: Servers, rng: random.Random, points: list[str], seed: int) -> 
     started = time.monotonic()
     for i, point in enumerate(points):
         how = run.round(point)
-        print(f"round {i + 1}/{len(points)}: {how}")
+        print(f"round {i + 1}/{len(points)}: {how}", flush=True)
     figures = {
         "seed": seed,
         "rounds": len(points),

@@ -14,6 +14,12 @@ API, the CLI, the sqlite file (read-only, also while the server is down) and /pr
 - ``LoadClient``: tests/local/proxy_loadclient.py in its own process against a Service port.
 - ``finish(state_dir, server)``: teardown; `rollouts shutdown --all` (or kill what a dead server
   left), then asserts that no process of the state dir survives.
+- Faults: ``kill_replica`` (kill -9 of one replica's process), ``integrity_check`` (PRAGMA
+  integrity_check of state.db), ``check_processes_offline`` (no orphan or duplicate process while
+  no server runs), ``container_status``, ``timed_wait`` (a wait that prints its time).
+
+Every wait on the server has a floor of PYROLLOUTS_TEST_MIN_WAIT seconds (default 120): a test's
+own limit is what a step takes on an idle machine, and a wait ends as soon as its condition holds.
 """
 
 from __future__ import annotations

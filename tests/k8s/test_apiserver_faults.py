@@ -141,6 +141,13 @@ def test_apiserver_outages_at_random_moments_soak(rt: RuntimeEnv) -> None:
             assert ctrl.alive(), f"the controller died with the API server\n{ctrl.log_tail()}"
         rt.wait_healthy(rev, 120, f"cycle {i}: Healthy on revision {rev}\n{ctrl.log_tail()}")
         ctrl.advance(660)
+        # The controller's part (every old ReplicaSet at 0), then Kubernetes' (its pods gone, which
+        # kube-controller-manager and kwok do after their own reconnects): timed apart.
+        wait_for(
+            lambda rev=rev: all(rs["spec"]["replicas"] == 0 for n, rs in rt.revisions().items() if n != rev),
+            120,
+            f"cycle {i}: the controller scaled the old revisions to 0\n{ctrl.log_tail()}",
+        )
         wait_for(
             lambda rev=rev: _converged(rt, rev), 120, f"cycle {i}: converged on {rev}\n{ctrl.log_tail()}"
         )

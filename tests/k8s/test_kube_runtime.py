@@ -213,19 +213,21 @@ def _abort_race(rt: RuntimeEnv, attempts: int) -> None:
     rt.apply_all(with_env(objs, "VERSION V3"))
     rt.wait_phase("Paused", 40, "Paused")
 
-    stop = threading.Event()
-
-    def churn() -> None:
-        # Keep the controller reconciling: every Service change queues the Rollout.
+    def churn(stop: threading.Event) -> None:
+        # Keep the controller reconciling: every Service change queues the Rollout. Each attempt
+        # has its own stop event, so a churn thread that outlives its join never runs on.
         c = admin_client(rt.cp, ns)
         i = 0
-        while not stop.is_set():
-            i += 1
-            merge_patch(c, "Service", PREVIEW, ns, {"metadata": {"annotations": {"churn": str(i)}}})
-        c.close()
+        try:
+            while not stop.is_set():
+                i += 1
+                merge_patch(c, "Service", PREVIEW, ns, {"metadata": {"annotations": {"churn": str(i)}}})
+        finally:
+            c.close()
 
     for attempt in range(attempts):
-        t = threading.Thread(target=churn, daemon=True)
+        stop = threading.Event()
+        t = threading.Thread(target=churn, args=(stop,), daemon=True)
         t.start()
         time.sleep(0.3)
         written = merge_patch(rt.client, "Rollout", NAME, ns, {"status": {"abort": True}}, status=True)
@@ -250,8 +252,7 @@ def _abort_race(rt: RuntimeEnv, attempts: int) -> None:
             f"attempt {attempt}: the abort was overwritten: {seen}\n{ctrl.log_tail()}"
         )
         stop.set()
-        t.join(10)
-        stop.clear()
+        t.join(30)
         st = wait_for(
             lambda: (s := rt.status()).get("phase") == "Degraded" and s,
             20,

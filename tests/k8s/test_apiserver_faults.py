@@ -68,6 +68,7 @@ def _converged(rt: RuntimeEnv, rev: int) -> bool:
     return True
 
 
+@pytest.mark.timeout(900)  # two outages, and Kubernetes' own components reconnecting after each
 def test_apiserver_stopped_mid_update_converges(rt: RuntimeEnv) -> None:
     objs = manifest(scale_down_delay=600)
     ctrl = rt.deploy(objs)
@@ -89,7 +90,7 @@ def test_apiserver_stopped_mid_update_converges(rt: RuntimeEnv) -> None:
             and (rss[2].get("status") or {}).get("availableReplicas") == 3
         )
 
-    wait_for(paused, 120, f"Paused with preview on revision 2 after the outage\n{ctrl.log_tail()}")
+    wait_for(paused, 300, f"Paused with preview on revision 2 after the outage\n{ctrl.log_tail()}")
 
     # The promote, and the API server stopped right behind it (the active switch in flight).
     merge_patch(rt.client, "Rollout", NAME, rt.ns, {"status": {"pauseConditions": None}}, status=True)
@@ -99,7 +100,9 @@ def test_apiserver_stopped_mid_update_converges(rt: RuntimeEnv) -> None:
     rss = rt.revisions()
     assert sorted(rss) == [1, 2] and rss[1]["spec"]["replicas"] == 3, "the old RS waits for its deadline"
     ctrl.advance(660)
-    wait_for(lambda: _converged(rt, 2), 120, f"converged on revision 2\n{ctrl.log_tail()}")
+    # Removing the old pods is kube-controller-manager's and kwok's work, after their own
+    # reconnects: measured at up to ~55 s after an outage on a loaded machine.
+    wait_for(lambda: _converged(rt, 2), 300, f"converged on revision 2\n{ctrl.log_tail()}")
     assert ctrl.alive()
     st = rt.status()
     assert st["stableRS"] == st["currentPodHash"] == rs_hash(rt.revisions()[2]), st
@@ -129,7 +132,7 @@ def test_apiserver_outages_at_random_moments_soak(rt: RuntimeEnv) -> None:
                         and max(rt.revisions()) == rev
                         and rt.svc_hash(PREVIEW) == rs_hash(rt.revisions()[rev])
                     ),
-                    120,
+                    300,
                     f"cycle {i}: Paused on revision {rev}\n{ctrl.log_tail()}",
                 )
                 merge_patch(
@@ -149,7 +152,7 @@ def test_apiserver_outages_at_random_moments_soak(rt: RuntimeEnv) -> None:
             f"cycle {i}: the controller scaled the old revisions to 0\n{ctrl.log_tail()}",
         )
         wait_for(
-            lambda rev=rev: _converged(rt, rev), 120, f"cycle {i}: converged on {rev}\n{ctrl.log_tail()}"
+            lambda rev=rev: _converged(rt, rev), 300, f"cycle {i}: converged on {rev}\n{ctrl.log_tail()}"
         )
     print(
         "apiserver outages:",

@@ -159,7 +159,7 @@ def test_install_from_repository_and_the_chart_rbac_runs_the_seed_story(
         path = tmp_path / "super-hello.yaml"
         path.write_text(yaml.safe_dump_all(_seed_objects("VERSION V2")))
         kubectl(cp, "apply", "-n", app_ns, "-f", str(path))
-        kubectl(cp, "wait", "-n", app_ns, "--for=condition=Healthy", f"rollout/{NAME}", "--timeout=60s")
+        kubectl(cp, "wait", "-n", app_ns, "--for=condition=Healthy", f"rollout/{NAME}", "--timeout=120s")
 
         path.write_text(yaml.safe_dump_all(_seed_objects("VERSION V3")))
         kubectl(cp, "apply", "-n", app_ns, "-f", str(path))
@@ -193,7 +193,7 @@ def test_install_from_repository_and_the_chart_rbac_runs_the_seed_story(
             30,
             f"old revision scaled down\n{ctrl.log_tail()}",
         )
-        kubectl(cp, "wait", "-n", app_ns, "--for=condition=Healthy", f"rollout/{NAME}", "--timeout=30s")
+        kubectl(cp, "wait", "-n", app_ns, "--for=condition=Healthy", f"rollout/{NAME}", "--timeout=120s")
         assert "Forbidden" not in (tmp_path / "controller.log").read_text(), ctrl.log_tail(80)
         ctrl.stop()  # releases the Lease: part of what it uses
 

@@ -99,11 +99,11 @@ def test_gone_relists_and_replays_what_was_missed(
             compacted = control_plane.compact_etcd()
             assert compacted > int(stale) + 1, (stale, compacted)
             # The API server itself now refuses the informer's resume point with 410.
-            gone = await asyncio.wait_for(_first_watch_error(cluster, namespace, stale), 10)
+            gone = await asyncio.wait_for(_first_watch_error(cluster, namespace, stale), 120)
             assert gone.status.code == 410, gone.status
 
             hub.start()
-            await _until(lambda: inf.lists >= 2, 20, "the informer to relist")
+            await _until(lambda: inf.lists >= 2, 120, "the informer to relist")
             # The synthetic events are handed on inside the relist, before it returns.
             replayed = _drained(sub.queue)
             assert inf.lists == 2
@@ -129,7 +129,7 @@ def test_gone_relists_and_replays_what_was_missed(
 
             # And it watches on from the new list, without listing again.
             await cluster.create("Event", _event(namespace, "later"))
-            ev = await asyncio.wait_for(sub.queue.get(), 20)
+            ev = await asyncio.wait_for(sub.queue.get(), 120)
             assert (ev.type, ev.obj["metadata"]["name"]) == ("ADDED", "later")
             assert inf.lists == 2 and inf.get(namespace, "later") is not None
         finally:

@@ -29,7 +29,7 @@ def _rollout(ns: str) -> dict[str, Any]:
 def test_cluster_protocol(control_plane: ControlPlane, namespace: str, crds: None) -> None:
     async def go() -> None:
         cluster = KubeCluster(make_client(str(control_plane.kubeconfig)), namespace=namespace)
-        await cluster.start(timeout=30)
+        await cluster.start(timeout=120)
         try:
             sub = cluster.watch(["Rollout", "ReplicaSet"], namespace)
             created = await cluster.create("Rollout", _rollout(namespace))
@@ -97,7 +97,7 @@ def test_cluster_protocol(control_plane: ControlPlane, namespace: str, crds: Non
                     if ("ADDED", "ReplicaSet", "good") in seen:
                         return
 
-            await asyncio.wait_for(collect(), 10)
+            await asyncio.wait_for(collect(), 120)
             assert ("ADDED", "Rollout", "super-hello") in seen
             # the cache serves it once the watch delivered it
             assert (await cluster.get("ReplicaSet", namespace, "good"))["metadata"]["name"] == "good"
@@ -145,13 +145,13 @@ def test_informer_resumes_and_relists_on_gone(control_plane: ControlPlane, names
 
         try:
             task = asyncio.create_task(inf.run())
-            await asyncio.wait_for(inf.synced.wait(), 20)
+            await asyncio.wait_for(inf.synced.wait(), 120)
             # stopped meanwhile: a restarted informer resumes the watch from its resourceVersion
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await cluster.create("ReplicaSet", _rs(namespace, "one"))
             task = asyncio.create_task(inf.run())
-            await asyncio.wait_for(until("one"), 20)
+            await asyncio.wait_for(until("one"), 120)
             assert inf.lists == 1
             # After a 410 Gone the informer relists: what changed while it was blind comes out as
             # events. (ReplicaSets are served from the API server's watch cache, which keeps minutes
@@ -169,7 +169,7 @@ def test_informer_resumes_and_relists_on_gone(control_plane: ControlPlane, names
             assert [o["metadata"]["name"] for o in inf.list(namespace)] == ["two"]
             task = asyncio.create_task(inf.run())  # and watches on from the new list
             await cluster.create("ReplicaSet", _rs(namespace, "three"))
-            await asyncio.wait_for(until("three"), 20)
+            await asyncio.wait_for(until("three"), 120)
             assert inf.lists == 2
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -252,7 +252,7 @@ async def _run_one(cp: ControlPlane, path: Path, log_dir: Path, sem: asyncio.Sem
         scenario_dir.mkdir(parents=True, exist_ok=True)
         driver = KubeDriver(cp, ns, client, procs, scenario_dir)
         try:
-            await run_scenario(load_scenario(path), driver, poll_timeout=30.0, poll_interval=0.2)
+            await run_scenario(load_scenario(path), driver, poll_timeout=120.0, poll_interval=0.2)
             return None
         except Exception as exc:
             log = driver.ctrl.log_tail(60) if driver.ctrl else ""

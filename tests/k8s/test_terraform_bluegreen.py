@@ -86,7 +86,7 @@ def test_two_step_apply_update_promote_destroy(
         ctrl = ControllerProc(cp.kubeconfig, APP_NS, tmp_path / "controller.log", identity_name="tf")
         controllers.append(ctrl)
         ctrl.start()
-        kubectl(cp, "wait", "-n", APP_NS, "--for=condition=Healthy", f"rollout/{NAME}", "--timeout=60s")
+        kubectl(cp, "wait", "-n", APP_NS, "--for=condition=Healthy", f"rollout/{NAME}", "--timeout=120s")
         # The controller's additions to the Services are what ignore_changes leaves alone.
         plan = tofu(work, "plan", "-detailed-exitcode", *var_args, check=False)
         assert plan.returncode == 0, f"a plan after the controller's changes is not empty:\n{plan.stdout}"
@@ -107,7 +107,7 @@ def test_two_step_apply_update_promote_destroy(
         assert "promoted" in kubectl(cp, "rollouts", "promote", NAME, "-n", APP_NS).stdout
         h2 = rs_hash(by_revision(admin, get(admin, "Rollout", NAME, APP_NS))[2])
         wait_for(lambda: _svc_hash(admin, "super-hello-prod") == h2, 30, f"switch\n{ctrl.log_tail()}")
-        kubectl(cp, "wait", "-n", APP_NS, "--for=condition=Healthy", f"rollout/{NAME}", "--timeout=60s")
+        kubectl(cp, "wait", "-n", APP_NS, "--for=condition=Healthy", f"rollout/{NAME}", "--timeout=120s")
         ctrl.stop()
 
         tofu(work, "destroy", "-auto-approve", *var_args, timeout=300)

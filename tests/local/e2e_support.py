@@ -14,12 +14,19 @@ API, the CLI, the sqlite file (read-only, also while the server is down) and /pr
 - ``LoadClient``: tests/local/proxy_loadclient.py in its own process against a Service port.
 - ``finish(state_dir, server)``: teardown; `rollouts shutdown --all` (or kill what a dead server
   left), then asserts that no process of the state dir survives.
+- Faults: ``kill_replica`` (kill -9 of one replica's process), ``integrity_check`` (PRAGMA
+  integrity_check of state.db), ``check_processes_offline`` (no orphan or duplicate process while
+  no server runs), ``container_status``, ``timed_wait`` (a wait that prints its time).
+
+Every wait on the server has a floor of PYROLLOUTS_TEST_MIN_WAIT seconds (default 120): a test's
+own limit is what a step takes on an idle machine, and a wait ends as soon as its condition holds.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -48,6 +55,8 @@ EXAMPLE = REPO / "examples" / "super-hello.yaml"
 #: An exact copy of the seed's faithful manifest (/work/shared/seed/super-hello.yaml).
 SEED_FAITHFUL = REPO / "tests" / "unit" / "model" / "seed-super-hello.yaml"
 LOADCLIENT = Path(__file__).with_name("proxy_loadclient.py")
+#: The least time a wait on the server gives its condition (see E2EServer.wait_for).
+MIN_WAIT = float(os.environ.get("PYROLLOUTS_TEST_MIN_WAIT", "120"))
 
 
 # ---- the store, read from the file ------------------------------------------------------------
@@ -156,6 +165,18 @@ class E2EServer(ServerProcess):
         super().__init__(
             state_dir, env=env, wait=wait, retry_on=(urllib.error.HTTPError, KeyError, IndexError)
         )
+
+    def wait_for(self, what: str, pred: Any, timeout: float = 60) -> Any:
+        """:meth:`ServerProcess.wait_for` with a limit of at least :data:`MIN_WAIT` seconds (a
+        test's own limit is what a step takes on an idle machine; a loaded 2-core machine can take
+        many times that, and a wait ends as soon as its condition holds). A wait that went past the
+        test's own limit is printed with its time (shown with -s or on a failure)."""
+        started = time.monotonic()
+        value = super().wait_for(what, pred, timeout=max(timeout, MIN_WAIT))
+        took = time.monotonic() - started
+        if took > timeout:
+            print(f"slow: waited {took:.1f} s (nominal {timeout:g} s) for {what}")
+        return value
 
     def apply(self, docs: list[dict[str, Any]], path: Path) -> CliResult:
         """Write ``docs`` to ``path`` and `rollouts apply -f` it."""
@@ -310,3 +331,83 @@ def check_processes(state_dir: Path, server: E2EServer) -> None:
             says_running = "running" in (statuses.get(c["name"]) or {}).get("state", {})
             if says_running and not pod["metadata"].get("deletionTimestamp"):
                 assert len(running) == 1, f"pod {name}: {c['name']} is running by its status, not in /proc"
+
+
+# ---- faults: replicas, the store, processes while the server is down ----------------------------
+
+
+def timed_wait(srv: ServerProcess, what: str, pred: Any, timeout: float = 120) -> Any:
+    """``srv.wait_for`` with a generous limit that prints how long the wait took (shown with -s or
+    on a failure): on a loaded 2-core machine the figure says how close a limit came."""
+    started = time.monotonic()
+    value = srv.wait_for(what, pred, timeout=timeout)
+    print(f"waited {time.monotonic() - started:.1f} s (limit {timeout:g} s) for {what}", flush=True)
+    return value
+
+
+def pods_of(state_dir: Path, ns: str, pod_hash: str) -> list[dict[str, Any]]:
+    """The stored Pods of one revision (by pod-template-hash), not being deleted."""
+    from pyrollouts.model import names
+
+    return [
+        p
+        for p in stored(state_dir, "Pod", ns)
+        if p["metadata"]["labels"].get(names.POD_TEMPLATE_HASH_LABEL) == pod_hash
+        and not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def kill_replica(state_dir: Path, ns: str, pod_hash: str, pick: Any = None) -> tuple[str, str, int]:
+    """kill -9 the app process of one running replica of a revision (``pick``: chooses among the
+    candidates, say ``random.Random.choice``; default the first) and wait until it is gone.
+    Returns (pod uid, container, pid)."""
+    import os
+    import signal
+
+    procs = app_processes(state_dir)
+    candidates = []
+    for p in pods_of(state_dir, ns, pod_hash):
+        key = (p["metadata"]["uid"], p["spec"]["containers"][0]["name"])
+        if len(procs.get(key, [])) == 1:
+            candidates.append(key)
+    assert candidates, f"no running replica of {ns} hash {pod_hash}: {procs}"
+    key = pick(candidates) if pick is not None else candidates[0]
+    pid = procs[key][0]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while pid in app_processes(state_dir).get(key, []) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pid not in app_processes(state_dir).get(key, []), f"pid {pid} did not die"
+    return key[0], key[1], pid
+
+
+def container_status(srv: ServerProcess, ns: str, uid: str, container: str) -> dict[str, Any] | None:
+    """One container's status on a Pod, from the API (None when the Pod or status is missing)."""
+    for p in srv.http("GET", f"/api/pods?namespace={ns}")["items"]:
+        if p["metadata"]["uid"] == uid:
+            for cs in (p.get("status") or {}).get("containerStatuses") or []:
+                if cs["name"] == container:
+                    return dict(cs)
+    return None
+
+
+def integrity_check(state_dir: Path) -> None:
+    """`PRAGMA integrity_check` of state.db answers ok (a crash left the store whole)."""
+    db = sqlite3.connect(f"file:{state_dir / 'state.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = db.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        db.close()
+    assert rows == [("ok",)], f"state.db integrity_check: {rows}"
+
+
+def check_processes_offline(state_dir: Path) -> dict[str, int]:
+    """While no server runs: every app process belongs to a Pod in the store (no orphan) and no
+    container of a Pod runs twice (no duplicate). Returns {"pods", "processes"} for the record."""
+    procs = app_processes(state_dir)
+    pods = {p["metadata"]["uid"]: p for p in stored(state_dir, "Pod")}
+    orphans = [describe(pid) for key, pids in procs.items() if key[0] not in pods for pid in pids]
+    assert not orphans, f"app processes with no Pod in the store: {orphans}"
+    dups = {k: [describe(p) for p in v] for k, v in procs.items() if len(v) > 1}
+    assert not dups, f"containers running more than once: {dups}"
+    return {"pods": len(pods), "processes": sum(len(v) for v in procs.values())}

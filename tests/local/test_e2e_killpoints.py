@@ -35,7 +35,9 @@ from e2e_support import (
     LoadClient,
     Servers,
     check_processes,
+    check_processes_offline,
     finish,
+    integrity_check,
     seed_docs,
     stored,
     stored_one,
@@ -299,15 +301,19 @@ def test_kill_point_then_restart_ends_as_uninterrupted(case: str, world: World) 
     assert f"fault injection: exiting at {point.partition(':')[0]}\n" in srv.log_text()
 
     _check_between(point, world, ns, before, old_hash)
+    integrity_check(world.servers.state_dir)
+    check_processes_offline(world.servers.state_dir)
     assert http_body(prod) in ("V2", "V3")  # the server is down; the proxy is not
     uid, container = _kill_one_app_process(world, ns)
 
     srv = world.plain()
     srv.wait_for(
         "the killed app process restarted",
-        lambda: (cs := _container_status(srv, ns, uid, container)) is not None
-        and cs["restartCount"] >= 1
-        and cs["ready"],
+        lambda: (
+            (cs := _container_status(srv, ns, uid, container)) is not None
+            and cs["restartCount"] >= 1
+            and cs["ready"]
+        ),
         timeout=30,
     )
     check_processes(world.servers.state_dir, srv)
@@ -327,6 +333,8 @@ def test_server_killed_under_load_fails_no_request(world: World) -> None:
         srv.wait_for("V3 answering on preview", lambda: http_body(preview) == "V3", timeout=10)
         assert srv.cli("promote", "super-hello", "-n", ns).code == 0
         srv.kill9()  # in the middle of the promote
+        integrity_check(world.servers.state_dir)
+        check_processes_offline(world.servers.state_dir)
         time.sleep(2)  # the client keeps sending while no server runs
         assert http_body(prod) in ("V2", "V3")
         srv = world.plain()

@@ -139,7 +139,14 @@ async def apply_action(cluster: Cluster, rollout: Obj, action: a.Action, clock: 
             if replicas is not None:
                 body["spec"] = {"replicas": replicas}
             if body:
-                return await cluster.patch("Rollout", ns, rollout["metadata"]["name"], body)
+                # The default replicas goes with the resourceVersion it was planned from (issue 11):
+                # a user's spec.replicas written between our read and this write makes it a
+                # Conflict (apply_plan plans again) instead of being overwritten. An annotation
+                # alone (the revision) overwrites nothing of the user's and needs no precondition.
+                rv = rollout.get("metadata", {}).get("resourceVersion") if replicas is not None else None
+                return await cluster.patch(
+                    "Rollout", ns, rollout["metadata"]["name"], body, resource_version=rv
+                )
         case a.DeleteReplicaSet(name=name):
             try:
                 await cluster.delete("ReplicaSet", ns, name)
@@ -219,7 +226,12 @@ async def apply_plan(cluster: Cluster, rollout: Obj, plan: a.Plan, clock: Clock)
     new_status = plan.status.wire()
     try:
         for action in plan.actions:
-            updated = await apply_action(cluster, current, action, clock)
+            try:
+                updated = await apply_action(cluster, current, action, clock)
+            except Conflict:
+                if not (isinstance(action, a.UpdateRollout) and action.replicas is not None):
+                    raise
+                return False  # the Rollout changed since it was read: plan again from it
             if updated is not None:
                 current = updated
     except SpecRejected as exc:

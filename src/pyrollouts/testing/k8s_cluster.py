@@ -746,6 +746,38 @@ class ControlPlane:
 
     # ---- for tests -------------------------------------------------------------------------------
 
+    def _component(self, name: str) -> _Process:
+        for proc in self._procs:
+            if proc.name == name:
+                return proc
+        raise ControlPlaneError(f"no component {name!r} (the control plane is not started?)")
+
+    def stop_component(self, name: str, *, kill: bool = False) -> None:
+        """Stop one component (``kube-apiserver``, say) and wait until it has exited: SIGTERM, or
+        SIGKILL with ``kill`` (a crash). Its log and data stay; :meth:`start_component` brings it
+        back with the same arguments (the same port, certificates and etcd)."""
+        proc = self._component(name)
+        if proc.popen is None or proc.popen.poll() is not None:
+            return
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+            proc.popen.wait(15)
+        else:
+            proc.stop(timeout=15)
+
+    def start_component(self, name: str, timeout: float = 120.0) -> float:
+        """Start a stopped component again with its arguments; for kube-apiserver, wait until
+        /readyz answers ok. Returns the seconds it took."""
+        proc = self._component(name)
+        if proc.exited() is None and proc.popen is not None:
+            raise ControlPlaneError(f"{name} is still running (pid {proc.popen.pid})")
+        started = time.monotonic()
+        proc.start(self.root)
+        if name == "kube-apiserver":
+            self._wait("kube-apiserver /readyz after a restart", started + timeout, self._readyz)
+        return time.monotonic() - started
+
     def check_alive(self) -> None:
         """Raise ControlPlaneError naming any component that has exited (with its log's tail)."""
         dead = [(p.name, p.exited()) for p in self._procs if p.exited() is not None]

@@ -317,10 +317,17 @@ def check_processes(state_dir: Path, server: E2EServer) -> None:
     """No duplicate and no orphaned process: each container of each stored Pod runs at most once,
     exactly once when its status says it is running (and the Pod is not being deleted), and every
     app process of the state dir belongs to a stored Pod."""
-    procs = app_processes(state_dir)
-    pods = server.http("GET", "/api/pods")["items"]
-    uids = {p["metadata"]["uid"]: p for p in pods}
-    orphans = {k: v for k, v in procs.items() if k[0] not in uids}
+    # A deleted Pod's process may still be on its way out (SIGTERM, then the grace period): an
+    # orphan is one that stays, so the check waits a bounded time for those to finish.
+    deadline = time.monotonic() + 60
+    while True:
+        procs = app_processes(state_dir)
+        pods = server.http("GET", "/api/pods")["items"]
+        uids = {p["metadata"]["uid"]: p for p in pods}
+        orphans = {k: v for k, v in procs.items() if k[0] not in uids}
+        if not orphans or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert not orphans, f"app processes with no Pod: {[describe(p) for v in orphans.values() for p in v]}"
     for uid, pod in uids.items():
         statuses = {cs["name"]: cs for cs in (pod.get("status") or {}).get("containerStatuses") or []}

@@ -71,3 +71,31 @@ def test_the_crd_refuses_replicas_over_int32_like_lint(control_plane: ControlPla
     )
     assert status == 422, body
     assert "spec.replicas" in json.dumps(body), body
+
+
+def test_the_crd_takes_int64_fields(control_plane: ControlPlane, crds: None) -> None:
+    # Bounds of +-2**63 on int64 fields made the API server refuse every Rollout that had one
+    # (terminationGracePeriodSeconds: 30, which every undo copies from a ReplicaSet's template).
+    rollout = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "int64-fields", "namespace": "default"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "a"}},
+            "template": {
+                "metadata": {"labels": {"app": "a"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {"runAsUser": 1000, "supplementalGroups": [1000]},
+                    "containers": [{"name": "a", "image": "a:1"}],
+                },
+            },
+            "strategy": {"blueGreen": {"activeService": "a"}},
+        },
+    }
+    assert [f for f in lint_text(json.dumps(rollout), "r.json") if f.severity == "error"] == []
+    status, body = control_plane.api.request(
+        "POST", "/apis/argoproj.io/v1alpha1/namespaces/default/rollouts", rollout
+    )
+    assert status == 201, body

@@ -54,6 +54,10 @@ def test_the_crd_bounds_every_integer_by_its_format() -> None:
     _walk_openapi(schema.rollout_openapi_schema(), "", integers)
     assert len(integers) > 40
     for path, node in integers.items():
+        if node["format"] == "int64":
+            # Bounds of 2**63 would be float64 in the API server, which then refuses the field.
+            assert "maximum" not in node or node["maximum"] < 2**53, path
+            continue
         low, high = INT_RANGES[node["format"]]
         assert low <= node["minimum"] and node["maximum"] <= high, path
     assert integers[".spec.replicas"]["maximum"] == 2**31 - 1

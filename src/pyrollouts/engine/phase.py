@@ -1,4 +1,4 @@
-"""status.phase and status.message from the phase rules (ARGO-COMPAT "Status"), first match wins."""
+"""status.phase and status.message from the phase rules (docs/argo-compat.md "Status"), first match wins."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ from ..model.rollout import Rollout
 
 def phase(rollout: Rollout, status: dict[str, Any]) -> tuple[str, str]:
     """(phase, message) for a status about to be written. Pure function of spec and status."""
+    found = _degraded(status) or _paused(rollout, status) or _progressing(rollout, status)
+    return found if found is not None else (names.PHASE_HEALTHY, "")
+
+
+def _degraded(status: dict[str, Any]) -> tuple[str, str] | None:
+    """Degraded: an InvalidSpec, an abort, or a progress deadline exceeded."""
     conditions = status.get("conditions") or []
     for c in conditions:
         if c.get("type") == names.COND_INVALID_SPEC and c.get("status") == "True":
@@ -17,11 +23,21 @@ def phase(rollout: Rollout, status: dict[str, Any]) -> tuple[str, str]:
     for c in conditions:
         if c.get("reason") in (names.ROLLOUT_ABORTED, names.PROGRESS_DEADLINE_EXCEEDED):
             return names.PHASE_DEGRADED, f"{c['reason']}: {c.get('message', '')}"
+    return None
+
+
+def _paused(rollout: Rollout, status: dict[str, Any]) -> tuple[str, str] | None:
+    """Paused: spec.paused, or a pause condition."""
     if rollout.spec.paused:
         return names.PHASE_PAUSED, "manually paused"
     pauses = status.get("pauseConditions") or []
     if pauses:
         return names.PHASE_PAUSED, str(pauses[0].get("reason", ""))
+    return None
+
+
+def _progressing(rollout: Rollout, status: dict[str, Any]) -> tuple[str, str] | None:
+    """Progressing: a restart, pods to update or to become available, the cutover, or stable."""
     if rollout.spec.restart_at and rollout.spec.restart_at != status.get("restartedAt"):
         return names.PHASE_PROGRESSING, "rollout is restarting"
     replicas = rollout.effective_replicas()
@@ -37,4 +53,4 @@ def phase(rollout: Rollout, status: dict[str, Any]) -> tuple[str, str]:
         return names.PHASE_PROGRESSING, "active service cutover pending"
     if status.get("stableRS") != current:
         return names.PHASE_PROGRESSING, "waiting for analysis to complete"
-    return names.PHASE_HEALTHY, ""
+    return None

@@ -1,5 +1,5 @@
-"""One blue-green reconcile: a sequence of named steps, in Argo's order (docs/argo-compat.md
-"A reconcile, step by step").
+"""One blue-green reconcile: a sequence of named steps, as Argo's controller takes them
+(docs/argo-compat.md "A reconcile, step by step").
 
 Each step lives in the module named after its concept and reads what the earlier ones decided
 (the roles and the pause context); actions are appended to the plan in the order the controller

@@ -1,4 +1,4 @@
-"""status.phase and status.message from the phase rules (docs/argo-compat.md "Status"), first match wins."""
+"""status.phase and status.message: the first phase rule that applies (docs/argo-compat.md "Status")."""
 
 from __future__ import annotations
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from ..model import names
+from ..model.rollout import PauseCondition
 from . import conditions, events, replicaset, timeutil
 from .context import Ctx
 from .roles import Roles
@@ -27,7 +27,7 @@ class PauseContext:
     (abort cleared, abortedAt still set); ``was_paused`` and ``before`` describe the pause as read,
     for the Progressing condition and the RolloutPaused/RolloutResumed events."""
 
-    conditions: list[dict[str, Any]]
+    conditions: list[PauseCondition]
     controller_pause: bool
     abort: bool = False
     aborted_at: str | None = None
@@ -35,7 +35,7 @@ class PauseContext:
     checkpoint: bool = False
     retrying: bool = False
     was_paused: bool = False
-    before: list[dict[str, Any]] = field(default_factory=list)
+    before: list[PauseCondition] = field(default_factory=list)
 
     @classmethod
     def read(cls, ctx: Ctx, roles: Roles) -> PauseContext:
@@ -43,18 +43,19 @@ class PauseContext:
         (no pause, abort, promoteFull or checkpoint), and there is nothing to abort once the new RS
         is the stable one."""
         st = ctx.status
-        was_paused = (conditions.get(ctx.status_in, names.COND_PAUSED) or {}).get("status") == "True"
-        before = [p.wire() for p in st.pause_conditions or []]
+        paused_condition = conditions.find(st, names.COND_PAUSED)
+        was_paused = paused_condition is not None and paused_condition.status == "True"
+        before = [p.model_copy() for p in st.pause_conditions or []]
         # A promote clears status.pauseConditions before we look, so a pause we had recorded (Paused
         # condition, controllerPause) counts as "before" too; that promote then yields RolloutResumed.
         recorded = was_paused and st.controller_pause and not roles.template_changed
         if not before and recorded and not ctx.rollout.spec.paused:
-            before = [{"reason": names.PAUSE_BLUE_GREEN}]
+            before = [PauseCondition(reason=names.PAUSE_BLUE_GREEN, start_time="")]
         if roles.template_changed:
             pc = cls([], False, was_paused=was_paused, before=before)
         else:
             pc = cls(
-                [p.wire() for p in st.pause_conditions or []],
+                [p.model_copy() for p in st.pause_conditions or []],
                 bool(st.controller_pause),
                 abort=bool(st.abort),
                 aborted_at=st.aborted_at,
@@ -68,11 +69,11 @@ class PauseContext:
             pc.abort, pc.aborted_at = False, None
         return pc
 
-    def blue_green(self) -> dict[str, Any] | None:
-        return next((p for p in self.conditions if p.get("reason") == names.PAUSE_BLUE_GREEN), None)
+    def blue_green(self) -> PauseCondition | None:
+        return next((p for p in self.conditions if p.reason == names.PAUSE_BLUE_GREEN), None)
 
     def remove_blue_green(self) -> None:
-        self.conditions = [p for p in self.conditions if p.get("reason") != names.PAUSE_BLUE_GREEN]
+        self.conditions = [p for p in self.conditions if p.reason != names.PAUSE_BLUE_GREEN]
 
     @property
     def completed(self) -> bool:
@@ -135,12 +136,12 @@ def update_blue_green_pause(ctx: Ctx, pc: PauseContext, *, skip: bool, ready: bo
         return
     if cond is None:
         if not pc.controller_pause and ready:
-            pc.conditions.append({"reason": names.PAUSE_BLUE_GREEN, "startTime": ctx.now_s})
+            pc.conditions.append(PauseCondition(reason=names.PAUSE_BLUE_GREEN, start_time=ctx.now_s))
             pc.controller_pause = True
         return
     seconds = ctx.rollout.bg.auto_promotion_seconds or 0
     if ctx.rollout.auto_promotion_enabled() and seconds > 0:
-        start = timeutil.parse(str(cond.get("startTime", ""))) or ctx.now
+        start = timeutil.parse(cond.start_time) or ctx.now
         due = start + timedelta(seconds=seconds)
         if ctx.now >= due:
             pc.remove_blue_green()
@@ -149,11 +150,11 @@ def update_blue_green_pause(ctx: Ctx, pc: PauseContext, *, skip: bool, ready: bo
 
 
 def emit_transition(
-    ctx: Ctx, before: list[dict[str, Any]], after: list[dict[str, Any]], aborted: bool
+    ctx: Ctx, before: list[PauseCondition], after: list[PauseCondition], aborted: bool
 ) -> None:
     """RolloutPaused / RolloutResumed events when status.pauseConditions goes from empty to not (or
     back), as Argo does; an abort also clears the pause conditions, but that is not a resume."""
     if after and not before:
-        ctx.event(names.ROLLOUT_PAUSED, events.paused(str(after[0].get("reason", ""))))
+        ctx.event(names.ROLLOUT_PAUSED, events.paused(after[0].reason))
     elif before and not after and not aborted:
         ctx.event(names.ROLLOUT_RESUMED, events.RESUMED)

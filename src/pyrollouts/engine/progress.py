@@ -47,8 +47,8 @@ def check_deadline(ctx: Ctx, roles: Roles, pc: PauseContext) -> bool:
     now["blueGreen"] = {"activeSelector": roles.active, "previewSelector": roles.preview}
     if not timed_out(ctx, conditions.progress_made(ctx.status_in, now)):
         return False
-    old = conditions.get(ctx.status_in, names.COND_PROGRESSING) or {}
-    if old.get("reason") != names.PROGRESS_DEADLINE_EXCEEDED:
+    old = conditions.find(ctx.status, names.COND_PROGRESSING)
+    if old is None or old.reason != names.PROGRESS_DEADLINE_EXCEEDED:
         ctx.event(names.PROGRESS_DEADLINE_EXCEEDED, events.timed_out(new_rs.name), "Warning")
     return True
 
@@ -56,14 +56,14 @@ def check_deadline(ctx: Ctx, roles: Roles, pc: PauseContext) -> bool:
 def timed_out(ctx: Ctx, counts_progress: bool) -> bool:
     """The progress deadline: no progress for progressDeadlineSeconds since Progressing last moved
     (requeues for the moment it will pass)."""
-    old = conditions.get(ctx.status_in, names.COND_PROGRESSING)
+    old = conditions.find(ctx.status, names.COND_PROGRESSING)
     if old is None or counts_progress:
         return False
-    if old.get("reason") == names.PROGRESS_DEADLINE_EXCEEDED:
+    if old.reason == names.PROGRESS_DEADLINE_EXCEEDED:
         return True
-    if old.get("reason") not in _DEADLINE_REASONS:
+    if old.reason not in _DEADLINE_REASONS:
         return False
-    last = timeutil.parse(old.get("lastUpdateTime"))
+    last = timeutil.parse(old.last_update_time)
     if last is None:
         return False
     due = last + timedelta(seconds=ctx.rollout.progress_deadline_seconds())

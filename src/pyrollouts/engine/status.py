@@ -168,7 +168,7 @@ def build(ctx: Ctx, o: Outcome) -> dict[str, Any]:
     bgst["previewSelector"] = roles.preview
     bgst["scaleUpPreviewCheckPoint"] = True if pc.checkpoint else None
     s["blueGreen"] = {k: v for k, v in bgst.items() if v is not None}
-    s["pauseConditions"] = pc.conditions or None
+    s["pauseConditions"] = [p.wire() for p in pc.conditions] or None
     s["controllerPause"] = True if pc.controller_pause else None
     s["abort"] = True if pc.abort else None
     s["abortedAt"] = pc.aborted_at if pc.abort else None

@@ -13,6 +13,7 @@ from pyrollouts.engine.pause import PauseContext
 from pyrollouts.engine.replicaset import NewReplicaSet
 from pyrollouts.engine.roles import Roles
 from pyrollouts.model import names
+from pyrollouts.model.rollout import PauseCondition
 
 OLD = "oldhash"
 BG_PAUSE = {"reason": names.PAUSE_BLUE_GREEN, "startTime": "2026-01-01T11:59:00Z"}
@@ -32,6 +33,10 @@ def _update(
     return c, Roles.assign(c, NewReplicaSet(NEW, new_rs, 2, False))
 
 
+def _wire(conditions: list[PauseCondition]) -> list[dict[str, Any]]:
+    return [p.wire() for p in conditions]
+
+
 def _current(patch: dict[str, Any] | None = None, **status: Any) -> tuple[Ctx, Roles]:
     return _update(status, patch)
 
@@ -44,7 +49,7 @@ def test_read_takes_abort_promote_full_and_checkpoint_from_status() -> None:
         blueGreen={"scaleUpPreviewCheckPoint": True},
     )
     pc = PauseContext.read(c, roles)
-    assert pc.conditions == [BG_PAUSE] and pc.controller_pause
+    assert _wire(pc.conditions) == [BG_PAUSE] and pc.controller_pause
     assert pc.promote_full and pc.checkpoint and not pc.abort and not pc.retrying
 
 
@@ -68,7 +73,7 @@ def test_a_new_template_in_flight_starts_over() -> None:
         None,
         False,
     )
-    assert pc.before == [BG_PAUSE]  # the pause as read still decides the RolloutResumed event
+    assert _wire(pc.before) == [BG_PAUSE]  # the pause as read still decides the RolloutResumed event
 
 
 def test_retry_is_an_abort_cleared_with_its_time_left() -> None:
@@ -87,7 +92,7 @@ def test_the_pause_is_added_once_the_new_rs_is_ready_and_blocks_the_cutover() ->
     c, roles = _current()
     pc = PauseContext.read(c, roles)
     assert pause.reconcile(c, roles, pc, fast=False) is False
-    assert pc.conditions == [{"reason": names.PAUSE_BLUE_GREEN, "startTime": NOW_S}]
+    assert _wire(pc.conditions) == [{"reason": names.PAUSE_BLUE_GREEN, "startTime": NOW_S}]
     assert pc.controller_pause and event_reasons(c) == [names.ROLLOUT_PAUSED]
 
 
@@ -116,7 +121,7 @@ def test_auto_promotion_seconds_lift_the_pause_when_due_and_requeue_before() -> 
     c, roles = _current(patch, pauseConditions=[BG_PAUSE], controllerPause=True)
     pc = PauseContext.read(c, roles)
     assert pause.reconcile(c, roles, pc, fast=False) is False  # started 60 s ago
-    assert pc.conditions == [BG_PAUSE] and c.requeues == [60.0]
+    assert _wire(pc.conditions) == [BG_PAUSE] and c.requeues == [60.0]
     later = ctx(c.rollout, c.rss, c.observed.services.values(), now=NOW + timedelta(seconds=60))
     pc = PauseContext.read(later, roles)
     assert pause.reconcile(later, roles, pc, fast=False) is True

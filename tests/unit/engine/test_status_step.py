@@ -14,6 +14,7 @@ from pyrollouts.engine.replicaset import NewReplicaSet
 from pyrollouts.engine.roles import Roles
 from pyrollouts.engine.timeutil import rfc3339
 from pyrollouts.model import names
+from pyrollouts.model.rollout import PauseCondition
 
 OLD = "oldhash"
 NEW = new_hash(rollout())
@@ -98,12 +99,13 @@ def _condition(s: dict[str, Any], type_: str) -> dict[str, Any]:
 def test_status_of_a_paused_update() -> None:
     c, roles = _world()
     pc = PauseContext.read(c, roles)
-    pc.conditions = [{"reason": names.PAUSE_BLUE_GREEN, "startTime": NOW_S}]
+    pc.conditions = [PauseCondition(reason=names.PAUSE_BLUE_GREEN, start_time=NOW_S)]
     pc.controller_pause = True
     s = _built(c, roles, pc)
     assert (s["stableRS"], s["currentPodHash"], s["phase"]) == (OLD, NEW, names.PHASE_PAUSED)
     assert s["blueGreen"] == {"activeSelector": OLD, "previewSelector": NEW}
     assert s["controllerPause"] is True and "abort" not in s
+    assert s["pauseConditions"] == [{"reason": names.PAUSE_BLUE_GREEN, "startTime": NOW_S}]
     assert _condition(s, names.COND_PROGRESSING)["reason"] == names.ROLLOUT_PAUSED
     assert _condition(s, names.COND_PAUSED)["status"] == "True"
 

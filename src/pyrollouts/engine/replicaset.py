@@ -297,7 +297,6 @@ def reconcile_new(ctx: Ctx, pod_hash: str, rs: ReplicaSetState | None) -> NewRep
     (not while spec.paused). Emits RolloutUpdated, NewReplicaSetCreated, RolloutNotCompleted."""
     paused = bool(ctx.rollout.spec.paused)
     top = max_revision(ctx.rss)
-    revision = 0
     if rs is None:
         revision = 0 if paused else top + 1
     else:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..model import names
+from ..model.rollout import RolloutStatus
 from . import conditions as cond
 from . import phase as phase_rules
 from .context import Ctx
@@ -176,7 +177,7 @@ def build(ctx: Ctx, o: Outcome) -> dict[str, Any]:
     s["restartedAt"] = o.restarted_at
     s.update(counts(ctx, roles.new_rs, ctx.rs_by_hash(roles.active)))
     s["conditions"] = _conditions(ctx, o, s)
-    s["phase"], s["message"] = phase_rules.phase(ctx.rollout, s)
+    s["phase"], s["message"] = phase_rules.phase(ctx.rollout, RolloutStatus.model_validate(s))
     # Argo omits empty values (omitempty); so do we, so that a status compares equal when unchanged.
     return {k: v for k, v in s.items() if v not in (None, "", 0, False)}
 
@@ -191,5 +192,5 @@ def invalid(ctx: Ctx, message: str) -> dict[str, Any]:
     t = names.COND_INVALID_SPEC
     conds[t] = cond.make(conds.get(t), t, "True", names.INVALID_SPEC_REASON, message, ctx.now_s)
     s["conditions"] = cond.ordered(conds)
-    s["phase"], s["message"] = phase_rules.phase(ctx.rollout, s)
+    s["phase"], s["message"] = phase_rules.phase(ctx.rollout, RolloutStatus.model_validate(s))
     return {k: v for k, v in s.items() if v not in (None, "", 0, False)}

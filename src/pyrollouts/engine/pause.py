@@ -84,6 +84,14 @@ class PauseContext:
         """Paused now: a pause condition remains, or spec.paused."""
         return bool(self.conditions) or bool(ctx.rollout.spec.paused)
 
+    def request_abort(self) -> None:
+        """Abort as if the user had (progressDeadlineAbort); ``start_abort`` then stamps it."""
+        self.abort = True
+
+    def end_retry(self) -> None:
+        """A retried update goes on: abortedAt, kept to recognise the retry, is dropped."""
+        self.aborted_at = None
+
     def start_abort(self, ctx: Ctx, revision: int) -> None:
         """The abort takes effect now: stamp abortedAt, drop the BlueGreenPause and promoteFull."""
         self.aborted_at = ctx.now_s

@@ -27,11 +27,11 @@ def reconcile(ctx: Ctx, roles: Roles, pc: PauseContext) -> bool:
         replicaset.set_deadline(ctx, new_rs, None)  # the abort's scale-down is called off
     timed_out = check_deadline(ctx, roles, pc)
     if timed_out and ctx.rollout.spec.progress_deadline_abort and roles.new_hash != roles.stable:
-        pc.abort = True  # a first deploy has no stable RS to go back to: it only reports the timeout
+        pc.request_abort()  # a first deploy has no stable RS to go back to: it only reports the timeout
     if pc.abort and pc.aborted_at is None and new_rs is not None:
         pc.start_abort(ctx, roles.new.revision)
     if pc.retrying:
-        pc.aborted_at = None
+        pc.end_retry()
     return timed_out
 
 

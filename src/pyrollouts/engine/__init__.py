@@ -1,9 +1,12 @@
 """The blue-green engine: pure decisions, ``plan(rollout, observed, now) -> Plan``.
 
-Split by concern as Argo's rollout/ package is: ``bluegreen`` (the order of one reconcile),
-``replicaset`` (find/create/scale/clean up), ``service`` (selector switches), ``pause``,
-``restart``, ``conditions``, ``phase``, ``status``, ``events``, ``validation`` (InvalidSpec) and
-``sync`` (the entry point). Inputs and outputs are in ``types``.
+Split by concern as Argo's rollout/ package is: ``sync`` (the entry point), ``validation``
+(InvalidSpec), ``bluegreen`` (one reconcile as a list of named steps), and a module per step:
+``replicaset`` (new RS, sizing, old RSs, history), ``roles`` (new/stable/active/preview, found
+once), ``pause`` (the pause context: pause, abort, promoteFull), ``progress`` (deadline, retry),
+``service`` (preview and active), ``ephemeral``, ``antiaffinity``, ``restart``, ``status`` (with
+``conditions`` and ``phase``) and ``events``. Inputs and outputs are in ``types``; the order of the
+steps and the Argo behaviour they follow are in docs/argo-compat.md.
 """
 
 from __future__ import annotations

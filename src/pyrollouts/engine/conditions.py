@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..model import names
+from ..model.rollout import Condition, RolloutStatus
 
 ORDER = (
     names.COND_INVALID_SPEC,
@@ -27,6 +28,11 @@ def get(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
         if c.get("type") == type_:
             return dict(c)
     return None
+
+
+def find(status: RolloutStatus, type_: str) -> Condition | None:
+    """The condition of this type in a typed status (None: there is none)."""
+    return next((c for c in status.conditions or [] if c.type == type_), None)
 
 
 def make(

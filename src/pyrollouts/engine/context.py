@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from ..model import names
-from ..model.rollout import Rollout
+from ..model.rollout import Rollout, RolloutStatus
 from . import timeutil
 from .types import Action, EmitEvent, Observed, ReplicaSetState
 
@@ -30,6 +31,11 @@ class Ctx:
     status_in: dict[str, Any]  # the status as read (wire form), user writes included
     actions: list[Action] = field(default_factory=list)
     requeues: list[float] = field(default_factory=list)
+
+    @cached_property
+    def status(self) -> RolloutStatus:
+        """The status as read, typed (the same content as ``status_in``)."""
+        return self.rollout.status if self.rollout.status is not None else RolloutStatus()
 
     @property
     def name(self) -> str:

@@ -1,40 +1,53 @@
-"""status.phase and status.message from the phase rules (ARGO-COMPAT "Status"), first match wins."""
+"""status.phase and status.message: the first phase rule that applies (docs/argo-compat.md "Status")."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..model import names
-from ..model.rollout import Rollout
+from ..model.rollout import Rollout, RolloutStatus
 
 
-def phase(rollout: Rollout, status: dict[str, Any]) -> tuple[str, str]:
+def phase(rollout: Rollout, status: RolloutStatus) -> tuple[str, str]:
     """(phase, message) for a status about to be written. Pure function of spec and status."""
-    conditions = status.get("conditions") or []
+    found = _degraded(status) or _paused(rollout, status) or _progressing(rollout, status)
+    return found if found is not None else (names.PHASE_HEALTHY, "")
+
+
+def _degraded(status: RolloutStatus) -> tuple[str, str] | None:
+    """Degraded: an InvalidSpec, an abort, or a progress deadline exceeded."""
+    conditions = status.conditions or []
     for c in conditions:
-        if c.get("type") == names.COND_INVALID_SPEC and c.get("status") == "True":
-            return names.PHASE_DEGRADED, f"{names.INVALID_SPEC_REASON}: {c.get('message', '')}"
+        if c.type == names.COND_INVALID_SPEC and c.status == "True":
+            return names.PHASE_DEGRADED, f"{names.INVALID_SPEC_REASON}: {c.message}"
     for c in conditions:
-        if c.get("reason") in (names.ROLLOUT_ABORTED, names.PROGRESS_DEADLINE_EXCEEDED):
-            return names.PHASE_DEGRADED, f"{c['reason']}: {c.get('message', '')}"
+        if c.reason in (names.ROLLOUT_ABORTED, names.PROGRESS_DEADLINE_EXCEEDED):
+            return names.PHASE_DEGRADED, f"{c.reason}: {c.message}"
+    return None
+
+
+def _paused(rollout: Rollout, status: RolloutStatus) -> tuple[str, str] | None:
+    """Paused: spec.paused, or a pause condition."""
     if rollout.spec.paused:
         return names.PHASE_PAUSED, "manually paused"
-    pauses = status.get("pauseConditions") or []
-    if pauses:
-        return names.PHASE_PAUSED, str(pauses[0].get("reason", ""))
-    if rollout.spec.restart_at and rollout.spec.restart_at != status.get("restartedAt"):
+    if status.pause_conditions:
+        return names.PHASE_PAUSED, status.pause_conditions[0].reason
+    return None
+
+
+def _progressing(rollout: Rollout, status: RolloutStatus) -> tuple[str, str] | None:
+    """Progressing: a restart, pods to update or to become available, the cutover, or stable."""
+    if rollout.spec.restart_at and rollout.spec.restart_at != status.restarted_at:
         return names.PHASE_PROGRESSING, "rollout is restarting"
     replicas = rollout.effective_replicas()
-    updated = int(status.get("updatedReplicas") or 0)
-    available = int(status.get("availableReplicas") or 0)
+    updated = status.updated_replicas or 0
+    available = status.available_replicas or 0
     if updated < replicas:
         return names.PHASE_PROGRESSING, "more replicas need to be updated"
     if available < updated:
         return names.PHASE_PROGRESSING, "updated replicas are still becoming available"
-    current = status.get("currentPodHash")
-    active = (status.get("blueGreen") or {}).get("activeSelector")
+    current = status.current_pod_hash
+    active = status.blue_green.active_selector if status.blue_green is not None else None
     if not active or active != current:
         return names.PHASE_PROGRESSING, "active service cutover pending"
-    if status.get("stableRS") != current:
+    if status.stable_rs != current:
         return names.PHASE_PROGRESSING, "waiting for analysis to complete"
-    return names.PHASE_HEALTHY, ""
+    return None

@@ -1,14 +1,17 @@
-"""ReplicaSets: finding the new one, creating it, scaling, scale-down deadlines, history cleanup."""
+"""ReplicaSets: the new one (found, adopted, created, renumbered), scaling the new and stable ones,
+scale-down deadlines of the old ones, and the history cleanup (docs/argo-compat.md "ReplicaSets")."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from ..model import names
-from ..model.hash import ephemeral_keys, templates_equal
+from ..model.hash import ephemeral_keys, pod_template_hash, templates_equal
+from ..model.rollout import RolloutStatus
 from . import antiaffinity, events, timeutil
 from .context import Ctx, revision_of
 from .types import (
@@ -18,7 +21,22 @@ from .types import (
     ReplicaSetState,
     ScaleReplicaSet,
     SetScaleDownDeadline,
+    UpdateRollout,
 )
+
+if TYPE_CHECKING:  # the pause and roles modules read ReplicaSets through this one
+    from .pause import PauseContext
+    from .roles import Roles
+
+
+@dataclass(frozen=True)
+class NewReplicaSet:
+    """The outcome of the new-ReplicaSet step: the RS for the current template, and its revision."""
+
+    pod_hash: str  # the hash the new RS has, or will have once created
+    rs: ReplicaSetState | None  # None: not created (spec.paused before the update started)
+    revision: int  # 0 when there is no RS and none is created now
+    created: bool  # created by this reconcile (the create is in the plan; nothing runs yet)
 
 
 def max_revision(rss: Iterable[ReplicaSetState]) -> int:
@@ -235,3 +253,122 @@ def cleanup(ctx: Ctx, old: list[ReplicaSetState]) -> None:
         if rs.replicas == 0 and rs.status_replicas == 0:
             ctx.actions.append(DeleteReplicaSet(name=rs.name))
             excess -= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The steps of a reconcile that act on ReplicaSets, in the order they run.
+
+#: A hash collision writes only the bumped status.collisionCount; that write brings the next
+#: reconcile at once, so this requeue is a backstop should the write be lost.
+COLLISION_REQUEUE_SECONDS = 1.0
+
+
+def collision_count(status: RolloutStatus) -> int:
+    """status.collisionCount as a count (0 when absent, or not a sensible number)."""
+    value = status.collision_count
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def find_current(ctx: Ctx) -> tuple[str, ReplicaSetState | None] | None:
+    """The hash of the current template and its RS (None: not created yet); None when the name
+    ``<rollout>-<hash>`` is held by a ReplicaSet that is not this template's (a hash collision)."""
+    paused = bool(ctx.rollout.spec.paused)
+    computed = pod_template_hash(ctx.rollout.spec.template, collision_count(ctx.status))
+    rs = find_new_rs(ctx, computed)
+    if rs is None and not paused and name_taken_by(ctx, computed) is not None:
+        return None
+    previous = ctx.status.current_pod_hash or None
+    if rs is None and paused and previous is not None:
+        return previous, None  # paused before the new RS exists: the update has not started yet
+    return (rs.pod_template_hash if rs is not None else computed), rs
+
+
+def hash_collision(ctx: Ctx) -> dict[str, Any]:
+    """Argo's and Kubernetes' hash collision: create nothing, bump status.collisionCount so that the
+    next reconcile computes another hash and so another name, and leave the rest of the status as
+    read. Planned from the status as read, so a replan after a lost status write bumps only once."""
+    ctx.requeues.append(COLLISION_REQUEUE_SECONDS)
+    return {**ctx.status_in, "collisionCount": collision_count(ctx.status) + 1}
+
+
+def reconcile_new(ctx: Ctx, pod_hash: str, rs: ReplicaSetState | None) -> NewReplicaSet:
+    """The new-ReplicaSet step: give the new RS the next revision (an older RS that is new again is
+    renumbered, as on undo), stamp it on the Rollout, and create the RS when it does not exist
+    (not while spec.paused). Emits RolloutUpdated, NewReplicaSetCreated, RolloutNotCompleted."""
+    paused = bool(ctx.rollout.spec.paused)
+    top = max_revision(ctx.rss)
+    if rs is None:
+        revision = 0 if paused else top + 1
+    else:
+        revision = revision_of(rs)
+        if not paused and (revision < top or revision == 0):
+            revision = top + 1
+            renumber(ctx, rs, revision)
+    stamped = (ctx.rollout.metadata.annotations or {}).get(names.REVISION_ANNOTATION)
+    if revision and stamped != str(revision):
+        ctx.actions.append(UpdateRollout(annotations={names.REVISION_ANNOTATION: str(revision)}))
+        ctx.event(names.ROLLOUT_UPDATED, events.rollout_updated(revision))
+    created = rs is None and not paused
+    if created:
+        rs = create(ctx, pod_hash, revision, ctx.status.stable_rs or None)
+    if rs is not None and (ctx.status.current_pod_hash or None) != pod_hash:
+        ctx.event(names.ROLLOUT_NOT_COMPLETED, events.not_completed(revision, pod_hash))
+    return NewReplicaSet(pod_hash=pod_hash, rs=rs, revision=revision, created=created)
+
+
+def rollback_within_window(ctx: Ctx, roles: Roles) -> bool:
+    """The new RS is older than the stable one and at most rollbackWindow.revisions RSs lie between
+    (creation times, which a renumbering leaves alone): such an update skips the pause."""
+    window = ctx.rollout.spec.rollback_window
+    new_rs, stable_rs = roles.new_rs, ctx.rs_by_hash(roles.stable)
+    if window is None or not window.revisions or stable_rs is None or new_rs is None:
+        return False
+    if new_rs is stable_rs:
+        return False
+    if not new_rs.creation_timestamp or new_rs.creation_timestamp >= stable_rs.creation_timestamp:
+        return False
+    start, end = new_rs.creation_timestamp, stable_rs.creation_timestamp
+    return len([rs for rs in ctx.rss if start < rs.creation_timestamp <= end]) <= window.revisions
+
+
+def scale_new_and_stable(ctx: Ctx, roles: Roles, pc: PauseContext) -> None:
+    """Size the new RS (previewReplicaCount until the checkpoint, full size once promoted; on abort
+    it keeps its pods until abortScaleDownDelaySeconds) and keep the stable RS at full size."""
+    new_rs, stable_rs = roles.new_rs, ctx.rs_by_hash(roles.stable)
+    if new_rs is not None and pc.abort:
+        abort_scale_down(ctx, new_rs, stable_rs, roles.active == roles.stable)
+    elif new_rs is not None:
+        preview_count = ctx.rollout.bg.preview_replica_count
+        promoted = not roles.in_flight or roles.stable == roles.new_hash or roles.active == roles.new_hash
+        at_preview_size = preview_count is not None and not promoted and not pc.checkpoint
+        desired = preview_count if at_preview_size and preview_count is not None else ctx.replicas
+        scale(ctx, new_rs, desired, roles.new.revision)
+    if stable_rs is not None and roles.stable != roles.new_hash:
+        scale(ctx, stable_rs, ctx.replicas)
+
+
+def abort_scale_down(
+    ctx: Ctx, new_rs: ReplicaSetState, stable_rs: ReplicaSetState | None, active_is_stable: bool
+) -> None:
+    """On abort the new RS keeps its pods until abortScaleDownDelaySeconds after the stable RS is
+    fully available again; 0 keeps it running."""
+    delay = ctx.rollout.abort_scale_down_delay_seconds()
+    if delay <= 0 or new_rs.replicas == 0:
+        return
+    if not (active_is_stable and is_saturated(stable_rs, ctx.replicas)):
+        return
+    deadline = deadline_of(new_rs)
+    if deadline is None:
+        at = ctx.now + timedelta(seconds=delay)
+        set_deadline(ctx, new_rs, at)
+        ctx.requeue_at(at)
+    elif deadline <= ctx.now:
+        scale(ctx, new_rs, 0)
+    else:
+        ctx.requeue_at(deadline)
+
+
+def old_replicasets(ctx: Ctx, roles: Roles) -> list[ReplicaSetState]:
+    """The RSs that hold no role (neither new, stable nor active)."""
+    referenced = roles.referenced()
+    return [rs for rs in ctx.rss if rs.pod_template_hash not in referenced]

@@ -1,4 +1,8 @@
-"""The status to write: every field of ARGO-COMPAT "Status", conditions, phase and message."""
+"""The status step: every field of status (docs/argo-compat.md "Status"), conditions, phase, message.
+
+Built once per reconcile from the ``Outcome`` of the steps; the fields the engine does not own
+(analysis run status, canary) are carried over as read.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +10,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..model import names
+from ..model.rollout import RolloutStatus
 from . import conditions as cond
 from . import phase as phase_rules
 from .context import Ctx
-from .pause import PauseState
+from .pause import PauseContext
 from .replicaset import is_saturated
+from .roles import Roles
 from .types import ReplicaSetState
 
 
-@dataclass
-class Decisions:
-    """What the reconcile decided, as the status needs it."""
+@dataclass(frozen=True)
+class Outcome:
+    """What a reconcile's steps decided, as the status needs it: the roles and pause context as
+    they ended, and what the progress and restart steps returned."""
 
-    cur: str
-    new_rs: ReplicaSetState | None
-    new_rev: int
-    created: bool
-    stable: str | None
-    active: str | None
-    preview: str | None
-    checkpoint: bool
-    pause: PauseState
-    abort: bool
-    aborted_at: str | None
-    promote_full: bool
-    restarted_at: str | None
-    retrying: bool
+    roles: Roles
+    pause: PauseContext
     timed_out: bool
-    was_paused: bool
-    now_paused: bool
+    restarted_at: str | None
 
 
 def format_selector(labels: dict[str, str]) -> str:
@@ -66,112 +60,86 @@ def counts(ctx: Ctx, new_rs: ReplicaSetState | None, active_rs: ReplicaSetState 
     return out
 
 
-def _conditions(ctx: Ctx, d: Decisions, new: dict[str, Any]) -> list[dict[str, Any]]:
+def _progressing(ctx: Ctx, o: Outcome, new: dict[str, Any]) -> dict[str, Any]:
+    """The Progressing condition: aborted, paused, retrying, resumed, complete, created, timed out,
+    or progressing (its lastUpdateTime moves only on progress: the progress deadline's clock)."""
     old = ctx.status_in
     now = ctx.now_s
-    replicas = ctx.replicas
-    rs_name = d.new_rs.name if d.new_rs is not None else f"{ctx.name}-{d.cur}"
-    out: dict[str, dict[str, Any]] = {}
-
+    roles, pc = o.roles, o.pause
+    cur = roles.new_hash
+    rs_name = roles.new_rs.name if roles.new_rs is not None else f"{ctx.name}-{cur}"
     t = names.COND_PROGRESSING
     prev = cond.get(old, t)
-    complete = d.stable == d.cur and d.active == d.cur and is_saturated(d.new_rs, replicas)
-    if d.abort:
-        c = cond.make(
-            prev, t, "False", names.ROLLOUT_ABORTED, f"Rollout aborted update to revision {d.new_rev}", now
+    complete = roles.stable == cur and roles.active == cur and is_saturated(roles.new_rs, ctx.replicas)
+    if pc.abort:
+        revision = roles.new.revision
+        return cond.make(
+            prev, t, "False", names.ROLLOUT_ABORTED, f"Rollout aborted update to revision {revision}", now
         )
-    elif d.now_paused:
-        c = cond.make(prev, t, "Unknown", names.ROLLOUT_PAUSED, "Rollout is paused", now)
-    elif d.retrying:
-        c = cond.make(prev, t, "Unknown", names.ROLLOUT_RETRY, "Retrying Rollout after abort", now)
-    elif d.was_paused:
-        c = cond.make(prev, t, "Unknown", names.ROLLOUT_RESUMED, "Rollout is resumed", now)
-    elif complete:
-        c = cond.make(
-            prev,
-            t,
-            "True",
-            names.NEW_RS_AVAILABLE,
-            f'ReplicaSet "{rs_name}" has successfully progressed.',
-            now,
-        )
-    elif d.created:
-        c = cond.make(prev, t, "True", names.NEW_RS_CREATED, f'Created new replica set "{rs_name}"', now)
-    elif d.timed_out:
-        c = cond.make(
-            prev,
-            t,
-            "False",
-            names.PROGRESS_DEADLINE_EXCEEDED,
-            f'ReplicaSet "{rs_name}" has timed out progressing.',
-            now,
-        )
-    else:
-        progressed = cond.progress_made(old, new)
-        c = cond.make(
-            prev,
-            t,
-            "True",
-            names.RS_UPDATED,
-            f'ReplicaSet "{rs_name}" is progressing.',
-            now,
-            touch=progressed,
-        )
-    out[t] = c
+    if pc.paused(ctx):
+        return cond.make(prev, t, "Unknown", names.ROLLOUT_PAUSED, "Rollout is paused", now)
+    if pc.retrying:
+        return cond.make(prev, t, "Unknown", names.ROLLOUT_RETRY, "Retrying Rollout after abort", now)
+    if pc.was_paused:
+        return cond.make(prev, t, "Unknown", names.ROLLOUT_RESUMED, "Rollout is resumed", now)
+    if complete:
+        message = f'ReplicaSet "{rs_name}" has successfully progressed.'
+        return cond.make(prev, t, "True", names.NEW_RS_AVAILABLE, message, now)
+    if roles.new.created:
+        return cond.make(prev, t, "True", names.NEW_RS_CREATED, f'Created new replica set "{rs_name}"', now)
+    if o.timed_out:
+        message = f'ReplicaSet "{rs_name}" has timed out progressing.'
+        return cond.make(prev, t, "False", names.PROGRESS_DEADLINE_EXCEEDED, message, now)
+    message = f'ReplicaSet "{rs_name}" is progressing.'
+    return cond.make(prev, t, "True", names.RS_UPDATED, message, now, touch=cond.progress_made(old, new))
 
-    t = names.COND_AVAILABLE
+
+def _make(ctx: Ctx, type_: str, true: bool, reason: str, message: str) -> dict[str, Any]:
+    """A True/False condition, keeping the times of the one read while it does not change."""
+    status = "True" if true else "False"
+    return cond.make(cond.get(ctx.status_in, type_), type_, status, reason, message, ctx.now_s)
+
+
+def _conditions(ctx: Ctx, o: Outcome, new: dict[str, Any]) -> list[dict[str, Any]]:
+    roles, replicas = o.roles, ctx.replicas
+    cur = roles.new_hash
+    out: dict[str, dict[str, Any]] = {names.COND_PROGRESSING: _progressing(ctx, o, new)}
     # Argo: available when the active ReplicaSet is saturated (sized for spec.replicas, all available).
-    if is_saturated(ctx.rs_by_hash(d.active), replicas):
-        out[t] = cond.make(
-            cond.get(old, t), t, "True", names.AVAILABLE_REASON, "Rollout has minimum availability", now
-        )
-    else:
-        out[t] = cond.make(
-            cond.get(old, t),
-            t,
-            "False",
-            names.AVAILABLE_REASON,
-            "Rollout does not have minimum availability",
-            now,
-        )
-
+    available = is_saturated(ctx.rs_by_hash(roles.active), replicas)
+    out[names.COND_AVAILABLE] = _make(
+        ctx,
+        names.COND_AVAILABLE,
+        available,
+        names.AVAILABLE_REASON,
+        "Rollout has minimum availability" if available else "Rollout does not have minimum availability",
+    )
     t = names.COND_PAUSED
-    if d.now_paused:
-        out[t] = cond.make(cond.get(old, t), t, "True", names.ROLLOUT_PAUSED, "Rollout is paused", now)
-    elif cond.get(old, t) is not None:
-        out[t] = cond.make(cond.get(old, t), t, "False", names.ROLLOUT_RESUMED, "Rollout is resumed", now)
-
-    t = names.COND_HEALTHY
-    bg = ctx.rollout.bg
+    if o.pause.paused(ctx):
+        out[t] = _make(ctx, t, True, names.ROLLOUT_PAUSED, "Rollout is paused")
+    elif cond.get(ctx.status_in, t) is not None:
+        out[t] = _make(ctx, t, False, names.ROLLOUT_RESUMED, "Rollout is resumed")
     healthy = (
         int(new.get("updatedReplicas") or 0) == replicas
         and int(new.get("availableReplicas") or 0) == replicas
-        and d.active == d.cur
-        and (not bg.preview_service or d.preview == d.cur)
-        and not d.abort
+        and roles.active == cur
+        and (not ctx.rollout.bg.preview_service or roles.preview == cur)
+        and not o.pause.abort
     )
-    if healthy:
-        out[t] = cond.make(cond.get(old, t), t, "True", names.ROLLOUT_HEALTHY, "Rollout is healthy", now)
-    else:
-        out[t] = cond.make(cond.get(old, t), t, "False", names.ROLLOUT_HEALTHY, "Rollout is not healthy", now)
-
+    message = "Rollout is healthy" if healthy else "Rollout is not healthy"
+    out[names.COND_HEALTHY] = _make(ctx, names.COND_HEALTHY, healthy, names.ROLLOUT_HEALTHY, message)
+    completed = roles.stable is not None and roles.stable == cur
     t = names.COND_COMPLETED
-    if d.stable is not None and d.stable == d.cur:
-        out[t] = cond.make(cond.get(old, t), t, "True", names.ROLLOUT_COMPLETED, names.ROLLOUT_COMPLETED, now)
-    else:
-        out[t] = cond.make(
-            cond.get(old, t), t, "False", names.ROLLOUT_COMPLETED, names.ROLLOUT_COMPLETED, now
-        )
-    failure = replica_failure(ctx, d.new_rs)
+    out[t] = _make(ctx, t, completed, names.ROLLOUT_COMPLETED, names.ROLLOUT_COMPLETED)
+    failure = replica_failure(ctx, roles.new_rs)
     if failure is not None:
         t = names.COND_REPLICA_FAILURE
         out[t] = cond.make(
-            cond.get(old, t),
+            cond.get(ctx.status_in, t),
             t,
             str(failure.get("status") or "True"),
             str(failure.get("reason") or ""),
             str(failure.get("message") or ""),
-            now,
+            ctx.now_s,
         )
     return cond.ordered(out)
 
@@ -188,27 +156,28 @@ def replica_failure(ctx: Ctx, new_rs: ReplicaSetState | None) -> dict[str, Any] 
     return None
 
 
-def build(ctx: Ctx, d: Decisions) -> dict[str, Any]:
+def build(ctx: Ctx, o: Outcome) -> dict[str, Any]:
     """The full status (wire form). Fields we do not own (analysis run status, canary) are kept."""
     s: dict[str, Any] = dict(ctx.status_in)
+    roles, pc = o.roles, o.pause
     gen = ctx.rollout.metadata.generation
     s["observedGeneration"] = str(gen) if gen is not None else s.get("observedGeneration")
-    s["currentPodHash"] = d.cur
-    s["stableRS"] = d.stable
+    s["currentPodHash"] = roles.new_hash
+    s["stableRS"] = roles.stable
     bgst = dict(s.get("blueGreen") or {})
-    bgst["activeSelector"] = d.active
-    bgst["previewSelector"] = d.preview
-    bgst["scaleUpPreviewCheckPoint"] = True if d.checkpoint else None
+    bgst["activeSelector"] = roles.active
+    bgst["previewSelector"] = roles.preview
+    bgst["scaleUpPreviewCheckPoint"] = True if pc.checkpoint else None
     s["blueGreen"] = {k: v for k, v in bgst.items() if v is not None}
-    s["pauseConditions"] = d.pause.conditions or None
-    s["controllerPause"] = True if d.pause.controller_pause else None
-    s["abort"] = True if d.abort else None
-    s["abortedAt"] = d.aborted_at if d.abort else None
-    s["promoteFull"] = True if d.promote_full else None
-    s["restartedAt"] = d.restarted_at
-    s.update(counts(ctx, d.new_rs, ctx.rs_by_hash(d.active)))
-    s["conditions"] = _conditions(ctx, d, s)
-    s["phase"], s["message"] = phase_rules.phase(ctx.rollout, s)
+    s["pauseConditions"] = [p.wire() for p in pc.conditions] or None
+    s["controllerPause"] = True if pc.controller_pause else None
+    s["abort"] = True if pc.abort else None
+    s["abortedAt"] = pc.aborted_at if pc.abort else None
+    s["promoteFull"] = True if pc.promote_full else None
+    s["restartedAt"] = o.restarted_at
+    s.update(counts(ctx, roles.new_rs, ctx.rs_by_hash(roles.active)))
+    s["conditions"] = _conditions(ctx, o, s)
+    s["phase"], s["message"] = phase_rules.phase(ctx.rollout, RolloutStatus.model_validate(s))
     # Argo omits empty values (omitempty); so do we, so that a status compares equal when unchanged.
     return {k: v for k, v in s.items() if v not in (None, "", 0, False)}
 
@@ -223,5 +192,5 @@ def invalid(ctx: Ctx, message: str) -> dict[str, Any]:
     t = names.COND_INVALID_SPEC
     conds[t] = cond.make(conds.get(t), t, "True", names.INVALID_SPEC_REASON, message, ctx.now_s)
     s["conditions"] = cond.ordered(conds)
-    s["phase"], s["message"] = phase_rules.phase(ctx.rollout, s)
+    s["phase"], s["message"] = phase_rules.phase(ctx.rollout, RolloutStatus.model_validate(s))
     return {k: v for k, v in s.items() if v not in (None, "", 0, False)}

@@ -85,7 +85,7 @@ def check_plan(rollout: dict[str, Any], observed: Observed, plan: Plan, now: dat
 
 
 def expected_phase(rollout: dict[str, Any]) -> tuple[str, str]:
-    """ARGO-COMPAT's phase rules, restated."""
+    """The phase rules of docs/argo-compat.md "Status", restated."""
     st = rollout.get("status") or {}
     spec = rollout["spec"]
     conds = st.get("conditions") or []

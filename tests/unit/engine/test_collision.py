@@ -14,7 +14,7 @@ import pytest
 from engine_support import manifest, set_welcome
 
 from pyrollouts.engine import CreateReplicaSet, Plan, plan
-from pyrollouts.engine.bluegreen import COLLISION_REQUEUE_SECONDS
+from pyrollouts.engine.replicaset import COLLISION_REQUEUE_SECONDS
 from pyrollouts.model import names
 from pyrollouts.model.hash import pod_template_hash
 from pyrollouts.model.rollout import Rollout

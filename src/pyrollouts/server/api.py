@@ -22,7 +22,7 @@ from .. import __version__
 from ..model import useractions
 from ..model.cluster import Cluster, Conflict, Invalid, NotFound, Obj
 from ..model.yamlsafe import MAX_BYTES
-from ..web import guard
+from ..web import guard, streams
 from .admission import AdmissionRefused
 from .apply import ApplyRefused, apply_objects, check_text, findings_for_objects
 from .info import rfc3339, rollout_info
@@ -506,6 +506,7 @@ async def _changes(
         flag.set()
 
 
+@streams.limited
 async def watch(request: web.Request) -> web.StreamResponse:
     """GET /api/watch?kinds=Rollout,Pod&namespace=: every change as an SSE event."""
     ctx = _ctx(request)
@@ -537,6 +538,7 @@ async def watch(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+@streams.limited
 async def info_watch(request: web.Request) -> web.StreamResponse:
     """GET /api/rollouts/{namespace}/{name}/info/watch: the info view, sent again on every change.
 

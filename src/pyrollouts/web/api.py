@@ -22,7 +22,7 @@ from aiohttp import web
 from .. import __version__
 from ..model import useractions
 from ..model.cluster import Conflict, Invalid, NotFound, Obj
-from . import guard
+from . import guard, streams
 from .context import WEB_KEY, WebContext
 from .openapi import openapi_document
 from .source import WebError, fingerprint
@@ -194,6 +194,7 @@ async def sse_send(resp: web.StreamResponse, data: Any, event: str | None = None
     await resp.write(f"{head}data: {payload}\n\n".encode())
 
 
+@streams.limited
 @_handles_errors
 async def watch_info(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/rollouts/{ns}/{name}/info/watch: RolloutInfo as ``{"result": info}`` messages,
@@ -231,6 +232,7 @@ async def watch_info(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+@streams.limited
 @_handles_errors
 async def watch_list(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/rollouts/{ns}/info/watch: ``{"result": {"type", "rolloutInfo"}}`` per change."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import guard, render
+from . import guard, render, streams
 from .api import COOKIE, bearer_ok, connected, sse_send, sse_start
 from .context import WEB_KEY, WebContext
 from .source import WebError
@@ -119,6 +119,7 @@ async def rollout_page(request: web.Request) -> web.StreamResponse:
     )
 
 
+@streams.limited
 async def rollout_stream(request: web.Request) -> web.StreamResponse:
     """GET /ui/rollouts/{ns}/{name}/stream: ``fragments`` events {phase, now, parts: {id: html}}."""
     denied = _authorize(request)
@@ -154,6 +155,7 @@ async def rollout_stream(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+@streams.limited
 async def list_stream(request: web.Request) -> web.StreamResponse:
     """GET /ui/rollouts/{ns}/stream: ``rows`` events {html} with the list's table rows."""
     denied = _authorize(request)

@@ -38,9 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import random
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -54,6 +52,7 @@ from ..runtimes.local.supervisor import Backoff, kill_all_pod_processes
 from ..server.app import LocalServer
 from ..server.apply import apply_objects
 from .scenarios import Step
+from .serverharness import free_port
 
 Obj = dict[str, Any]
 
@@ -73,28 +72,8 @@ SETTLE_QUIET = 0.1
 POLL = 0.02
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def service_port() -> int:
-    """A free port for a Service, below Linux's ephemeral range (32768-60999).
-
-    Pods, the proxy's upstream connections and every client socket take their ports from the
-    ephemeral range, so a Service port picked there can be taken again between the pick and the
-    apply (the runtime then refuses the apply). Below it, only a deliberate bind competes."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randint(20000, 32000)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
+    """A free port for a Service (``serverharness.free_port``: below the ephemeral range)."""
     return free_port()
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -48,8 +49,23 @@ LOG_TAIL = 3000
 
 
 def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on right now (the kernel picks it)."""
-    with socket.socket() as s:
+    """A TCP port of 127.0.0.1 that nothing listens on right now, below Linux's ephemeral range
+    (32768-60999).
+
+    Pods, the proxy's upstream connections and every client socket take their ports from the
+    ephemeral range, so a port picked there can be taken between the pick and its use, and a
+    Service port that equals a replica's port is refused by the local runtime. Below that range
+    only a deliberate bind competes."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # the low range is full: let the kernel pick
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

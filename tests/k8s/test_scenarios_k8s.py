@@ -202,10 +202,31 @@ class KubeDriver:
         elif step.do == "pods":
             assert step.revision is not None and step.state is not None
             self.policy[step.revision] = step.state
+            if step.state != "ready":
+                # The enforcer thread makes the pods unready a moment later; the next step (a
+                # promote, say) must find them so, as the local driver does. Under load a promote
+                # once came first and rightly switched to the then-ready revision.
+                self._wait_not_ready(step.revision)
         elif step.do == "wait":
             time.sleep(step.seconds)
         else:
             raise AssertionError(f"the Kubernetes driver does not know step {step.do!r}")
+
+    def _wait_not_ready(self, rev: int, timeout: float = 120.0) -> None:
+        """Until the ReplicaSet of revision ``rev`` reports no ready replica (the controller reads
+        ReplicaSet status, which kube-controller-manager takes from the pods); at once when that
+        revision has no ReplicaSet yet (its pods will start unready)."""
+        started = time.monotonic()
+        while True:
+            try:
+                rs = by_revision(self.client, get(self.client, "Rollout", self.name, self.ns)).get(rev)
+            except ApiError:
+                rs = None
+            if rs is None or not int((rs.get("status") or {}).get("readyReplicas") or 0):
+                return
+            if time.monotonic() - started > timeout:
+                raise AssertionError(f"revision {rev}'s pods still ready {timeout:.0f} s after `pods`")
+            time.sleep(0.2)
 
     async def objects(self) -> tuple[Obj, list[Obj], list[Obj], list[Obj]]:
         return await asyncio.to_thread(self._objects)

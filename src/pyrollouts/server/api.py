@@ -200,7 +200,7 @@ async def _auth_middleware(request: web.Request, handler: Any) -> web.StreamResp
             raise ApiError(403, problem)
     authorized = False
     if request.path.startswith("/api/") and ctx.token is not None:
-        authorized = guard.token_matches(guard.bearer(request), ctx.token)
+        authorized = guard.bearer_matches(request, ctx.token)
         if not authorized:
             raise ApiError(
                 401,

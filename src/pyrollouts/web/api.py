@@ -93,7 +93,7 @@ def check_write(request: web.Request) -> None:
     any write whose body is not JSON (guard.write_problem; the host application's middleware has
     checked the Host)."""
     ctx = _ctx(request)
-    by_token = ctx.token is not None and guard.token_matches(guard.bearer(request), ctx.token)
+    by_token = guard.bearer_matches(request, ctx.token)
     if not by_token and request.headers.get("Origin") is None:
         raise WebError(
             403,

@@ -55,6 +55,11 @@ def bearer(request: web.Request) -> str:
     return auth[7:].strip() if auth.startswith("Bearer ") else ""
 
 
+def bearer_matches(request: web.Request, token: str | None) -> bool:
+    """Whether the request's ``Authorization: Bearer`` header carries ``token`` (never without one)."""
+    return token is not None and token_matches(bearer(request), token)
+
+
 def split_host(value: str) -> tuple[str, int | None] | None:
     """A Host header's name (IPv6 without brackets) and port (None when absent); None when it is
     not of the form ``name``, ``name:port``, ``[v6]`` or ``[v6]:port``."""

@@ -1092,15 +1092,19 @@ class _Exchange:
         else:
             self.upstream_failed("connection closed in the middle of the response", retriable=False)
 
+    def _drop_upstream(self) -> None:
+        """Close the endpoint connection mid-exchange (it is not reusable) and forget it."""
+        up, self.upstream = self.upstream, None
+        if up is not None:
+            up.detach()
+            up.close()
+
     def upstream_failed(self, message: str, *, retriable: bool) -> None:
         """The exchange with the endpoint failed."""
         if self.finished:
             return
-        up, self.upstream = self.upstream, None
+        self._drop_upstream()
         self.ready = False
-        if up is not None:
-            up.detach()
-            up.close()
         if self.head_sent:
             # The client already has (part of) a response: the only honest signal left is to cut it.
             if self.out:
@@ -1128,11 +1132,8 @@ class _Exchange:
         request). Not retried: the endpoint may have acted on the request."""
         if self.finished or self.head_sent:
             return
-        up, self.upstream = self.upstream, None
+        self._drop_upstream()
         self.ready = False
-        if up is not None:
-            up.detach()
-            up.close()
         self.finished = True
         self.client._observe(self.route, self.target.revision, 504, self.started)
         t = self.target
@@ -1177,7 +1178,4 @@ class _Exchange:
         self.finished = True
         if self.task is not None and not self.task.done():
             self.task.cancel()
-        up, self.upstream = self.upstream, None
-        if up is not None:
-            up.detach()
-            up.close()
+        self._drop_upstream()

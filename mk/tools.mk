@@ -9,7 +9,7 @@ tools:
 
 # A control plane for manual use, left running in the background; prints the KUBECONFIG export.
 cluster-up: install tools
-	@$(BIN)/python -m pyrollouts.testing.k8s_cluster up
+	@PYTHONPATH=tests $(BIN)/python -m harness.k8s_cluster up
 
 cluster-down: install
-	@$(BIN)/python -m pyrollouts.testing.k8s_cluster down
+	@PYTHONPATH=tests $(BIN)/python -m harness.k8s_cluster down

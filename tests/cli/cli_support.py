@@ -1,12 +1,12 @@
 """Helpers of the CLI tests: the seed's manifest (examples/super-hello.yaml) in a namespace of its
-own on free Service ports. The server itself is pyrollouts.testing.serverharness.ServerProcess."""
+own on free Service ports. The server itself is harness.serverharness.ServerProcess."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from pyrollouts.testing.serverharness import free_port
+from harness.serverharness import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "super-hello.yaml"

@@ -1,4 +1,4 @@
-"""Fixtures of the CLI tests: a real `rollouts server` per module (pyrollouts.testing.serverharness).
+"""Fixtures of the CLI tests: a real `rollouts server` per module (harness.serverharness).
 
 The server runs as a subprocess exactly as a user starts it; teardown asks it to stop with its pods
 and proxy (POST /api/shutdown {"all": true}), then makes sure no process it started is left.
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pyrollouts.testing.serverharness import ServerProcess
+from harness.serverharness import ServerProcess
 
 
 @pytest.fixture(scope="module")

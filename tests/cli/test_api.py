@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from cli_support import seed_manifest
 
+from harness.serverharness import ServerProcess, free_port
 from pyrollouts.cli.tree import parse_time
-from pyrollouts.testing.serverharness import ServerProcess, free_port
 
 
 def error_of(

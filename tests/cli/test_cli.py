@@ -15,8 +15,8 @@ import pytest
 import yaml
 from cli_support import EXAMPLE, seed_manifest
 
+from harness.serverharness import ServerProcess, free_port, http_body
 from pyrollouts.cli.main import run
-from pyrollouts.testing.serverharness import ServerProcess, free_port, http_body
 
 # The seed's manifest as first written: probe timings inside httpGet and the port as a string.
 FAITHFUL_SEED = EXAMPLE.read_text().replace(

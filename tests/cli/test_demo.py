@@ -15,8 +15,8 @@ from pathlib import Path
 
 from cli_support import EXAMPLE
 
+from harness.serverharness import http_body, pids_using
 from pyrollouts.cli import demo as demo_mod
-from pyrollouts.testing.serverharness import http_body, pids_using
 
 
 def _free(port: int) -> bool:

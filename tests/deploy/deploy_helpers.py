@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pyrollouts.testing.k8s_cluster import ControlPlaneError, tool_path
+from harness.k8s_cluster import ControlPlaneError, tool_path
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "pyrollouts"

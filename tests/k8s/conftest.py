@@ -1,4 +1,4 @@
-"""Fixtures for tests against the real control plane (see pyrollouts.testing.k8s_cluster).
+"""Fixtures for tests against the real control plane (see harness.k8s_cluster).
 
 ``control_plane`` (session): one control plane for the whole run. ``namespace``: a fresh namespace per
 test, deleted afterwards. ``kube``: a lightkube Client for that namespace. Every test in this folder
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from lightkube import Client, KubeConfig
 
-from pyrollouts.testing.k8s_cluster import ControlPlane, ControlPlaneError
+from harness.k8s_cluster import ControlPlane, ControlPlaneError
 
 _active: ControlPlane | None = None
 _HERE = Path(__file__).parent

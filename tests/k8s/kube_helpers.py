@@ -26,9 +26,9 @@ from typing import Any
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.types import PatchType
 
+from harness.k8s_cluster import ControlPlane, tool_path
 from pyrollouts.cli.kube_backend import keep_injected_hash
 from pyrollouts.runtimes.kubernetes.resources import RESOURCES
-from pyrollouts.testing.k8s_cluster import ControlPlane, tool_path
 
 VENV_BIN = Path(sys.executable).parent
 ROLLOUTS = str(VENV_BIN / "rollouts")

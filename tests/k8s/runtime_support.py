@@ -27,7 +27,7 @@ from kube_helpers import (
 )
 from lightkube import Client
 
-from pyrollouts.testing.k8s_cluster import ControlPlane
+from harness.k8s_cluster import ControlPlane
 
 Obj = dict[str, Any]
 

@@ -22,7 +22,7 @@ from kube_helpers import ControllerProc, apply, by_revision, free_port, get, rs_
 from lightkube import Client
 from playwright.sync_api import expect, sync_playwright
 
-from pyrollouts.testing.k8s_cluster import ControlPlane
+from harness.k8s_cluster import ControlPlane
 
 _crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
 _client = pytest.fixture(name="client")(kube_helpers.client_fixture)

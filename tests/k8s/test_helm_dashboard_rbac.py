@@ -36,7 +36,7 @@ import pytest
 from kube_helpers import ControllerProc, apply, by_revision, free_port, get, rs_hash, wait_for
 from lightkube import Client
 
-from pyrollouts.testing.k8s_cluster import ControlPlane
+from harness.k8s_cluster import ControlPlane
 
 _crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
 _controllers = pytest.fixture(name="controllers")(kube_helpers.controllers_fixture)

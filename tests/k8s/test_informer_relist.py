@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from lightkube.core.exceptions import ApiError
 
+from harness.k8s_cluster import ControlPlane
 from pyrollouts.model.cluster import WatchEvent
 from pyrollouts.runtimes.kubernetes.cluster import KubeCluster, make_client
 from pyrollouts.runtimes.kubernetes.informer import InformerSet
 from pyrollouts.runtimes.kubernetes.resources import resource_of
-from pyrollouts.testing.k8s_cluster import ControlPlane
 
 _LOGGER = "pyrollouts.kubernetes.informer"
 

@@ -10,9 +10,9 @@ from typing import Any
 import kube_helpers
 import pytest
 
+from harness.k8s_cluster import ControlPlane
 from pyrollouts.model.lint import lint_text
 from pyrollouts.model.schema import integer_formats, kind_type
-from pyrollouts.testing.k8s_cluster import ControlPlane
 
 _crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
 

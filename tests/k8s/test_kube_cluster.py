@@ -12,9 +12,9 @@ import pytest
 import yaml
 from kube_helpers import REPO
 
+from harness.k8s_cluster import ControlPlane
 from pyrollouts.model.cluster import Conflict, Invalid, NotFound
 from pyrollouts.runtimes.kubernetes.cluster import KubeCluster, make_client
-from pyrollouts.testing.k8s_cluster import ControlPlane
 
 _crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
 

@@ -37,10 +37,10 @@ from kube_helpers import (
 )
 from lightkube import ApiError, Client
 
+from harness import kwok_stages
+from harness.k8s_cluster import ControlPlane
+from harness.scenarios import Step, load_scenario, run_scenario, scenario_files
 from pyrollouts.runtimes.kubernetes.resources import RESOURCES
-from pyrollouts.testing import kwok_stages
-from pyrollouts.testing.k8s_cluster import ControlPlane
-from pyrollouts.testing.scenarios import Step, load_scenario, run_scenario, scenario_files
 
 Obj = dict[str, Any]
 SCENARIOS = scenario_files(REPO / "tests" / "scenarios")

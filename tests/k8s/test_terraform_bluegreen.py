@@ -20,7 +20,7 @@ import kube_helpers
 import pytest
 from kube_helpers import REPO, ControllerProc, by_revision, get, kubectl, rs_hash, wait_for
 
-from pyrollouts.testing.k8s_cluster import ControlPlane
+from harness.k8s_cluster import ControlPlane
 
 sys.path.insert(0, str(REPO / "tests" / "deploy"))
 from deploy_helpers import TERRAFORM, terraform_providers, tofu

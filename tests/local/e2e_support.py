@@ -1,7 +1,7 @@
 """Helpers for the local runtime's end-to-end tests (tests/local/test_e2e_*.py).
 
 Everything is real: `rollouts server` runs as a subprocess exactly as a user starts it (with
-``--test-clock``; pyrollouts.testing.serverharness.ServerProcess, which also finds a state dir's
+``--test-clock``; harness.serverharness.ServerProcess, which also finds a state dir's
 processes through /proc), its pods are processes, its proxy is a process, its store is the sqlite
 file in the state dir. Nothing here reaches into the server's memory: tests look through the HTTP
 API, the CLI, the sqlite file (read-only, also while the server is down) and /proc.
@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from pyrollouts.testing.serverharness import (
+from harness.serverharness import (
     CliResult,
     ServerProcess,
     app_processes,

@@ -35,8 +35,8 @@ from typing import Any
 import pytest
 from e2e_support import E2EServer, Servers, finish, new_state_dir, rollout_doc, seed_docs, servers_fixture
 
+from harness.serverharness import free_port
 from pyrollouts.runtimes.local.store import Store
-from pyrollouts.testing.serverharness import free_port
 
 NS = "adm"
 

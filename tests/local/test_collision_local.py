@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.localdriver import LocalDriver, service_port
 from pyrollouts import engine
 from pyrollouts.controller.apply import ReplicaSetNameTaken, apply_plan
 from pyrollouts.controller.clock import Clock
@@ -26,7 +27,6 @@ from pyrollouts.model.hash import pod_template_hash
 from pyrollouts.model.rollout import Rollout
 from pyrollouts.runtimes.local.runtime import LocalRuntime
 from pyrollouts.server.apply import apply_objects
-from pyrollouts.testing.localdriver import LocalDriver, service_port
 
 MANIFEST = Path(__file__).resolve().parents[1] / "scenarios" / "manifests" / "super-hello.yaml"
 TIMEOUT = 30.0

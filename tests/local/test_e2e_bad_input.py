@@ -27,8 +27,8 @@ from e2e_support import (
     servers_fixture,
 )
 
+from harness.serverharness import free_port
 from pyrollouts.cli.main import run
-from pyrollouts.testing.serverharness import free_port
 
 KINDS = ("namespaces", "rollouts", "replicasets", "pods", "services")
 

@@ -47,9 +47,9 @@ from e2e_support import (
     with_env,
 )
 
+from harness.serverharness import KILL_ENV, ServerStartError, free_port, http_body
 from pyrollouts.controller.faults import POINTS
 from pyrollouts.model import names
-from pyrollouts.testing.serverharness import KILL_ENV, ServerStartError, free_port, http_body
 
 NS = "e2e-crash"
 #: scaleDownDelaySeconds and abortScaleDownDelaySeconds of the Rollout (real seconds).

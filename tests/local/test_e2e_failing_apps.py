@@ -37,7 +37,7 @@ from e2e_support import (
     set_env,
 )
 
-from pyrollouts.testing.serverharness import app_processes, free_port, http_body
+from harness.serverharness import app_processes, free_port, http_body
 
 CASES = ("not-found", "port-in-use", "crash", "never-ready", "slow-start")
 DEADLINE = 5

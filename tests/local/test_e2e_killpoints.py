@@ -45,15 +45,15 @@ from e2e_support import (
     with_env,
 )
 
-from pyrollouts.controller.faults import POINTS
-from pyrollouts.model import names
-from pyrollouts.testing.serverharness import (
+from harness.serverharness import (
     KILL_ENV,
     app_processes,
     free_port,
     http_body,
     teardown_on_sigterm,
 )
+from pyrollouts.controller.faults import POINTS
+from pyrollouts.model import names
 
 HASH_LABEL = names.POD_TEMPLATE_HASH_LABEL
 DEADLINE_ANNOTATION = names.SCALE_DOWN_DEADLINE_ANNOTATION

@@ -35,8 +35,8 @@ from e2e_support import (
     with_env,
 )
 
+from harness.serverharness import free_port, http_body
 from pyrollouts.model import names
-from pyrollouts.testing.serverharness import free_port, http_body
 
 NS = "e2e-traffic"
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from e2e_support import E2EServer, container_doc, finish, new_state_dir, rollout_doc, seed_docs, stored
 
-from pyrollouts.testing.serverharness import free_port
+from harness.serverharness import free_port
 
 MB = 1024 * 1024
 

@@ -17,8 +17,8 @@ from e2e_support import Servers, check_processes, seed_docs, servers_fixture
 from test_proxy import proxies_for
 from test_proxy_outage import Prober
 
+from harness.serverharness import free_port, http_body
 from pyrollouts.runtimes.local.proxy.server import PID_FILE, STANDBY_PID_FILE
-from pyrollouts.testing.serverharness import free_port, http_body
 
 pytestmark = pytest.mark.timeout(300)
 NS = "e2e-proxy-kill"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.localdriver import LocalDriver
+from harness.scenarios import ScenarioFailure, load_scenario, run_scenario, scenario_files
 from pyrollouts.runtimes.local.proxy.server import process_start_time
 from pyrollouts.runtimes.local.supervisor import find_pod_processes
-from pyrollouts.testing.localdriver import LocalDriver
-from pyrollouts.testing.scenarios import ScenarioFailure, load_scenario, run_scenario, scenario_files
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 FILES = scenario_files(SCENARIOS)

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from pyrollouts.testing.scenarios import (
+from harness.scenarios import (
     ScenarioError,
     ScenarioFailure,
     load_scenario,
     run_scenario,
     scenario_files,
 )
-from pyrollouts.testing.simcluster import SimDriver
+from harness.simcluster import SimDriver
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 FILES = scenario_files(SCENARIOS)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from webharness import web_server
 
-from pyrollouts.testing.serverharness import ServerProcess
+from harness.serverharness import ServerProcess
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from webharness import Deployed, deploy, get_text
 
-from pyrollouts.testing.serverharness import ServerProcess
+from harness.serverharness import ServerProcess
 
 pytestmark = pytest.mark.browser
 

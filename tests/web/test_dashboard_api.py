@@ -7,7 +7,7 @@ from typing import Any
 
 from webharness import Deployed, deploy, get_text, sse_messages
 
-from pyrollouts.testing.serverharness import ServerProcess
+from harness.serverharness import ServerProcess
 from pyrollouts.web import check_bind
 
 

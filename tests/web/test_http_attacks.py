@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from pyrollouts.testing.serverharness import ServerProcess, free_port
+from harness.serverharness import ServerProcess, free_port
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 TOKEN = "attack-suite-token"

@@ -7,7 +7,7 @@ import socket
 import time
 from pathlib import Path
 
-from pyrollouts.testing.serverharness import ServerProcess
+from harness.serverharness import ServerProcess
 
 CAP = 5
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from webharness import deploy, web_server
 
-from pyrollouts.testing.serverharness import ServerProcess, free_port
+from harness.serverharness import ServerProcess, free_port
 
 TOKEN = "s3cret-dashboard-token"
 

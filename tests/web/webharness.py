@@ -1,7 +1,7 @@
 """Helpers of the web tests: the seed's rollout deployed on a real `rollouts server` (which serves
 the dashboard), and the dashboard's SSE streams.
 
-The server is pyrollouts.testing.serverharness.ServerProcess, started by :func:`web_server`; each
+The server is harness.serverharness.ServerProcess, started by :func:`web_server`; each
 test deploys the seed's manifest (examples/super-hello.yaml) in a namespace of its own on free
 Service ports, so tests do not collide.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyrollouts.testing.serverharness import ServerProcess, free_port
+from harness.serverharness import ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "super-hello.yaml"

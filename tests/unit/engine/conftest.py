@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from engine_support import manifest
 
-from pyrollouts.testing.simcluster import SimCluster
+from harness.simcluster import SimCluster
 
 
 @pytest.fixture

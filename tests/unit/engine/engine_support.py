@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
+from harness.simcluster import SimCluster
 from pyrollouts.model.hash import pod_template_hash
 from pyrollouts.model.useractions import apply_merge_patch, set_env
-from pyrollouts.testing.simcluster import SimCluster
 
 MANIFEST = Path(__file__).resolve().parents[2] / "scenarios" / "manifests" / "super-hello.yaml"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from harness.simcluster import SimCluster
 from pyrollouts.engine import (
     Observed,
     Plan,
@@ -13,7 +14,6 @@ from pyrollouts.engine import (
     SetScaleDownDeadline,
     SwitchService,
 )
-from pyrollouts.testing.simcluster import SimCluster
 
 HASH = "rollouts-pod-template-hash"
 DEADLINE = "scale-down-deadline"

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from engine_support import manifest, set_welcome
 
+from harness.simcluster import SimCluster
 from pyrollouts.engine import CreateReplicaSet, Plan, plan
 from pyrollouts.engine.replicaset import COLLISION_REQUEUE_SECONDS
 from pyrollouts.model import names
 from pyrollouts.model.hash import pod_template_hash
 from pyrollouts.model.rollout import Rollout
 from pyrollouts.model.useractions import promote
-from pyrollouts.testing.simcluster import SimCluster
 
 NAME = "super-hello"
 GOLDEN = "546p4fdwz7"  # the seed template's hash, as in test_hash_adoption: it must never change

@@ -9,10 +9,10 @@ from typing import Any
 
 from engine_support import manifest
 
+from harness.simcluster import SimCluster
 from pyrollouts.engine import CreateReplicaSet, EmitEvent, SwitchService, plan
 from pyrollouts.model.hash import SAFE_ALPHABET, pod_template_hash, templates_equal
 from pyrollouts.model.rollout import Rollout
-from pyrollouts.testing.simcluster import SimCluster
 
 
 def _template() -> dict[str, Any]:

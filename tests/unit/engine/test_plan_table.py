@@ -8,6 +8,7 @@ from typing import Any
 
 from engine_support import set_welcome, template_hash
 
+from harness.simcluster import SimCluster
 from pyrollouts.engine import (
     CreateReplicaSet,
     EmitEvent,
@@ -19,7 +20,6 @@ from pyrollouts.engine import (
     plan,
 )
 from pyrollouts.model.rollout import Rollout
-from pyrollouts.testing.simcluster import SimCluster
 
 NS = "my-app"
 T0 = "2026-01-01T12:00:00Z"

@@ -14,8 +14,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from invariants import InvariantViolation, check_plan, check_settled
 
 import pyrollouts.engine.replicaset as engine_replicaset
+from harness.simcluster import SimCluster
 from pyrollouts.model import useractions as ua
-from pyrollouts.testing.simcluster import SimCluster
 
 CONFIGS = st.fixed_dictionaries(
     {

@@ -9,11 +9,11 @@ from collections.abc import Callable
 
 from engine_support import set_welcome, template_hash
 
+from harness.simcluster import SimCluster
 from pyrollouts.engine import CreateReplicaSet, UpdateReplicaSetAffinity, plan
 from pyrollouts.model import names
 from pyrollouts.model.hash import pod_template_hash, templates_equal
 from pyrollouts.model.rollout import Rollout
-from pyrollouts.testing.simcluster import SimCluster
 
 
 def plan_now(sim: SimCluster):  # type: ignore[no-untyped-def]

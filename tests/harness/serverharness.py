@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cli.main import run_captured
-from ..controller.faults import ENV as KILL_ENV
-from ..runtimes.local.supervisor import ENV_CONTAINER, ENV_POD_UID, ENV_STATE_DIR
+from pyrollouts.cli.main import run_captured
+from pyrollouts.controller.faults import ENV as KILL_ENV
+from pyrollouts.runtimes.local.supervisor import ENV_CONTAINER, ENV_POD_UID, ENV_STATE_DIR
 
 #: How long a server may take to answer its API after it was started.
 START_TIMEOUT = 30.0

@@ -64,8 +64,8 @@ from typing import Any, Protocol
 
 import yaml
 
-from ..model import names, useractions
-from ..model.useractions import Patch, apply_merge_patch
+from pyrollouts.model import names, useractions
+from pyrollouts.model.useractions import Patch, apply_merge_patch
 
 Obj = dict[str, Any]
 

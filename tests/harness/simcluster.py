@@ -35,12 +35,12 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..engine import plan as engine_plan
-from ..engine import types as a
-from ..model import names
-from ..model.rollout import Rollout
-from ..model.timefmt import rfc3339
-from ..model.useractions import apply_merge_patch, merge_patch_to
+from pyrollouts.engine import plan as engine_plan
+from pyrollouts.engine import types as a
+from pyrollouts.model import names
+from pyrollouts.model.rollout import Rollout
+from pyrollouts.model.timefmt import rfc3339
+from pyrollouts.model.useractions import apply_merge_patch, merge_patch_to
 
 Obj = dict[str, Any]
 PlanHook = Callable[[Obj, a.Observed, a.Plan, datetime], None]

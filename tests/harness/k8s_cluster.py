@@ -2,7 +2,7 @@
 
 Starts etcd, kube-apiserver (secure port on 127.0.0.1, RBAC, audit log, service-account keys, a
 generated CA), kube-controller-manager (all default controllers), kube-scheduler and kwok (fake nodes
-whose pods are driven by the Stages in :mod:`pyrollouts.testing.kwok_stages`). The binaries are the
+whose pods are driven by the Stages in :mod:`harness.kwok_stages`). The binaries are the
 ones ``make tools`` builds into ``~/.cache/pyrollouts/tools`` from the versions in
 ``tools/versions.env``.
 
@@ -12,7 +12,8 @@ Use it as a context manager::
         ns = cp.create_namespace()
         subprocess.run([tool_path("kubectl"), "--kubeconfig", cp.kubeconfig, "-n", ns, "get", "pods"])
 
-or from a shell: ``python -m pyrollouts.testing.k8s_cluster up`` / ``down`` (``make cluster-up``).
+or from a shell (tests/ on PYTHONPATH): ``python -m harness.k8s_cluster up`` / ``down``
+(``make cluster-up``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from pyrollouts.testing import kwok_stages
+from harness import kwok_stages
 
 TOOLS = (
     "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "helm", "tofu"
@@ -66,6 +67,13 @@ class ControlPlaneError(RuntimeError):
 
 # --------------------------------------------------------------------------------------------------
 # The built tools
+
+
+def _tests_path() -> str:
+    """PYTHONPATH for a child that imports ``harness`` (tests/ of this checkout, then the caller's)."""
+    tests = str(Path(__file__).resolve().parent.parent)
+    rest = os.environ.get("PYTHONPATH")
+    return f"{tests}{os.pathsep}{rest}" if rest else tests
 
 
 def _versions_file() -> Path:
@@ -886,7 +894,7 @@ def control_plane(nodes: int = 3) -> Iterator[ControlPlane]:
 
 
 # --------------------------------------------------------------------------------------------------
-# CLI: python -m pyrollouts.testing.k8s_cluster up|down|status
+# CLI: python -m harness.k8s_cluster up|down|status
 
 
 def _state_dir() -> Path:
@@ -929,7 +937,9 @@ def _cmd_up(timeout: float) -> int:
     log = state / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pyrollouts.testing.k8s_cluster", "serve"],
+            [sys.executable, "-m", "harness.k8s_cluster", "serve"],
+            # The harness lives in tests/, outside the installed package.
+            env={**os.environ, "PYTHONPATH": _tests_path()},
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -1007,7 +1017,7 @@ def _cmd_down() -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``up`` starts a control plane in the background, ``down`` stops it."""
     parser = argparse.ArgumentParser(
-        prog="python -m pyrollouts.testing.k8s_cluster",
+        prog="python -m harness.k8s_cluster",
         description="A local Kubernetes control plane for development.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

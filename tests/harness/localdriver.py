@@ -1,6 +1,6 @@
 """The scenario driver for the local runtime: a real ``LocalServer`` with real pod processes.
 
-``LocalDriver`` implements the ``scenarios.Driver`` protocol (see ``pyrollouts.testing.scenarios``)
+``LocalDriver`` implements the ``scenarios.Driver`` protocol (see ``harness.scenarios``)
 over a ``LocalServer`` run in this process (its own event-loop tasks, the proxy and every pod as
 child processes) on a fresh temporary state dir, with the test clock. One driver runs one scenario;
 ``close()`` stops every process it started, whatever state the run ended in.
@@ -45,14 +45,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..model import names
-from ..model.cluster import NotFound
-from ..runtimes.local.store import Subscription
-from ..runtimes.local.supervisor import Backoff, kill_all_pod_processes
-from ..server.app import LocalServer
-from ..server.apply import apply_objects
-from .scenarios import Step
-from .serverharness import free_port
+from harness.scenarios import Step
+from harness.serverharness import free_port
+from pyrollouts.model import names
+from pyrollouts.model.cluster import NotFound
+from pyrollouts.runtimes.local.store import Subscription
+from pyrollouts.runtimes.local.supervisor import Backoff, kill_all_pod_processes
+from pyrollouts.server.app import LocalServer
+from pyrollouts.server.apply import apply_objects
 
 Obj = dict[str, Any]
 

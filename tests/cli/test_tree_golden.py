@@ -13,7 +13,7 @@ import pytest
 from cli_seed_objects import STATES, promoted
 
 from pyrollouts.cli.tree import go_duration, human_duration, render
-from pyrollouts.server.info import rollout_info
+from pyrollouts.service.info import rollout_info
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -47,11 +47,11 @@ from typing import Any
 
 from harness.scenarios import Step
 from harness.serverharness import free_port
+from pyrollouts.daemons.local_server import LocalServer
 from pyrollouts.model import names
 from pyrollouts.model.cluster import NotFound
 from pyrollouts.runtimes.local.store import Subscription
 from pyrollouts.runtimes.local.supervisor import Backoff, kill_all_pod_processes
-from pyrollouts.server.app import LocalServer
 from pyrollouts.server.apply import apply_objects
 
 Obj = dict[str, Any]

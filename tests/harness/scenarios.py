@@ -25,7 +25,7 @@ The driver protocol (``Driver``; every method is async):
       ``restart``, ``undo``, ``patch``, ``image``): apply each ``useractions.Patch`` in
       ``step.patches`` to the Rollout, in order: a JSON merge patch on the object, or on its
       ``status`` subresource when ``patch.subresource == "status"``. ``run_scenario`` computes
-      them from the current objects just before calling ``do``, with ``pyrollouts.model.useractions``
+      them from the current objects just before calling ``do``, with ``pyrollouts.service.verbs``
       (the patches Argo's kubectl plugin sends), so drivers need no logic of their own for them.
     - ``advance``: move the controller's clock forward ``step.seconds`` (every deadline on the way
       fires); real pods need not age.
@@ -64,8 +64,9 @@ from typing import Any, Protocol
 
 import yaml
 
-from pyrollouts.model import names, useractions
+from pyrollouts.model import names
 from pyrollouts.model.useractions import Patch, apply_merge_patch
+from pyrollouts.service import verbs
 
 Obj = dict[str, Any]
 
@@ -345,31 +346,34 @@ def scenario_files(directory: str | Path) -> list[Path]:
     return sorted(p for p in Path(directory).glob("*.yaml") if p.is_file())
 
 
-def user_patches(step: Step, rollout: Obj, replicasets: Sequence[Obj], now_rfc3339: str) -> list[Patch]:
-    """The patches a user action sends, computed from the current objects (as Argo's plugin does)."""
-    do = step.do
-    if do == "promote":
-        return useractions.promote(rollout)
-    if do == "promote-full":
-        return useractions.promote(rollout, full=True)
-    if do == "abort":
-        return useractions.abort(rollout)
-    if do == "retry":
-        return useractions.retry(rollout)
-    if do == "pause":
-        return useractions.pause(rollout)
-    if do == "resume":
-        return useractions.resume(rollout)
-    if do == "restart":
-        return useractions.restart(rollout, now_rfc3339)
-    if do == "undo":
-        return useractions.undo(rollout, list(replicasets), step.raw.get("toRevision"))
-    if do == "patch":
+#: scenario step -> (verb, its fixed arguments) of service/verbs.py
+_VERB_OF_STEP: dict[str, tuple[str, dict[str, Any]]] = {
+    "promote": ("promote", {}),
+    "promote-full": ("promote", {"full": True}),
+    "abort": ("abort", {}),
+    "retry": ("retry", {}),
+    "pause": ("pause", {}),
+    "resume": ("resume", {}),
+    "restart": ("restart", {}),
+    "undo": ("undo", {}),
+    "image": ("set-image", {}),
+}
+
+
+def user_patches(step: Step, rollout: Obj, replicasets: Sequence[Obj], now: datetime) -> list[Patch]:
+    """The patches a user action sends, computed from the current objects by the verb every client
+    calls (``service.verbs``; Argo's plugin computes the same). Raises VerbError."""
+    if step.do == "patch":
         return [Patch(dict(step.raw["patch"]))]
-    if do == "image":
+    if step.do not in _VERB_OF_STEP:
+        raise ValueError(f"{step.do!r} is not a user action")
+    verb, args = _VERB_OF_STEP[step.do]
+    if step.do == "undo":
+        args = {"toRevision": step.raw.get("toRevision")}
+    elif step.do == "image":
         container = rollout["spec"]["template"]["spec"]["containers"][0]["name"]
-        return useractions.set_image(rollout, container, str(step.raw["image"]))
-    raise ValueError(f"{do!r} is not a user action")
+        args = {"container": container, "image": str(step.raw["image"])}
+    return verbs.plan(verb, rollout, replicasets, args, now).patches
 
 
 # -- snapshot and check -------------------------------------------------------------------------
@@ -620,10 +624,9 @@ async def run_scenario(
         n_before = len(events_before)
         if step.do in USER_ACTIONS:
             rollout, rss, _, _ = await driver.objects()
-            now = (await driver.now()).strftime("%Y-%m-%dT%H:%M:%SZ")
             try:
-                patches = user_patches(step, rollout, rss, now)
-            except useractions.ActionError as exc:
+                patches = user_patches(step, rollout, rss, await driver.now())
+            except verbs.VerbError as exc:
                 raise ScenarioFailure(f"{scenario.path}: step {step.index} ({step.do}): {exc}") from exc
             step = dataclasses.replace(step, patches=tuple(patches))
         await driver.do(step)

@@ -11,12 +11,12 @@ from lightkube.models.meta_v1 import Status
 
 from pyrollouts.cli.kube_backend import kubectl_args
 from pyrollouts.controller.apply import _invalid_spec_status
+from pyrollouts.daemons.operator import in_scope
 from pyrollouts.model.cluster import ClusterError, Conflict, Invalid, NotFound
 from pyrollouts.runtimes.kubernetes.cluster import translate
 from pyrollouts.runtimes.kubernetes.informer import matches
 from pyrollouts.runtimes.kubernetes.leader import LeaseTimings, micro_time
 from pyrollouts.runtimes.kubernetes.metrics import ControllerMetrics
-from pyrollouts.runtimes.kubernetes.operator import in_scope
 
 
 def _api_error(code: int, message: str) -> ApiError:

@@ -391,7 +391,7 @@ def test_a_restart_on_a_store_with_absurd_objects_listens_and_reports_them(serve
 
 
 async def test_a_stored_service_on_the_api_port_is_named_when_the_server_cannot_listen() -> None:
-    from pyrollouts.server.app import LocalServer, ServerError
+    from pyrollouts.daemons.local_server import LocalServer, ServerError
 
     state_dir = Path(tempfile.mkdtemp(prefix="adm", dir="/tmp"))
     try:

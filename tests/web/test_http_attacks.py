@@ -452,7 +452,7 @@ async def _standalone(tmp_path: Path, *, host_check: bool, token: str | None) ->
     from pyrollouts.controller.clock import Clock
     from pyrollouts.runtimes.local.cluster import LocalCluster
     from pyrollouts.runtimes.local.store import Store
-    from pyrollouts.server.info import rollout_info
+    from pyrollouts.service.info import rollout_info
     from pyrollouts.web import make_dashboard_app
 
     cluster = LocalCluster(Store(tmp_path / "state.db"))
@@ -565,7 +565,7 @@ async def test_beyond_loopback_the_server_api_answers_any_host_with_the_token(tm
     ],
 )
 def test_which_hosts_are_loopback(value: str, port: int, answered: bool) -> None:
-    from pyrollouts.web import guard
+    from pyrollouts.service import guard
 
     parts = guard.split_host(value)
     ok = parts is not None and guard.is_loopback(parts[0]) and (parts[1] or 80) == port
@@ -575,7 +575,7 @@ def test_which_hosts_are_loopback(value: str, port: int, answered: bool) -> None
 def test_both_ways_of_finding_a_connections_user_agree() -> None:
     """sock_diag (netlink) and the /proc/net/tcp fallback name the same owner of a client socket:
     another user's, and this process's own."""
-    from pyrollouts.web import guard
+    from pyrollouts.service import guard
 
     assert os.geteuid() == 0, "this test makes a process of another user: run it as root"
     with socket.socket() as srv:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pyrollouts.model.cluster import Obj, WatchEvent
-from pyrollouts.server.info import rollout_info
+from pyrollouts.service.info import rollout_info
 from pyrollouts.web import argo_info, available_actions, render
 from pyrollouts.web.source import Source
 from pyrollouts.web.traffic import TrafficSampler

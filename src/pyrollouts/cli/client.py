@@ -18,31 +18,26 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
+from ..model import kinds
+
 DEFAULT_SERVER = "http://127.0.0.1:7390"
 
 Obj = dict[str, Any]
 
-#: CLI kind names (and Argo's short names) -> the API's plural
-PLURALS: dict[str, str] = {
-    "rollout": "rollouts",
-    "rollouts": "rollouts",
-    "ro": "rollouts",
-    "replicaset": "replicasets",
-    "replicasets": "replicasets",
-    "rs": "replicasets",
-    "pod": "pods",
-    "pods": "pods",
-    "po": "pods",
-    "service": "services",
-    "services": "services",
-    "svc": "services",
-    "event": "events",
-    "events": "events",
-    "ev": "events",
-    "namespace": "namespaces",
-    "namespaces": "namespaces",
-    "ns": "namespaces",
-}
+
+
+def kind_of(word: str) -> kinds.Kind:
+    """The kind the user named (``ro``, ``rollout``, ``rollouts``...); CliError listing them."""
+    kind = kinds.client_kind(word)
+    if kind is None:
+        known = ", ".join(k.name.lower() for k in kinds.CLIENT_KINDS)
+        raise CliError(f"unknown kind {word!r}: use one of {known}")
+    return kind
+
+
+def plural_of(word: str) -> str:
+    """The API's plural for a kind the user named."""
+    return kind_of(word).plural
 
 
 class CliError(Exception):
@@ -224,13 +219,13 @@ class HttpBackend:
         return dict(self.request("GET", "/api/version"))
 
     def get(self, kind: str, namespace: str, name: str) -> Obj:
-        plural = PLURALS[kind.lower()]
+        plural = plural_of(kind)
         if plural == "namespaces":
             return dict(self.request("GET", f"/api/namespaces/{quote(name)}"))
         return dict(self.request("GET", f"/api/{plural}/{quote(namespace)}/{quote(name)}"))
 
     def list(self, kind: str, namespace: str | None, labels: str | None = None) -> list[Obj]:
-        plural = PLURALS[kind.lower()]
+        plural = plural_of(kind)
         out = self.request("GET", f"/api/{plural}", query={"namespace": namespace, "labelSelector": labels})
         return list(out.get("items") or [])
 
@@ -239,7 +234,7 @@ class HttpBackend:
         return dict(self.request("POST", "/api/apply", body))
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
-        plural = PLURALS[kind.lower()]
+        plural = plural_of(kind)
         self.request("DELETE", f"/api/{plural}/{quote(namespace)}/{quote(name)}")
 
     def action(self, namespace: str, name: str, verb: str, body: Obj | None = None) -> Obj:

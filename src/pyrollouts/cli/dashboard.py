@@ -60,7 +60,7 @@ async def _kube_app(
     from ..controller.clock import Clock
     from ..model.cluster import ClusterError
     from ..runtimes.kubernetes.cluster import KubeCluster, load_config, make_client
-    from ..server.info import rollout_info
+    from ..service.info import rollout_info
 
     try:
         config = load_config(kubeconfig, context)

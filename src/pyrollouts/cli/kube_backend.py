@@ -2,8 +2,8 @@
 
 Used by ``kubectl rollouts ...`` (the plugin, ``kubectl_main``) and ``rollouts --backend kubernetes``.
 It finds the cluster as kubectl does (``--kubeconfig``, ``--context``, ``$KUBECONFIG``,
-``~/.kube/config``). User actions are exactly the patches of ``pyrollouts.model.useractions``,
-sent to the Rollout or to its ``/status`` subresource, so they drive Argo's own controller too.
+``~/.kube/config``). User actions are ``service.verbs`` plans, whose patches (Argo's plugin's) go
+to the Rollout or to its ``/status`` subresource, so they drive Argo's own controller too.
 Apply is server-side apply (field manager ``kubectl-rollouts``): fields dropped from a manifest
 are dropped from the object, and fields the controller owns are never touched.
 """
@@ -22,51 +22,24 @@ from lightkube import Client
 from lightkube.types import CascadeType, OnErrorAction, OnErrorResult, PatchType
 
 from .. import __version__
-from ..model import names, useractions
+from ..model import names, owners
 from ..model.cluster import ClusterError
+from ..model.timefmt import rfc3339
 from ..runtimes.kubernetes.cluster import load_config
 from ..runtimes.kubernetes.resources import NAMESPACED, RESOURCES
-from .client import ApiError, CliError, Obj
+from ..service import verbs
+from .client import ApiError, CliError, Obj, kind_of
 
 FIELD_MANAGER = "kubectl-rollouts"
-
-#: CLI kind names (and kubectl's short names) -> the Kubernetes kind.
-KINDS: dict[str, str] = {
-    "rollout": "Rollout",
-    "rollouts": "Rollout",
-    "ro": "Rollout",
-    "replicaset": "ReplicaSet",
-    "replicasets": "ReplicaSet",
-    "rs": "ReplicaSet",
-    "pod": "Pod",
-    "pods": "Pod",
-    "po": "Pod",
-    "service": "Service",
-    "services": "Service",
-    "svc": "Service",
-    "event": "Event",
-    "events": "Event",
-    "ev": "Event",
-    "namespace": "Namespace",
-    "namespaces": "Namespace",
-    "ns": "Namespace",
-}
 
 #: The order objects of one manifest are written in: what others refer to first.
 _ORDER = {"Namespace": 0, "Service": 1, "Rollout": 3}
 
 
 def _kind(kind: str) -> str:
-    k = KINDS.get(kind.lower()) or (kind if kind in RESOURCES else None)
-    if k is None:
-        raise CliError(
-            f"unknown kind {kind!r}: use one of rollout, replicaset, pod, service, event, namespace"
-        )
-    return k
-
-
-def _rfc3339(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if kind in RESOURCES:
+        return kind
+    return kind_of(kind).name
 
 
 def _plain(item: Any) -> Obj:
@@ -116,7 +89,7 @@ class KubeBackend:
             "version": __version__,
             "runtime": "kubernetes",
             "server": self.config.cluster.server,
-            "now": _rfc3339(datetime.now(UTC)),
+            "now": rfc3339(datetime.now(UTC)),
         }
 
     def get(self, kind: str, namespace: str, name: str) -> Obj:
@@ -147,28 +120,18 @@ class KubeBackend:
             i.setdefault("kind", k)
         return items
 
-    def _owned(self, rollout: Obj) -> tuple[list[Obj], list[Obj]]:
+    def _owned(self, rollout: Obj) -> list[Obj]:
+        """The Rollout's ReplicaSets."""
         ns = rollout["metadata"].get("namespace", "default")
-        uid = rollout["metadata"].get("uid")
-        rss = [
-            rs
-            for rs in self.list("replicaset", ns)
-            if any(r.get("uid") == uid for r in rs["metadata"].get("ownerReferences") or [])
-        ]
-        uids = {rs["metadata"].get("uid") for rs in rss}
-        pods = [
-            p
-            for p in self.list("pod", ns)
-            if any(r.get("uid") in uids for r in p["metadata"].get("ownerReferences") or [])
-        ]
-        return rss, pods
+        return owners.owned(self.list("replicaset", ns), {"kind": "Rollout", **rollout})
 
     def info(self, namespace: str, name: str) -> Obj:
         """The info view of a rollout (the same shape the local server returns)."""
-        from ..server.info import rollout_info  # the one pure function both backends share
+        from ..service.info import rollout_info  # the one pure function every client shares
 
         ro = self.get("rollout", namespace, name)
-        rss, pods = self._owned(ro)
+        rss = self._owned(ro)
+        pods = self.list("pod", namespace)  # the view keeps those of the Rollout's ReplicaSets
         return rollout_info(ro, rss, pods, datetime.now(UTC))
 
     def watch_info(self, namespace: str, name: str) -> Iterator[Obj]:
@@ -325,48 +288,17 @@ class KubeBackend:
         except KubeApiError as exc:
             raise _api_error(exc, f"{k.lower()} '{name}'") from None
 
-    def patches_for(self, rollout: Obj, verb: str, body: Obj) -> tuple[list[useractions.Patch], str]:
-        """Argo's patches for a verb, and the message to print."""
-        name = rollout["metadata"]["name"]
-        if verb == "promote":
-            full = bool(body.get("full"))
-            return useractions.promote(
-                rollout, full=full
-            ), f"rollout '{name}' {'fully ' if full else ''}promoted"
-        if verb == "abort":
-            return useractions.abort(rollout), f"rollout '{name}' aborted"
-        if verb == "retry":
-            return useractions.retry(rollout), f"rollout '{name}' retried"
-        if verb == "pause":
-            return useractions.pause(rollout), f"rollout '{name}' paused"
-        if verb == "resume":
-            return useractions.resume(rollout), f"rollout '{name}' resumed"
-        if verb == "restart":
-            return useractions.restart(rollout, _rfc3339(datetime.now(UTC))), f"rollout '{name}' restarts"
-        if verb == "undo":
-            rss, _ = self._owned(rollout)
-            return useractions.undo(rollout, rss, body.get("toRevision")), f"rollout '{name}' undo"
-        if verb == "set-image":
-            return (
-                useractions.set_image(rollout, str(body["container"]), str(body["image"])),
-                f"rollout '{name}' image updated",
-            )
-        if verb == "set-env":
-            return (
-                useractions.set_env(rollout, str(body["container"]), str(body["name"]), str(body["value"])),
-                f"rollout '{name}' env updated",
-            )
-        raise CliError(f"unknown action {verb!r}")
-
     def action(self, namespace: str, name: str, verb: str, body: Obj | None = None) -> Obj:
-        """Apply a user action's patches to the Rollout (spec) or its /status subresource."""
+        """Do a user action (service/verbs.py): its patches go to the Rollout (spec) or to its
+        /status subresource."""
         ro = self.get("rollout", namespace, name)
+        rss = self._owned(ro) if verbs.needs_replicasets(verb) else []
         try:
-            patches, message = self.patches_for(ro, verb, body or {})
-        except useractions.ActionError as exc:
-            raise CliError(str(exc)) from None
+            plan = verbs.plan(verb, ro, rss, body or {}, datetime.now(UTC))
+        except verbs.VerbError as exc:
+            raise CliError(exc.message) from None
         res = RESOURCES["Rollout"]
-        for p in patches:
+        for p in plan.patches:
             target = res.Status if p.subresource == "status" else res
             try:
                 ro = _plain(
@@ -374,7 +306,7 @@ class KubeBackend:
                 )
             except KubeApiError as exc:
                 raise _api_error(exc, f"rollout '{name}'") from None
-        return {"message": message, "rollout": ro}
+        return {"message": plan.message, "rollout": ro}
 
 
 def keep_injected_hash(service: Obj, live: Obj) -> None:

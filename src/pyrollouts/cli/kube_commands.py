@@ -64,8 +64,8 @@ def controller(
     ] = False,
 ) -> None:
     """Run the rollout controller against a Kubernetes cluster (the operator)."""
+    from ..daemons.operator import run_operator
     from ..runtimes.kubernetes.leader import LeaseTimings
-    from ..runtimes.kubernetes.operator import run_operator
 
     st = state(ctx)
     timings = LeaseTimings(

@@ -112,8 +112,8 @@ def server(
     ] = 100,
 ) -> None:
     """Run the local runtime: store, controller, pods as processes, the proxy and the API."""
+    from ..daemons.local_server import ServerError, serve
     from ..runtimes.local.logfiles import LogPolicy, parse_size
-    from ..server.app import ServerError, serve
 
     try:
         log_policy = LogPolicy(max_size=parse_size(log_max_size, "--log-max-size"), max_files=log_max_files)

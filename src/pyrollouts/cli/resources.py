@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
+from ..model import kinds
 from ..model.findings import ManifestError, sort_findings
 from ..model.yamlsafe import MAX_BYTES
-from .client import PLURALS, ApiError, CliError
+from .client import ApiError, CliError
 from .common import Namespace, echo, err, kind_display, state
 
 
@@ -114,11 +115,11 @@ def delete(
     namespace: Namespace = "default",
 ) -> None:
     """Delete an object; deleting a rollout also stops its ReplicaSets and Pods."""
-    plural = PLURALS.get(kind.lower())
-    if plural is None or plural in ("events", "namespaces"):
+    found = kinds.client_kind(kind)
+    if found is None or found.name in ("Event", "Namespace"):
         raise typer.BadParameter(f"unknown kind '{kind}' (rollout, service, pod or replicaset)")
     backend = state(ctx).backend()
-    k = {"rollouts": "Rollout", "replicasets": "ReplicaSet", "pods": "Pod", "services": "Service"}[plural]
+    k = found.name
     try:
         backend.delete(kind, namespace, name)
     except ApiError as exc:

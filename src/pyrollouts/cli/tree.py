@@ -1,6 +1,6 @@
 """`rollouts get rollout`: the header and the revision tree, in the shape of Argo's plugin.
 
-Pure functions from the info view (``server.info.rollout_info``, as the API returns it) and a time
+Pure functions from the info view (``service.info.rollout_info``, as the API returns it) and a time
 to text, so golden tests need no server and no clock. ``render_rich`` adds colour for terminals.
 """
 

@@ -150,7 +150,7 @@ def get_all(ctx: typer.Context, namespace: Namespace = "default") -> None:
         sections.append(table_lines(rs_rows, ("NAME", "DESIRED", "CURRENT", "READY", "AGE")))
     pods = backend.list("pod", namespace)
     if pods:
-        from ..server.info import pod_info
+        from ..service.info import pod_info
 
         pod_rows: list[tuple[str, ...]] = []
         for p in pods:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import names
+from .kinds import ANALYSIS_TEMPLATE as AT
+from .kinds import ROLLOUT
 from .schema import rollout_openapi_schema
 
 _OPEN_SCHEMA: dict[str, Any] = {
@@ -97,7 +99,8 @@ def rollout_crd() -> dict[str, Any]:
         },
         _AGE,
     ]
-    return _crd("Rollout", "rollouts", ["ro"], rollout_openapi_schema(), columns=columns, scale=True)
+    schema = rollout_openapi_schema()
+    return _crd(ROLLOUT.name, ROLLOUT.plural, list(ROLLOUT.short_names), schema, columns=columns, scale=True)
 
 
 def crds() -> list[dict[str, Any]]:
@@ -105,7 +108,7 @@ def crds() -> list[dict[str, Any]]:
     status_columns = [{"name": "Status", "type": "string", "jsonPath": ".status.phase"}, _AGE]
     return [
         rollout_crd(),
-        _crd("AnalysisTemplate", "analysistemplates", ["at"], _OPEN_SCHEMA, columns=[_AGE]),
+        _crd(AT.name, AT.plural, list(AT.short_names), _OPEN_SCHEMA, columns=[_AGE]),
         _crd(
             "ClusterAnalysisTemplate",
             "clusteranalysistemplates",

@@ -1,4 +1,4 @@
-"""The pod-template hash and semantic template equality (ARGO-COMPAT "The hash").
+"""The pod-template hash and semantic template equality (docs/argo-compat.md, "The pod-template hash").
 
 Argo hashes Go's JSON encoding of the template, which Python cannot reproduce byte for byte, so our
 hash is our own: SHA-256 over canonical JSON (sorted keys, no whitespace, ASCII only), written in

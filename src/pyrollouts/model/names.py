@@ -1,4 +1,4 @@
-"""The label, annotation and reason names shared with Argo Rollouts (see ARGO-COMPAT)."""
+"""The label, annotation and reason names shared with Argo Rollouts (docs/argo-compat.md)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ SCALE_DOWN_DEADLINE_ANNOTATION = "scale-down-deadline"
 EPHEMERAL_METADATA_ANNOTATION = "rollout.argoproj.io/ephemeral-metadata"
 MANAGED_BY_ANNOTATION = "argo-rollouts.argoproj.io/managed-by-rollouts"
 INSTANCE_ID_LABEL = "argo-rollouts.argoproj.io/controller-instance-id"
+#: Ours: where the local runtime records a Pod's host ports, JSON {containerPort: hostPort} with
+#: the main port first (runtimes/local/ports.py writes it; the proxy and the info view read it).
+PORTS_ANNOTATION = "local.pyrollouts.io/ports"
 
 # Pause reasons
 PAUSE_BLUE_GREEN = "BlueGreenPause"

@@ -12,6 +12,7 @@ from lightkube.models.core_v1 import Container, PodTemplateSpec, Probe, ServiceP
 from lightkube.resources.apps_v1 import ReplicaSet
 from lightkube.resources.core_v1 import Event, Namespace, Pod, Service
 
+from . import kinds
 from .rollout import Rollout
 
 __all__ = [
@@ -29,19 +30,11 @@ __all__ = [
     "api_version_of",
 ]
 
-#: kind -> apiVersion, for every kind the object model knows.
-KINDS: dict[str, str] = {
-    "Rollout": "argoproj.io/v1alpha1",
-    "ReplicaSet": "apps/v1",
-    "Deployment": "apps/v1",  # stored only: the pod template of a Rollout's spec.workloadRef
-    "Pod": "v1",
-    "Service": "v1",
-    "Namespace": "v1",
-    "Event": "v1",
-}
+#: kind -> apiVersion, for every kind the object model knows (model/kinds.py).
+KINDS: dict[str, str] = {k.name: k.api_version for k in kinds.KINDS.values()}
 
 #: Kinds that live in a namespace.
-NAMESPACED = {"Rollout", "ReplicaSet", "Deployment", "Pod", "Service", "Event"}
+NAMESPACED = kinds.NAMESPACED
 
 
 def api_version_of(kind: str) -> str:

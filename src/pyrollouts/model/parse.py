@@ -19,21 +19,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import kinds
 from .findings import ERROR, Finding, ManifestError, Severity, errors, format_path
 from .rollout import Rollout
 from .yamlsafe import FieldPath, LineMap, load_documents, read_text
 
 #: kind -> the apiVersion this project reads it in.
 SUPPORTED_KINDS: dict[str, str] = {
-    "Rollout": "argoproj.io/v1alpha1",
-    "Service": "v1",
-    "Namespace": "v1",
-    "Deployment": "apps/v1",  # spec.workloadRef's pod template; stored, never run
-    "AnalysisTemplate": "argoproj.io/v1alpha1",
+    k.name: k.api_version
+    for k in (
+        kinds.ROLLOUT,
+        kinds.SERVICE,
+        kinds.NAMESPACE,
+        kinds.DEPLOYMENT,  # spec.workloadRef's pod template; stored, never run
+        kinds.ANALYSIS_TEMPLATE,
+    )
 }
 #: Kinds that are read but not acted on (yet).
 KEPT_KINDS = frozenset({"AnalysisTemplate"})
-CLUSTER_SCOPED = frozenset({"Namespace"})
+CLUSTER_SCOPED = kinds.CLUSTER_SCOPED
 DEFAULT_NAMESPACE = "default"
 
 

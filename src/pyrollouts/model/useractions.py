@@ -1,4 +1,4 @@
-"""User actions as the patches Argo's kubectl plugin sends (ARGO-COMPAT "User actions").
+"""User actions as the patches Argo's kubectl plugin sends (docs/argo-compat.md, "User actions").
 
 Each function returns a list of ``Patch``: a JSON merge patch and whether it goes to the object
 (spec/metadata) or to its ``status`` subresource. The controller needs no API of its own: any client
@@ -13,10 +13,15 @@ from typing import Any
 
 from . import names
 from .hash import ephemeral_keys, strip_injected_anti_affinity
+from .owners import revision_of
 
 
 class ActionError(ValueError):
     """The action does not apply to the Rollout in its current state (message says why)."""
+
+
+class UnknownTarget(ActionError):
+    """The action names what the Rollout does not have: a container, a revision."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ def set_image(rollout: dict[str, Any], container: str, image: str) -> list[Patch
                 found = True
     if not found:
         name = rollout.get("metadata", {}).get("name", "")
-        raise ActionError(f"rollout '{name}' has no container named '{container}'")
+        raise UnknownTarget(f"rollout '{name}' has no container named '{container}'")
     return [Patch({"spec": {"template": tmpl}})]
 
 
@@ -103,7 +108,7 @@ def set_env(rollout: dict[str, Any], container: str, key: str, value: str) -> li
                 env.append({"name": key, "value": value})
     if not found:
         name = rollout.get("metadata", {}).get("name", "")
-        raise ActionError(f"rollout '{name}' has no container named '{container}'")
+        raise UnknownTarget(f"rollout '{name}' has no container named '{container}'")
     return [Patch({"spec": {"template": tmpl}})]
 
 
@@ -115,11 +120,9 @@ def undo(rollout: dict[str, Any], replicasets: list[dict[str, Any]], to_revision
     name = rollout.get("metadata", {}).get("name", "")
     by_rev: dict[int, dict[str, Any]] = {}
     for rs in replicasets:
-        ann = rs.get("metadata", {}).get("annotations") or {}
-        try:
-            by_rev[int(ann.get(names.REVISION_ANNOTATION, ""))] = rs
-        except ValueError:
-            continue
+        rev = revision_of(rs)
+        if rev is not None:
+            by_rev[rev] = rs
     if not by_rev:
         raise ActionError(f"rollout '{name}' has no revisions to undo to")
     current = max(by_rev)
@@ -130,7 +133,7 @@ def undo(rollout: dict[str, Any], replicasets: list[dict[str, Any]], to_revision
         to_revision = older[-1]
     if to_revision not in by_rev:
         known = ", ".join(str(r) for r in sorted(by_rev))
-        raise ActionError(f"rollout '{name}' has no revision {to_revision} (revisions: {known})")
+        raise UnknownTarget(f"rollout '{name}' has no revision {to_revision} (revisions: {known})")
     target = by_rev[to_revision]
     tmpl = copy.deepcopy(target.get("spec", {}).get("template") or {})
     tmeta = tmpl.get("metadata") or {}

@@ -1,8 +1,8 @@
 """The local server's HTTP/JSON API, used by the CLI and the dashboard (docs/api.md).
 
 ``make_app`` builds an aiohttp application over any ``Cluster``. Every write goes through the
-Cluster; user actions are computed with ``model.useractions`` and applied as the same patches Argo's
-plugin sends, so the controller needs no API of its own.
+Cluster; a user action is one call of ``service.verbs`` (the patches Argo's plugin sends), so the
+controller needs no API of its own.
 """
 
 from __future__ import annotations
@@ -19,31 +19,21 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from .. import __version__
-from ..model import useractions
+from ..model import kinds
 from ..model.cluster import Cluster, Conflict, Invalid, NotFound, Obj
+from ..model.timefmt import rfc3339
 from ..model.yamlsafe import MAX_BYTES
-from ..web import guard, streams
+from ..service import guard, streams, verbs
+from ..service.info import read_info
 from .admission import AdmissionRefused
 from .apply import ApplyRefused, apply_objects, check_text, findings_for_objects
-from .info import rfc3339, rollout_info
 
 log = logging.getLogger("pyrollouts.server.api")
 
-#: URL segment -> kind
-KIND_OF_PLURAL: dict[str, str] = {
-    "rollouts": "Rollout",
-    "replicasets": "ReplicaSet",
-    "pods": "Pod",
-    "services": "Service",
-    "events": "Event",
-    "namespaces": "Namespace",
-}
-CLUSTER_SCOPED = {"Namespace"}
 
 #: What the info routes follow: any change of these kinds may change a Rollout's tree.
 INFO_KINDS = ("Rollout", "ReplicaSet", "Pod", "Service")
 
-HEARTBEAT_SECONDS = 15.0
 
 
 class ClockLike(Protocol):
@@ -55,8 +45,9 @@ class ClockLike(Protocol):
 Admission = Callable[[list[Obj]], list[str]]
 
 
-class ApiError(web.HTTPException):
-    """An error answered as JSON {"error": ..., "details": [...]}."""
+class JsonError(web.HTTPException):
+    """An error this API answers, as JSON {"error": ..., "details": [...]} (the CLI reads it back
+    as ``cli.client.ApiError``)."""
 
     def __init__(self, status: int, error: str, details: Sequence[Any] = ()) -> None:
         self.status_code = status
@@ -157,28 +148,29 @@ async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamRe
     try:
         resp: web.StreamResponse = await handler(request)
         return resp
-    except ApiError:
+    except JsonError:
         raise
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.status < 400:
             raise
-        raise ApiError(exc.status, exc.reason) from exc
+        raise JsonError(exc.status, exc.reason) from exc
     except NotFound as exc:
-        raise ApiError(404, str(exc) or "not found") from exc
+        raise JsonError(404, str(exc) or "not found") from exc
     except Conflict as exc:
-        raise ApiError(409, str(exc) or "conflict") from exc
+        raise JsonError(409, str(exc) or "conflict") from exc
     except Invalid as exc:
-        raise ApiError(422, str(exc) or "invalid") from exc
-    except useractions.ActionError as exc:
-        raise ApiError(409, str(exc)) from exc
+        raise JsonError(422, str(exc) or "invalid") from exc
+    except verbs.VerbError as exc:
+        raise JsonError(exc.code, exc.message) from exc
     except ApplyRefused as exc:
-        raise ApiError(exc.status, exc.error, exc.details) from exc
+        raise JsonError(exc.status, exc.error, exc.details) from exc
     except (ConnectionResetError, asyncio.CancelledError):
         raise
     except Exception as exc:
         # A bug or a runtime failure: answer JSON the CLI can show, keep the traceback in the log.
         log.exception("%s %s failed", request.method, request.path)
-        raise ApiError(500, f"internal error: {type(exc).__name__}: {exc}", ["see the server's log"]) from exc
+        problem = f"internal error: {type(exc).__name__}: {exc}"
+        raise JsonError(500, problem, ["see the server's log"]) from exc
 
 
 MUTATING = guard.WRITES
@@ -197,19 +189,19 @@ async def _auth_middleware(request: web.Request, handler: Any) -> web.StreamResp
         if problem is None and ctx.token is None:
             problem = guard.peer_problem(request)
         if problem is not None:
-            raise ApiError(403, problem)
+            raise JsonError(403, problem)
     authorized = False
     if request.path.startswith("/api/") and ctx.token is not None:
         authorized = guard.bearer_matches(request, ctx.token)
         if not authorized:
-            raise ApiError(
+            raise JsonError(
                 401,
                 "this server needs a token: send 'Authorization: Bearer <token>' "
                 "(rollouts --token-file FILE, or ROLLOUTS_TOKEN)",
             )
     refused = guard.write_problem(request, check_origin=not authorized)
     if refused is not None:
-        raise ApiError(*refused)
+        raise JsonError(*refused)
     resp: web.StreamResponse = await handler(request)
     return resp
 
@@ -224,23 +216,23 @@ def _ctx(request: web.Request) -> _Ctx:
 
 def _kind(request: web.Request) -> str:
     plural = request.match_info["plural"]
-    kind = KIND_OF_PLURAL.get(plural)
+    kind = kinds.by_plural(plural)
     if kind is None:
-        known = ", ".join(sorted(KIND_OF_PLURAL))
-        raise ApiError(404, f"unknown resource '{plural}' (known: {known})")
-    return kind
+        known = ", ".join(sorted(k.plural for k in kinds.CLIENT_KINDS))
+        raise JsonError(404, f"unknown resource '{plural}' (known: {known})")
+    return kind.name
 
 
 async def _json_body(request: web.Request) -> Any:
     try:
         return await request.json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the request body is not valid JSON: {exc}") from exc
+        raise JsonError(400, f"the request body is not valid JSON: {exc}") from exc
 
 
 def _dict_body(body: Any, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise ApiError(400, f"the request body must be a JSON object ({what})")
+        raise JsonError(400, f"the request body must be a JSON object ({what})")
     return body
 
 
@@ -251,7 +243,7 @@ def _labels(selector: str | None) -> dict[str, str] | None:
     for part in selector.split(","):
         key, sep, value = part.partition("=")
         if not sep or not key.strip() or "!" in key:
-            raise ApiError(
+            raise JsonError(
                 400, f"labelSelector '{selector}': only key=value pairs joined by ',' are supported"
             )
         out[key.strip()] = value.strip().lstrip("=")
@@ -264,18 +256,11 @@ def _admitted() -> Any:
     try:
         yield
     except AdmissionRefused as exc:
-        raise ApiError(422, exc.error, exc.details) from exc
+        raise JsonError(422, exc.error, exc.details) from exc
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
-
-
-async def _get_rollout(ctx: _Ctx, ns: str, name: str) -> Obj:
-    try:
-        return await ctx.cluster.get("Rollout", ns, name)
-    except NotFound:
-        raise ApiError(404, f"rollout '{name}' not found in namespace '{ns}'") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +296,7 @@ async def get_object(request: web.Request) -> web.Response:
     try:
         obj = await _ctx(request).cluster.get(kind, ns, name)
     except NotFound:
-        raise ApiError(404, f"{kind.lower()} '{name}' not found in namespace '{ns}'") from None
+        raise JsonError(404, f"{kind.lower()} '{name}' not found in namespace '{ns}'") from None
     return _json(obj)
 
 
@@ -321,7 +306,7 @@ async def get_namespace(request: web.Request) -> web.Response:
     try:
         obj = await _ctx(request).cluster.get("Namespace", "", name)
     except NotFound:
-        raise ApiError(404, f"namespace '{name}' not found") from None
+        raise JsonError(404, f"namespace '{name}' not found") from None
     return _json(obj)
 
 
@@ -332,7 +317,7 @@ async def create_object(request: web.Request) -> web.Response:
     obj = _dict_body(await _json_body(request), "one object")
     obj.setdefault("kind", kind)
     if obj["kind"] != kind:
-        raise ApiError(400, f"the body's kind '{obj['kind']}' does not match the URL's '{kind}'")
+        raise JsonError(400, f"the body's kind '{obj['kind']}' does not match the URL's '{kind}'")
     ns = request.query.get("namespace") or "default"
     with _admitted():
         results = await apply_objects(
@@ -349,7 +334,7 @@ async def patch_object(request: web.Request) -> web.Response:
     body = _dict_body(await _json_body(request), "a JSON merge patch")
     sub = request.query.get("subresource") or None
     if sub not in (None, "status"):
-        raise ApiError(400, f"unknown subresource '{sub}' (only 'status')")
+        raise JsonError(400, f"unknown subresource '{sub}' (only 'status')")
     with _admitted():
         obj = await _ctx(request).cluster.patch(
             kind,
@@ -369,7 +354,7 @@ async def delete_object(request: web.Request) -> web.Response:
     try:
         await _ctx(request).cluster.delete(kind, ns, name)
     except NotFound:
-        raise ApiError(404, f"{kind.lower()} '{name}' not found in namespace '{ns}'") from None
+        raise JsonError(404, f"{kind.lower()} '{name}' not found in namespace '{ns}'") from None
     return _json({"deleted": {"kind": kind, "namespace": ns, "name": name}})
 
 
@@ -389,10 +374,10 @@ async def apply_route(request: web.Request) -> web.Response:
     elif isinstance(body.get("objects"), list):
         objects = body["objects"]
         if not all(isinstance(o, dict) for o in objects):
-            raise ApiError(400, "'objects' must be a list of JSON objects")
+            raise JsonError(400, "'objects' must be a list of JSON objects")
         findings = await asyncio.to_thread(findings_for_objects, objects, ns)
     else:
-        raise ApiError(400, "the body needs 'text' (a YAML/JSON manifest) or 'objects' (a list)")
+        raise JsonError(400, "the body needs 'text' (a YAML/JSON manifest) or 'objects' (a list)")
     with _admitted():
         results = await apply_objects(
             ctx.cluster, ctx.admission, objects, ns, create_only=create_only, findings=findings
@@ -400,78 +385,19 @@ async def apply_route(request: web.Request) -> web.Response:
     return _json({"results": results, "warnings": [f for f in findings if f.get("severity") != "error"]})
 
 
-ACTIONS = ("promote", "abort", "retry", "pause", "resume", "restart", "undo", "set-image", "set-env")
-
-
 async def action(request: web.Request) -> web.Response:
-    """POST /api/rollouts/{namespace}/{name}/{action}: a user action, as Argo's patches."""
+    """POST /api/rollouts/{namespace}/{name}/{action}: a user action (service/verbs.py)."""
     ctx = _ctx(request)
     verb = request.match_info["action"]
-    if verb not in ACTIONS:
-        raise ApiError(404, f"unknown action '{verb}' (known: {', '.join(ACTIONS)})")
     ns, name = request.match_info["namespace"], request.match_info["name"]
     raw = await request.read()
     body = _dict_body(await _json_body(request), f"{verb} options") if raw.strip() else {}
-    ro = await _get_rollout(ctx, ns, name)
-    message = f"rollout '{name}' {verb}d"
-    if verb == "promote":
-        full = bool(body.get("full"))
-        patches = useractions.promote(ro, full=full)
-        message = f"rollout '{name}' {'fully ' if full else ''}promoted"
-    elif verb == "abort":
-        patches = useractions.abort(ro)
-        message = f"rollout '{name}' aborted"
-    elif verb == "retry":
-        patches = useractions.retry(ro)
-        message = f"rollout '{name}' retried"
-    elif verb == "pause":
-        patches = useractions.pause(ro)
-        message = f"rollout '{name}' paused"
-    elif verb == "resume":
-        patches = useractions.resume(ro)
-        message = f"rollout '{name}' resumed"
-    elif verb == "restart":
-        patches = useractions.restart(ro, rfc3339(ctx.clock.now()))
-        message = f"rollout '{name}' restarts"
-    elif verb == "undo":
-        to = body.get("toRevision")
-        if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 0):
-            raise ApiError(400, f"toRevision must be a non-negative integer, not {to!r}")
-        rss = await ctx.cluster.list("ReplicaSet", ns)
-        uid = ro.get("metadata", {}).get("uid")
-        owned = [
-            rs for rs in rss if any(r.get("uid") == uid for r in rs["metadata"].get("ownerReferences") or [])
-        ]
-        patches = useractions.undo(ro, owned, to)
-        message = f"rollout '{name}' undo"
-    elif verb == "set-image":
-        container, image = body.get("container"), body.get("image")
-        if not isinstance(container, str) or not isinstance(image, str) or not container or not image:
-            raise ApiError(400, 'set-image needs {"container": NAME or "*", "image": IMAGE}')
-        patches = useractions.set_image(ro, container, image)
-        message = f"rollout '{name}' image updated"
-    else:  # set-env
-        container, key, value = body.get("container"), body.get("name"), body.get("value")
-        if (
-            not isinstance(container, str)
-            or not isinstance(key, str)
-            or not key
-            or not isinstance(value, str)
-        ):
-            raise ApiError(400, 'set-env needs {"container": NAME or "*", "name": KEY, "value": VALUE}')
-        patches = useractions.set_env(ro, container, key, value)
-        message = f"rollout '{name}' env updated"
     with _admitted():
-        for p in patches:
-            ro = await ctx.cluster.patch("Rollout", ns, name, p.body, subresource=p.subresource)
-    return _json({"message": message, "rollout": ro})
+        return _json(await verbs.run(ctx.cluster, ns, name, verb, body, ctx.clock.now()))
 
 
 async def _info_of(ctx: _Ctx, ns: str, name: str) -> Obj:
-    ro = await _get_rollout(ctx, ns, name)
-    rss = await ctx.cluster.list("ReplicaSet", ns)
-    pods = await ctx.cluster.list("Pod", ns)
-    return rollout_info(ro, rss, pods, ctx.clock.now())
+    return await read_info(ctx.cluster, ns, name, ctx.clock.now())
 
 
 async def info(request: web.Request) -> web.Response:
@@ -483,24 +409,18 @@ async def info(request: web.Request) -> web.Response:
 # streams (Server-Sent Events)
 
 
-async def _sse_start(request: web.Request) -> web.StreamResponse:
-    resp = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
-    await resp.prepare(request)
-    return resp
-
-
-async def _sse_send(resp: web.StreamResponse, event: str, data: Any) -> None:
-    payload = json.dumps(data, default=str, separators=(",", ":"))
-    await resp.write(f"event: {event}\ndata: {payload}\n\n".encode())
+async def _stop(task: asyncio.Task[Any]) -> None:
+    """Cancel a stream's follower task and wait for its end."""
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
 
 
 async def _changes(
-    cluster: Cluster, kinds: Sequence[str], ns: str | None, flag: asyncio.Event, sink: list[Any] | None = None
+    cluster: Cluster, on: Sequence[str], ns: str | None, flag: asyncio.Event, sink: list[Any] | None = None
 ) -> None:
     """Follow cluster.watch: set ``flag`` on every change (and keep the events in ``sink``)."""
-    async for ev in cluster.watch(kinds, ns):
+    async for ev in cluster.watch(on, ns):
         if sink is not None:
             sink.append(ev)
         flag.set()
@@ -510,32 +430,30 @@ async def _changes(
 async def watch(request: web.Request) -> web.StreamResponse:
     """GET /api/watch?kinds=Rollout,Pod&namespace=: every change as an SSE event."""
     ctx = _ctx(request)
-    kinds = [k for k in (request.query.get("kinds") or "Rollout,ReplicaSet,Pod,Service").split(",") if k]
-    for k in kinds:
-        if k not in KIND_OF_PLURAL.values():
-            raise ApiError(400, f"unknown kind '{k}' in kinds")
+    wanted = [k for k in (request.query.get("kinds") or "Rollout,ReplicaSet,Pod,Service").split(",") if k]
+    for k in wanted:
+        if k not in {c.name for c in kinds.CLIENT_KINDS}:
+            raise JsonError(400, f"unknown kind '{k}' in kinds")
     ns = request.query.get("namespace") or None
-    resp = await _sse_start(request)
+    stream = await streams.EventStream.start(request)
     flag = asyncio.Event()
     events: list[Any] = []
-    follower = asyncio.create_task(_changes(ctx.cluster, kinds, ns, flag, events))
+    follower = asyncio.create_task(_changes(ctx.cluster, wanted, ns, flag, events))
     try:
         while not follower.done():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(flag.wait(), HEARTBEAT_SECONDS)
+                await asyncio.wait_for(flag.wait(), streams.HEARTBEAT_SECONDS)
             flag.clear()
             if not events:
-                await resp.write(b": ping\n\n")
+                await stream.ping()
             while events:
                 ev = events.pop(0)
-                await _sse_send(resp, ev.type, {"type": ev.type, "kind": ev.kind, "object": ev.obj})
+                await stream.send({"type": ev.type, "kind": ev.kind, "object": ev.obj}, ev.type)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
-        follower.cancel()
-        with contextlib.suppress(BaseException):
-            await follower
-    return resp
+        await _stop(follower)
+    return stream.resp
 
 
 @streams.limited
@@ -547,39 +465,33 @@ async def info_watch(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     ns, name = request.match_info["namespace"], request.match_info["name"]
     first = await _info_of(ctx, ns, name)  # a 404 before the stream starts
-    resp = await _sse_start(request)
+    stream = await streams.EventStream.start(request)
     flag = asyncio.Event()
     follower = asyncio.create_task(_changes(ctx.cluster, INFO_KINDS, ns, flag))
     last_sent = ""
-    last_write = asyncio.get_running_loop().time()
     try:
         view: Obj | None = first
         while True:
             if view is not None:
                 key = json.dumps({k: v for k, v in view.items() if k != "now"}, sort_keys=True, default=str)
                 if key != last_sent:
-                    await _sse_send(resp, "info", view)
+                    await stream.send(view, "info")
                     last_sent = key
-                    last_write = asyncio.get_running_loop().time()
-            if asyncio.get_running_loop().time() - last_write > HEARTBEAT_SECONDS:
-                await resp.write(b": ping\n\n")
-                last_write = asyncio.get_running_loop().time()
+            await stream.ping_if_idle()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(flag.wait(), 1.0)
             flag.clear()
             await asyncio.sleep(0.05)  # coalesce a burst of changes into one view
             try:
                 view = await _info_of(ctx, ns, name)
-            except ApiError:
-                await _sse_send(resp, "deleted", {"name": name, "namespace": ns})
+            except verbs.VerbError:
+                await stream.send({"name": name, "namespace": ns}, "deleted")
                 break
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
-        follower.cancel()
-        with contextlib.suppress(BaseException):
-            await follower
-    return resp
+        await _stop(follower)
+    return stream.resp
 
 
 async def logs(request: web.Request) -> web.StreamResponse:
@@ -594,13 +506,13 @@ async def logs(request: web.Request) -> web.StreamResponse:
     try:
         pod = await ctx.cluster.get("Pod", ns, name)
     except NotFound:
-        raise ApiError(404, f"pod '{name}' not found in namespace '{ns}'") from None
+        raise JsonError(404, f"pod '{name}' not found in namespace '{ns}'") from None
     if ctx.state_dir is None:
-        raise ApiError(404, "this server keeps no log files")
+        raise JsonError(404, "this server keeps no log files")
     containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
     container = request.query.get("container") or (containers[0] if containers else "")
     if container not in containers:  # also keeps the name out of the path unless it is one
-        raise ApiError(
+        raise JsonError(
             404, f"pod '{name}' has no container '{container}' (containers: {', '.join(containers)})"
         )
     truthy = ("1", "true", "yes")
@@ -610,17 +522,17 @@ async def logs(request: web.Request) -> web.StreamResponse:
     tail: int | None = None
     if tail_arg not in (None, "", "-1"):
         if not str(tail_arg).isdigit():
-            raise ApiError(400, f"tail={tail_arg!r}: expected a whole number of lines (or -1 for all)")
+            raise JsonError(400, f"tail={tail_arg!r}: expected a whole number of lines (or -1 for all)")
         tail = int(str(tail_arg))
     log_dir = ctx.state_dir / "logs" / ns / name
     live = lf.live_path(log_dir, container)
     paths = lf.segments(log_dir, container, previous=previous)
     if not paths and previous:
-        raise ApiError(
+        raise JsonError(
             404, f"pod '{name}' container '{container}' has no previous run (it has not restarted)"
         )
     if not paths and not follow:
-        raise ApiError(404, f"no log for pod '{name}' container '{container}' yet")
+        raise JsonError(404, f"no log for pod '{name}' container '{container}' yet")
     resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await resp.prepare(request)
 
@@ -689,13 +601,13 @@ async def debug_clock(request: web.Request) -> web.Response:
     """POST /api/debug/clock {advance: seconds}: only on a server started with --test-clock."""
     ctx = _ctx(request)
     if not ctx.test_clock:
-        raise ApiError(409, "this server runs on the real clock; start it with --test-clock to advance time")
+        raise JsonError(409, "this server runs on the real clock; start it with --test-clock to advance time")
     body = _dict_body(await _json_body(request), "{advance: seconds}")
     secs = body.get("advance")
     if not isinstance(secs, int | float) or isinstance(secs, bool) or secs < 0:
-        raise ApiError(400, f"advance must be a non-negative number of seconds, not {secs!r}")
+        raise JsonError(400, f"advance must be a non-negative number of seconds, not {secs!r}")
     try:
         ctx.clock.advance(float(secs))
     except PermissionError as exc:
-        raise ApiError(409, str(exc)) from exc
+        raise JsonError(409, str(exc)) from exc
     return _json({"now": rfc3339(ctx.clock.now())})

@@ -4,8 +4,8 @@
 standalone application of ``rollouts dashboard``.
 """
 
+from ..service.guard import is_loopback
 from .app import check_bind, dashboard_routes, install, make_dashboard_app
-from .guard import is_loopback
 from .rolloutinfo import InfoBuilder, argo_info, available_actions
 
 __all__ = [

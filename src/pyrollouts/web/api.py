@@ -1,10 +1,10 @@
-"""Argo Rollouts' dashboard API under /api/v1, over any ``Cluster`` (ARGO-COMPAT "Dashboard API").
+"""Argo Rollouts' dashboard API under /api/v1, over any ``Cluster`` (docs/argo-compat.md, "Dashboard API").
 
 Reads: ``GET rollouts/{ns}/info``, ``rollouts/{ns}/{name}/info`` and their ``/watch`` streams
 (Server-Sent Events; each message's data is ``{"result": ...}`` as Argo's gateway wraps stream
 items), ``namespace``, ``version``. Writes (PUT, or POST): ``promote`` (body ``{"full": bool}``),
 ``abort``, ``retry``, ``restart``, ``undo/{revision}``, ``set/{container}/{image}``; each is the
-patch list of ``model.useractions``, exactly what Argo's plugin sends. Writes need the bearer token,
+one call of ``service.verbs``: the patches Argo's plugin sends. Writes need the bearer token,
 or an ``Origin`` header naming this server (a browser page of ours); anything else is refused, so a
 page from another site cannot drive a rollout.
 """
@@ -20,16 +20,15 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from ..model import useractions
-from ..model.cluster import Conflict, Invalid, NotFound, Obj
-from . import guard, streams
+from ..model.cluster import Conflict, Invalid, NotFound
+from ..service import guard, streams, verbs
+from ..service.verbs import VerbError
 from .context import WEB_KEY, WebContext
 from .openapi import openapi_document
-from .source import WebError, fingerprint
+from .source import fingerprint
 
 log = logging.getLogger("pyrollouts.web.api")
 
-HEARTBEAT_SECONDS = 15.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -49,10 +48,8 @@ def _handles_errors(fn: Handler) -> Handler:
     async def wrapper(request: web.Request) -> web.StreamResponse:
         try:
             return await fn(request)
-        except WebError as exc:
-            return error_response(exc.status, exc.message)
-        except useractions.ActionError as exc:
-            return error_response(409, str(exc))
+        except VerbError as exc:
+            return error_response(exc.code, exc.message)
         except NotFound as exc:
             return error_response(404, str(exc) or "not found")
         except Conflict as exc:
@@ -95,27 +92,27 @@ def check_write(request: web.Request) -> None:
     ctx = _ctx(request)
     by_token = guard.bearer_matches(request, ctx.token)
     if not by_token and request.headers.get("Origin") is None:
-        raise WebError(
+        raise VerbError(
             403,
             "actions need an Origin header naming this server (sent by the dashboard page) "
             "or 'Authorization: Bearer <token>'",
         )
     refused = guard.write_problem(request, check_origin=not by_token)
     if refused is not None:
-        raise WebError(*refused)
+        raise VerbError(*refused)
 
 
 async def _body(request: web.Request, what: str) -> dict[str, Any]:
-    """The JSON object body; {} when empty; WebError 400 when malformed or not an object."""
+    """The JSON object body; {} when empty; VerbError 400 when malformed or not an object."""
     raw = await request.read()
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WebError(400, f"the request body is not valid JSON ({exc}); send {what}") from exc
+        raise VerbError(400, f"the request body is not valid JSON ({exc}); send {what}") from exc
     if not isinstance(body, dict):
-        raise WebError(400, f"the request body must be a JSON object: {what}")
+        raise VerbError(400, f"the request body must be a JSON object: {what}")
     return body
 
 
@@ -178,22 +175,6 @@ async def openapi(request: web.Request) -> web.StreamResponse:
 # streams
 
 
-async def sse_start(request: web.Request) -> web.StreamResponse:
-    """Begin a Server-Sent Events response."""
-    resp = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
-    await resp.prepare(request)
-    return resp
-
-
-async def sse_send(resp: web.StreamResponse, data: Any, event: str | None = None) -> None:
-    """One SSE message (a named event when ``event`` is given)."""
-    payload = json.dumps(data, default=str, separators=(",", ":"))
-    head = f"event: {event}\n" if event else ""
-    await resp.write(f"{head}data: {payload}\n\n".encode())
-
-
 @streams.limited
 @_handles_errors
 async def watch_info(request: web.Request) -> web.StreamResponse:
@@ -202,15 +183,14 @@ async def watch_info(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     ns, name = request.match_info["ns"], request.match_info["name"]
     await ctx.source.rollout(ns, name)  # a 404 before the stream starts
-    resp = await sse_start(request)
+    stream = await streams.EventStream.start(request)
     sent = {"info": "", "events": "", "traffic": ""}
-    last_write = asyncio.get_running_loop().time()
     try:
         async for _ in ctx.source.changes(ns, connected(request)):
             try:
                 info = await ctx.source.info(ns, name)
-            except WebError:
-                await sse_send(resp, {"name": name, "namespace": ns}, "deleted")
+            except VerbError:
+                await stream.send({"name": name, "namespace": ns}, "deleted")
                 break
             parts: list[tuple[str, Any, str | None]] = [
                 ("info", {"result": info}, None),
@@ -221,15 +201,12 @@ async def watch_info(request: web.Request) -> web.StreamResponse:
             for key, data, event in parts:
                 fp = fingerprint(data["result"] if key == "info" else data)
                 if fp != sent[key]:
-                    await sse_send(resp, data, event)
+                    await stream.send(data, event)
                     sent[key] = fp
-                    last_write = asyncio.get_running_loop().time()
-            if asyncio.get_running_loop().time() - last_write > HEARTBEAT_SECONDS:
-                await resp.write(b": ping\n\n")
-                last_write = asyncio.get_running_loop().time()
+            await stream.ping_if_idle()
     except (ConnectionResetError, asyncio.CancelledError):
         pass
-    return resp
+    return stream.resp
 
 
 @streams.limited
@@ -239,9 +216,8 @@ async def watch_list(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     ns = request.match_info["ns"]
     ctx.source.check_namespace(ns)  # a 403 before the stream starts
-    resp = await sse_start(request)
+    stream = await streams.EventStream.start(request)
     known: dict[str, str] = {}
-    last_write = asyncio.get_running_loop().time()
     try:
         async for _ in ctx.source.changes(ns, connected(request)):
             infos = {str(i["objectMeta"]["name"]): i for i in await ctx.source.infos(ns)}
@@ -249,30 +225,37 @@ async def watch_list(request: web.Request) -> web.StreamResponse:
                 fp = fingerprint(info)
                 if known.get(name) != fp:
                     kind = "MODIFIED" if name in known else "ADDED"
-                    await sse_send(resp, {"result": {"type": kind, "rolloutInfo": info}})
+                    await stream.send({"result": {"type": kind, "rolloutInfo": info}})
                     known[name] = fp
-                    last_write = asyncio.get_running_loop().time()
             for name in [n for n in known if n not in infos]:
                 gone = {"objectMeta": {"name": name, "namespace": ns}}
-                await sse_send(resp, {"result": {"type": "DELETED", "rolloutInfo": gone}})
+                await stream.send({"result": {"type": "DELETED", "rolloutInfo": gone}})
                 del known[name]
-            if asyncio.get_running_loop().time() - last_write > HEARTBEAT_SECONDS:
-                await resp.write(b": ping\n\n")
-                last_write = asyncio.get_running_loop().time()
+            await stream.ping_if_idle()
     except (ConnectionResetError, asyncio.CancelledError):
         pass
-    return resp
+    return stream.resp
 
 
 # ---------------------------------------------------------------------------------------------
 # actions
 
 
-async def _apply(ctx: WebContext, ns: str, name: str, patches: list[useractions.Patch]) -> Obj:
-    ro: Obj = {}
-    for p in patches:
-        ro = await ctx.source.cluster.patch("Rollout", ns, name, p.body, subresource=p.subresource)
-    return ro
+async def _args(request: web.Request, verb: str) -> dict[str, Any]:
+    """The verb's arguments (service/verbs.py) from the body and the URL."""
+    body = await _body(request, '{"full": true|false}' if verb == "promote" else "{}")
+    if verb == "promote":
+        return {"full": body.get("full", False)}
+    if verb == "undo":
+        raw = request.match_info["revision"]
+        try:
+            return {"toRevision": int(raw)}
+        except ValueError:
+            problem = f"revision '{raw}' is not a number; use one of the rollout's revisions"
+            raise VerbError(400, problem) from None
+    if verb == "set-image":
+        return {"container": request.match_info["container"], "image": request.match_info["image"]}
+    return {}
 
 
 def _action(verb: str) -> Handler:
@@ -281,53 +264,14 @@ def _action(verb: str) -> Handler:
         check_write(request)
         ctx = _ctx(request)
         ns, name = request.match_info["ns"], request.match_info["name"]
-        body = await _body(request, '{"full": true|false}' if verb == "promote" else "{}")
-        ro = await ctx.source.rollout(ns, name)
-        if verb == "promote":
-            full = body.get("full", False)
-            if not isinstance(full, bool):
-                raise WebError(400, f"'full' must be true or false, not {full!r}")
-            patches = useractions.promote(ro, full=full)
-        elif verb == "abort":
-            patches = useractions.abort(ro)
-        elif verb == "retry":
-            patches = useractions.retry(ro)
-        elif verb == "restart":
-            patches = useractions.restart(ro, ctx.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
-        elif verb == "undo":
-            patches = await _undo_patches(ctx, ro, request.match_info["revision"])
-        else:  # set image
-            container, image = request.match_info["container"], request.match_info["image"]
-            try:
-                patches = useractions.set_image(ro, container, image)
-            except useractions.ActionError as exc:
-                raise WebError(400, str(exc)) from exc
+        args = await _args(request, verb)
+        ctx.source.check_namespace(ns)
         log.info("%s %s/%s", verb, ns, name)
-        return _json(await _apply(ctx, ns, name, patches))
+        done = await verbs.run(ctx.source.cluster, ns, name, verb, args, ctx.clock.now())
+        return _json(done["rollout"])
 
-    handler.__name__ = f"action_{verb}"
+    handler.__name__ = f"action_{verb.replace('-', '_')}"
     return handler
-
-
-async def _undo_patches(ctx: WebContext, ro: Obj, raw: str) -> list[useractions.Patch]:
-    name = ro["metadata"]["name"]
-    try:
-        revision = int(raw)
-    except ValueError:
-        raise WebError(400, f"revision '{raw}' is not a number; use one of the rollout's revisions") from None
-    rss = await ctx.source.owned_replicasets(ro)
-    known = sorted(
-        int(r)
-        for rs in rss
-        if (r := (rs["metadata"].get("annotations") or {}).get("rollout.argoproj.io/revision", "")).isdigit()
-    )
-    if revision not in known:
-        listed = ", ".join(str(r) for r in known) or "none"
-        raise WebError(400, f"rollout '{name}' has no revision {revision} (revisions: {listed})")
-    try:
-        return useractions.undo(ro, rss, revision)
-    except useractions.ActionError as exc:
-        raise WebError(400, str(exc)) from exc
 
 
 def api_routes() -> list[web.AbstractRouteDef]:
@@ -351,7 +295,7 @@ def api_routes() -> list[web.AbstractRouteDef]:
         "restart": "/restart",
         "undo": "/undo/{revision}",
         # An image holds '/' and ':'; the rest of the path is the image.
-        "set": "/set/{container}/{image:.+}",
+        "set-image": "/set/{container}/{image:.+}",
     }
     for verb, path in actions.items():
         h = _action(verb)

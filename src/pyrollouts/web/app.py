@@ -14,10 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from ..model.cluster import Cluster
-from . import guard
+from ..service import guard
+from ..service.guard import is_loopback
 from .api import api_routes, bearer_ok, error_response
 from .context import WEB_KEY, WebContext
-from .guard import is_loopback
 from .pages import page_routes
 from .rolloutinfo import InfoBuilder
 from .source import ClockLike, Source
@@ -73,7 +73,7 @@ def dashboard_routes(
 ) -> Callable[[web.Application], None]:
     """For ``make_app(extra_routes=...)``: installs the dashboard and /api/v1 on the server's app.
 
-    ``info``: the info builder (``server.info.rollout_info``). ``proxy``: the local ProxyManager
+    ``info``: the info builder (``service.info.rollout_info``). ``proxy``: the local ProxyManager
     (its ``stats()`` feeds the traffic chart), None elsewhere. ``token``: the server's token, None on
     loopback."""
     ctx = _context(

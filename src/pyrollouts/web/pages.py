@@ -14,10 +14,11 @@ from typing import Any
 
 from aiohttp import web
 
-from . import guard, render, streams
-from .api import COOKIE, bearer_ok, connected, sse_send, sse_start
+from ..service import guard, streams
+from ..service.verbs import VerbError
+from . import render
+from .api import COOKIE, bearer_ok, connected
 from .context import WEB_KEY, WebContext
-from .source import WebError
 
 STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 
@@ -50,13 +51,13 @@ def _authorize(request: web.Request) -> web.Response | None:
     )
 
 
-def _error_page(exc: WebError) -> web.Response:
+def _error_page(exc: VerbError) -> web.Response:
     body = (
-        f'<h1>{exc.status}</h1><p class="error">{render.e(exc.message)}</p>'
+        f'<h1>{exc.code}</h1><p class="error">{render.e(exc.message)}</p>'
         '<p><a href="/">All rollouts</a></p>'
     )
     return web.Response(
-        status=exc.status, content_type="text/html", text=render.page("Error", body, data={"page": "none"})
+        status=exc.code, content_type="text/html", text=render.page("Error", body, data={"page": "none"})
     )
 
 
@@ -88,7 +89,7 @@ async def list_page(request: web.Request) -> web.StreamResponse:
     ns = request.match_info["ns"]
     try:
         infos = await ctx.source.infos(ns)
-    except WebError as exc:
+    except VerbError as exc:
         return _error_page(exc)
     html = render.list_page(ns, await ctx.source.namespaces(), infos, _token_for_page(request))
     return web.Response(text=html, content_type="text/html")
@@ -111,7 +112,7 @@ async def rollout_page(request: web.Request) -> web.StreamResponse:
     try:
         info = await ctx.source.info(ns, name)
         items = await ctx.source.events(ns, name)
-    except WebError as exc:
+    except VerbError as exc:
         return _error_page(exc)
     series = await ctx.traffic_of(info) if ctx.traffic is not None else None
     return web.Response(
@@ -129,30 +130,30 @@ async def rollout_stream(request: web.Request) -> web.StreamResponse:
     ns, name = request.match_info["ns"], request.match_info["name"]
     try:
         await ctx.source.rollout(ns, name)
-    except WebError as exc:
-        return web.json_response({"error": exc.message}, status=exc.status)
-    resp = await sse_start(request)
+    except VerbError as exc:
+        return web.json_response({"error": exc.message}, status=exc.code)
+    stream = await streams.EventStream.start(request)
     last: dict[str, str] = {}
     try:
         async for _ in ctx.source.changes(ns, connected(request)):
             try:
                 info, parts = await _fragments(ctx, ns, name)
-            except WebError:
-                await sse_send(resp, {"name": name}, "deleted")
+            except VerbError:
+                await stream.send({"name": name}, "deleted")
                 break
             # Only the fragments that changed: the traffic chart moves every second, the rest
             # rarely, and replacing an unchanged fragment would reset what the user is hovering.
             changed = {k: v for k, v in parts.items() if last.get(k) != v}
             if changed:
                 data = {"phase": info["status"], "now": info["now"], "parts": changed}
-                await sse_send(resp, data, "fragments")
+                await stream.send(data, "fragments")
                 last.update(changed)
             else:
                 # Keeps the page's clock in step (countdowns) and the connection known to be alive.
-                await sse_send(resp, {"now": info["now"]}, "tick")
+                await stream.send({"now": info["now"]}, "tick")
     except (ConnectionResetError, asyncio.CancelledError):
         pass
-    return resp
+    return stream.resp
 
 
 @streams.limited
@@ -165,19 +166,19 @@ async def list_stream(request: web.Request) -> web.StreamResponse:
     ns = request.match_info["ns"]
     try:
         ctx.source.check_namespace(ns)
-    except WebError as exc:
-        return web.json_response({"error": exc.message}, status=exc.status)
-    resp = await sse_start(request)
+    except VerbError as exc:
+        return web.json_response({"error": exc.message}, status=exc.code)
+    stream = await streams.EventStream.start(request)
     last = ""
     try:
         async for _ in ctx.source.changes(ns, connected(request)):
             rows = render.list_rows(await ctx.source.infos(ns))
             if rows != last:
-                await sse_send(resp, {"html": rows}, "rows")
+                await stream.send({"html": rows}, "rows")
                 last = rows
     except (ConnectionResetError, asyncio.CancelledError):
         pass
-    return resp
+    return stream.resp
 
 
 async def static(request: web.Request) -> web.StreamResponse:

@@ -8,7 +8,7 @@ Host must be a loopback name or address with the relay's port (after DNS rebindi
 site reaches the relay with its own name as Host; without this check the relay would add the token
 to that page's requests), the client must be the user who started the relay (or root), and a write
 must carry an Origin naming the relay and a JSON body, else it is refused here and never reaches
-the server (guard.py, docs/security.md).
+the server (service/guard.py, docs/security.md).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from . import guard
+from ..service import guard
 from .api import error_response
 
 #: Paths relayed; anything else (the server's own API, /api/shutdown) is not reachable through it.

@@ -1,7 +1,7 @@
 """RolloutInfo in the shape of Argo's dashboard API, and which user actions apply to it.
 
 The tree itself (which ReplicaSets a Rollout owns, their roles, pods, readiness) is computed once,
-by the info view the CLI also shows (``server.info.rollout_info``). The web layer sits below the
+by the info view the CLI also shows (``service.info.rollout_info``). The web layer sits below the
 server, so that function is handed in as an ``InfoBuilder`` instead of imported; this module only
 renames and regroups its fields into Argo's RolloutInfo (``objectMeta``, ``status``,
 ``replicaSets[].stable/active/preview``, ``pods[].ready``, ...), which Argo's own UI code reads.
@@ -17,7 +17,7 @@ from ..model import names
 
 Obj = dict[str, Any]
 
-#: (rollout, replicasets, pods, now) -> the info view (see server/info.py).
+#: (rollout, replicasets, pods, now) -> the info view (see service/info.py).
 InfoBuilder = Callable[
     [Mapping[str, Any], Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]], datetime], Obj
 ]

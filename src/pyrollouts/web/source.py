@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..model.cluster import Cluster, ClusterError, NotFound, Obj, WatchEvent
+from ..model.cluster import Cluster, ClusterError, Obj, WatchEvent
+from ..service.verbs import VerbError, get_rollout
 from .rolloutinfo import InfoBuilder, argo_info
 
 log = logging.getLogger("pyrollouts.web")
@@ -30,19 +31,6 @@ EVENT_LIMIT = 50
 
 class ClockLike(Protocol):
     def now(self) -> datetime: ...
-
-
-class WebError(Exception):
-    """An error answered as JSON {"error": message} with an HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _owned_by(obj: Obj, uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
 
 
 def _event_time(ev: Obj) -> str:
@@ -59,7 +47,7 @@ class Source:
     """Reads RolloutInfo, events and namespaces from a Cluster.
 
     ``scoped``: serve ``namespace`` only (a dashboard whose credentials reach that namespace alone):
-    no Namespace list is made, and a read of another namespace is a WebError 403 before the cluster
+    no Namespace list is made, and a read of another namespace is a VerbError 403 before the cluster
     is asked, so it never turns into a refused API call."""
 
     def __init__(
@@ -79,27 +67,18 @@ class Source:
         self.closed = False
 
     def check_namespace(self, ns: str) -> None:
-        """WebError 403 when this source is scoped to another namespace than ``ns``."""
+        """VerbError 403 when this source is scoped to another namespace than ``ns``."""
         if self.scoped and ns != self.default_namespace:
-            raise WebError(
+            raise VerbError(
                 403,
                 f"namespace '{ns}' is not served: this dashboard serves namespace "
                 f"'{self.default_namespace}' only (started with --namespace {self.default_namespace})",
             )
 
     async def rollout(self, ns: str, name: str) -> Obj:
-        """The Rollout object; WebError 404 naming it when it does not exist (403 outside the scope)."""
+        """The Rollout object; VerbError 404 naming it when it does not exist (403 outside the scope)."""
         self.check_namespace(ns)
-        try:
-            return await self.cluster.get("Rollout", ns, name)
-        except NotFound:
-            raise WebError(404, f"rollout '{name}' not found in namespace '{ns}'") from None
-
-    async def owned_replicasets(self, rollout: Obj) -> list[Obj]:
-        """The ReplicaSets the Rollout owns (for undo)."""
-        ns = rollout["metadata"].get("namespace", "default")
-        uid = rollout["metadata"].get("uid", "")
-        return [rs for rs in await self.cluster.list("ReplicaSet", ns) if _owned_by(rs, uid)]
+        return await get_rollout(self.cluster, ns, name)
 
     async def info(self, ns: str, name: str) -> Obj:
         """RolloutInfo of one Rollout."""
@@ -160,7 +139,7 @@ class Source:
         least every ``every`` seconds. Ends when ``alive()`` turns false (the client went away:
         checked each time, so a stream that has nothing to send still notices within ``every``
         seconds) or the source is closed, or when the caller stops iterating. Outside a scoped
-        source's namespace: WebError 403 (callers check first, before starting a response)."""
+        source's namespace: VerbError 403 (callers check first, before starting a response)."""
         self.check_namespace(ns)
         flag = asyncio.Event()
         # Subscribe now (not in the task) so that nothing between this call and the first read is

@@ -23,6 +23,7 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
 
+from ...model.timefmt import rfc3339_micro
 from .resources import LEASE
 
 log = logging.getLogger("pyrollouts.kubernetes.leader")
@@ -49,7 +50,7 @@ class LeaseTimings:
 
 def micro_time(t: datetime | None = None) -> str:
     """Kubernetes' MicroTime format (RFC3339 with microseconds, UTC)."""
-    return (t or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339_micro(t or datetime.now(UTC))
 
 
 class LeaderElector:

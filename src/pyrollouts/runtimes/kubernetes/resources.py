@@ -19,7 +19,7 @@ from lightkube.generic_resource import (
     create_api_info,
 )
 
-from ...model import names
+from ...model import kinds
 
 
 def _namespaced(group: str, version: str, kind: str, plural: str) -> Any:
@@ -43,23 +43,18 @@ def _global(group: str, version: str, kind: str, plural: str) -> Any:
     return type(kind, (GenericGlobalResource,), {"_api_info": create_api_info(group, version, kind, plural)})
 
 
-#: kind -> resource class, for every kind the Cluster protocol carries.
+#: kind -> resource class, for every kind the Cluster protocol carries (model/kinds.py; a
+#: Deployment is read, never written, for a Rollout's spec.workloadRef).
 RESOURCES: dict[str, Any] = {
-    "Rollout": _namespaced(names.GROUP, names.VERSION, "Rollout", "rollouts"),
-    "ReplicaSet": _namespaced("apps", "v1", "ReplicaSet", "replicasets"),
-    # Read (never written) for a Rollout's spec.workloadRef.
-    "Deployment": _namespaced("apps", "v1", "Deployment", "deployments"),
-    "Pod": _namespaced("", "v1", "Pod", "pods"),
-    "Service": _namespaced("", "v1", "Service", "services"),
-    "Event": _namespaced("", "v1", "Event", "events"),
-    "Namespace": _global("", "v1", "Namespace", "namespaces"),
+    k.name: (_namespaced if k.namespaced else _global)(k.group, k.version, k.name, k.plural)
+    for k in kinds.KINDS.values()
 }
 
 LEASE = _namespaced("coordination.k8s.io", "v1", "Lease", "leases")
 CRD = _global("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions")
 
 #: Kinds that live in a namespace.
-NAMESPACED = frozenset({"Rollout", "ReplicaSet", "Deployment", "Pod", "Service", "Event"})
+NAMESPACED = kinds.NAMESPACED
 
 
 def resource_of(kind: str) -> Any:

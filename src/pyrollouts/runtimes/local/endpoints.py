@@ -15,9 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ...model.names import POD_TEMPLATE_HASH_LABEL
-
-PORTS_ANNOTATION = "local.pyrollouts.io/ports"
+from ...model.names import POD_TEMPLATE_HASH_LABEL, PORTS_ANNOTATION
 
 
 def _pod_ports(pod: Mapping[str, Any]) -> dict[str, int]:

@@ -13,11 +13,12 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-PORTS_ANNOTATION = "local.pyrollouts.io/ports"
+from ...model.names import POD_TEMPLATE_HASH_LABEL, PORTS_ANNOTATION
+
 POD_IP = "127.0.0.1"
 #: The hash label is left out when deciding whether a Service will select a Pod: the rollout
 #: controller points the Service's hash at a ReplicaSet only later.
-_HASH_LABEL = "rollouts-pod-template-hash"
+_HASH_LABEL = POD_TEMPLATE_HASH_LABEL
 
 _PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...model.cluster import ClusterError, NotFound, Obj
+from ...model.timefmt import rfc3339_micro
 from . import ports as portmap
 from .store import Store, Subscription, random_suffix
 from .supervisor import DEFAULT_GRACE, parse_time, precise_now, record_event
@@ -372,7 +373,7 @@ class ReplicaSetController:
 
     def _delete_pod(self, rs: Obj, pod: Obj) -> None:
         grace = float((pod.get("spec") or {}).get("terminationGracePeriodSeconds", DEFAULT_GRACE))
-        when = datetime.fromtimestamp(time.time() + grace, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        when = rfc3339_micro(datetime.fromtimestamp(time.time() + grace, UTC))
         pmeta = pod["metadata"]
         with contextlib.suppress(NotFound):
             mark = {"metadata": {"deletionTimestamp": when, "deletionGracePeriodSeconds": int(grace)}}

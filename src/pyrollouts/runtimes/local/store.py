@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from ...model.cluster import Conflict, Invalid, NotFound, Obj, WatchEvent
+from ...model.kinds import CLUSTER_SCOPED  # stored with namespace ""
 from ...model.objects import KINDS
+from ...model.timefmt import rfc3339
 from ...model.useractions import apply_merge_patch
 
-#: Kinds that live outside any namespace (stored with namespace "").
-CLUSTER_SCOPED = frozenset({"Namespace"})
 #: Kinds whose status is a subresource: object writes never change it, status writes change only it.
 STATUS_KINDS = frozenset({"Rollout", "ReplicaSet", "Pod", "Service", "Namespace"})
 #: How many Events each namespace keeps (the oldest go first).
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 
 def now_rfc3339() -> str:
     """The current time as the API server writes timestamps (RFC 3339, seconds, UTC)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(datetime.now(UTC))
 
 
 def random_suffix(n: int = 5) -> str:

@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from ...model.cluster import ClusterError, NotFound, Obj
+from ...model.events import event
+from ...model.timefmt import rfc3339_micro
 from . import ports as portmap
 from .imagemap import ImageMap
 from .logfiles import LogFiles, LogPolicy
@@ -279,7 +281,7 @@ class Backoff:
 def precise_now() -> str:
     """RFC 3339 with microseconds (condition transition times; minReadySeconds needs better than
     whole seconds when it is short)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339_micro(datetime.now(UTC))
 
 
 def parse_time(value: str | None) -> float | None:
@@ -332,34 +334,10 @@ def record_event(
     """Store a Kubernetes Event about an object (errors are logged, never raised: an event must
     not stop the work it describes)."""
     meta = obj.get("metadata") or {}
-    now = now_rfc3339()
+    now = datetime.now(UTC)
+    ev = event(obj, type_, reason, message, component=component, now=now, name_suffix=random_suffix(10))
     try:
-        store.create(
-            "Event",
-            {
-                "apiVersion": "v1",
-                "kind": "Event",
-                "metadata": {
-                    "name": f"{meta.get('name')}.{random_suffix(10)}",
-                    "namespace": meta.get("namespace") or "default",
-                },
-                "involvedObject": {
-                    "apiVersion": obj.get("apiVersion"),
-                    "kind": obj.get("kind"),
-                    "namespace": meta.get("namespace"),
-                    "name": meta.get("name"),
-                    "uid": meta.get("uid"),
-                },
-                "reason": reason,
-                "message": message,
-                "type": type_,
-                "source": {"component": component},
-                "reportingComponent": component,
-                "firstTimestamp": now,
-                "lastTimestamp": now,
-                "count": 1,
-            },
-        )
+        store.create("Event", ev)
     except ClusterError as e:
         log.warning("could not record event %s on %s: %s", reason, meta.get("name"), e)
 

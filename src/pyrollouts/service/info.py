@@ -3,8 +3,8 @@
 A pure function from objects (the Rollout, its ReplicaSets, their Pods) and a time to plain JSON
 data: the header (phase, message, images with their roles, replica counts) and the revision tree
 (newest revision first, each ReplicaSet with its roles and scale-down deadline, each Pod with
-readiness, restarts and, on the local runtime, its host port). Both the HTTP API and a future
-Kubernetes backend of the CLI compute it the same way, so the CLI renders one shape only.
+readiness, restarts and, on the local runtime, its host port). The HTTP API, the dashboard and the
+CLI's Kubernetes backend compute it the same way, so the CLI renders one shape only.
 """
 
 from __future__ import annotations
@@ -14,34 +14,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ..model import names
+from ..model import names, owners
+from ..model.cluster import Cluster
 from ..model.timefmt import rfc3339
+from .verbs import get_rollout
 
 Obj = dict[str, Any]
 
-#: Where the local runtime records a Pod's host ports: JSON {containerPort: hostPort}, the Pod's
-#: main port first (runtimes/local/ports.py).
-PORTS_ANNOTATION = "local.pyrollouts.io/ports"
-
 ROLE_ORDER = ("stable", "active", "preview")
-
-
-def _owned_by(obj: Mapping[str, Any], uid: str, kind: str, name: str) -> bool:
-    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
-        if uid and ref.get("uid") == uid:
-            return True
-        # Objects written by hand or before uids were known: fall back to kind + name.
-        if not ref.get("uid") and ref.get("kind") == kind and ref.get("name") == name:
-            return True
-    return False
-
-
-def _revision(rs: Mapping[str, Any]) -> int:
-    ann = rs.get("metadata", {}).get("annotations") or {}
-    try:
-        return int(ann.get(names.REVISION_ANNOTATION, "0"))
-    except ValueError:
-        return 0
 
 
 def _pod_ready_counts(pod: Mapping[str, Any]) -> tuple[int, int]:
@@ -60,7 +40,7 @@ def _pod_restarts(pod: Mapping[str, Any]) -> int:
 def host_port(pod: Mapping[str, Any]) -> int | None:
     """The host port a local replica listens on, wherever the runtime recorded it."""
     ann = pod.get("metadata", {}).get("annotations") or {}
-    raw = ann.get(PORTS_ANNOTATION)
+    raw = ann.get(names.PORTS_ANNOTATION)
     if raw:
         try:
             ports = json.loads(raw)
@@ -132,7 +112,6 @@ def rollout_info(
     objects of the namespace: only those the Rollout owns (and their Pods) are used."""
     meta = rollout.get("metadata", {})
     name = meta.get("name", "")
-    uid = meta.get("uid", "")
     spec = rollout.get("spec") or {}
     status = rollout.get("status") or {}
     bg_status = status.get("blueGreen") or {}
@@ -141,14 +120,13 @@ def rollout_info(
     preview_sel = bg_status.get("previewSelector") or ""
     stable = status.get("stableRS") or ""
 
-    own_rs = [rs for rs in replicasets if _owned_by(rs, uid, "Rollout", name)]
+    own_rs = owners.owned(replicasets, {"kind": "Rollout", **rollout})
     rs_infos: list[Obj] = []
     image_roles: dict[str, list[str]] = {}
-    for rs in sorted(own_rs, key=lambda r: (-_revision(r), r.get("metadata", {}).get("name", ""))):
+    for rs in sorted(own_rs, key=lambda r: (-owners.revision(r), r.get("metadata", {}).get("name", ""))):
         rmeta = rs.get("metadata", {})
-        rs_uid = rmeta.get("uid", "")
         rs_name = rmeta.get("name", "")
-        rs_pods = [p for p in pods if _owned_by(p, rs_uid, "ReplicaSet", rs_name)]
+        rs_pods = owners.owned(pods, {"kind": "ReplicaSet", **rs})
         rs_pods.sort(
             key=lambda p: (p.get("metadata", {}).get("creationTimestamp") or "", p["metadata"]["name"])
         )
@@ -175,7 +153,7 @@ def rollout_info(
         rs_infos.append(
             {
                 "name": rs_name,
-                "revision": _revision(rs),
+                "revision": owners.revision(rs),
                 "podTemplateHash": h,
                 "creationTimestamp": rmeta.get("creationTimestamp"),
                 "status": _rs_status(rs, rs_pods),
@@ -222,3 +200,11 @@ def rollout_info(
         "now": rfc3339(now),
         "rollout": dict(rollout),
     }
+
+
+async def read_info(cluster: Cluster, namespace: str, name: str, now: datetime) -> Obj:
+    """The info view of one Rollout read from a Cluster; VerbError 404 when there is none."""
+    ro = await get_rollout(cluster, namespace, name)
+    rss = await cluster.list("ReplicaSet", namespace)
+    pods = await cluster.list("Pod", namespace)
+    return rollout_info(ro, rss, pods, now)

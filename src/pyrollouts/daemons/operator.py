@@ -21,12 +21,12 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from ...model import names
-from ...model.cluster import ClusterError, Obj
-from .cluster import KubeCluster, make_client
-from .leader import DEFAULT_LEASE_NAME, LeaderElector, LeaseTimings
-from .logs import configure_logging
-from .metrics import ControllerMetrics, health_app, metrics_app, serve
+from ..model import names
+from ..model.cluster import ClusterError, Obj
+from ..runtimes.kubernetes.cluster import KubeCluster, make_client
+from ..runtimes.kubernetes.leader import DEFAULT_LEASE_NAME, LeaderElector, LeaseTimings
+from ..runtimes.kubernetes.logs import configure_logging
+from ..runtimes.kubernetes.metrics import ControllerMetrics, health_app, metrics_app, serve
 
 log = logging.getLogger("pyrollouts.operator")
 

@@ -27,9 +27,9 @@ from typing import Any
 from aiohttp import web
 
 from ..controller import Clock, RolloutController
-from ..web.guard import is_loopback
+from ..service.guard import is_loopback
 
-log = logging.getLogger("pyrollouts.server")
+log = logging.getLogger("pyrollouts.server")  # the name the docs and log readers know
 
 
 class ServerError(Exception):
@@ -155,8 +155,8 @@ class LocalServer:
         sync of stored objects (which may be large, or refused: see ``report_refused``)."""
         from ..runtimes.local.proxymanager import ProxyManager, ServiceProxyController
         from ..runtimes.local.runtime import LocalRuntime
-        from . import api
-        from .admission import AdmittedCluster
+        from ..server import api
+        from ..server.admission import AdmittedCluster
 
         self._umask = os.umask(PRIVATE_UMASK)  # given back by stop() (a test runs servers in-process)
         tightened = make_private(self.state_dir)
@@ -243,8 +243,8 @@ class LocalServer:
 
     def _extra_routes(self, clock: ControllerClock) -> Any:
         """The shutdown route, and the dashboard with Argo's /api/v1 (web/)."""
+        from ..service.info import rollout_info
         from ..web import dashboard_routes
-        from .info import rollout_info
 
         dashboard = dashboard_routes(
             self.client_cluster, clock=clock, info=rollout_info, proxy=self.proxy, token=self.token

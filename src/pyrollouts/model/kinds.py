@@ -1,0 +1,60 @@
+"""The kinds pyrollouts knows, once: name, API group and version, plural, kubectl's short names,
+and whether the kind lives in a namespace. Every layer reads this registry (the manifest parser,
+both runtimes, the CRD, the HTTP API's URLs, the CLI's kind arguments)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import names
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of the Kubernetes API."""
+
+    name: str
+    group: str  # "" for the core group
+    version: str
+    plural: str
+    short_names: tuple[str, ...] = ()
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        """``group/version`` (``version`` alone for the core group)."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+ROLLOUT = Kind("Rollout", names.GROUP, names.VERSION, "rollouts", ("ro",))
+ANALYSIS_TEMPLATE = Kind("AnalysisTemplate", names.GROUP, names.VERSION, "analysistemplates", ("at",))
+REPLICASET = Kind("ReplicaSet", "apps", "v1", "replicasets", ("rs",))
+DEPLOYMENT = Kind("Deployment", "apps", "v1", "deployments", ("deploy",))
+POD = Kind("Pod", "", "v1", "pods", ("po",))
+SERVICE = Kind("Service", "", "v1", "services", ("svc",))
+EVENT = Kind("Event", "", "v1", "events", ("ev",))
+NAMESPACE = Kind("Namespace", "", "v1", "namespaces", ("ns",), namespaced=False)
+
+#: kind name -> Kind, for every kind the object model stores (a Deployment is stored only as a
+#: Rollout's spec.workloadRef; an AnalysisTemplate is read from manifests and not stored).
+KINDS: dict[str, Kind] = {
+    k.name: k for k in (ROLLOUT, REPLICASET, DEPLOYMENT, POD, SERVICE, EVENT, NAMESPACE)
+}
+
+#: The kinds clients name (the CLI's kind arguments, the HTTP API's URLs), in listing order.
+CLIENT_KINDS: tuple[Kind, ...] = (ROLLOUT, REPLICASET, POD, SERVICE, EVENT, NAMESPACE)
+
+NAMESPACED = frozenset(k.name for k in KINDS.values() if k.namespaced)
+CLUSTER_SCOPED = frozenset(k.name for k in KINDS.values() if not k.namespaced)
+
+
+def by_plural(plural: str) -> Kind | None:
+    """The client kind whose plural this is (``rollouts``), else None."""
+    return next((k for k in CLIENT_KINDS if k.plural == plural), None)
+
+
+def client_kind(word: str) -> Kind | None:
+    """The client kind a user means by ``word``: its name, plural or a short name, any case
+    (``rollout``, ``Rollouts``, ``ro``), else None."""
+    w = word.lower()
+    return next((k for k in CLIENT_KINDS if w in (k.name.lower(), k.plural, *k.short_names)), None)

@@ -290,20 +290,8 @@ def tail_start(paths: list[Path], lines: int) -> tuple[int, int]:
 def read_from(paths: list[Path], idx: int, offset: int) -> Iterator[bytes]:
     """The files' bytes from (``idx``, ``offset``) to the end, in chunks of at most CHUNK."""
     for i in range(idx, len(paths)):
-        try:
-            f = open(paths[i], "rb")  # noqa: SIM115 - closed below
-        except OSError:
-            continue
-        with f:
-            end = os.fstat(f.fileno()).st_size  # what was there when we began: no chase
-            pos = offset if i == idx else 0
-            f.seek(pos)
-            while pos < end:
-                block = f.read(min(CHUNK, end - pos))
-                if not block:
-                    break
-                pos += len(block)
-                yield block
+        # Each file up to its size when opened: what is written meanwhile is not chased.
+        yield from read_range(paths[i], offset if i == idx else 0)
 
 
 def read_range(path: Path, start: int, end: int | None = None) -> Iterator[bytes]:

@@ -177,12 +177,7 @@ class Store:
         """The stored object; raises NotFound."""
         ns = self._ns(kind, namespace)
         with self._lock:
-            row = self._db.execute(
-                "SELECT body FROM objects WHERE kind=? AND namespace=? AND name=?", (kind, ns, name)
-            ).fetchone()
-        if row is None:
-            raise NotFound(self._describe(kind, ns, name) + " not found")
-        return json.loads(row[0])  # type: ignore[no-any-return]
+            return self._get_locked(kind, ns, name)
 
     def list(self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None) -> _Objs:
         """Objects of a kind (optionally in one namespace, carrying all the labels), oldest first."""

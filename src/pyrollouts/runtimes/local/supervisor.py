@@ -77,16 +77,21 @@ APP_UMASK = 0o022
 # ---- processes ----------------------------------------------------------------------------------
 
 
-def proc_start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), or None if
-    it does not exist or has already exited (a zombie)."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (the state) on, or None when there is no such process."""
     try:
         with open(f"/proc/{pid}/stat", encoding="latin-1") as f:
             data = f.read()
     except OSError:
         return None
     # The command name (field 2) is in parentheses and may contain spaces: split after it.
-    rest = data[data.rfind(")") + 2 :].split()
+    return data[data.rfind(")") + 2 :].split()
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), or None if
+    it does not exist or has already exited (a zombie)."""
+    rest = _proc_stat(pid)
     if not rest or rest[0] in ("Z", "X"):
         return None
     return int(rest[19])
@@ -94,13 +99,8 @@ def proc_start_time(pid: int) -> int | None:
 
 def proc_session(pid: int) -> int | None:
     """The session id of a process (field 6), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="latin-1") as f:
-            data = f.read()
-    except OSError:
-        return None
-    rest = data[data.rfind(")") + 2 :].split()
-    return int(rest[3]) if len(rest) > 3 else None
+    rest = _proc_stat(pid)
+    return int(rest[3]) if rest is not None and len(rest) > 3 else None
 
 
 def proc_alive(pid: int, start: int) -> bool:

@@ -154,15 +154,13 @@ async def apply_action(cluster: Cluster, rollout: Obj, action: a.Action, clock: 
                 pass
         case a.EmitEvent():
             await cluster.create("Event", _event(rollout, action, clock))
+        case a.DeletePod(pod=pod):
+            try:
+                await cluster.delete("Pod", ns, pod)
+            except NotFound:
+                pass
         case _:
-            delete_pod = getattr(action, "pod", None)
-            if type(action).__name__ == "DeletePod" and delete_pod:
-                try:
-                    await cluster.delete("Pod", ns, str(delete_pod))
-                except NotFound:
-                    pass
-            else:
-                raise TypeError(f"unknown action {action!r}")
+            raise TypeError(f"unknown action {action!r}")
     return None
 
 

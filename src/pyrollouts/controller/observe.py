@@ -91,9 +91,7 @@ async def gather(cluster: Cluster, rollout: Obj, *, first_seen: bool = False) ->
     for svc_name in {bg.get("activeService"), bg.get("previewService")} - {None, ""}:
         try:
             svc = await cluster.get("Service", ns, str(svc_name))
-        except Exception as exc:  # NotFound: the engine reports the missing Service
-            if type(exc).__name__ != "NotFound":
-                raise
+        except NotFound:  # the engine reports the missing Service
             continue
         smeta = svc.get("metadata", {})
         services[str(svc_name)] = ServiceState(

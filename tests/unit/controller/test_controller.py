@@ -19,7 +19,7 @@ import yaml
 
 from pyrollouts.controller.controller import RolloutController
 from pyrollouts.model import names
-from pyrollouts.model.cluster import ClusterError, Obj
+from pyrollouts.model.cluster import ClusterError, Invalid, Obj
 from pyrollouts.model.useractions import apply_merge_patch
 from pyrollouts.runtimes.local.cluster import LocalCluster
 from pyrollouts.runtimes.local.store import Store
@@ -229,5 +229,32 @@ async def test_a_failed_reconcile_is_reported_and_retried_with_backoff(tmp_path:
         assert len(errors) == 3
         assert all(isinstance(e, ClusterError) for e in errors)
         assert ctl.queue.failures(KEY) == 0  # a success resets the backoff
+    finally:
+        store.close()
+
+
+class RefusingReplicaSets(LocalCluster):
+    """The store, except that it refuses every ReplicaSet (as an API server refuses a bad template)."""
+
+    async def create(self, kind: str, obj: Obj) -> Obj:
+        if kind == "ReplicaSet":
+            raise Invalid("spec.template.spec.containers[0].ports[0].containerPort: Invalid value")
+        return await super().create(kind, obj)
+
+
+async def test_a_refused_replicaset_is_an_invalid_spec_condition_and_one_warning(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    try:
+        cluster = RefusingReplicaSets(store)
+        await create_all(cluster, manifest())
+        ctl = RolloutController(cluster)
+        assert await ctl.reconcile(KEY) == names.INVALID_SPEC_RETRY_SECONDS
+        assert await ctl.reconcile(KEY) == names.INVALID_SPEC_RETRY_SECONDS
+        status = (await cluster.get("Rollout", NS, "super-hello"))["status"]
+        assert status["phase"] == names.PHASE_DEGRADED
+        (cond,) = [c for c in status["conditions"] if c["type"] == names.COND_INVALID_SPEC]
+        assert "containerPort: Invalid value" in cond["message"]
+        warnings = [e for e in await cluster.list("Event", NS) if e.get("type") == "Warning"]
+        assert [e["reason"] for e in warnings] == [names.INVALID_SPEC_REASON]  # once, not per retry
     finally:
         store.close()

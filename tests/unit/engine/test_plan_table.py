@@ -11,6 +11,7 @@ from engine_support import set_welcome, template_hash
 from harness.simcluster import SimCluster
 from pyrollouts.engine import (
     CreateReplicaSet,
+    DeletePod,
     EmitEvent,
     Plan,
     ScaleReplicaSet,
@@ -317,7 +318,7 @@ def test_restart_deletes_one_old_pod_at_a_time(new_sim: Callable[..., SimCluster
     sim.now += timedelta(seconds=10)
     sim.patch_rollout({"spec": {"restartAt": "2026-01-01T12:00:05Z"}})
     p = plan_now(sim)
-    deletes = [a for a in p.actions if type(a).__name__ == "DeletePod"]
+    deletes = [a for a in p.actions if isinstance(a, DeletePod)]
     assert len(deletes) == 1
     oldest = min(sim.pods, key=lambda n: (sim.pods[n]["metadata"]["creationTimestamp"], n))
     assert deletes[0].pod == oldest  # type: ignore[attr-defined]
@@ -325,7 +326,7 @@ def test_restart_deletes_one_old_pod_at_a_time(new_sim: Callable[..., SimCluster
     assert p.status.wire()["message"] == "rollout is restarting"
     sim.apply(p, sim.rollout)  # type: ignore[arg-type]
     sim._sync_pods()
-    assert [a for a in plan_now(sim).actions if type(a).__name__ == "DeletePod"] == []  # one pod is down
+    assert [a for a in plan_now(sim).actions if isinstance(a, DeletePod)] == []  # one pod is down
     sim.settle()
     assert sim.rollout["status"]["restartedAt"] == "2026-01-01T12:00:05Z"  # type: ignore[index]
     assert all(p["metadata"]["creationTimestamp"] >= "2026-01-01T12:00:05Z" for p in sim.pods.values())

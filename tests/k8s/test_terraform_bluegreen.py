@@ -8,8 +8,9 @@ chart`: kubernetes_manifest needs the Rollout CRD when it plans), the controller
 chart Deployment's own arguments and ServiceAccount (a local process: kwok runs no images, as in
 test_helm_install.py) makes the Rollout Healthy, welcome="VERSION V3" and apply again gives a paused
 second revision on the preview Service, `kubectl rollouts promote` finishes it, and `tofu destroy`
-removes what it created: it keeps what `helm uninstall` keeps (the chart's CRDs and the release's
-namespace). Service type ClusterIP there (kwok gives no LoadBalancer an address).
+removes what it created. It keeps what `helm uninstall` keeps: the chart's CRDs, the release's
+namespace and the dashboard token Secret the chart marks `helm.sh/resource-policy: keep`. Service
+type ClusterIP there (kwok gives no LoadBalancer an address).
 
 The seed's own module (tests/data/seed-terraform: its argo_rollouts.tf and variables.tf, verbatim)
 is applied with only the chart swapped for ours, and our module takes a variable of the seed's shape
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,7 +48,8 @@ CHART_VERSION = kube_helpers.chart_version()
 SEED = REPO / "tests" / "data" / "seed-terraform"
 # What `tofu destroy` (helm uninstall underneath) leaves: Helm never deletes the CRDs of a chart's
 # crds/ folder (deleting them would delete every Rollout in the cluster), nor the namespace
-# create_namespace made. docs/install.md says so.
+# create_namespace made, nor the dashboard token Secret the chart marks `keep`. docs/install.md
+# says so.
 KEPT_CRDS = ("rollouts.argoproj.io", "analysistemplates.argoproj.io")
 
 
@@ -104,28 +107,36 @@ def _chart_controller(
     )
 
 
-def _helm_release_secrets(cp: ControlPlane, ns: str, release: str) -> list[str]:
-    status, body = cp.api.request("GET", f"/api/v1/namespaces/{ns}/secrets?labelSelector=owner%3Dhelm")
-    if status == 404:
-        return []
-    assert status == 200, body
-    return [
-        s["metadata"]["name"]
-        for s in body["items"]
-        if s["metadata"]["name"].startswith(f"sh.helm.release.v1.{release}.")
-    ]
+def _names(cp: ControlPlane, path: str) -> set[str]:
+    status, body = cp.api.request("GET", path)
+    assert status == 200, (path, body)
+    return {item["metadata"]["name"] for item in body["items"]}
 
 
 def _assert_release_gone(cp: ControlPlane, ns: str, release: str) -> None:
-    """Everything of the release is gone but what Helm keeps (KEPT_CRDS, the namespace)."""
+    """Everything of the release is gone but what Helm keeps: the chart's CRDs (KEPT_CRDS), the
+    namespace, and the dashboard's token Secret (the chart marks it helm.sh/resource-policy: keep,
+    so a reinstall serves the same token)."""
     for path in (
-        f"/apis/apps/v1/namespaces/{ns}/deployments/{release}-pyrollouts",
-        f"/api/v1/namespaces/{ns}/serviceaccounts/{release}-pyrollouts",
         f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{release}-pyrollouts",
         f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{release}-pyrollouts",
     ):
         assert cp.api.request("GET", path)[0] == 404, f"{path} is still there after tofu destroy"
-    assert _helm_release_secrets(cp, ns, release) == []
+    left = {
+        "deployments": _names(cp, f"/apis/apps/v1/namespaces/{ns}/deployments"),
+        "services": _names(cp, f"/api/v1/namespaces/{ns}/services"),
+        "serviceaccounts": _names(cp, f"/api/v1/namespaces/{ns}/serviceaccounts") - {"default"},
+        "roles": _names(cp, f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles"),
+        "poddisruptionbudgets": _names(cp, f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"),
+        "secrets": _names(cp, f"/api/v1/namespaces/{ns}/secrets"),
+    }
+    ours = {
+        kind: {n for n in names if n.startswith(f"{release}-") or f".{release}." in n}
+        for kind, names in left.items()
+    }
+    expected: dict[str, set[str]] = {kind: set() for kind in left}
+    expected["secrets"] = {f"{release}-pyrollouts-dashboard-token"}
+    assert ours == expected, f"left after tofu destroy in {ns}: {ours}"
     for crd in KEPT_CRDS:
         status, _ = cp.api.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}")
         assert status == 200, f"CRD {crd} is gone: Helm keeps a chart's CRDs on uninstall"
@@ -140,7 +151,8 @@ class _Transcript:
         self.parts: list[str] = []
 
     def add(self, shown: str, res: subprocess.CompletedProcess[str]) -> None:
-        self.parts.append(f"$ {shown}\n{res.stdout.rstrip()}\n")
+        text = re.sub(r"\x1b\[[0-9;]*m", "", res.stdout).rstrip()
+        self.parts.append(f"$ {shown}\n{text}\n")
 
     def write(self) -> None:
         if self.path:

@@ -34,7 +34,7 @@ class NewReplicaSet:
     """The outcome of the new-ReplicaSet step: the RS for the current template, and its revision."""
 
     pod_hash: str  # the hash the new RS has, or will have once created
-    rs: ReplicaSetState | None  # None: not created (spec.paused before the update started)
+    rs: ReplicaSetState | None  # None only on the way in; the step always finds or creates one
     revision: int  # 0 when there is no RS and none is created now
     created: bool  # created by this reconcile (the create is in the plan; nothing runs yet)
 
@@ -272,14 +272,10 @@ def collision_count(status: RolloutStatus) -> int:
 def find_current(ctx: Ctx) -> tuple[str, ReplicaSetState | None] | None:
     """The hash of the current template and its RS (None: not created yet); None when the name
     ``<rollout>-<hash>`` is held by a ReplicaSet that is not this template's (a hash collision)."""
-    paused = bool(ctx.rollout.spec.paused)
     computed = pod_template_hash(ctx.rollout.spec.template, collision_count(ctx.status))
     rs = find_new_rs(ctx, computed)
-    if rs is None and not paused and name_taken_by(ctx, computed) is not None:
+    if rs is None and name_taken_by(ctx, computed) is not None:
         return None
-    previous = ctx.status.current_pod_hash or None
-    if rs is None and paused and previous is not None:
-        return previous, None  # paused before the new RS exists: the update has not started yet
     return (rs.pod_template_hash if rs is not None else computed), rs
 
 
@@ -293,26 +289,25 @@ def hash_collision(ctx: Ctx) -> dict[str, Any]:
 
 def reconcile_new(ctx: Ctx, pod_hash: str, rs: ReplicaSetState | None) -> NewReplicaSet:
     """The new-ReplicaSet step: give the new RS the next revision (an older RS that is new again is
-    renumbered, as on undo), stamp it on the Rollout, and create the RS when it does not exist
-    (not while spec.paused). Emits RolloutUpdated, NewReplicaSetCreated, RolloutNotCompleted."""
-    paused = bool(ctx.rollout.spec.paused)
+    renumbered, as on undo), stamp it on the Rollout, and create the RS when it does not exist.
+    As in Argo this happens even while spec.paused (the pause holds the Services and the
+    BlueGreenPause, not the new RS), so status.currentPodHash names the new template at once.
+    Emits RolloutUpdated and NewReplicaSetCreated."""
     top = max_revision(ctx.rss)
     if rs is None:
-        revision = 0 if paused else top + 1
+        revision = top + 1
     else:
         revision = revision_of(rs)
-        if not paused and (revision < top or revision == 0):
+        if revision < top or revision == 0:
             revision = top + 1
             renumber(ctx, rs, revision)
     stamped = (ctx.rollout.metadata.annotations or {}).get(names.REVISION_ANNOTATION)
     if revision and stamped != str(revision):
         ctx.actions.append(UpdateRollout(annotations={names.REVISION_ANNOTATION: str(revision)}))
         ctx.event(names.ROLLOUT_UPDATED, events.rollout_updated(revision))
-    created = rs is None and not paused
-    if created:
+    created = rs is None
+    if rs is None:
         rs = create(ctx, pod_hash, revision, ctx.status.stable_rs or None)
-    if rs is not None and (ctx.status.current_pod_hash or None) != pod_hash:
-        ctx.event(names.ROLLOUT_NOT_COMPLETED, events.not_completed(revision, pod_hash))
     return NewReplicaSet(pod_hash=pod_hash, rs=rs, revision=revision, created=created)
 
 

@@ -74,6 +74,7 @@ def fast_tracked(ctx: Ctx, roles: Roles, pc: PauseContext) -> bool:
         and not pc.retrying
         and new_rs.replicas > 0
         and (replicaset.deadline_of(new_rs) or ctx.now) > ctx.now
+        and replicaset.is_rollback(ctx, roles)
     )
     return (
         roles.active is None

@@ -225,16 +225,23 @@ def set_deadline(ctx: Ctx, rs: ReplicaSetState, at: datetime | None) -> None:
 def scale_down_old(ctx: Ctx, old: list[ReplicaSetState], new_deadlines: dict[str, datetime]) -> None:
     """Old RSs (neither new, stable nor active): each keeps running until its scale-down deadline;
     at most scaleDownDelayRevisionLimit of them wait at once (newest first); the rest go to 0 now.
-    ``new_deadlines`` are deadlines set in this same reconcile (by the active switch)."""
+    ``new_deadlines`` are deadlines set in this same reconcile (by the active switch). As in Argo,
+    an old RS that still runs pods without a deadline (one that was only ever preview: an update
+    abandoned by a new template, an undo or a rollback) gets one too, scaleDownDelaySeconds from
+    now, instead of going to 0 at once; a delay of 0 scales it down at once (docs/argo-compat.md)."""
     limit = ctx.rollout.bg.scale_down_delay_revision_limit
+    delay = ctx.rollout.scale_down_delay_seconds()
     waiting = 0
     for rs in sorted(old, key=lambda r: (revision_of(r), r.name), reverse=True):
         if rs.replicas == 0:
             continue
         deadline = new_deadlines.get(rs.name) or deadline_of(rs)
+        fresh = rs.name in new_deadlines
+        if deadline is None and not has_deadline(rs) and delay > 0:
+            deadline, fresh = ctx.now + timedelta(seconds=delay), True
         if deadline is not None and deadline > ctx.now and (limit is None or waiting < limit):
             waiting += 1
-            if rs.name in new_deadlines:
+            if fresh:
                 set_deadline(ctx, rs, deadline)
             ctx.requeue_at(deadline)
             continue
@@ -309,6 +316,17 @@ def reconcile_new(ctx: Ctx, pod_hash: str, rs: ReplicaSetState | None) -> NewRep
     if rs is None:
         rs = create(ctx, pod_hash, revision, ctx.status.stable_rs or None)
     return NewReplicaSet(pod_hash=pod_hash, rs=rs, revision=revision, created=created)
+
+
+def is_rollback(ctx: Ctx, roles: Roles) -> bool:
+    """Argo's isRollback: the new RS is the stable one or was created before it (a ReplicaSet
+    abandoned as preview and applied again is not a rollback, whatever its deadline says)."""
+    new_rs, stable_rs = roles.new_rs, ctx.rs_by_hash(roles.stable)
+    if new_rs is None or stable_rs is None:
+        return False
+    return new_rs is stable_rs or (
+        bool(new_rs.creation_timestamp) and new_rs.creation_timestamp < stable_rs.creation_timestamp
+    )
 
 
 def rollback_within_window(ctx: Ctx, roles: Roles) -> bool:

@@ -205,8 +205,21 @@ def build(ctx: Ctx, o: Outcome) -> dict[str, Any]:
     s.update(counts(ctx, roles.new_rs, ctx.rs_by_hash(roles.active)))
     s["conditions"] = _conditions(ctx, o, s)
     s["phase"], s["message"] = phase_rules.phase(ctx.rollout, RolloutStatus.model_validate(s))
-    # Argo omits empty values (omitempty); so do we, so that a status compares equal when unchanged.
-    return {k: v for k, v in s.items() if v not in (None, "", 0, False)}
+    out = _omit_empty(s)
+    if not pc.abort and ctx.status_in.get("abort") is False:
+        # A retry writes abort: false; Argo's controller never writes abort itself unless it is
+        # true (omitempty), so the user's false stays in the stored status. So does ours.
+        out["abort"] = False
+    return out
+
+
+def _omit_empty(s: dict[str, Any]) -> dict[str, Any]:
+    """Argo omits empty values (omitempty); so do we, so that a status compares equal when
+    unchanged. Its status always carries the canary block, empty for a blue-green rollout (a Go
+    struct, which omitempty does not drop), and tools reading it with strict schemas expect it."""
+    out = {k: v for k, v in s.items() if v not in (None, "", 0, False)}
+    out.setdefault("canary", {})
+    return out
 
 
 def invalid(ctx: Ctx, message: str) -> dict[str, Any]:
@@ -220,4 +233,4 @@ def invalid(ctx: Ctx, message: str) -> dict[str, Any]:
     conds[t] = cond.make(conds.get(t), t, "True", names.INVALID_SPEC_REASON, message, ctx.now_s)
     s["conditions"] = cond.ordered(conds)
     s["phase"], s["message"] = phase_rules.phase(ctx.rollout, RolloutStatus.model_validate(s))
-    return {k: v for k, v in s.items() if v not in (None, "", 0, False)}
+    return _omit_empty(s)

@@ -96,6 +96,7 @@ def test_first_reconcile_creates_scales_and_marks_stable(new_sim: Callable[..., 
         "currentPodHash": h,
         "stableRS": h,
         "blueGreen": {"previewSelector": h},
+        "canary": {},  # as Argo's status: the canary block is always there, empty for blue-green
         "selector": "app=super-hello",
         "conditions": [
             cond("Progressing", "True", "NewReplicaSetCreated", f'Created new replica set "{rs}"', T0, T0),
@@ -127,6 +128,7 @@ def test_first_deploy_switches_active_once_saturated(new_sim: Callable[..., SimC
         "currentPodHash": h,
         "stableRS": h,
         "blueGreen": {"previewSelector": h, "activeSelector": h},
+        "canary": {},
         "replicas": 3,
         "updatedReplicas": 3,
         "readyReplicas": 3,
@@ -275,6 +277,7 @@ def test_invalid_spec_degrades_and_retries_in_20s(new_sim: Callable[..., SimClus
         "phase": "Degraded",
         "message": f"InvalidSpec: {msg}",
         "observedGeneration": "1",
+        "canary": {},
         "conditions": [cond("InvalidSpec", "True", "InvalidSpec", msg, T0, T0)],
     }
     assert p.requeue_after == 20.0

@@ -1,13 +1,15 @@
-"""The CustomResourceDefinitions a cluster needs: Argo's Rollout, plus the analysis and experiment
-kinds that Argo's kubectl plugin and dashboard watch (their schemas keep unknown fields: the
-analysis work is later). The Rollout's schema is generated from ``model.rollout``."""
+"""The CustomResourceDefinitions a cluster needs: Argo's Rollout, the analysis kinds
+(AnalysisTemplate, ClusterAnalysisTemplate, AnalysisRun), and Experiment, which Argo's kubectl
+plugin and dashboard watch (its schema keeps unknown fields: experiments are not built). The
+schemas are generated from ``model.rollout`` and ``model.analysis``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from . import names
-from .schema import rollout_openapi_schema
+from .analysis import ANALYSIS_KINDS
+from .schema import kind_openapi_schema, rollout_openapi_schema
 
 _OPEN_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -105,15 +107,19 @@ def crds() -> list[dict[str, Any]]:
     status_columns = [{"name": "Status", "type": "string", "jsonPath": ".status.phase"}, _AGE]
     return [
         rollout_crd(),
-        _crd("AnalysisTemplate", "analysistemplates", ["at"], _OPEN_SCHEMA, columns=[_AGE]),
+        _crd("AnalysisTemplate", "analysistemplates", ["at"], _analysis("AnalysisTemplate"), columns=[_AGE]),
         _crd(
             "ClusterAnalysisTemplate",
             "clusteranalysistemplates",
             ["cat"],
-            _OPEN_SCHEMA,
+            _analysis("ClusterAnalysisTemplate"),
             scope="Cluster",
             columns=[_AGE],
         ),
-        _crd("AnalysisRun", "analysisruns", ["ar"], _OPEN_SCHEMA, columns=status_columns),
+        _crd("AnalysisRun", "analysisruns", ["ar"], _analysis("AnalysisRun"), columns=status_columns),
         _crd("Experiment", "experiments", ["exp"], _OPEN_SCHEMA, columns=status_columns),
     ]
+
+
+def _analysis(kind: str) -> dict[str, Any]:
+    return kind_openapi_schema(ANALYSIS_KINDS[kind])

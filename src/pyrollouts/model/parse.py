@@ -1,9 +1,9 @@
 """Read manifests: multi-document YAML into typed-enough objects, with read-time defaults.
 
 Kinds read: Rollout (argoproj.io/v1alpha1), Service (v1), Namespace (v1), Deployment (apps/v1:
-stored only, as the pod template a Rollout's spec.workloadRef names; never run), and
-AnalysisTemplate (argoproj.io/v1alpha1, kept for the analysis work, not acted on yet). Any other
-kind is a finding.
+stored only, as the pod template a Rollout's spec.workloadRef names; never run), and the analysis
+kinds AnalysisTemplate, ClusterAnalysisTemplate and AnalysisRun (argoproj.io/v1alpha1: linted, not
+acted on yet). Any other kind is a finding.
 
 Defaults are applied only where the API server applies them when an object is stored: the
 namespace of namespaced objects, and a Service's type, session affinity, port protocol and target
@@ -30,10 +30,12 @@ SUPPORTED_KINDS: dict[str, str] = {
     "Namespace": "v1",
     "Deployment": "apps/v1",  # spec.workloadRef's pod template; stored, never run
     "AnalysisTemplate": "argoproj.io/v1alpha1",
+    "ClusterAnalysisTemplate": "argoproj.io/v1alpha1",
+    "AnalysisRun": "argoproj.io/v1alpha1",
 }
 #: Kinds that are read but not acted on (yet).
-KEPT_KINDS = frozenset({"AnalysisTemplate"})
-CLUSTER_SCOPED = frozenset({"Namespace"})
+KEPT_KINDS = frozenset({"AnalysisTemplate", "ClusterAnalysisTemplate", "AnalysisRun"})
+CLUSTER_SCOPED = frozenset({"Namespace", "ClusterAnalysisTemplate"})
 DEFAULT_NAMESPACE = "default"
 
 
@@ -146,7 +148,7 @@ def parse_collect(
                     "kind",
                     ERROR,
                     f"kind {kind!r} is not supported here",
-                    "pyrollouts reads Rollout, Service, Namespace and AnalysisTemplate; "
+                    "pyrollouts reads Rollout, Service, Namespace, Deployment and the analysis kinds; "
                     "apply other kinds with kubectl",
                 )
             )

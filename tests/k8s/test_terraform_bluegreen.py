@@ -127,6 +127,8 @@ def _assert_release_gone(cp: ControlPlane, ns: str, release: str) -> None:
         "services": _names(cp, f"/api/v1/namespaces/{ns}/services"),
         "serviceaccounts": _names(cp, f"/api/v1/namespaces/{ns}/serviceaccounts") - {"default"},
         "roles": _names(cp, f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles"),
+        "rolebindings": _names(cp, f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"),
+        "configmaps": _names(cp, f"/api/v1/namespaces/{ns}/configmaps"),
         "poddisruptionbudgets": _names(cp, f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"),
         "secrets": _names(cp, f"/api/v1/namespaces/{ns}/secrets"),
     }

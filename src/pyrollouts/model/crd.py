@@ -1,15 +1,15 @@
-"""The CustomResourceDefinitions a cluster needs: Argo's Rollout, plus the analysis and experiment
-kinds that Argo's kubectl plugin and dashboard watch (their schemas keep unknown fields: the
-analysis work is later). The Rollout's schema is generated from ``model.rollout``."""
+"""The CustomResourceDefinitions a cluster needs: Argo's Rollout, the analysis kinds
+(AnalysisTemplate, ClusterAnalysisTemplate, AnalysisRun), and Experiment, which Argo's kubectl
+plugin and dashboard watch (its schema keeps unknown fields: experiments are not built). The
+schemas are generated from ``model.rollout`` and ``model.analysis``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import names
-from .kinds import ANALYSIS_TEMPLATE as AT
-from .kinds import ROLLOUT
-from .schema import rollout_openapi_schema
+from . import kinds, names
+from .analysis import ANALYSIS_KINDS
+from .schema import kind_openapi_schema, rollout_openapi_schema
 
 _OPEN_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -100,7 +100,7 @@ def rollout_crd() -> dict[str, Any]:
         _AGE,
     ]
     schema = rollout_openapi_schema()
-    return _crd(ROLLOUT.name, ROLLOUT.plural, list(ROLLOUT.short_names), schema, columns=columns, scale=True)
+    return _crd_of(kinds.ROLLOUT, schema, columns=columns, scale=True)
 
 
 def crds() -> list[dict[str, Any]]:
@@ -108,15 +108,18 @@ def crds() -> list[dict[str, Any]]:
     status_columns = [{"name": "Status", "type": "string", "jsonPath": ".status.phase"}, _AGE]
     return [
         rollout_crd(),
-        _crd(AT.name, AT.plural, list(AT.short_names), _OPEN_SCHEMA, columns=[_AGE]),
-        _crd(
-            "ClusterAnalysisTemplate",
-            "clusteranalysistemplates",
-            ["cat"],
-            _OPEN_SCHEMA,
-            scope="Cluster",
-            columns=[_AGE],
-        ),
-        _crd("AnalysisRun", "analysisruns", ["ar"], _OPEN_SCHEMA, columns=status_columns),
+        _crd_of(kinds.ANALYSIS_TEMPLATE, _analysis(kinds.ANALYSIS_TEMPLATE), columns=[_AGE]),
+        _crd_of(kinds.CLUSTER_ANALYSIS_TEMPLATE, _analysis(kinds.CLUSTER_ANALYSIS_TEMPLATE), columns=[_AGE]),
+        _crd_of(kinds.ANALYSIS_RUN, _analysis(kinds.ANALYSIS_RUN), columns=status_columns),
         _crd("Experiment", "experiments", ["exp"], _OPEN_SCHEMA, columns=status_columns),
     ]
+
+
+def _analysis(kind: kinds.Kind) -> dict[str, Any]:
+    return kind_openapi_schema(ANALYSIS_KINDS[kind.name])
+
+
+def _crd_of(kind: kinds.Kind, schema: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """The CRD of a kind of the registry (model/kinds.py): its names and scope from there."""
+    scope = "Namespaced" if kind.namespaced else "Cluster"
+    return _crd(kind.name, kind.plural, list(kind.short_names), schema, scope=scope, **options)

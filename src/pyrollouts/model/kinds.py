@@ -28,6 +28,15 @@ class Kind:
 
 ROLLOUT = Kind("Rollout", names.GROUP, names.VERSION, "rollouts", ("ro",))
 ANALYSIS_TEMPLATE = Kind("AnalysisTemplate", names.GROUP, names.VERSION, "analysistemplates", ("at",))
+CLUSTER_ANALYSIS_TEMPLATE = Kind(
+    "ClusterAnalysisTemplate",
+    names.GROUP,
+    names.VERSION,
+    "clusteranalysistemplates",
+    ("cat",),
+    namespaced=False,
+)
+ANALYSIS_RUN = Kind("AnalysisRun", names.GROUP, names.VERSION, "analysisruns", ("ar",))
 REPLICASET = Kind("ReplicaSet", "apps", "v1", "replicasets", ("rs",))
 DEPLOYMENT = Kind("Deployment", "apps", "v1", "deployments", ("deploy",))
 POD = Kind("Pod", "", "v1", "pods", ("po",))
@@ -36,7 +45,7 @@ EVENT = Kind("Event", "", "v1", "events", ("ev",))
 NAMESPACE = Kind("Namespace", "", "v1", "namespaces", ("ns",), namespaced=False)
 
 #: kind name -> Kind, for every kind the object model stores (a Deployment is stored only as a
-#: Rollout's spec.workloadRef; an AnalysisTemplate is read from manifests and not stored).
+#: Rollout's spec.workloadRef; the analysis kinds are read from manifests and not stored yet).
 KINDS: dict[str, Kind] = {
     k.name: k for k in (ROLLOUT, REPLICASET, DEPLOYMENT, POD, SERVICE, EVENT, NAMESPACE)
 }
@@ -44,8 +53,21 @@ KINDS: dict[str, Kind] = {
 #: The kinds clients name (the CLI's kind arguments, the HTTP API's URLs), in listing order.
 CLIENT_KINDS: tuple[Kind, ...] = (ROLLOUT, REPLICASET, POD, SERVICE, EVENT, NAMESPACE)
 
+#: The kinds a manifest may hold (model/parse.py), in the order its messages list them.
+MANIFEST_KINDS: tuple[Kind, ...] = (
+    ROLLOUT,
+    SERVICE,
+    NAMESPACE,
+    DEPLOYMENT,
+    ANALYSIS_TEMPLATE,
+    CLUSTER_ANALYSIS_TEMPLATE,
+    ANALYSIS_RUN,
+)
+
+#: Stored kinds that live in a namespace.
 NAMESPACED = frozenset(k.name for k in KINDS.values() if k.namespaced)
-CLUSTER_SCOPED = frozenset(k.name for k in KINDS.values() if not k.namespaced)
+#: Every known kind that lives outside namespaces.
+CLUSTER_SCOPED = frozenset(k.name for k in (*KINDS.values(), *MANIFEST_KINDS) if not k.namespaced)
 
 
 def by_plural(plural: str) -> Kind | None:

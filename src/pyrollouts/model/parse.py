@@ -1,9 +1,9 @@
 """Read manifests: multi-document YAML into typed-enough objects, with read-time defaults.
 
 Kinds read: Rollout (argoproj.io/v1alpha1), Service (v1), Namespace (v1), Deployment (apps/v1:
-stored only, as the pod template a Rollout's spec.workloadRef names; never run), and
-AnalysisTemplate (argoproj.io/v1alpha1, kept for the analysis work, not acted on yet). Any other
-kind is a finding.
+stored only, as the pod template a Rollout's spec.workloadRef names; never run), and the analysis
+kinds AnalysisTemplate, ClusterAnalysisTemplate and AnalysisRun (argoproj.io/v1alpha1: linted, not
+acted on yet). Any other kind is a finding.
 
 Defaults are applied only where the API server applies them when an object is stored: the
 namespace of namespaced objects, and a Service's type, session affinity, port protocol and target
@@ -26,17 +26,12 @@ from .yamlsafe import FieldPath, LineMap, load_documents, read_text
 
 #: kind -> the apiVersion this project reads it in.
 SUPPORTED_KINDS: dict[str, str] = {
-    k.name: k.api_version
-    for k in (
-        kinds.ROLLOUT,
-        kinds.SERVICE,
-        kinds.NAMESPACE,
-        kinds.DEPLOYMENT,  # spec.workloadRef's pod template; stored, never run
-        kinds.ANALYSIS_TEMPLATE,
-    )
+    k.name: k.api_version for k in kinds.MANIFEST_KINDS  # a Deployment: stored, never run
 }
 #: Kinds that are read but not acted on (yet).
-KEPT_KINDS = frozenset({"AnalysisTemplate"})
+KEPT_KINDS = frozenset(
+    k.name for k in (kinds.ANALYSIS_TEMPLATE, kinds.CLUSTER_ANALYSIS_TEMPLATE, kinds.ANALYSIS_RUN)
+)
 CLUSTER_SCOPED = kinds.CLUSTER_SCOPED
 DEFAULT_NAMESPACE = "default"
 
@@ -150,7 +145,7 @@ def parse_collect(
                     "kind",
                     ERROR,
                     f"kind {kind!r} is not supported here",
-                    "pyrollouts reads Rollout, Service, Namespace and AnalysisTemplate; "
+                    "pyrollouts reads Rollout, Service, Namespace, Deployment and the analysis kinds; "
                     "apply other kinds with kubectl",
                 )
             )

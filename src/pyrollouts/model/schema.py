@@ -25,6 +25,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel
 
+from .analysis import ANALYSIS_KINDS
 from .rollout import Rollout
 
 ScalarKind = Literal["string", "integer", "number", "boolean", "int-or-string", "quantity", "date-time"]
@@ -182,6 +183,8 @@ def kind_type(kind: str) -> ObjectType | None:
         return object_type(kube_class(f"io.k8s.api.core.v1.{kind}"))
     if kind == "Deployment":  # stored for spec.workloadRef, checked by Kubernetes' own schema
         return object_type(kube_class("io.k8s.api.apps.v1.Deployment"))
+    if kind in ANALYSIS_KINDS:
+        return object_type(ANALYSIS_KINDS[kind])
     return None
 
 
@@ -389,7 +392,13 @@ def rollout_openapi_schema() -> dict[str, Any]:
     so the API server checks and prunes the pod template as it would a Deployment's. Root metadata is
     ``type: object`` (the API server owns its schema), and ``apiVersion``/``kind`` are strings.
     """
-    schema = openapi(object_type(Rollout))
+    return kind_openapi_schema(Rollout)
+
+
+def kind_openapi_schema(cls: type[BaseModel]) -> dict[str, Any]:
+    """The openAPIV3Schema of a whole object of one of this project's kinds (Rollout, the analysis
+    kinds), generated from its model class, with a CRD root's rules (see ``rollout_openapi_schema``)."""
+    schema = openapi(object_type(cls))
     props = schema["properties"]
     props["metadata"] = {"type": "object"}
     # The root of a CRD schema may not list required fields of metadata/kind; drop required at root.

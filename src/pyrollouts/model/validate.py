@@ -19,6 +19,8 @@ from typing import Any
 from lightkube.models.core_v1 import PodTemplateSpec
 
 from . import names
+from .analysis import ANALYSIS_KINDS
+from .analysisrules import analysis_rules
 from .findings import ERROR, WARNING, Finding, Severity, format_path
 from .parse import CLUSTER_SCOPED, Parsed
 from .rollout import Rollout
@@ -74,6 +76,8 @@ def validate(objects: Sequence[Parsed]) -> list[Finding]:
             _service_rules(o.obj, report)
         elif o.kind == "Deployment":
             _deployment_rules(o.obj, report)
+        elif o.kind in ANALYSIS_KINDS:
+            analysis_rules(o.obj, report)
     _shared_service_rules(objects, out)
     return out
 

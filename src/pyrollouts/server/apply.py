@@ -68,7 +68,7 @@ def finding_json(f: Finding) -> dict[str, Any]:
 
 def check_text(text: str, source: str, namespace: str) -> tuple[list[Obj], list[dict[str, Any]]]:
     """The objects of a manifest text (namespace filled in) and every lint finding about it.
-    Kinds that are read but not acted on yet (AnalysisTemplate) are left out with a warning."""
+    Kinds that are read but not acted on yet (the analysis kinds) are left out with a warning."""
     from ..model.lint import check_manifests
     from ..model.parse import KEPT_KINDS
 

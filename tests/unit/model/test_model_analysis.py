@@ -1,0 +1,184 @@
+"""The analysis kinds (AnalysisTemplate, ClusterAnalysisTemplate, AnalysisRun): read with Argo's
+field names, linted (schema walk and conditions that do not parse), and their CRDs generated from
+model/analysis.py."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pyrollouts.model.analysis import AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate
+from pyrollouts.model.crd import crds
+from pyrollouts.model.lint import check_manifests, lint_text
+from pyrollouts.model.parse import parse_manifests
+
+TEMPLATES = """\
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: success-rate
+spec:
+  args:
+  - name: service-name
+  - name: threshold
+    value: "0.95"
+  - name: api-token
+    valueFrom:
+      secretKeyRef: {name: token, key: value}
+  metrics:
+  - name: success-rate
+    interval: 30s
+    initialDelay: 10s
+    count: 5
+    failureLimit: 2
+    inconclusiveLimit: 1
+    consecutiveErrorLimit: "{{args.error-limit}}"
+    successCondition: len(result) == 0 || result[0] >= {{args.threshold}}
+    failureCondition: result[0] < 0.5
+    provider:
+      prometheus:
+        address: http://127.0.0.1:9090
+        query: sum(rate(requests{service="{{args.service-name}}",code!~"5.."}[1m]))
+  - name: health
+    successCondition: result.ok && all(result.checks, {.status == 'pass'})
+    provider:
+      web:
+        url: http://127.0.0.1:8080/health
+        method: POST
+        headers: [{key: Authorization, value: "Bearer {{args.api-token}}"}]
+        body: '{"probe": true}'
+        timeoutSeconds: 5
+        jsonPath: "{$.data}"
+  - name: smoke
+    provider:
+      job:
+        metadata: {labels: {app: smoke}}
+        spec:
+          backoffLimit: 0
+          template:
+            spec:
+              restartPolicy: Never
+              containers: [{name: smoke, image: curlimages/curl, command: [curl, -f, http://x/]}]
+  - name: elsewhere
+    provider:
+      datadog: {query: "avg:errors{*}", apiVersion: v2}
+  dryRun: [{metricName: health}]
+  measurementRetention: [{metricName: success-rate, limit: 20}]
+---
+apiVersion: argoproj.io/v1alpha1
+kind: ClusterAnalysisTemplate
+metadata:
+  name: shared
+spec:
+  metrics:
+  - name: always
+    successCondition: "true"
+    provider: {web: {url: "http://127.0.0.1:1/"}}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisRun
+metadata:
+  name: run-1
+spec:
+  terminate: false
+  args: [{name: service-name, value: demo}]
+  metrics:
+  - name: health
+    count: 1
+    successCondition: result == 'ok'
+    provider: {web: {url: "http://127.0.0.1:8080/"}}
+"""
+
+
+def _line(text: str, needle: str) -> int:
+    (n,) = [i for i, line in enumerate(text.splitlines(), 1) if needle in line]
+    return n
+
+
+def test_argo_shaped_templates_lint_clean_and_read_typed() -> None:
+    objects, findings = check_manifests(TEMPLATES, "t.yaml")
+    assert findings == []
+    at, cat, run = objects
+    template = AnalysisTemplate.from_wire(at.obj)
+    success, health, smoke, _ = template.spec.metrics or []
+    assert success.count == 5 and success.consecutive_error_limit == "{{args.error-limit}}"
+    assert success.provider.prometheus is not None and success.provider.prometheus.query
+    assert health.provider.web is not None and health.provider.web.timeout_seconds == 5
+    assert health.provider.web.json_path == "{$.data}"
+    assert smoke.provider.job is not None and smoke.provider.job.spec["backoffLimit"] == 0
+    assert [d.metric_name for d in template.spec.dry_run or []] == ["health"]
+    assert (template.spec.args or [])[2].value_from is not None
+    assert cat.namespace is None  # cluster-scoped: no namespace filled in
+    assert ClusterAnalysisTemplate.from_wire(cat.obj).kind == "ClusterAnalysisTemplate"
+    assert run.namespace == "default"
+    assert AnalysisRun.from_wire(run.obj).spec.metrics[0].name == "health"
+    # The wire form round-trips with Argo's field names.
+    assert template.wire()["spec"]["metrics"][1]["provider"]["web"]["timeoutSeconds"] == 5
+
+
+def test_a_condition_that_does_not_parse_is_a_finding_with_line_and_fix() -> None:
+    text = TEMPLATES.replace("failureCondition: result[0] < 0.5", "failureCondition: result[0] <")
+    text = text.replace("result == 'ok'", "results == 'ok'")
+    findings = lint_text(text, "t.yaml")
+    assert [(f.line, f.path) for f in findings] == [
+        (_line(text, "failureCondition: result[0] <"), "spec.metrics[0].failureCondition"),
+        (_line(text, "results == 'ok'"), "spec.metrics[0].successCondition"),
+    ]
+    first, second = findings
+    assert first.is_error and "does not parse" in first.problem and "offset 11" in first.problem
+    assert "result[0] >= 0.95" in first.fix
+    assert "unknown name results" in second.problem
+
+
+def test_args_placeholders_are_not_parse_errors() -> None:
+    text = TEMPLATES.replace("result[0] < 0.5", "default(result, 0) > {{ args.max-restarts }}")
+    assert lint_text(text, "t.yaml") == []
+
+
+def test_schema_walk_reports_unknown_and_ill_typed_fields() -> None:
+    text = TEMPLATES.replace("timeoutSeconds: 5", "timeoutSeconds: five").replace(
+        "initialDelay: 10s", "initialDelay: 10s\n    intervall: 5m"
+    )
+    problems = {f.path: f.problem for f in lint_text(text, "t.yaml")}
+    assert "unknown field 'intervall'" in problems["spec.metrics[0].intervall"]
+    assert "expected an integer" in problems["spec.metrics[1].provider.web.timeoutSeconds"]
+
+
+def test_conditions_of_a_run_and_of_a_cluster_template_are_checked_too() -> None:
+    text = TEMPLATES.replace('successCondition: "true"', 'successCondition: "true &&"')
+    (finding,) = lint_text(text, "t.yaml")
+    assert finding.path == "spec.metrics[0].successCondition"
+    assert finding.line == _line(text, '"true &&"')
+
+
+def _schema(kind: str) -> dict[str, Any]:
+    (crd,) = [c for c in crds() if c["spec"]["names"]["kind"] == kind]
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def test_analysis_crds_are_generated_from_the_model() -> None:
+    for kind in ("AnalysisTemplate", "ClusterAnalysisTemplate", "AnalysisRun"):
+        schema = _schema(kind)
+        json.dumps(schema)
+        assert schema["properties"]["metadata"] == {"type": "object"}
+        assert "required" not in schema
+        metric = schema["properties"]["spec"]["properties"]["metrics"]["items"]
+        assert metric["required"] == ["name", "provider"]
+        props = metric["properties"]
+        assert props["successCondition"] == {"type": "string"}
+        assert props["count"]["x-kubernetes-int-or-string"] is True
+        web = props["provider"]["properties"]["web"]
+        assert web["required"] == ["url"]
+        assert web["properties"]["timeoutSeconds"] == {"type": "integer", "format": "int64"}
+        job = props["provider"]["properties"]["job"]["properties"]["spec"]
+        assert job == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    run = _schema("AnalysisRun")["properties"]
+    assert run["spec"]["required"] == ["metrics"]
+    results = run["status"]["properties"]["metricResults"]["items"]["properties"]
+    assert {"measurements", "consecutiveError", "dryRun"} <= set(results)
+
+
+def test_parse_reads_the_analysis_kinds() -> None:
+    kinds = [p.kind for p in parse_manifests(TEMPLATES, "t.yaml")]
+    assert kinds == ["AnalysisTemplate", "ClusterAnalysisTemplate", "AnalysisRun"]

@@ -24,6 +24,7 @@ from lightkube.types import CascadeType, OnErrorAction, OnErrorResult, PatchType
 from .. import __version__
 from ..model import names, owners
 from ..model.cluster import ClusterError
+from ..model.selectors import parse_label_selector
 from ..model.timefmt import rfc3339
 from ..runtimes.kubernetes.cluster import load_config
 from ..runtimes.kubernetes.resources import NAMESPACED, RESOURCES
@@ -47,15 +48,10 @@ def _plain(item: Any) -> Obj:
 
 
 def _selector(labels: str | None) -> dict[str, str] | None:
-    if not labels:
-        return None
-    out: dict[str, str] = {}
-    for part in labels.split(","):
-        k, sep, v = part.partition("=")
-        if not sep or not k.strip():
-            raise CliError(f"label selector {labels!r}: expected key=value[,key=value]")
-        out[k.strip()] = v.strip()
-    return out
+    try:
+        return parse_label_selector(labels)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _api_error(exc: KubeApiError, what: str) -> ApiError:

@@ -21,6 +21,7 @@ from aiohttp import web
 from .. import __version__
 from ..model import kinds
 from ..model.cluster import Cluster, Conflict, Invalid, NotFound, Obj
+from ..model.selectors import parse_label_selector
 from ..model.timefmt import rfc3339
 from ..model.yamlsafe import MAX_BYTES
 from ..service import guard, streams, verbs
@@ -237,17 +238,10 @@ def _dict_body(body: Any, what: str) -> dict[str, Any]:
 
 
 def _labels(selector: str | None) -> dict[str, str] | None:
-    if not selector:
-        return None
-    out: dict[str, str] = {}
-    for part in selector.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip() or "!" in key:
-            raise JsonError(
-                400, f"labelSelector '{selector}': only key=value pairs joined by ',' are supported"
-            )
-        out[key.strip()] = value.strip().lstrip("=")
-    return out
+    try:
+        return parse_label_selector(selector)
+    except ValueError as exc:
+        raise JsonError(400, f"labelSelector: {exc}") from None
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mappin
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from harness.support import owned_replicasets
 from pyrollouts.controller.apply import ReplicaSetNameTaken, apply_plan
 from pyrollouts.controller.clock import Clock
 from pyrollouts.controller.observe import gather, owned_by
@@ -560,14 +561,11 @@ class SimCluster:
 
     # -- views ----------------------------------------------------------------------------------
     def objects(self) -> tuple[Obj, list[Obj], list[Obj], list[Obj]]:
-        """Copies of (rollout, replicasets, services, events), as a driver returns them."""
+        """Copies of (the Rollout, its ReplicaSets, the Services, the Events), as a driver returns them."""
         assert self.rollout is not None
         return (
             copy.deepcopy(self.rollout),
-            [
-                copy.deepcopy(rs)
-                for rs in sorted(self.replicasets.values(), key=lambda r: r["metadata"]["name"])
-            ],
+            [copy.deepcopy(rs) for rs in owned_replicasets(self.rollout, self.replicasets.values())],
             [copy.deepcopy(s) for s in sorted(self.services.values(), key=lambda s: s["metadata"]["name"])],
             copy.deepcopy(self.events),
         )

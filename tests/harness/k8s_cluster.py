@@ -30,7 +30,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from types import TracebackType
 from typing import Any
 
 from harness import kwok_stages
+from harness.support import free_port
 
 TOOLS = (
     "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "helm", "tofu"
@@ -356,13 +356,6 @@ class KubeApi:
 # Processes
 
 
-def _free_port() -> int:
-    # The kernel picks an unused port; a small race remains until the component binds it.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class _Process:
     name: str
@@ -525,9 +518,9 @@ class ControlPlane:
         root = self.root
         (root / "logs").mkdir(exist_ok=True)
         pki = _make_pki(root / "pki")
-        etcd_port, etcd_peer, self._port = _free_port(), _free_port(), _free_port()
+        etcd_port, etcd_peer, self._port = free_port(), free_port(), free_port()
         self._etcd_port = etcd_port
-        kcm_port, sched_port = _free_port(), _free_port()
+        kcm_port, sched_port = free_port(), free_port()
         _write_kubeconfig(self.kubeconfig, self.server, pki)
         (root / "audit-policy.yaml").write_text(_AUDIT_POLICY)
         (root / "kwok.yaml").write_text(kwok_stages.stages_yaml())
@@ -868,15 +861,6 @@ class ControlPlane:
             f"started:    etcd {t.etcd:.1f}s, /readyz {t.readyz:.1f}s, nodes Ready {t.nodes_ready:.1f}s, "
             f"all {t.total:.1f}s"
         )
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
-    """Call ``check`` until it returns True; raise AssertionError naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 @contextlib.contextmanager

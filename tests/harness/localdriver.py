@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.scenarios import Step
-from harness.serverharness import free_port
+from harness.support import free_port, owned_replicasets, wait_until_async
 from pyrollouts.daemons.local_server import LocalServer
 from pyrollouts.model import names
 from pyrollouts.model.cluster import NotFound
@@ -70,11 +70,6 @@ GRACE_SECONDS = 2
 SETTLE_TIMEOUT = 5.0
 SETTLE_QUIET = 0.1
 POLL = 0.02
-
-
-def service_port() -> int:
-    """A free port for a Service (``serverharness.free_port``: below the ephemeral range)."""
-    return free_port()
 
 
 class LocalDriver:
@@ -166,8 +161,7 @@ class LocalDriver:
             rollout = store.get("Rollout", self.namespace, self.rollout_name)
         except NotFound:
             raise LookupError("no Rollout applied yet") from None
-        uid = rollout["metadata"]["uid"]
-        rss = sorted(store.owned_by(uid, "ReplicaSet"), key=lambda r: r["metadata"]["name"])
+        rss = owned_replicasets(rollout, store.list("ReplicaSet", self.namespace))
         services = sorted(store.list("Service", self.namespace), key=lambda s: s["metadata"]["name"])
         # Only the Rollout's own: run_scenario counts them to tell this step's events from earlier ones.
         events = [
@@ -260,7 +254,7 @@ class LocalDriver:
             if isinstance(n, int):
                 key = (name, n)
                 if key not in self._ports:
-                    self._ports[key] = service_port()
+                    self._ports[key] = free_port()
                 port["port"] = self._ports[key]
 
     # -- pods -----------------------------------------------------------------------------------
@@ -298,9 +292,8 @@ class LocalDriver:
     async def _wait_unready(self, revision: int, timeout: float = 15.0) -> None:
         """Wait until the ReplicaSet of this revision (if it exists) reports no ready pod."""
         store = self._server().runtime.store
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
+
+        async def unready() -> bool:
             rs = next(
                 (
                     r
@@ -311,10 +304,9 @@ class LocalDriver:
                 None,
             )
             status = (rs or {}).get("status") or {}
-            if rs is None or not (status.get("readyReplicas") or status.get("availableReplicas")):
-                return
-            await asyncio.sleep(POLL)
-        raise TimeoutError(f"the pods of revision {revision} were still ready after {timeout:g}s")
+            return rs is None or not (status.get("readyReplicas") or status.get("availableReplicas"))
+
+        await wait_until_async(unready, timeout, f"the pods of revision {revision} to be unready", POLL)
 
     async def _follow_replicasets(self, sub: Subscription) -> None:
         try:

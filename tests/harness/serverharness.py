@@ -22,9 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.support import free_port
 from pyrollouts.cli.main import run_captured
 from pyrollouts.controller.faults import ENV as KILL_ENV
 from pyrollouts.runtimes.local.supervisor import ENV_CONTAINER, ENV_POD_UID, ENV_STATE_DIR
@@ -46,28 +45,6 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 #: How much of the server's output a failure message shows (the end of it).
 LOG_TAIL = 3000
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on right now, below Linux's ephemeral range
-    (32768-60999).
-
-    Pods, the proxy's upstream connections and every client socket take their ports from the
-    ephemeral range, so a port picked there can be taken between the pick and its use, and a
-    Service port that equals a replica's port is refused by the local runtime. Below that range
-    only a deliberate bind competes."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as s:  # the low range is full: let the kernel pick
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_body(port: int, timeout: float = 3) -> str:

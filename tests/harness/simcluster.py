@@ -1,23 +1,11 @@
 """A simulated cluster for the engine: objects as dicts, pods that become ready on a virtual clock.
 
-It applies a Plan exactly as the real controller does (controller/apply.py), so a scenario proven
-here means the same thing on the runtimes. The apply semantics, one write per action:
-
-- ``CreateReplicaSet``: create the body as given; the store adds uid, creationTimestamp,
-  generation 1 and an empty status. An existing name is left alone (the next plan adopts it).
-- ``ScaleReplicaSet``: merge patch ``spec.replicas`` and the ``desired-replicas`` annotation.
-- ``AnnotateReplicaSet``: merge patch ``metadata.annotations``, ``metadata.labels`` and
-  ``spec.template.metadata.labels`` (a None value removes the key).
-- ``SetScaleDownDeadline``: merge patch the ``scale-down-deadline`` annotation (None removes it).
-- ``SwitchService``: merge patch ``spec.selector[rollouts-pod-template-hash]`` and the
-  ``managed-by-rollouts`` annotation.
-- ``PatchPodMetadata``: merge patch the pod's labels/annotations (a missing pod is ignored).
-- ``UpdateRollout``: merge patch ``spec.replicas`` (when set) and ``metadata.annotations``; a spec
-  change bumps ``metadata.generation``.
-- ``DeleteReplicaSet`` (its pods go with it) and ``DeletePod``: delete; a missing object is ignored.
-- ``EmitEvent``: create a v1 Event whose involvedObject is the Rollout.
-- Then the status: the merge patch from the status the plan was computed from to ``plan.status``
-  (only changed fields), applied to ``status`` alone (the status subresource: no generation bump).
+``SimCluster`` implements the controller's ``Cluster`` protocol (model/cluster.py) over in-memory
+dicts, and a reconcile here runs the controller's own code: ``controller.observe.gather``, then
+``engine.plan``, then ``controller.apply.apply_plan`` with a clock that reads the virtual time. A
+scenario proven here has therefore run the same gather and apply as the runtimes; only the store
+and the pods are simulated. The controller's coroutines never wait on anything here (every call
+answers at once), so the simulation drives them to completion synchronously (``_complete``).
 
 Pods are simulated by a tiny ReplicaSet controller: each RS gets as many pods as spec.replicas
 (scale-down removes unready pods first, then the newest). A pod becomes ready ``ready_after``
@@ -30,19 +18,26 @@ event (a pod becoming ready or available) until there is none.
 
 from __future__ import annotations
 
+import asyncio
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from harness.support import owned_replicasets
+from pyrollouts.controller.apply import ReplicaSetNameTaken, apply_plan
+from pyrollouts.controller.clock import Clock
+from pyrollouts.controller.observe import gather, owned_by
 from pyrollouts.engine import plan as engine_plan
 from pyrollouts.engine import types as a
 from pyrollouts.model import names
+from pyrollouts.model.cluster import Conflict, Invalid, NotFound, Obj, WatchEvent
 from pyrollouts.model.rollout import Rollout
 from pyrollouts.model.timefmt import rfc3339
 from pyrollouts.model.useractions import apply_merge_patch, merge_patch_to
+from pyrollouts.runtimes.local.store import labels_match
 
-Obj = dict[str, Any]
+T = TypeVar("T")
 PlanHook = Callable[[Obj, a.Observed, a.Plan, datetime], None]
 
 EPOCH = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -58,10 +53,40 @@ def _merge_in_place(target: Obj, patch: Obj) -> None:
     for k, v in patch.items():
         if v is None:
             target.pop(k, None)
-        elif isinstance(v, dict) and isinstance(target.get(k), dict):
+        elif isinstance(v, dict):
+            if not isinstance(target.get(k), dict):
+                target[k] = {}
             _merge_in_place(target[k], v)
         else:
             target[k] = v
+
+
+def _complete(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never waits (the controller's code over a SimCluster) to its end."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coro.close()
+    raise SimulationError("the controller waited on something; a SimCluster call never blocks")
+
+
+def _ns(obj: Obj) -> str:
+    return str(obj.get("metadata", {}).get("namespace") or "default")
+
+
+class SimClock(Clock):
+    """The controller's clock, reading the simulated cluster's virtual time."""
+
+    def __init__(self, sim: SimCluster) -> None:
+        super().__init__()
+        self._sim = sim
+
+    def now(self) -> datetime:
+        return self._sim.now
+
+    def advance(self, seconds: float) -> None:
+        self._sim.now += timedelta(seconds=seconds)
 
 
 class SimCluster:
@@ -93,6 +118,9 @@ class SimCluster:
         self._seen = False
         self._requeue_at: datetime | None = None
         self._last_applied: dict[str, Obj] = {}
+        self._writes = 0  # writes through the Cluster protocol: a reconcile that made none is idle
+        self._watchers: list[tuple[frozenset[str], str | None, asyncio.Queue[WatchEvent]]] = []
+        self.clock = SimClock(self)
 
     # -- object store ---------------------------------------------------------------------------
     def _next(self) -> int:
@@ -126,17 +154,21 @@ class SimCluster:
                 if name not in self.deployments or last is None:
                     obj["metadata"].setdefault("uid", self._uid())
                     self.deployments[name] = obj
+                    self._notify("ADDED", kind, obj)
                 else:
                     self.deployments[name] = apply_merge_patch(
                         self.deployments[name], merge_patch_to(last, obj)
                     )
+                    self._notify("MODIFIED", kind, self.deployments[name])
             else:
                 name = obj["metadata"]["name"]
                 if name not in self.services or last is None:
                     obj["metadata"].setdefault("uid", self._uid())
                     self.services[name] = obj
+                    self._notify("ADDED", kind, obj)
                 else:
                     self.services[name] = apply_merge_patch(self.services[name], merge_patch_to(last, obj))
+                    self._notify("MODIFIED", kind, self.services[name])
 
     def _create_rollout(self, obj: Obj) -> None:
         meta = obj.setdefault("metadata", {})
@@ -149,6 +181,7 @@ class SimCluster:
         )
         self.rollout = obj
         self._seen = False
+        self._notify("ADDED", "Rollout", obj)
 
     def _set_spec(self, spec: Obj) -> None:
         assert self.rollout is not None
@@ -165,15 +198,18 @@ class SimCluster:
             status = self.rollout.setdefault("status", {})
             _merge_in_place(status, copy.deepcopy(patch.get("status") or {}))
             self.rollout["metadata"]["resourceVersion"] = str(self._next())
-            return
-        body = {k: v for k, v in patch.items() if k != "status"}
-        new = apply_merge_patch(self.rollout, body)
-        self.rollout["metadata"] = new["metadata"]
-        self._set_spec(new.get("spec") or {})
+        else:
+            body = {k: v for k, v in patch.items() if k != "status"}
+            new = apply_merge_patch(self.rollout, body)
+            self.rollout["metadata"] = new["metadata"]
+            self._set_spec(new.get("spec") or {})
+        self._written("MODIFIED", "Rollout", self.rollout)
 
     def delete_service(self, name: str) -> None:
-        self.services.pop(name, None)
+        svc = self.services.pop(name, None)
         self._last_applied.pop(f"Service/{name}", None)
+        if svc is not None:
+            self._notify("DELETED", "Service", svc)
 
     # -- pods -----------------------------------------------------------------------------------
     def set_pod_mode(self, pod_hash: str, mode: str) -> None:
@@ -194,6 +230,7 @@ class SimCluster:
                 if mode == "crash":
                     cs = pod["status"]["containerStatuses"][0]
                     cs["restartCount"] = int(cs["restartCount"]) + 1
+                    self._notify("MODIFIED", "Pod", pod)
         self._sync_pods()
 
     def set_revision_pod_mode(self, revision: int, mode: str) -> None:
@@ -243,10 +280,13 @@ class SimCluster:
         }
         ready_at = self.now + timedelta(seconds=self.ready_after) if mode == "ready" else None
         self._pod_sim[name] = {"ready_at": ready_at, "ready_since": None, "created": self.now}
+        self._notify("ADDED", "Pod", self.pods[name])
 
     def _delete_pod(self, name: str) -> None:
-        self.pods.pop(name, None)
+        pod = self.pods.pop(name, None)
         self._pod_sim.pop(name, None)
+        if pod is not None:
+            self._notify("DELETED", "Pod", pod)
 
     def _sync_pods(self) -> None:
         """The ReplicaSet controller and the kubelet, at the current time."""
@@ -254,8 +294,11 @@ class SimCluster:
             ready_at = sim["ready_at"]
             if sim["ready_since"] is None and ready_at is not None and ready_at <= self.now:
                 sim["ready_since"] = ready_at
-            ready = sim["ready_since"] is not None
-            self.pods[name]["status"]["conditions"][0]["status"] = "True" if ready else "False"
+            ready = "True" if sim["ready_since"] is not None else "False"
+            cond = self.pods[name]["status"]["conditions"][0]
+            if cond["status"] != ready:
+                cond["status"] = ready
+                self._notify("MODIFIED", "Pod", self.pods[name])
         for rs in self.replicasets.values():
             rs_name = rs["metadata"]["name"]
             if self.pending_modes:
@@ -284,12 +327,15 @@ class SimCluster:
                 for n in mine
                 if (since := self._pod_sim[n]["ready_since"]) is not None and since + min_ready <= self.now
             )
-            rs["status"] = {
+            status = {
                 "replicas": len(mine),
                 "readyReplicas": ready_n,
                 "availableReplicas": avail_n,
                 "observedGeneration": rs["metadata"].get("generation", 1),
             }
+            if rs.get("status") != status:
+                rs["status"] = status
+                self._notify("MODIFIED", "ReplicaSet", rs)
 
     @staticmethod
     def _pod_num(name: str) -> int:
@@ -313,87 +359,144 @@ class SimCluster:
                     times.append(t)
         return min(times) if times else None
 
+    # -- the Cluster protocol (model/cluster.py) ------------------------------------------------
+    def _table(self, kind: str) -> dict[str, Obj]:
+        if kind == "Rollout":
+            return {self.rollout["metadata"]["name"]: self.rollout} if self.rollout is not None else {}
+        if kind == "Event":
+            return {e["metadata"]["name"]: e for e in self.events}
+        tables = {
+            "ReplicaSet": self.replicasets,
+            "Service": self.services,
+            "Deployment": self.deployments,
+            "Pod": self.pods,
+        }
+        if kind not in tables:
+            raise Invalid(f"the simulated cluster holds no {kind}")
+        return tables[kind]
+
+    def _stored(self, kind: str, namespace: str, name: str) -> Obj:
+        obj = self._table(kind).get(name)
+        if obj is None or _ns(obj) != namespace:
+            raise NotFound(f"{kind} {namespace}/{name} not found")
+        return obj
+
+    def _written(self, type_: str, kind: str, obj: Obj) -> None:
+        """Count a write and tell the watches."""
+        self._writes += 1
+        self._notify(type_, kind, obj)
+
+    def _notify(self, type_: str, kind: str, obj: Obj) -> None:
+        for kinds, namespace, queue in self._watchers:
+            if kind in kinds and (namespace is None or _ns(obj) == namespace):
+                queue.put_nowait(WatchEvent(type_, kind, copy.deepcopy(obj)))
+
+    async def get(self, kind: str, namespace: str, name: str) -> Obj:
+        """The object; raises NotFound."""
+        return copy.deepcopy(self._stored(kind, namespace, name))
+
+    async def list(
+        self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> list[Obj]:
+        """Objects of a kind by name (Events oldest first), in a namespace, with all the labels."""
+        objs = self._table(kind)
+        keys = list(objs) if kind == "Event" else sorted(objs)
+        return [
+            copy.deepcopy(objs[k])
+            for k in keys
+            if (namespace is None or _ns(objs[k]) == namespace) and labels_match(objs[k], labels)
+        ]
+
+    async def create(self, kind: str, obj: Obj) -> Obj:
+        """Create a ReplicaSet (the store adds uid, creationTimestamp, generation 1 and an empty
+        status) or an Event; Conflict when the name is taken."""
+        new = copy.deepcopy(obj)
+        meta = new.setdefault("metadata", {})
+        meta.setdefault("namespace", "default")
+        if kind == "Event":
+            self.events.append(new)
+        elif kind == "ReplicaSet":
+            if meta["name"] in self.replicasets:
+                raise Conflict(f"ReplicaSet {_ns(new)}/{meta['name']} already exists")
+            meta.update(uid=self._uid(), generation=1, creationTimestamp=rfc3339(self.now))
+            new["status"] = {"replicas": 0}
+            self.replicasets[meta["name"]] = new
+        else:
+            raise Invalid(f"the controller creates ReplicaSets and Events, not {kind}")
+        self._written("ADDED", kind, new)
+        return copy.deepcopy(new)
+
+    async def patch(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: Obj,
+        *,
+        subresource: str | None = None,
+        resource_version: str | None = None,
+    ) -> Obj:
+        """A JSON merge patch (``subresource="status"``: status only), with an optional
+        resourceVersion precondition (Conflict when the object moved on)."""
+        stored = self._stored(kind, namespace, name)
+        have = stored["metadata"].get("resourceVersion")
+        if resource_version is not None and str(resource_version) != str(have):
+            raise Conflict(f"{kind} {namespace}/{name}: resourceVersion {resource_version} is stale")
+        if kind == "Rollout":
+            self.patch_rollout(patch, subresource)
+            return copy.deepcopy(self._stored(kind, namespace, name))
+        if subresource == "status":
+            _merge_in_place(stored.setdefault("status", {}), copy.deepcopy(patch.get("status") or {}))
+        else:
+            _merge_in_place(stored, copy.deepcopy({k: v for k, v in patch.items() if k != "status"}))
+        self._written("MODIFIED", kind, stored)
+        return copy.deepcopy(stored)
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete a ReplicaSet (its pods go with it) or a Pod; NotFound when missing."""
+        obj = self._stored(kind, namespace, name)
+        if kind == "ReplicaSet":
+            del self.replicasets[name]
+            for pod_name in [n for n, p in self.pods.items() if owned_by(p, obj["metadata"]["uid"])]:
+                self._delete_pod(pod_name)
+        elif kind == "Pod":
+            self._delete_pod(name)
+        else:
+            raise Invalid(f"the controller deletes ReplicaSets and Pods, not {kind}")
+        self._written("DELETED", kind, obj)
+
+    def watch(self, kinds: Sequence[str], namespace: str | None = None) -> AsyncIterator[WatchEvent]:
+        """Every change to objects of these kinds from this call on: writes through this protocol,
+        ``apply_objects`` and user patches, and the simulated pods and ReplicaSet statuses."""
+        queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
+        self._watchers.append((frozenset(kinds), namespace, queue))
+
+        async def events() -> AsyncIterator[WatchEvent]:
+            while True:
+                yield await queue.get()
+
+        return events()
+
     # -- the controller -------------------------------------------------------------------------
     def observed(self) -> a.Observed:
-        """What the controller would gather for the Rollout (its RSs, its Services, its Pods)."""
+        """What the controller gathers for the Rollout (``controller.observe.gather``)."""
         assert self.rollout is not None
-        uid = self.rollout["metadata"]["uid"]
-        prefix = f"{self.rollout['metadata']['name']}-"
-        rss = []
-        foreign = []  # named like the Rollout's, not owned: as controller/observe.gather sees them
-        for rs in sorted(self.replicasets.values(), key=lambda r: r["metadata"]["name"]):
-            owned = any(ref.get("uid") == uid for ref in rs["metadata"].get("ownerReferences") or [])
-            if owned:
-                rss.append(self._rs_state(rs))
-            elif rs["metadata"]["name"].startswith(prefix):
-                foreign.append(self._rs_state(rs))
-        bg = ((self.rollout.get("spec") or {}).get("strategy") or {}).get("blueGreen") or {}
-        services = {}
-        for key in ("activeService", "previewService"):
-            svc = self.services.get(bg.get(key) or "")
-            if svc is not None:
-                services[svc["metadata"]["name"]] = a.ServiceState(
-                    name=svc["metadata"]["name"],
-                    selector=dict((svc.get("spec") or {}).get("selector") or {}),
-                    annotations=dict(svc["metadata"].get("annotations") or {}),
-                )
-        rs_names = {rs.name for rs in rss}
-        pods = tuple(
-            a.PodState(
-                name=name,
-                replicaset=self._rs_of(p),
-                labels=dict(p["metadata"]["labels"]),
-                annotations=dict(p["metadata"].get("annotations") or {}),
-                ready=p["status"]["conditions"][0]["status"] == "True",
-                restarts=int(p["status"]["containerStatuses"][0]["restartCount"]),
-                creation_timestamp=p["metadata"]["creationTimestamp"],
-            )
-            for name, p in sorted(self.pods.items())
-            if self._rs_of(p) in rs_names
-        )
-        ref = (self.rollout.get("spec") or {}).get("workloadRef") or {}
-        dep = self.deployments.get(str(ref.get("name"))) if ref.get("kind") == "Deployment" else None
-        deployments = {str(ref["name"]): dep} if dep is not None else {}
-        return a.Observed(
-            replicasets=tuple(rss),
-            services=services,
-            pods=pods,
-            first_seen=not self._seen,
-            deployments=deployments,
-            foreign_replicasets=tuple(foreign),
-        )
-
-    @staticmethod
-    def _rs_state(rs: dict[str, Any]) -> a.ReplicaSetState:
-        meta = rs["metadata"]
-        st = rs.get("status") or {}
-        return a.ReplicaSetState(
-            name=meta["name"],
-            uid=meta.get("uid", ""),
-            pod_template_hash=(meta.get("labels") or {}).get(names.POD_TEMPLATE_HASH_LABEL, ""),
-            template=rs["spec"].get("template") or {},  # the engine never mutates its input
-            replicas=int(rs["spec"].get("replicas") or 0),
-            status_replicas=int(st.get("replicas") or 0),
-            ready_replicas=int(st.get("readyReplicas") or 0),
-            available_replicas=int(st.get("availableReplicas") or 0),
-            annotations=dict(meta.get("annotations") or {}),
-            labels=dict(meta.get("labels") or {}),
-            creation_timestamp=meta.get("creationTimestamp", ""),
-            obj=rs,
-        )
+        return _complete(gather(self, copy.deepcopy(self.rollout), first_seen=not self._seen))
 
     def reconcile_once(self) -> tuple[a.Plan, bool]:
-        """Gather, plan, apply. Returns the plan and whether anything was written."""
+        """Gather, plan, apply, as the controller's reconcile does. Returns the plan and whether
+        anything was written."""
         if self.rollout is None:
             raise SimulationError("no Rollout applied yet")
         self._sync_pods()
+        read = copy.deepcopy(self.rollout)
         observed = self.observed()
-        plan = engine_plan(Rollout.from_wire(self.rollout), observed, self.now)
+        plan = engine_plan(Rollout.from_wire(read), observed, self.now)
         self._seen = True
         if self.plan_hook is not None:
-            self.plan_hook(self.rollout, observed, plan, self.now)
+            self.plan_hook(read, observed, plan, self.now)
         self.plans.append(plan)
-        wrote = self.apply(plan, self.rollout)
+        wrote = self.apply(plan, read)
         self._sync_pods()
         self._requeue_at = (
             self.now + timedelta(seconds=plan.requeue_after) if plan.requeue_after is not None else None
@@ -401,108 +504,15 @@ class SimCluster:
         return plan, wrote
 
     def apply(self, plan: a.Plan, read: Obj) -> bool:
-        """Apply a plan's actions in order, then its status as a merge patch (module docstring).
-        ``read`` is the Rollout (at least its status) as it was when the plan was made."""
-        assert self.rollout is not None
-        # Computed first: the actions never touch the status, and ``read`` may be the live object.
-        patch = merge_patch_to(read.get("status") or {}, plan.status.wire())
-        wrote = bool(plan.actions)
-        for action in plan.actions:
-            self._apply_action(action)
-        if patch:
-            self.patch_rollout({"status": patch}, subresource="status")
-            wrote = True
-        return wrote
-
-    def _rs(self, name: str) -> Obj | None:
-        return self.replicasets.get(name)
-
-    def _apply_action(self, action: a.Action) -> None:
-        assert self.rollout is not None
-        match action:
-            case a.CreateReplicaSet(name=name, body=body):
-                if name in self.replicasets:
-                    return
-                new_rs: Obj = copy.deepcopy(dict(body))
-                new_rs["metadata"].update(uid=self._uid(), generation=1, creationTimestamp=rfc3339(self.now))
-                new_rs["status"] = {"replicas": 0}
-                self.replicasets[name] = new_rs
-            case a.ScaleReplicaSet(name=name, replicas=n, desired_replicas=d):
-                if (rs := self._rs(name)) is not None:
-                    rs["spec"]["replicas"] = n
-                    rs["metadata"].setdefault("annotations", {})[names.DESIRED_REPLICAS_ANNOTATION] = str(d)
-            case a.AnnotateReplicaSet(name=name, annotations=ann, labels=labels, template_labels=tl):
-                if (rs := self._rs(name)) is not None:
-                    meta = rs["metadata"]
-                    meta["annotations"] = apply_merge_patch(meta.get("annotations") or {}, dict(ann))
-                    meta["labels"] = apply_merge_patch(meta.get("labels") or {}, dict(labels))
-                    tmeta = rs["spec"].setdefault("template", {}).setdefault("metadata", {})
-                    tmeta["labels"] = apply_merge_patch(tmeta.get("labels") or {}, dict(tl))
-            case a.UpdateReplicaSetAffinity(name=name, affinity=affinity):
-                if (rs := self._rs(name)) is not None:
-                    tspec = rs["spec"].setdefault("template", {}).setdefault("spec", {})
-                    _merge_in_place(tspec, {"affinity": copy.deepcopy(affinity)})
-            case a.SetScaleDownDeadline(name=name, deadline=deadline):
-                if (rs := self._rs(name)) is not None:
-                    anns = rs["metadata"].setdefault("annotations", {})
-                    if deadline is None:
-                        anns.pop(names.SCALE_DOWN_DEADLINE_ANNOTATION, None)
-                    else:
-                        anns[names.SCALE_DOWN_DEADLINE_ANNOTATION] = deadline
-            case a.SwitchService(service=svc_name, pod_template_hash=h, managed_by=owner):
-                svc = self.services.get(svc_name)
-                if svc is not None:
-                    svc.setdefault("spec", {}).setdefault("selector", {})[names.POD_TEMPLATE_HASH_LABEL] = h
-                    svc["metadata"].setdefault("annotations", {})[names.MANAGED_BY_ANNOTATION] = owner
-            case a.PatchPodMetadata(pod=pod_name, labels=labels, annotations=ann):
-                pod = self.pods.get(pod_name)
-                if pod is not None:
-                    pod["metadata"]["labels"] = apply_merge_patch(pod["metadata"]["labels"], dict(labels))
-                    pod["metadata"]["annotations"] = apply_merge_patch(
-                        pod["metadata"].get("annotations") or {}, dict(ann)
-                    )
-            case a.UpdateRollout(replicas=replicas, annotations=ann):
-                update: Obj = {}
-                if ann:
-                    update["metadata"] = {"annotations": dict(ann)}
-                if replicas is not None:
-                    update["spec"] = {"replicas": replicas}
-                if update:
-                    self.patch_rollout(update)
-            case a.DeleteReplicaSet(name=name):
-                self.replicasets.pop(name, None)
-                for pod_name in [n for n, p in self.pods.items() if self._rs_of(p) == name]:
-                    self._delete_pod(pod_name)
-            case a.DeletePod(pod=pod_name):
-                self._delete_pod(pod_name)
-            case a.EmitEvent(type=type_, reason=reason, message=message):
-                meta = self.rollout["metadata"]
-                self.events.append(
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Event",
-                        "metadata": {
-                            "name": f"{meta['name']}.{self._next():08x}",
-                            "namespace": meta["namespace"],
-                        },
-                        "involvedObject": {
-                            "apiVersion": names.API_VERSION,
-                            "kind": "Rollout",
-                            "name": meta["name"],
-                            "namespace": meta["namespace"],
-                            "uid": meta["uid"],
-                        },
-                        "type": type_,
-                        "reason": reason,
-                        "message": message,
-                        "count": 1,
-                        "firstTimestamp": rfc3339(self.now),
-                        "lastTimestamp": rfc3339(self.now),
-                        "source": {"component": "rollouts-controller"},
-                    }
-                )
-            case _:
-                raise TypeError(f"unknown action {action!r}")
+        """Apply a plan with ``controller.apply.apply_plan``. ``read`` is the Rollout as it was
+        when the plan was made. Returns whether anything was written (or must be planned again)."""
+        before = self._writes
+        try:
+            if not _complete(apply_plan(self, read, plan, self.clock)):
+                return True  # lost a race with a write since the read: the controller plans again
+        except ReplicaSetNameTaken:
+            return True  # the controller plans again (after a backoff the simulation skips)
+        return self._writes != before
 
     # -- time -----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -551,14 +561,11 @@ class SimCluster:
 
     # -- views ----------------------------------------------------------------------------------
     def objects(self) -> tuple[Obj, list[Obj], list[Obj], list[Obj]]:
-        """Copies of (rollout, replicasets, services, events), as a driver returns them."""
+        """Copies of (the Rollout, its ReplicaSets, the Services, the Events), as a driver returns them."""
         assert self.rollout is not None
         return (
             copy.deepcopy(self.rollout),
-            [
-                copy.deepcopy(rs)
-                for rs in sorted(self.replicasets.values(), key=lambda r: r["metadata"]["name"])
-            ],
+            [copy.deepcopy(rs) for rs in owned_replicasets(self.rollout, self.replicasets.values())],
             [copy.deepcopy(s) for s in sorted(self.services.values(), key=lambda s: s["metadata"]["name"])],
             copy.deepcopy(self.events),
         )

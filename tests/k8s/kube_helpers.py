@@ -12,7 +12,6 @@ import http.server
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +25,9 @@ from typing import Any
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.types import PatchType
 
+from harness import support
 from harness.k8s_cluster import ControlPlane, tool_path
+from harness.support import free_port
 from pyrollouts.cli.kube_backend import keep_injected_hash
 from pyrollouts.runtimes.kubernetes.resources import RESOURCES
 
@@ -35,13 +36,6 @@ ROLLOUTS = str(VENV_BIN / "rollouts")
 REPO = Path(__file__).resolve().parents[2]
 
 Obj = dict[str, Any]
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 #: The least time any wait gives its condition. A test's own limit says how long a step takes on an
@@ -288,13 +282,9 @@ def merge_patch(client: Client, kind: str, name: str, namespace: str, body: Obj,
 
 
 def owned_replicasets(client: Client, rollout: Obj) -> list[Obj]:
-    uid = rollout["metadata"]["uid"]
+    """The Rollout's own ReplicaSets, by name."""
     ns = rollout["metadata"]["namespace"]
-    return [
-        rs
-        for rs in list_objs(client, "ReplicaSet", ns)
-        if any(r.get("uid") == uid for r in rs["metadata"].get("ownerReferences") or [])
-    ]
+    return support.owned_replicasets(rollout, list_objs(client, "ReplicaSet", ns))
 
 
 def revision(rs: Obj) -> int:

@@ -17,12 +17,13 @@ from lightkube.resources.apps_v1 import Deployment, ReplicaSet
 from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod
 from lightkube.resources.discovery_v1 import EndpointSlice
 
-from harness.k8s_cluster import ControlPlane, tool_path, tool_versions, wait_until
+from harness.k8s_cluster import ControlPlane, tool_path, tool_versions
 from harness.kwok_stages import (
     ANNOTATION_CRASH,
     ANNOTATION_READY,
     ANNOTATION_READY_AFTER,
 )
+from harness.support import wait_until
 
 pytestmark = pytest.mark.k8s
 

@@ -40,6 +40,7 @@ from lightkube import ApiError, Client
 from harness import kwok_stages
 from harness.k8s_cluster import ControlPlane
 from harness.scenarios import Step, load_scenario, run_scenario, scenario_files
+from harness.support import wait_until
 from pyrollouts.runtimes.kubernetes.resources import RESOURCES
 
 Obj = dict[str, Any]
@@ -216,17 +217,15 @@ class KubeDriver:
         """Until the ReplicaSet of revision ``rev`` reports no ready replica (the controller reads
         ReplicaSet status, which kube-controller-manager takes from the pods); at once when that
         revision has no ReplicaSet yet (its pods will start unready)."""
-        started = time.monotonic()
-        while True:
+
+        def unready() -> bool:
             try:
                 rs = by_revision(self.client, get(self.client, "Rollout", self.name, self.ns)).get(rev)
             except ApiError:
                 rs = None
-            if rs is None or not int((rs.get("status") or {}).get("readyReplicas") or 0):
-                return
-            if time.monotonic() - started > timeout:
-                raise AssertionError(f"revision {rev}'s pods still ready {timeout:.0f} s after `pods`")
-            time.sleep(0.2)
+            return rs is None or not int((rs.get("status") or {}).get("readyReplicas") or 0)
+
+        wait_until(unready, timeout, f"revision {rev}'s pods to be unready after `pods`")
 
     async def objects(self) -> tuple[Obj, list[Obj], list[Obj], list[Obj]]:
         return await asyncio.to_thread(self._objects)

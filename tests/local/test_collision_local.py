@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.localdriver import LocalDriver, service_port
+from harness.localdriver import LocalDriver
+from harness.support import free_port
 from pyrollouts import engine
 from pyrollouts.controller.apply import ReplicaSetNameTaken, apply_plan
 from pyrollouts.controller.clock import Clock
@@ -98,7 +99,7 @@ async def _stored_seed(cluster: Any) -> dict[str, Any]:
     """The seed's objects written straight to the store (no controller runs); the stored Rollout."""
     for obj in _manifest():
         if obj["kind"] == "Service":
-            obj["spec"]["ports"][0]["port"] = service_port()
+            obj["spec"]["ports"][0]["port"] = free_port()
         await cluster.create(obj["kind"], obj)
     return dict(await cluster.get("Rollout", "my-app", "super-hello"))
 

@@ -17,11 +17,7 @@ from typing import Any
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from harness.support import free_port
 
 
 def get(port: int, path: str = "/", method: str = "GET") -> tuple[int, str]:

@@ -23,17 +23,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from harness.support import free_port
 from pyrollouts.runtimes.local.proxymanager import ProxyManager
 
 pytestmark = pytest.mark.timeout(120)
 
 LOADCLIENT = Path(__file__).with_name("proxy_loadclient.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Backend:

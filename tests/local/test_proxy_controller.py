@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -17,18 +16,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from harness.support import free_port
 from pyrollouts.runtimes.local.cluster import LocalCluster
 from pyrollouts.runtimes.local.endpoints import PORTS_ANNOTATION
 from pyrollouts.runtimes.local.proxymanager import ProxyManager, ServiceProxyController
 from pyrollouts.runtimes.local.store import Store
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def get(url: str) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from typing import Any
 from ..model import names
 from ..model.rollout import PodMetadata
 from .context import Ctx
-from .types import AnnotateReplicaSet, PatchPodMetadata, ReplicaSetState
+from .types import AnnotateReplicaSet, DeleteReplicaSet, PatchPodMetadata, ReplicaSetState
 
 
 def _as_dict(meta: PodMetadata | None) -> dict[str, dict[str, str]]:
@@ -59,7 +59,12 @@ def reconcile(ctx: Ctx, roles: Mapping[str, str]) -> None:
     pods_by_rs: dict[str, list[Any]] = {}
     for pod in ctx.observed.pods:
         pods_by_rs.setdefault(pod.replicaset, []).append(pod)
+    # A ReplicaSet this plan deletes (revisionHistoryLimit) keeps what it has: a write to it after
+    # the delete would fail and cost the controller a retry.
+    deleted = {x.name for x in ctx.actions if isinstance(x, DeleteReplicaSet)}
     for rs in ctx.rss:
+        if rs.name in deleted:
+            continue
         role = roles.get(rs.name)
         want = wanted_by_role.get(role, {}) if role else {}
         before = _recorded(rs)

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from harness import support
+from harness.support import wait_until_async
 from pyrollouts.controller.controller import RolloutController
 from pyrollouts.model import names
 from pyrollouts.model.cluster import ClusterError, Invalid, Obj
@@ -43,22 +45,11 @@ async def create_all(cluster: LocalCluster, objs: list[Obj]) -> None:
 
 
 async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Return once ``check()`` holds; fail naming ``what`` after LIMIT seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + LIMIT
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"not within {LIMIT}s: {what}")
-        await asyncio.sleep(0.01)
+    await wait_until_async(check, LIMIT, what, interval=0.01)
 
 
 async def owned_replicasets(cluster: LocalCluster, rollout: Obj) -> list[Obj]:
-    uid = rollout["metadata"]["uid"]
-    return [
-        rs
-        for rs in await cluster.list("ReplicaSet", NS)
-        if any(ref.get("uid") == uid for ref in rs["metadata"].get("ownerReferences") or [])
-    ]
+    return support.owned_replicasets(rollout, await cluster.list("ReplicaSet", NS))
 
 
 class Reconciles:

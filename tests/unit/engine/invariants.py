@@ -78,11 +78,16 @@ def check_plan(rollout: dict[str, Any], observed: Observed, plan: Plan, now: dat
                     raise InvariantViolation(
                         f"{rs.name} scaled to 0 before its scale-down deadline {rs.annotations[DEADLINE]}"
                     )
+    deleted: set[str] = set()
     for action in plan.actions:
+        if getattr(action, "name", None) in deleted:
+            # The controller applies actions in order: a write after the delete fails (NotFound).
+            raise InvariantViolation(f"{action!r} after the same plan deleted that ReplicaSet")
         if isinstance(action, DeleteReplicaSet):
             rs = by_name[action.name]  # type: ignore[attr-defined]
             if rs.replicas or rs.status_replicas:
                 raise InvariantViolation(f"{rs.name} deleted while it still has pods")
+            deleted.add(rs.name)
 
 
 def expected_phase(rollout: dict[str, Any]) -> tuple[str, str]:

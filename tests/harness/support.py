@@ -1,0 +1,68 @@
+"""What the scenario drivers and the other harness pieces share, once: a free port, a wait on a
+condition, a Rollout's own ReplicaSets."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from pyrollouts.controller.observe import owned_by
+
+Obj = dict[str, Any]
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now, below Linux's ephemeral range
+    (32768-60999).
+
+    Pods, the proxy's upstream connections and every client socket take their ports from the
+    ephemeral range, so a port picked there can be taken between the pick and its use, and a
+    Service port that equals a replica's port is refused by the local runtime. Below that range
+    only a deliberate bind competes."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # the low range is full: let the kernel pick
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Call ``check`` until it returns a truthy value, and return that value; raise AssertionError
+    naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+    return value
+
+
+async def wait_until_async(
+    check: Callable[[], Awaitable[T]], timeout: float, what: str, interval: float = 0.02
+) -> T:
+    """``wait_until`` for an async check, sleeping in the event loop between calls."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (value := await check()):
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(interval)
+    return value
+
+
+def owned_replicasets(rollout: Obj, replicasets: Iterable[Obj]) -> list[Obj]:
+    """The Rollout's own ReplicaSets among these (by ownerReferences uid), by name."""
+    uid = str(rollout.get("metadata", {}).get("uid", ""))
+    return sorted((rs for rs in replicasets if owned_by(rs, uid)), key=lambda rs: rs["metadata"]["name"])

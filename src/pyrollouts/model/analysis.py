@@ -23,6 +23,8 @@ from .rollout import ObjectMeta, _Wire
 
 _REQUIRED: dict[str, Any] = {"x-required": True}
 _INT64: dict[str, Any] = {"x-format": "int64"}
+#: An IntOrString that Argo resolves with the run's args (count, the limits).
+_INT_OR_ARGS: dict[str, Any] = {"x-scalar": "int-or-args"}
 _META: dict[str, Any] = {"x-kube-type": "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
 
 
@@ -86,13 +88,13 @@ class Metric(_Wire):
     name: str = Field(default="", json_schema_extra=_REQUIRED)
     interval: str | None = None
     initial_delay: str | None = None
-    count: int | str | None = None
+    count: int | str | None = Field(default=None, json_schema_extra=_INT_OR_ARGS)
     success_condition: str | None = None
     failure_condition: str | None = None
-    failure_limit: int | str | None = None
-    inconclusive_limit: int | str | None = None
-    consecutive_error_limit: int | str | None = None
-    consecutive_success_limit: int | str | None = None
+    failure_limit: int | str | None = Field(default=None, json_schema_extra=_INT_OR_ARGS)
+    inconclusive_limit: int | str | None = Field(default=None, json_schema_extra=_INT_OR_ARGS)
+    consecutive_error_limit: int | str | None = Field(default=None, json_schema_extra=_INT_OR_ARGS)
+    consecutive_success_limit: int | str | None = Field(default=None, json_schema_extra=_INT_OR_ARGS)
     provider: MetricProvider = Field(default_factory=MetricProvider, json_schema_extra=_REQUIRED)
 
 

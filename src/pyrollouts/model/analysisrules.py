@@ -1,6 +1,8 @@
 """The rules Argo enforces on the analysis kinds (AnalysisTemplate, ClusterAnalysisTemplate,
-AnalysisRun) that one manifest can show, as findings: today, that every successCondition and
-failureCondition parses in Argo's expression syntax (``model.expr``)."""
+AnalysisRun) that one manifest can show, as findings: every successCondition and failureCondition
+parses in Argo's expression syntax (``model.expr``), and the checks of Argo's ``ValidateMetrics``
+(metrics present with unique names, one provider each, limits and counts that agree, durations
+that parse, dryRun and measurementRetention rules that match a metric)."""
 
 from __future__ import annotations
 
@@ -20,16 +22,145 @@ _PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
 _CONDITIONS = ("successCondition", "failureCondition")
 
 
+#: A Go duration (time.ParseDuration), as Argo's DurationString: "30s", "1m30s", "1.5h", "0".
+_DURATION = re.compile(r"^[+-]?(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h))+$")
+_PROVIDERS = (
+    "prometheus",
+    "web",
+    "job",
+    "kayenta",
+    "datadog",
+    "wavefront",
+    "newRelic",
+    "cloudWatch",
+    "graphite",
+    "influxdb",
+    "skywalking",
+    "plugin",
+)
+#: dryRun and measurementRetention name metrics by a regular expression (RE2, unanchored); lint
+#: checks the plain names only (a general pattern is matched when a run starts).
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def analysis_rules(obj: Mapping[str, Any], report: Report) -> None:
-    """Report every metric condition of an analysis object that does not parse."""
+    """Report what Argo would refuse in an analysis object's spec (see the module docstring)."""
     spec = obj.get("spec")
-    metrics = spec.get("metrics") if isinstance(spec, dict) else None
+    if not isinstance(spec, dict):
+        return
+    metrics = spec.get("metrics")
+    if not metrics and not spec.get("templates"):
+        report(("spec", "metrics"), "no metrics specified", "add at least one metric", ERROR)
     if not isinstance(metrics, list):
         return
+    names: dict[str, int] = {}
     for i, metric in enumerate(metrics):
         if isinstance(metric, dict):
-            for key in _CONDITIONS:
-                _condition_rule(metric.get(key), ("spec", "metrics", i, key), report)
+            _metric_rules(metric, ("spec", "metrics", i), report)
+            _unique_name(metric.get("name"), i, names, report)
+    for key in ("dryRun", "measurementRetention"):
+        _metric_name_rules(spec.get(key), key, set(names), report)
+
+
+def _metric_rules(metric: Mapping[str, Any], path: FieldPath, report: Report) -> None:
+    for key in _CONDITIONS:
+        _condition_rule(metric.get(key), (*path, key), report)
+    for key in ("interval", "initialDelay"):
+        _duration_rule(metric.get(key), (*path, key), report)
+    _provider_rule(metric.get("provider"), (*path, "provider"), report)
+    _limit_rules(metric, path, report)
+
+
+def _unique_name(name: Any, i: int, names: dict[str, int], report: Report) -> None:
+    if not isinstance(name, str) or not name:
+        return
+    if name in names:
+        report(
+            ("spec", "metrics", i, "name"),
+            f"duplicate metric name {name!r} (also metrics[{names[name]}])",
+            "give each metric its own name",
+            ERROR,
+        )
+        return
+    names[name] = i
+
+
+def _duration_rule(value: Any, path: FieldPath, report: Report) -> None:
+    if isinstance(value, str) and value and not _PLACEHOLDER.search(value) and not _DURATION.match(value):
+        report(
+            path,
+            f"{path[-1]} {value!r} is not a duration",
+            "write a Go duration such as 30s, 5m or 1h30m",
+            ERROR,
+        )
+
+
+def _provider_rule(provider: Any, path: FieldPath, report: Report) -> None:
+    if not isinstance(provider, dict):
+        return  # missing or ill-typed: the schema walk's finding
+    given = [k for k in _PROVIDERS if provider.get(k)]
+    if not given:
+        report(path, "no provider specified", "set one of prometheus, web or job", ERROR)
+    elif len(given) > 1:
+        report(
+            path,
+            f"a metric has one provider, this one has {len(given)} ({', '.join(given)})",
+            "split it into one metric per provider",
+            ERROR,
+        )
+
+
+def _int_value(value: Any) -> int | None:
+    """An int-or-string's number (Argo's IntValue); None when unset or an unresolved {{args...}}."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value):
+        return int(value)
+    return None
+
+
+def _limit_rules(metric: Mapping[str, Any], path: FieldPath, report: Report) -> None:
+    lows = {
+        "failureLimit": -1,
+        "inconclusiveLimit": 0,
+        "consecutiveErrorLimit": 0,
+        "consecutiveSuccessLimit": 0,
+    }
+    for key, low in lows.items():
+        v = _int_value(metric.get(key))
+        if v is not None and v < low:
+            fix = "use 0 or more, or -1 to disable it" if low == -1 else "use 0 or more"
+            report((*path, key), f"{key} is {v}, below {low}", fix, ERROR)
+    count = _int_value(metric.get("count"))
+    if count is None:
+        return
+    if count > 1 and not metric.get("interval"):
+        report((*path, "count"), f"count is {count} but no interval is set", "set interval, e.g. 30s", ERROR)
+    for key in ("failureLimit", "inconclusiveLimit"):
+        limit = _int_value(metric.get(key))
+        if count > 0 and limit is not None and count < limit:
+            report(
+                (*path, "count"),
+                f"count ({count}) is below {key} ({limit}): the limit could never be reached",
+                f"raise count or lower {key}",
+                ERROR,
+            )
+
+
+def _metric_name_rules(rules: Any, key: str, names: set[str], report: Report) -> None:
+    if not isinstance(rules, list) or not names:
+        return
+    for i, rule in enumerate(rules):
+        name = rule.get("metricName") if isinstance(rule, dict) else None
+        if isinstance(name, str) and _PLAIN_NAME.match(name) and not any(name in n for n in names):
+            report(
+                ("spec", key, i, "metricName"),
+                f"{key}[{i}] matches no metric ({name!r})",
+                f"name one of the metrics: {', '.join(sorted(names))} (or a pattern such as .*)",
+                ERROR,
+            )
 
 
 def condition_error(text: str) -> str | None:

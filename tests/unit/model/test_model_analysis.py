@@ -30,7 +30,7 @@ spec:
     interval: 30s
     initialDelay: 10s
     count: 5
-    failureLimit: 2
+    failureLimit: "2"
     inconclusiveLimit: 1
     consecutiveErrorLimit: "{{args.error-limit}}"
     successCondition: len(result) == 0 || result[0] >= {{args.threshold}}
@@ -182,3 +182,52 @@ def test_analysis_crds_are_generated_from_the_model() -> None:
 def test_parse_reads_the_analysis_kinds() -> None:
     kinds = [p.kind for p in parse_manifests(TEMPLATES, "t.yaml")]
     assert kinds == ["AnalysisTemplate", "ClusterAnalysisTemplate", "AnalysisRun"]
+
+
+BAD_METRICS = """\
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: bad
+spec:
+  metrics:
+  - name: a
+    count: 3
+    failureLimit: 5
+    inconclusiveLimit: -1
+    provider: {web: {url: "http://x/"}}
+  - name: a
+    interval: 5 minutes
+    initialDelay: "{{args.delay}}"
+    provider: {}
+  - name: b
+    interval: 1m30s
+    count: "{{args.count}}"
+    provider: {web: {url: "http://x/"}, prometheus: {query: up}}
+  dryRun: [{metricName: c}, {metricName: ".*"}]
+  measurementRetention: [{metricName: b, limit: 5}]
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: empty
+spec: {args: [{name: x}]}
+"""
+
+
+def test_argo_metric_rules_are_findings() -> None:
+    found = {(f.path, f.problem) for f in lint_text(BAD_METRICS, "t.yaml")}
+    assert found == {
+        ("spec.metrics[0].inconclusiveLimit", "inconclusiveLimit is -1, below 0"),
+        ("spec.metrics[0].count", "count is 3 but no interval is set"),
+        (
+            "spec.metrics[0].count",
+            "count (3) is below failureLimit (5): the limit could never be reached",
+        ),
+        ("spec.metrics[1].name", "duplicate metric name 'a' (also metrics[0])"),
+        ("spec.metrics[1].interval", "interval '5 minutes' is not a duration"),
+        ("spec.metrics[1].provider", "no provider specified"),
+        ("spec.metrics[2].provider", "a metric has one provider, this one has 2 (prometheus, web)"),
+        ("spec.dryRun[0].metricName", "dryRun[0] matches no metric ('c')"),
+        ("spec.metrics", "no metrics specified"),
+    }

@@ -23,7 +23,7 @@ TEMPLATE: dict[str, Any] = {
     "kind": "AnalysisTemplate",
     "metadata": {"name": "success-rate", "namespace": "default"},
     "spec": {
-        "args": [{"name": "service-name"}, {"name": "threshold", "value": "0.95"}],
+        "args": [{"name": "service-name"}, {"name": "threshold", "value": "0.95"}, {"name": "count"}],
         "metrics": [
             {
                 "name": "success-rate",

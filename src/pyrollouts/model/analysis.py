@@ -21,6 +21,18 @@ from pydantic import Field
 from . import names
 from .rollout import ObjectMeta, _Wire
 
+# The phases of an AnalysisRun, a metric result and a measurement (Argo's AnalysisPhase).
+PHASE_PENDING = "Pending"
+PHASE_RUNNING = "Running"
+PHASE_SUCCESSFUL = "Successful"
+PHASE_FAILED = "Failed"
+PHASE_ERROR = "Error"
+PHASE_INCONCLUSIVE = "Inconclusive"
+#: Argo's defaults for a metric's consecutiveErrorLimit and failureLimit / inconclusiveLimit.
+DEFAULT_CONSECUTIVE_ERROR_LIMIT = 4
+DEFAULT_FAILURE_LIMIT = 0
+DEFAULT_INCONCLUSIVE_LIMIT = 0
+
 _REQUIRED: dict[str, Any] = {"x-required": True}
 _INT64: dict[str, Any] = {"x-format": "int64"}
 #: An IntOrString that Argo resolves with the run's args (count, the limits).

@@ -6,10 +6,12 @@ that parse, dryRun and measurementRetention rules that match a metric)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .analysisargs import ArgsError, duration_seconds, placeholders
 from .expr import ExprError, compile_condition
 from .findings import ERROR, Severity
 from .yamlsafe import FieldPath
@@ -22,8 +24,6 @@ _PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
 _CONDITIONS = ("successCondition", "failureCondition")
 
 
-#: A Go duration (time.ParseDuration), as Argo's DurationString: "30s", "1m30s", "1.5h", "0".
-_DURATION = re.compile(r"^[+-]?(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h))+$")
 _PROVIDERS = (
     "prometheus",
     "web",
@@ -54,10 +54,12 @@ def analysis_rules(obj: Mapping[str, Any], report: Report) -> None:
     if not isinstance(metrics, list):
         return
     names: dict[str, int] = {}
+    declared = _declared_args(spec.get("args"))
     for i, metric in enumerate(metrics):
         if isinstance(metric, dict):
             _metric_rules(metric, ("spec", "metrics", i), report)
             _unique_name(metric.get("name"), i, names, report)
+            _undeclared_args(metric, declared, ("spec", "metrics", i), report)
     for key in ("dryRun", "measurementRetention"):
         _metric_name_rules(spec.get(key), key, set(names), report)
 
@@ -86,7 +88,11 @@ def _unique_name(name: Any, i: int, names: dict[str, int], report: Report) -> No
 
 
 def _duration_rule(value: Any, path: FieldPath, report: Report) -> None:
-    if isinstance(value, str) and value and not _PLACEHOLDER.search(value) and not _DURATION.match(value):
+    if not isinstance(value, str) or not value or _PLACEHOLDER.search(value):
+        return
+    try:
+        duration_seconds(value)
+    except ArgsError:
         report(
             path,
             f"{path[-1]} {value!r} is not a duration",
@@ -182,5 +188,24 @@ def _condition_rule(text: Any, path: FieldPath, report: Report) -> None:
             f"{path[-1]} does not parse: {problem}",
             "write it in Argo's expression syntax over result, e.g. result[0] >= 0.95 "
             "(docs/analysis.md lists what is supported)",
+            ERROR,
+        )
+
+
+def _declared_args(args: Any) -> set[str]:
+    if not isinstance(args, list):
+        return set()
+    return {a["name"] for a in args if isinstance(a, dict) and isinstance(a.get("name"), str)}
+
+
+def _undeclared_args(metric: Mapping[str, Any], declared: set[str], path: FieldPath, report: Report) -> None:
+    # Argo substitutes args into the metric's JSON text; a placeholder naming no arg fails the run.
+    missing = sorted(set(placeholders(json.dumps(metric))) - declared)
+    if missing:
+        listed = ", ".join(f"{{{{args.{m}}}}}" for m in missing)
+        report(
+            path,
+            f"the metric uses {listed}, which spec.args does not declare",
+            f"declare it under spec.args (- name: {missing[0]}), or fix the name",
             ERROR,
         )

@@ -25,6 +25,8 @@ spec:
   - name: api-token
     valueFrom:
       secretKeyRef: {name: token, key: value}
+  - name: error-limit
+  - name: max-restarts
   metrics:
   - name: success-rate
     interval: 30s
@@ -190,6 +192,7 @@ kind: AnalysisTemplate
 metadata:
   name: bad
 spec:
+  args: [{name: delay}, {name: count}]
   metrics:
   - name: a
     count: 3
@@ -231,3 +234,11 @@ def test_argo_metric_rules_are_findings() -> None:
         ("spec.dryRun[0].metricName", "dryRun[0] matches no metric ('c')"),
         ("spec.metrics", "no metrics specified"),
     }
+
+
+def test_a_placeholder_naming_no_declared_arg_is_a_finding() -> None:
+    text = TEMPLATES.replace("{{args.threshold}}", "{{args.treshold}}")
+    (finding,) = lint_text(text, "t.yaml")
+    assert finding.path == "spec.metrics[0]"
+    assert finding.problem == "the metric uses {{args.treshold}}, which spec.args does not declare"
+    assert finding.fix.startswith("declare it under spec.args (- name: treshold)")

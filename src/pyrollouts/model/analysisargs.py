@@ -102,5 +102,5 @@ def resolve_metric(metric: Mapping[str, Any], args: Sequence[Mapping[str, Any]])
 
 
 def placeholders(text: str) -> list[str]:
-    """The arg names a text refers to (``{{args.name}}``), in order of appearance."""
-    return [t.strip()[5:] for t in _PLACEHOLDER.findall(text) if t.strip().startswith("args.")]
+    """Every ``{{...}}`` tag of a text, stripped (``args.name`` for an arg), in order of appearance."""
+    return [t.strip() for t in _PLACEHOLDER.findall(text)]

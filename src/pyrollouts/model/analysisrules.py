@@ -199,13 +199,15 @@ def _declared_args(args: Any) -> set[str]:
 
 
 def _undeclared_args(metric: Mapping[str, Any], declared: set[str], path: FieldPath, report: Report) -> None:
-    # Argo substitutes args into the metric's JSON text; a placeholder naming no arg fails the run.
-    missing = sorted(set(placeholders(json.dumps(metric))) - declared)
+    # Argo substitutes args into the metric's JSON text; a tag naming no declared arg fails the run.
+    known = {f"args.{name}" for name in declared}
+    missing = sorted(set(placeholders(json.dumps(metric))) - known)
     if missing:
-        listed = ", ".join(f"{{{{args.{m}}}}}" for m in missing)
+        listed = ", ".join(f"{{{{{m}}}}}" for m in missing)
+        first = missing[0][5:] if missing[0].startswith("args.") else missing[0]
         report(
             path,
-            f"the metric uses {listed}, which spec.args does not declare",
-            f"declare it under spec.args (- name: {missing[0]}), or fix the name",
+            f"the metric uses {listed}, which is not an arg that spec.args declares",
+            f"declare it under spec.args (- name: {first}), or fix the name",
             ERROR,
         )

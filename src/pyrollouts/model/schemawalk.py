@@ -100,6 +100,11 @@ class _Walker:
                 )
                 return
             for i, item in enumerate(data):
+                if item is None and not isinstance(node.item, Open):
+                    # Unlike a field, a list item cannot be "not set": the API server refuses a null
+                    # item (and a Go client would decode it as an empty object).
+                    self.report((*path, i), "the list has an empty (null) item", "remove the lone '-'")
+                    continue
                 self.value(item, node.item, (*path, i), frames)
         elif isinstance(node, MapOf):
             if not isinstance(data, dict):

@@ -104,4 +104,4 @@ def test_resolve_metric_errors() -> None:
 
 
 def test_placeholders() -> None:
-    assert placeholders("a {{args.x}} b {{ args.y-z }} {{other}}") == ["x", "y-z"]
+    assert placeholders("a {{args.x}} b {{ args.y-z }} {{other}} {{}}") == ["args.x", "args.y-z", "other", ""]

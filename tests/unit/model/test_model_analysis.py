@@ -240,5 +240,17 @@ def test_a_placeholder_naming_no_declared_arg_is_a_finding() -> None:
     text = TEMPLATES.replace("{{args.threshold}}", "{{args.treshold}}")
     (finding,) = lint_text(text, "t.yaml")
     assert finding.path == "spec.metrics[0]"
-    assert finding.problem == "the metric uses {{args.treshold}}, which spec.args does not declare"
+    assert finding.problem == (
+        "the metric uses {{args.treshold}}, which is not an arg that spec.args declares"
+    )
     assert finding.fix.startswith("declare it under spec.args (- name: treshold)")
+
+
+def test_a_tag_that_is_not_an_arg_is_a_finding() -> None:
+    text = TEMPLATES.replace("interval: 30s", 'interval: "{{}}"').replace(
+        "{{args.threshold}}", "{{ threshold }}"
+    )
+    (finding,) = lint_text(text, "t.yaml")
+    assert (
+        finding.problem == "the metric uses {{}}, {{threshold}}, which is not an arg that spec.args declares"
+    )

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .analysisargs import ArgsError, duration_seconds, placeholders
 from .expr import ExprError, compile_condition
-from .findings import ERROR, Severity
+from .findings import ERROR, WARNING, Finding, Severity
+from .parse import Parsed
 from .yamlsafe import FieldPath
 
 Report = Callable[[FieldPath, str, str, Severity], None]
@@ -211,3 +212,109 @@ def _undeclared_args(metric: Mapping[str, Any], declared: set[str], path: FieldP
             f"declare it under spec.args (- name: {first}), or fix the name",
             ERROR,
         )
+
+
+# --- a Rollout's analysis against the templates of the same manifest -------------------------------
+
+_ROLLOUT_ANALYSES = ("prePromotionAnalysis", "postPromotionAnalysis")
+
+
+def rollout_analysis_rules(objects: Sequence[Parsed]) -> list[Finding]:
+    """A Rollout's blue-green analysis against the templates of the same manifest: a template it
+    names that the manifest lacks (a warning, when the manifest holds templates: it looks
+    self-contained), and a template arg with no value that the Rollout never supplies (an error:
+    Argo could not start the run, ``args.x was not resolved``)."""
+    templates = {(o.kind, o.namespace, o.name): o.obj for o in objects if o.kind in _TEMPLATE_KINDS}
+    out: list[Finding] = []
+    for o in objects:
+        if o.kind != "Rollout":
+            continue
+        bg = _at(o.obj, "spec", "strategy", "blueGreen")
+        for key in _ROLLOUT_ANALYSES:
+            analysis = bg.get(key) if isinstance(bg, dict) else None
+            if isinstance(analysis, dict):
+                path = ("spec", "strategy", "blueGreen", key)
+                out.extend(_analysis_refs(o, analysis, path, templates))
+    return out
+
+
+_TEMPLATE_KINDS = ("AnalysisTemplate", "ClusterAnalysisTemplate")
+
+
+def _at(obj: Any, *keys: str) -> Any:
+    for k in keys:
+        obj = obj.get(k) if isinstance(obj, dict) else None
+    return obj
+
+
+def _analysis_refs(
+    rollout: Parsed,
+    analysis: Mapping[str, Any],
+    path: FieldPath,
+    templates: Mapping[tuple[str, str | None, str], Mapping[str, Any]],
+) -> list[Finding]:
+    refs = analysis.get("templates")
+    if not isinstance(refs, list):
+        return []
+    supplied = _supplied_args(analysis.get("args"))
+    out: list[Finding] = []
+    for i, ref in enumerate(refs):
+        if not isinstance(ref, dict):
+            continue
+        ref_path = (*path, "templates", i, "templateName")
+        name = ref.get("templateName")
+        if not isinstance(name, str) or not name:
+            out.append(
+                rollout.finding(ref_path, "the template reference has no templateName", "name a template")
+            )
+            continue
+        kind = "ClusterAnalysisTemplate" if ref.get("clusterScope") is True else "AnalysisTemplate"
+        ns = None if kind == "ClusterAnalysisTemplate" else rollout.namespace
+        template = templates.get((kind, ns, name))
+        if template is None:
+            if templates:
+                where = "the cluster" if ns is None else f"namespace {ns}"
+                out.append(
+                    rollout.finding(
+                        ref_path,
+                        f"{kind} {name!r} is not in this manifest",
+                        f"add it, or make sure it exists in {where} before the analysis starts",
+                        WARNING,
+                    )
+                )
+            continue
+        out.extend(_unsupplied(rollout, template, kind, name, supplied, (*path, "args")))
+    return out
+
+
+def _supplied_args(args: Any) -> set[str]:
+    if not isinstance(args, list):
+        return set()
+    return {
+        a["name"]
+        for a in args
+        if isinstance(a, dict)
+        and isinstance(a.get("name"), str)
+        and (a.get("value") is not None or a.get("valueFrom") is not None)
+    }
+
+
+def _unsupplied(
+    rollout: Parsed, template: Mapping[str, Any], kind: str, name: str, supplied: set[str], path: FieldPath
+) -> list[Finding]:
+    args = _at(template, "spec", "args")
+    if not isinstance(args, list):
+        return []
+    out = []
+    for arg in args:
+        if not isinstance(arg, dict) or not isinstance(arg.get("name"), str):
+            continue
+        if arg.get("value") is None and arg.get("valueFrom") is None and arg["name"] not in supplied:
+            out.append(
+                rollout.finding(
+                    path,
+                    f"arg {arg['name']!r} of {kind} {name!r} has no value and the Rollout never supplies it",
+                    f"add it: args: [{{name: {arg['name']}, value: ...}}] (or a valueFrom)",
+                )
+            )
+    return out

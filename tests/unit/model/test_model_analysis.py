@@ -254,3 +254,59 @@ def test_a_tag_that_is_not_an_arg_is_a_finding() -> None:
     assert (
         finding.problem == "the metric uses {{}}, {{threshold}}, which is not an arg that spec.args declares"
     )
+
+
+ROLLOUT_WITH_ANALYSIS = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata:
+  name: demo
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: demo}}
+  template:
+    metadata: {labels: {app: demo}}
+    spec:
+      containers: [{name: demo, image: demo:1}]
+  strategy:
+    blueGreen:
+      activeService: demo
+      prePromotionAnalysis:
+        templates:
+        - templateName: success-rate
+        - templateName: shared
+          clusterScope: true
+        args:
+        - name: service-name
+          value: demo-preview
+        - name: error-limit
+          valueFrom: {podTemplateHashValue: Latest}
+      postPromotionAnalysis:
+        templates:
+        - templateName: missing
+---
+"""
+
+
+def test_a_rollouts_analysis_is_checked_against_the_templates_of_the_manifest() -> None:
+    text = ROLLOUT_WITH_ANALYSIS + TEMPLATES
+    findings = lint_text(text, "t.yaml")
+    assert [(f.severity, f.path, f.problem) for f in findings] == [
+        (
+            "error",
+            "spec.strategy.blueGreen.prePromotionAnalysis.args",
+            "arg 'max-restarts' of AnalysisTemplate 'success-rate' has no value and the Rollout "
+            "never supplies it",
+        ),
+        (
+            "warning",
+            "spec.strategy.blueGreen.postPromotionAnalysis.templates[0].templateName",
+            "AnalysisTemplate 'missing' is not in this manifest",
+        ),
+    ]
+    assert findings[0].line == text.splitlines().index("        args:") + 1
+    assert findings[0].fix.startswith("add it: args: [{name: max-restarts, value: ...}]")
+
+
+def test_a_rollout_alone_is_not_told_about_templates_it_cannot_see() -> None:
+    assert [f for f in lint_text(ROLLOUT_WITH_ANALYSIS, "t.yaml") if "Template" in f.problem] == []

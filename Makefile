@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test test-fast test-terraform lint demo clean screenshots
+.PHONY: install test test-fast lint demo clean screenshots
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,18 +17,15 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The whole suite: lint, then every test (unit, scenarios on every runtime, local integration, k8s).
-# The Terraform apply tests need provider builds this machine cannot make (docs/development.md):
-# they run with `make test-terraform`, where providers can be built.
+# The whole suite: lint, then every test (unit, scenarios on every runtime, local integration, k8s,
+# and the Terraform path: OpenTofu applying deploy/terraform with the providers `make tools` builds).
+# Only the soak tests are left out (`make soak`).
 test: install tools lint
-	$(BIN)/pytest -q -p no:cacheprovider -m "not terraform and not soak" $(PYTEST_ARGS)
-
-test-terraform: install tools
-	$(BIN)/pytest -q -p no:cacheprovider -m terraform $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider -m "not soak" $(PYTEST_ARGS)
 
 # Without the Kubernetes control plane (for a quick loop while developing).
 test-fast: install lint

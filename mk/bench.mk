@@ -1,10 +1,14 @@
 # Benchmarks: ratios against baselines measured in the same run (docs/benchmarks.md).
 .PHONY: bench soak
 
+# The proxy against nginx and HAProxy (installed with apt-get when missing; Debian starts HAProxy's
+# service on install, which is stopped: the bench runs its own), at 1, 32 and 256 connections, and
+# 100 switches; writes docs/benchmarks.md's generated section, docs/bench/latest.json, docs/img/bench-*.png.
 bench: install
-	@test -x /usr/sbin/nginx || { echo "bench: installing nginx-light for the baseline"; \
-	  (apt-get update -qq && apt-get install -y -qq nginx-light) >/dev/null; }
-	$(BIN)/python bench/proxy_bench.py --seconds 5 --connections 32
+	@test -x /usr/sbin/nginx -a -x /usr/sbin/haproxy || { echo "bench: installing nginx-light and haproxy for the baselines"; \
+	  (apt-get update -qq && apt-get install -y -qq nginx-light haproxy) >/dev/null; \
+	  (service haproxy stop || true) >/dev/null 2>&1; }
+	$(BIN)/python bench/proxy_bench.py --seconds 5 --connections 1,32,256 --switches 100 --out docs
 
 # Long runs that do not belong in `make test`: the tests marked soak (large counts), then the proxy
 # switch and kill-point tests under load, many times.

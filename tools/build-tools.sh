@@ -5,7 +5,13 @@
 #
 # Idempotent and resumable: a tool whose binary exists is not rebuilt; a binary is written to a
 # temporary name and renamed only once the build succeeded, so an interrupted build leaves nothing
-# half-made (the Go build cache keeps the finished packages, so a rerun resumes quickly).
+# half-made (the Go build cache keeps the finished packages, so a rerun resumes quickly). Tools built
+# with linker flags (helm, kubectl, kube-*) carry a `<tool>.build` key beside the binary naming how it
+# was built: a binary whose key differs from the script's (an older build) is rebuilt once.
+#
+# The Terraform providers (hashicorp/helm 2.x, hashicorp/kubernetes 2.x) are built from their release
+# source tarballs (sha256 pinned in versions.env), found in $PYROLLOUTS_TF_PROVIDER_SOURCES, else in
+# a shared/terraform-providers folder beside or above the checkout, else /work/shared/terraform-providers.
 # A failing step prints the command and the tail of its output, and exits non-zero.
 #
 # Usage: tools/build-tools.sh            build what is missing
@@ -50,21 +56,68 @@ provider_bin_of() {
 }
 # Why a provider could not be built: the tests read this file and fail with its text.
 provider_failure_of() { echo "$TF_MIRROR/$1.unavailable"; }
+provider_sha256_of() {
+    case "$1" in
+        helm) echo "$TF_HELM_PROVIDER_SHA256" ;;
+        kubernetes) echo "$TF_KUBERNETES_PROVIDER_SHA256" ;;
+    esac
+}
+provider_tarball_name() { echo "terraform-provider-$1-$(provider_version_of "$1").src.tar.gz"; }
+
+# The folder that holds the provider source tarballs, or nothing.
+provider_sources_dir() {
+    if [[ -n "${PYROLLOUTS_TF_PROVIDER_SOURCES:-}" ]]; then
+        echo "$PYROLLOUTS_TF_PROVIDER_SOURCES"
+        return
+    fi
+    local d
+    d="$(cd "$HERE/.." && pwd)"
+    while :; do
+        if [[ -d "$d/shared/terraform-providers" ]]; then
+            echo "$d/shared/terraform-providers"
+            return
+        fi
+        [[ "$d" == / ]] && break
+        d="$(dirname "$d")"
+    done
+    [[ -d /work/shared/terraform-providers ]] && echo /work/shared/terraform-providers
+    return 0
+}
+
+# How a tool is built, as far as its binary shows it (written to <tool>.build beside the binary).
+# Bump rev when the flags change: existing binaries are then rebuilt once.
+build_key_of() {
+    case "$1" in
+        helm) echo "rev=2 helm $HELM_VERSION ldflags: -s -w, -X internal/version.{version,metadata=,gitTreeState=clean}, -X {pkg/chartutil,pkg/lint/rules}.k8sVersion{Major,Minor} from its k8s.io/client-go" ;;
+        kube-*|kubectl) echo "rev=2 $1 $KUBERNETES_VERSION ldflags: -s -w, -X {client-go/pkg,component-base}/version.{gitVersion,gitMajor,gitMinor,gitTreeState=clean,buildDate=release time}" ;;
+        *) echo "" ;;
+    esac
+}
+build_key_file() { echo "$(bin_of "$1").build"; }
+up_to_date() {
+    local t="$1" key
+    [[ -x "$(bin_of "$t")" ]] || return 1
+    key="$(build_key_of "$t")"
+    [[ -z "$key" ]] && return 0
+    [[ "$(cat "$(build_key_file "$t")" 2>/dev/null)" == "$key" ]]
+}
 
 missing=()
 for t in "${ALL_TOOLS[@]}"; do
-    [[ -x "$(bin_of "$t")" ]] || missing+=("$t")
+    up_to_date "$t" || missing+=("$t")
 done
 missing_providers=()
 for p in "${TF_PROVIDERS[@]}"; do
-    # A provider the module proxy refused is recorded once; delete the .unavailable file to retry.
-    [[ -x "$(provider_bin_of "$p")" || -f "$(provider_failure_of "$p")" ]] || missing_providers+=("$p")
+    [[ -x "$(provider_bin_of "$p")" ]] || missing_providers+=("$p")
 done
 
 case "${1:-}" in
     --print-dir) echo "$TOOLS_DIR"; exit 0 ;;
     --check)
-        if ((${#missing[@]})); then echo "tools: missing: ${missing[*]}" >&2; exit 1; fi
+        if ((${#missing[@]} + ${#missing_providers[@]})); then
+            echo "tools: missing: ${missing[*]} ${missing_providers[*]/#/terraform-provider-}" >&2
+            exit 1
+        fi
         exit 0 ;;
     "") ;;
     *) echo "usage: $0 [--check|--print-dir]" >&2; exit 2 ;;
@@ -203,40 +256,53 @@ provider_installation {
     path    = "$TF_MIRROR"
     include = ["registry.opentofu.org/hashicorp/*"]
   }
+  direct {
+    exclude = ["registry.opentofu.org/hashicorp/*"]
+  }
 }
 RC
     mv -f "$rc.tmp" "$rc"
 }
 
-# A provider's releases carry its own main package at the module root; the binary is named as the
-# mirror wants it. A module version the proxy does not serve is recorded with the proxy's answer.
+# A provider from its release source tarball: checked against the pinned sha256, extracted under
+# $TOOLS_DIR/src, built with `go build` (its dependencies come from the Go module proxy) and the
+# linker flags of upstream's release builds. No tarball: the reason is written to
+# <mirror>/<name>.unavailable (the tests fail with it) and the other tools are still built.
 build_provider() {
-    local p="$1" version out tmp module gobin
+    local p="$1" version out tmp srcdir tarball want got work
     version="$(provider_version_of "$p")"
     out="$(provider_bin_of "$p")"
     tmp="$out.partial.$$"
-    module="github.com/hashicorp/terraform-provider-$p"
     STEP="build-provider-$p"
     : >"$LOG_DIR/$STEP.log"
-    mkdir -p "$(dirname "$out")"
-    local answer
-    if ! answer="$(cd "$TOOLS_DIR" && go mod download -json "$module@$version" 2>&1)" \
-            || grep -q '"Error"' <<<"$answer"; then
+    srcdir="$(provider_sources_dir)"
+    tarball="$srcdir/$(provider_tarball_name "$p")"
+    if [[ -z "$srcdir" || ! -f "$tarball" ]]; then
         {
-            echo "terraform-provider-$p $version cannot be built from the Go module proxy:"
-            echo "  \$ go mod download -json $module@$version"
-            sed 's/^/  /' <<<"$answer"
-            echo "  (The providers' go.mod names the module without a /v2 suffix, so the go command"
-            echo "  cannot fetch their v2.x tags by version at all; this proxy serves only the versions"
-            echo "  \`go list -m -versions $module\` lists.)"
+            echo "terraform-provider-$p $version: its source tarball $(provider_tarball_name "$p") was not found."
+            echo "  Looked in \$PYROLLOUTS_TF_PROVIDER_SOURCES, in shared/terraform-providers beside or above"
+            echo "  $(cd "$HERE/.." && pwd), and in /work/shared/terraform-providers."
+            echo "  Put the tarball there (or set PYROLLOUTS_TF_PROVIDER_SOURCES) and run make tools again."
         } >"$(provider_failure_of "$p")"
         echo "tools: provider $p $version NOT built (reason in $(provider_failure_of "$p"))" >&2
         return 0
     fi
-    gobin="$(mktemp -d)"
-    run env GOBIN="$gobin" go install "${BUILD_FLAGS[@]}" -ldflags "-s -w" "$module@$version"
-    mv "$gobin/terraform-provider-$p" "$tmp"
-    rm -rf "$gobin"
+    want="$(provider_sha256_of "$p")"
+    got="$(sha256sum "$tarball" | awk '{print $1}')"
+    if [[ "$got" != "$want" ]]; then
+        echo "tools: $tarball has sha256 $got, tools/versions.env pins $want: refusing to build it" >&2
+        exit 1
+    fi
+    rm -f "$(provider_failure_of "$p")"
+    work="$TOOLS_DIR/src/terraform-provider-$p-$version"
+    rm -rf "$work"
+    mkdir -p "$work" "$(dirname "$out")"
+    run tar -xzf "$tarball" -C "$work"
+    cd "$work"
+    run go build "${BUILD_FLAGS[@]}" -ldflags "-s -w -X main.version=${version#v} -X main.Version=${version#v}" \
+        -o "$tmp" .
+    cd - >/dev/null
+    rm -rf "$work"
     mv -f "$tmp" "$out"
 }
 
@@ -261,12 +327,16 @@ build_tool() {
         kube-*|kubectl)
             local minor="${KUBERNETES_VERSION#v1.}"
             minor="${minor%%.*}"
+            # As upstream's hack/lib/version.sh: the build date is the release's (the module's time).
+            local when
+            when="$(cd "$HERE/k8s" && go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' \
+                "k8s.io/kubernetes@$KUBERNETES_VERSION")"
             local ld="-s -w"
             local pkg
             # Both packages carry version variables (client-go's for clients, component-base's for servers).
             for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
                 ld+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-                ld+=" -X $pkg.gitTreeState=clean"
+                ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$when"
             done
             cd "$HERE/k8s"
             run go build "${BUILD_FLAGS[@]}" -ldflags "$ld" -o "$tmp" "k8s.io/kubernetes/cmd/$t"
@@ -280,11 +350,22 @@ build_tool() {
             mv "$gobin/kwok" "$tmp"
             rm -rf "$gobin" ;;
         helm)
-            local gobin
+            # As helm's Makefile: the version, and the Kubernetes version `helm template` and `helm
+            # lint` assume (else v1.20.0, and a chart with kubeVersion >=1.27 fails without
+            # --kube-version): 1.<minor> of the k8s.io/client-go that helm's go.mod requires.
+            local gomod client_go k8s_minor gobin
+            gomod="$(go mod download -json "helm.sh/helm/v3@$version" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')"
+            client_go="$(awk '$1 == "k8s.io/client-go" {print $2; exit}' "$gomod")"
+            k8s_minor="$(cut -d. -f2 <<<"$client_go")"
+            [[ "$k8s_minor" =~ ^[0-9]+$ ]] || { echo "tools: no k8s.io/client-go version in $gomod" >&2; exit 1; }
+            local h=helm.sh/helm/v3 ld="-s -w -X helm.sh/helm/v3/internal/version.version=$version"
+            ld+=" -X $h/internal/version.metadata= -X $h/internal/version.gitTreeState=clean"
+            local pkg
+            for pkg in pkg/chartutil pkg/lint/rules; do
+                ld+=" -X $h/$pkg.k8sVersionMajor=1 -X $h/$pkg.k8sVersionMinor=$k8s_minor"
+            done
             gobin="$(mktemp -d)"
-            run env GOBIN="$gobin" go install "${BUILD_FLAGS[@]}" \
-                -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$version" \
-                "helm.sh/helm/v3/cmd/helm@$version"
+            run env GOBIN="$gobin" go install "${BUILD_FLAGS[@]}" -ldflags "$ld" "$h/cmd/helm@$version"
             mv "$gobin/helm" "$tmp"
             rm -rf "$gobin" ;;
         tofu)
@@ -296,9 +377,12 @@ build_tool() {
             write_tofu_rc ;;
     esac
     mv -f "$tmp" "$out"
+    local key
+    key="$(build_key_of "$t")"
+    if [[ -n "$key" ]]; then echo "$key" >"$(build_key_file "$t")"; else rm -f "$(build_key_file "$t")"; fi
 }
 
-echo "tools: building ${missing[*]} into $TOOLS_DIR ($(go version | awk '{print $3}'); logs in $LOG_DIR)"
+((${#missing[@]})) && echo "tools: building ${missing[*]} into $TOOLS_DIR ($(go version | awk '{print $3}'); logs in $LOG_DIR)"
 total_start=$SECONDS
 i=0
 for t in "${missing[@]}"; do

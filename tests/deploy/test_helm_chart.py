@@ -87,6 +87,24 @@ def _render(tmp_path: Path, values: dict[str, object] | None) -> str:
     return helm(tmp_path, *args).stdout
 
 
+def test_helm_template_without_kube_version(tmp_path: Path) -> None:
+    """The built helm assumes the Kubernetes version of its own client-go (make tools sets the linker
+    flags helm's Makefile sets), so the chart's `kubeVersion: >=1.27` holds with no --kube-version."""
+    version = helm(tmp_path, "version", "--template", "{{.Version}} {{.GitTreeState}}").stdout
+    assert version.strip() == f"{_helm_version()} clean", version
+    res = helm(tmp_path, "template", "rel", str(CHART), "--namespace", "pyrollouts", check=False)
+    assert res.returncode == 0, f"helm template without --kube-version failed:\n{res.stderr}"
+    kinds = {d["kind"] for d in yaml.safe_load_all(res.stdout) if d}
+    assert {"Deployment", "ClusterRole", "ServiceAccount"} <= kinds, kinds
+
+
+def _helm_version() -> str:
+    for line in (REPO / "tools" / "versions.env").read_text().splitlines():
+        if line.startswith("HELM_VERSION="):
+            return line.split("=", 1)[1].strip()
+    raise AssertionError("HELM_VERSION is not in tools/versions.env")
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_helm_template_golden(tmp_path: Path, case: str) -> None:
     text = _render(tmp_path, CASES[case])

@@ -477,13 +477,6 @@ class ControlPlane:
         return f"https://127.0.0.1:{self._port}"
 
     @property
-    def etcd_url(self) -> str:
-        """etcd's client URL, http://127.0.0.1:<port> (plain HTTP; its JSON gateway answers /v3/...)."""
-        if not self._etcd_port:
-            raise ControlPlaneError("the control plane is not started")
-        return f"http://127.0.0.1:{self._etcd_port}"
-
-    @property
     def api(self) -> KubeApi:
         """A minimal admin client (see :class:`KubeApi`)."""
         if self._api is None:

@@ -105,6 +105,7 @@ EXPECT_KEYS = {
     "abort",
     "conditions",
     "events",
+    "noEvents",
     "status",
     "spec",
     "revisions",
@@ -243,7 +244,7 @@ def _validate_expect(path: Path, where: str, expect: Any) -> None:
     for key in ("replicas", "available"):
         if key in expect and not isinstance(expect[key], dict):
             raise _err(path, f"{where}.{key}", "must map revision numbers to replica counts")
-    for key in ("deadline", "events", "pauseConditions"):
+    for key in ("deadline", "events", "noEvents", "pauseConditions"):
         if key in expect and not isinstance(expect[key], list):
             raise _err(path, f"{where}.{key}", "must be a list")
     for key in ("conditions", "status", "spec", "revisions", "templateLabels", "rsTemplate"):
@@ -560,6 +561,9 @@ def check(expect: Mapping[str, Any] | None, snap: Snapshot) -> list[str]:
             diffs.append(f"condition {ctype}: expected {want!r} (status or reason), got {cond}")
     if "events" in expect and not _is_subsequence([str(e) for e in expect["events"]], snap.events):
         diffs.append(f"events: expected {expect['events']} in this order, got {snap.events}")
+    unwanted = [str(e) for e in expect.get("noEvents") or [] if str(e) in snap.events]
+    if unwanted:
+        diffs.append(f"events: expected none of {unwanted} in this step, got {snap.events}")
     if "status" in expect:
         diffs.extend(_subset_diffs("status", expect["status"], snap.status))
     if "spec" in expect:

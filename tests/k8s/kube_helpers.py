@@ -215,6 +215,31 @@ class ControllerProc:
         return "\n".join(lines[-n:])
 
 
+class ChartController(ControllerProc):
+    """The controller with the chart Deployment's own arguments, as a local process (kwok runs no
+    images): only the kubeconfig, ports, listen address and test clock are added."""
+
+    def __init__(self, chart_args: list[str], pod_namespace: str, **kw: Any) -> None:
+        super().__init__(env={"POD_NAMESPACE": pod_namespace}, **kw)
+        self.chart_args = [a for a in chart_args if not a.startswith(("--metrics-port", "--healthz-port"))]
+
+    def args(self) -> list[str]:
+        return [
+            ROLLOUTS,
+            *self.chart_args,
+            "--kubeconfig",
+            self.kubeconfig,
+            f"--metrics-port={self.metrics_port}",
+            f"--healthz-port={self.healthz_port}",
+            "--listen-address=127.0.0.1",
+            "--test-clock",
+            # Short timings: the first election need not wait for a stale Lease.
+            "--leader-election-lease-duration=4s",
+            "--leader-election-renew-deadline=3s",
+            "--leader-election-retry-period=1s",
+        ]
+
+
 def admin_client(cp: ControlPlane, namespace: str) -> Client:
     """A lightkube client as the admin, defaulting to the namespace."""
     return Client(

@@ -66,31 +66,6 @@ def _granted(cp: ControlPlane, release: str, ns: str) -> set[tuple[str, str]]:
     )
 
 
-class ChartController(ControllerProc):
-    """The controller with the chart Deployment's own arguments, as a local process (kwok runs no
-    images): only the kubeconfig, ports, listen address and test clock are added."""
-
-    def __init__(self, chart_args: list[str], pod_namespace: str, **kw: Any) -> None:
-        super().__init__(env={"POD_NAMESPACE": pod_namespace}, **kw)
-        self.chart_args = [a for a in chart_args if not a.startswith(("--metrics-port", "--healthz-port"))]
-
-    def args(self) -> list[str]:
-        return [
-            kube_helpers.ROLLOUTS,
-            *self.chart_args,
-            "--kubeconfig",
-            self.kubeconfig,
-            f"--metrics-port={self.metrics_port}",
-            f"--healthz-port={self.healthz_port}",
-            "--listen-address=127.0.0.1",
-            "--test-clock",
-            # Short timings: the first election need not wait for a stale Lease.
-            "--leader-election-lease-duration=4s",
-            "--leader-election-renew-deadline=3s",
-            "--leader-election-retry-period=1s",
-        ]
-
-
 def _seed_objects(welcome: str) -> list[dict[str, Any]]:
     return kube_helpers.seed_objects(welcome=welcome, service_type="NodePort")
 
@@ -145,7 +120,7 @@ def test_install_from_repository_and_the_chart_rbac_runs_the_seed_story(
         assert status == 200 and secret["data"]["token"], secret
 
         user = kube_helpers.token_kubeconfig(cp, ns, f"{release}-pyrollouts", tmp_path / "sa.kubeconfig")
-        ctrl = ChartController(
+        ctrl = kube_helpers.ChartController(
             chart_args,
             ns,
             kubeconfig=tmp_path / "sa.kubeconfig",

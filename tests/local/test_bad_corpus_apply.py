@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from e2e_support import E2EServer, Servers, servers_fixture
 
+from pyrollouts.model.findings import errors
 from pyrollouts.model.lint import lint_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "model"))
@@ -57,7 +58,7 @@ def _assert_apply_refuses(srv: E2EServer, case: Case, stored: set[tuple[str, str
         field = case.expect_path.rstrip("*")
         assert any(field in ln for ln in lines[1:]), f"{case.name}: no detail names {field}: {r.err}"
     # The fix is the one lint gives for the case's field (the server runs the same checks).
-    fixes = {f.fix for f in lint_file(case.path) if f.is_error and case.path_matches(f.path) and f.fix}
+    fixes = {f.fix for f in errors(lint_file(case.path)) if case.path_matches(f.path) and f.fix}
     assert any(fix in r.err for fix in fixes), f"{case.name}: none of the fixes {fixes} in {r.err}"
     assert _everything(srv) == stored, f"{case.name}: a refused apply stored something"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -94,6 +94,3 @@ def parse_duration(text: str) -> float:
         raise typer.BadParameter(f"{text!r} is not a duration (examples: 30s, 5m, 1h30m)")
     return total
 
-
-def rollout_name_of(obj: dict[str, Any]) -> str:
-    return str(obj.get("metadata", {}).get("name", ""))

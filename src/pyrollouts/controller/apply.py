@@ -8,7 +8,10 @@ touch that field, or the precondition fails and the rollout is planned again fro
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..engine import types as a
@@ -49,121 +52,163 @@ def _event(rollout: Obj, ev: a.EmitEvent, clock: Clock) -> Obj:
     }
 
 
+@dataclass(frozen=True)
+class _Target:
+    """Where one action is written: the cluster, the Rollout as last written, and the clock."""
+
+    cluster: Cluster
+    rollout: Obj
+    clock: Clock
+
+    @property
+    def ns(self) -> str:
+        return str(self.rollout.get("metadata", {}).get("namespace", "default"))
+
+
 async def apply_action(cluster: Cluster, rollout: Obj, action: a.Action, clock: Clock) -> Obj | None:
     """Carry out one action. Returns the Rollout when the action wrote it (its new resourceVersion)."""
-    ns = rollout.get("metadata", {}).get("namespace", "default")
-    match action:
-        case a.CreateReplicaSet(name=name, body=body):
-            try:
-                await cluster.create("ReplicaSet", dict(body))
-            except Conflict:
-                # Ours, from an earlier interrupted reconcile or not yet in a cache: the next plan
-                # adopts it. Held by anything else (or not visible yet), the rest of this plan would
-                # write to an RS that is not ours: stop, and let the next plan see who holds the name
-                # (the engine bumps status.collisionCount for an RS that is not ours).
-                owned = await _owned_by_rollout(cluster, ns, name, rollout)
-                if owned is None:
-                    # Not in a lagging cache yet (on Kubernetes, usually our own create from the
-                    # last reconcile): who holds the name is not known, so nothing more is applied.
-                    raise ReplicaSetNameTaken(
-                        f"ReplicaSet {ns}/{name} exists but is not visible yet", held=False
-                    ) from None
-                if not owned:
-                    raise ReplicaSetNameTaken(f"ReplicaSet {ns}/{name} is not this Rollout's") from None
-            except Invalid as exc:
-                # The runtime refused the pod template (on Kubernetes, e.g. the seed's port "8080"):
-                # retrying cannot help until the spec changes, so surface it (see SpecRejected).
-                raise SpecRejected(f"the ReplicaSet {name} was refused: {exc}") from exc
-            kill_point("after-rs-create")
-        case a.ScaleReplicaSet(name=name, replicas=replicas, desired_replicas=desired):
-            await cluster.patch(
-                "ReplicaSet",
-                ns,
-                name,
-                {
-                    "metadata": {"annotations": {names.DESIRED_REPLICAS_ANNOTATION: str(desired)}},
-                    "spec": {"replicas": replicas},
-                },
-            )
-            kill_point("after-scale")
-        case a.AnnotateReplicaSet(name=name, annotations=ann, labels=labels, template_labels=tl):
-            patch: dict[str, Any] = {"metadata": {}}
-            if ann:
-                patch["metadata"]["annotations"] = dict(ann)
-            if labels:
-                patch["metadata"]["labels"] = dict(labels)
-            if tl:
-                patch["spec"] = {"template": {"metadata": {"labels": dict(tl)}}}
-            await cluster.patch("ReplicaSet", ns, name, patch)
-        case a.UpdateReplicaSetAffinity(name=name, affinity=affinity):
-            # blueGreen.antiAffinity: the injected term follows the stable RS (a merge patch).
-            await cluster.patch(
-                "ReplicaSet",
-                ns,
-                name,
-                {"spec": {"template": {"spec": {"affinity": None if affinity is None else dict(affinity)}}}},
-            )
-        case a.SetScaleDownDeadline(name=name, deadline=deadline):
-            await cluster.patch(
-                "ReplicaSet",
-                ns,
-                name,
-                {"metadata": {"annotations": {names.SCALE_DOWN_DEADLINE_ANNOTATION: deadline}}},
-            )
-            kill_point("after-deadline-set")
-        case a.SwitchService(service=svc, pod_template_hash=h, managed_by=owner):
-            await cluster.patch(
-                "Service",
-                ns,
-                svc,
-                {
-                    "metadata": {"annotations": {names.MANAGED_BY_ANNOTATION: owner}},
-                    "spec": {"selector": {names.POD_TEMPLATE_HASH_LABEL: h}},
-                },
-            )
-            kill_point("after-selector-switch")
-        case a.PatchPodMetadata(pod=pod, labels=labels, annotations=ann):
-            meta: dict[str, Any] = {}
-            if labels:
-                meta["labels"] = dict(labels)
-            if ann:
-                meta["annotations"] = dict(ann)
-            try:
-                await cluster.patch("Pod", ns, pod, {"metadata": meta})
-            except NotFound:
-                pass  # the pod went away meanwhile; nothing to label
-        case a.UpdateRollout(replicas=replicas, annotations=ann):
-            body: dict[str, Any] = {}
-            if ann:
-                body["metadata"] = {"annotations": dict(ann)}
-            if replicas is not None:
-                body["spec"] = {"replicas": replicas}
-            if body:
-                # The default replicas goes with the resourceVersion it was planned from (issue 11):
-                # a user's spec.replicas written between our read and this write makes it a
-                # Conflict (apply_plan plans again) instead of being overwritten. An annotation
-                # alone (the revision) overwrites nothing of the user's and needs no precondition.
-                rv = rollout.get("metadata", {}).get("resourceVersion") if replicas is not None else None
-                return await cluster.patch(
-                    "Rollout", ns, rollout["metadata"]["name"], body, resource_version=rv
-                )
-        case a.DeleteReplicaSet(name=name):
-            try:
-                await cluster.delete("ReplicaSet", ns, name)
-            except NotFound:
-                pass
-        case a.EmitEvent():
-            await cluster.create("Event", _event(rollout, action, clock))
-        case _:
-            delete_pod = getattr(action, "pod", None)
-            if type(action).__name__ == "DeletePod" and delete_pod:
-                try:
-                    await cluster.delete("Pod", ns, str(delete_pod))
-                except NotFound:
-                    pass
-            else:
-                raise TypeError(f"unknown action {action!r}")
-    return None
+    write = _WRITERS.get(type(action))
+    if write is None:
+        raise TypeError(f"unknown action {action!r}")
+    return await write(_Target(cluster, rollout, clock), action)
+
+
+async def _create_replicaset(t: _Target, action: a.CreateReplicaSet) -> None:
+    try:
+        await t.cluster.create("ReplicaSet", dict(action.body))
+    except Conflict:
+        # Ours, from an earlier interrupted reconcile or not yet in a cache: the next plan
+        # adopts it. Held by anything else (or not visible yet), the rest of this plan would
+        # write to an RS that is not ours: stop, and let the next plan see who holds the name
+        # (the engine bumps status.collisionCount for an RS that is not ours).
+        owned = await _owned_by_rollout(t.cluster, t.ns, action.name, t.rollout)
+        if owned is None:
+            # Not in a lagging cache yet (on Kubernetes, usually our own create from the
+            # last reconcile): who holds the name is not known, so nothing more is applied.
+            raise ReplicaSetNameTaken(
+                f"ReplicaSet {t.ns}/{action.name} exists but is not visible yet", held=False
+            ) from None
+        if not owned:
+            raise ReplicaSetNameTaken(f"ReplicaSet {t.ns}/{action.name} is not this Rollout's") from None
+    except Invalid as exc:
+        # The runtime refused the pod template (on Kubernetes, e.g. the seed's port "8080"):
+        # retrying cannot help until the spec changes, so surface it (see SpecRejected).
+        raise SpecRejected(f"the ReplicaSet {action.name} was refused: {exc}") from exc
+    kill_point("after-rs-create")
+
+
+async def _scale_replicaset(t: _Target, action: a.ScaleReplicaSet) -> None:
+    await t.cluster.patch(
+        "ReplicaSet",
+        t.ns,
+        action.name,
+        {
+            "metadata": {"annotations": {names.DESIRED_REPLICAS_ANNOTATION: str(action.desired_replicas)}},
+            "spec": {"replicas": action.replicas},
+        },
+    )
+    kill_point("after-scale")
+
+
+async def _annotate_replicaset(t: _Target, action: a.AnnotateReplicaSet) -> None:
+    patch: dict[str, Any] = {"metadata": {}}
+    if action.annotations:
+        patch["metadata"]["annotations"] = dict(action.annotations)
+    if action.labels:
+        patch["metadata"]["labels"] = dict(action.labels)
+    if action.template_labels:
+        patch["spec"] = {"template": {"metadata": {"labels": dict(action.template_labels)}}}
+    await t.cluster.patch("ReplicaSet", t.ns, action.name, patch)
+
+
+async def _update_replicaset_affinity(t: _Target, action: a.UpdateReplicaSetAffinity) -> None:
+    # blueGreen.antiAffinity: the injected term follows the stable RS (a merge patch).
+    affinity = None if action.affinity is None else dict(action.affinity)
+    await t.cluster.patch(
+        "ReplicaSet", t.ns, action.name, {"spec": {"template": {"spec": {"affinity": affinity}}}}
+    )
+
+
+async def _set_scale_down_deadline(t: _Target, action: a.SetScaleDownDeadline) -> None:
+    await t.cluster.patch(
+        "ReplicaSet",
+        t.ns,
+        action.name,
+        {"metadata": {"annotations": {names.SCALE_DOWN_DEADLINE_ANNOTATION: action.deadline}}},
+    )
+    kill_point("after-deadline-set")
+
+
+async def _switch_service(t: _Target, action: a.SwitchService) -> None:
+    await t.cluster.patch(
+        "Service",
+        t.ns,
+        action.service,
+        {
+            "metadata": {"annotations": {names.MANAGED_BY_ANNOTATION: action.managed_by}},
+            "spec": {"selector": {names.POD_TEMPLATE_HASH_LABEL: action.pod_template_hash}},
+        },
+    )
+    kill_point("after-selector-switch")
+
+
+async def _patch_pod_metadata(t: _Target, action: a.PatchPodMetadata) -> None:
+    meta: dict[str, Any] = {}
+    if action.labels:
+        meta["labels"] = dict(action.labels)
+    if action.annotations:
+        meta["annotations"] = dict(action.annotations)
+    try:
+        await t.cluster.patch("Pod", t.ns, action.pod, {"metadata": meta})
+    except NotFound:
+        pass  # the pod went away meanwhile; nothing to label
+
+
+async def _update_rollout(t: _Target, action: a.UpdateRollout) -> Obj | None:
+    body: dict[str, Any] = {}
+    if action.annotations:
+        body["metadata"] = {"annotations": dict(action.annotations)}
+    if action.replicas is not None:
+        body["spec"] = {"replicas": action.replicas}
+    if not body:
+        return None
+    # The default replicas goes with the resourceVersion it was planned from (issue 11): a user's
+    # spec.replicas written between our read and this write makes it a Conflict (apply_plan plans
+    # again) instead of being overwritten. An annotation alone (the revision) overwrites nothing
+    # of the user's and needs no precondition.
+    meta = t.rollout.get("metadata", {})
+    rv = meta.get("resourceVersion") if action.replicas is not None else None
+    return await t.cluster.patch("Rollout", t.ns, meta["name"], body, resource_version=rv)
+
+
+async def _delete_replicaset(t: _Target, action: a.DeleteReplicaSet) -> None:
+    with contextlib.suppress(NotFound):
+        await t.cluster.delete("ReplicaSet", t.ns, action.name)
+
+
+async def _delete_pod(t: _Target, action: a.DeletePod) -> None:
+    with contextlib.suppress(NotFound):
+        await t.cluster.delete("Pod", t.ns, action.pod)
+
+
+async def _emit_event(t: _Target, action: a.EmitEvent) -> None:
+    await t.cluster.create("Event", _event(t.rollout, action, t.clock))
+
+
+#: One writer per action type: each carries out one write of the plan.
+_WRITERS: dict[type[Any], Callable[[_Target, Any], Awaitable[Obj | None]]] = {
+    a.CreateReplicaSet: _create_replicaset,
+    a.ScaleReplicaSet: _scale_replicaset,
+    a.AnnotateReplicaSet: _annotate_replicaset,
+    a.UpdateReplicaSetAffinity: _update_replicaset_affinity,
+    a.SetScaleDownDeadline: _set_scale_down_deadline,
+    a.SwitchService: _switch_service,
+    a.PatchPodMetadata: _patch_pod_metadata,
+    a.UpdateRollout: _update_rollout,
+    a.DeleteReplicaSet: _delete_replicaset,
+    a.DeletePod: _delete_pod,
+    a.EmitEvent: _emit_event,
+}
 
 
 async def _owned_by_rollout(cluster: Cluster, ns: str, name: str, rollout: Obj) -> bool | None:
@@ -217,58 +262,80 @@ def status_patch(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, A
     return patch if isinstance(patch, dict) else {}
 
 
+class _PlanWriter:
+    """Writes one plan: its actions in order (following the Rollout each write returns), then
+    its status with the resourceVersion last seen as the precondition."""
+
+    def __init__(self, cluster: Cluster, rollout: Obj, clock: Clock) -> None:
+        self.cluster = cluster
+        self.read = rollout  # as the plan was made from it
+        self.current = rollout  # as last written
+        self.clock = clock
+
+    async def actions(self, actions: Sequence[a.Action]) -> bool:
+        """Apply every action; False when the Rollout changed since it was read (plan again)."""
+        for action in actions:
+            try:
+                updated = await apply_action(self.cluster, self.current, action, self.clock)
+            except Conflict:
+                if not (isinstance(action, a.UpdateRollout) and action.replicas is not None):
+                    raise
+                return False
+            if updated is not None:
+                self.current = updated
+        return True
+
+    async def status(self, new_status: dict[str, Any]) -> bool:
+        """Write the fields of the status that changed; False when a newer write landed first."""
+        patch = status_patch(self.read.get("status"), new_status)
+        if not patch:
+            return True
+        meta = self.current.get("metadata", {})
+        try:
+            await self.cluster.patch(
+                "Rollout",
+                meta.get("namespace", "default"),
+                meta["name"],
+                {"status": patch},
+                subresource="status",
+                resource_version=meta.get("resourceVersion"),
+            )
+        except Conflict:
+            return False
+        return True
+
+    async def rejection(self, new_status: dict[str, Any], exc: SpecRejected) -> None:
+        """An object the runtime refused: an InvalidSpec condition (phase Degraded) and, the first
+        time this message is seen, one Warning event."""
+        message = str(exc.__cause__ or exc)
+        stored = self.read.get("status")
+        had = any(c.get("type") == names.COND_INVALID_SPEC and c.get("message") == message
+                  for c in (stored or {}).get("conditions") or [])
+        if not had:
+            event = a.EmitEvent("Warning", names.INVALID_SPEC_REASON, message)
+            await self.cluster.create("Event", _event(self.current, event, self.clock))
+        # A Conflict means a newer write landed: the retry plans from it.
+        await self.status(_invalid_spec_status(new_status, stored, message, rfc3339(self.clock.now())))
+
+
 async def apply_plan(cluster: Cluster, rollout: Obj, plan: a.Plan, clock: Clock) -> bool:
     """Apply every action, then write the status. Returns False when the status write lost a race
     with another writer (the caller plans again at once). Raises ReplicaSetNameTaken, with nothing
     more of the plan applied, when the new ReplicaSet's name is held by one that is not ours (the
     caller replans after a backoff: normally the next gather sees the holder at once)."""
-    current = rollout
+    writer = _PlanWriter(cluster, rollout, clock)
     new_status = plan.status.wire()
     try:
-        for action in plan.actions:
-            try:
-                updated = await apply_action(cluster, current, action, clock)
-            except Conflict:
-                if not (isinstance(action, a.UpdateRollout) and action.replicas is not None):
-                    raise
-                return False  # the Rollout changed since it was read: plan again from it
-            if updated is not None:
-                current = updated
+        if not await writer.actions(plan.actions):
+            return False  # the Rollout changed since it was read: plan again from it
     except SpecRejected as exc:
         # Added for the Kubernetes runtime (issue 5): an object the API server refuses becomes an
         # InvalidSpec condition (phase Degraded) and one Warning event, written like any status.
-        message = str(exc.__cause__ or exc)
-        had = any(c.get("type") == names.COND_INVALID_SPEC and c.get("message") == message
-                  for c in (rollout.get("status") or {}).get("conditions") or [])
-        if not had:
-            await cluster.create("Event", _event(current, a.EmitEvent("Warning", names.INVALID_SPEC_REASON,
-                                                                      message), clock))
-        invalid = _invalid_spec_status(new_status, rollout.get("status"), message, rfc3339(clock.now()))
-        patch = status_patch(rollout.get("status"), invalid)
-        if patch:
-            meta = current.get("metadata", {})
-            try:
-                await cluster.patch(
-                    "Rollout", meta.get("namespace", "default"), meta["name"], {"status": patch},
-                    subresource="status", resource_version=meta.get("resourceVersion"),
-                )
-            except Conflict:
-                pass  # a newer write landed: the retry plans from it
+        await writer.rejection(new_status, exc)
         raise
-    patch = status_patch(rollout.get("status"), new_status)
-    if not patch:
+    if not status_patch(rollout.get("status"), new_status):
         return True
-    meta = current.get("metadata", {})
-    try:
-        await cluster.patch(
-            "Rollout",
-            meta.get("namespace", "default"),
-            meta["name"],
-            {"status": patch},
-            subresource="status",
-            resource_version=meta.get("resourceVersion"),
-        )
-    except Conflict:
+    if not await writer.status(new_status):
         return False
     kill_point("after-status-write")
     return True

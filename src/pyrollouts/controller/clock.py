@@ -21,7 +21,6 @@ class Clock:
     def __init__(self) -> None:
         self._offset = timedelta()
         self._lock = threading.Lock()
-        self._listeners: list[object] = []
 
     def now(self) -> datetime:
         with self._lock:
@@ -31,7 +30,3 @@ class Clock:
         """Move this clock forward; callers should then requeue timed work."""
         with self._lock:
             self._offset += timedelta(seconds=seconds)
-
-    @property
-    def offset_seconds(self) -> float:
-        return self._offset.total_seconds()

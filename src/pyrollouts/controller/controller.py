@@ -76,34 +76,47 @@ class RolloutController:
 
     # -- event routing -------------------------------------------------------------------------
     async def _route(self, ev: WatchEvent) -> None:
-        obj = ev.obj
-        meta = obj.get("metadata", {})
-        ns = meta.get("namespace", "default")
         if ev.kind == "Rollout":
-            key = key_of(obj)
-            if ev.type == "DELETED":
-                self._rollout_keys.discard(key)
-                self._seen.discard(key)
-                return
-            self._rollout_keys.add(key)
-            await self.queue.add(key)
+            await self._route_rollout(ev)
         elif ev.kind == "ReplicaSet":
-            for ref in meta.get("ownerReferences") or []:
-                if ref.get("kind") == "Rollout":
-                    rkey = f"{ns}/{ref.get('name')}"
-                    self._rs_owner[f"{ns}/{meta.get('name')}"] = rkey
-                    await self.queue.add(rkey)
+            await self._route_replicaset(ev.obj)
         elif ev.kind == "Pod":
-            for ref in meta.get("ownerReferences") or []:
-                rkey = self._rs_owner.get(f"{ns}/{ref.get('name')}")
-                if rkey:
-                    await self.queue.add(rkey)
+            await self._route_pod(ev.obj)
         elif ev.kind in ("Service", "Deployment"):
             # Services and workloadRef Deployments are referenced by name from the Rollout's spec:
             # re-queue the namespace's Rollouts; each one reads only what it references.
-            for rkey in list(self._rollout_keys):
-                if rkey.startswith(ns + "/"):
-                    await self.queue.add(rkey)
+            await self._route_namespace(ev.obj.get("metadata", {}).get("namespace", "default"))
+
+    async def _route_rollout(self, ev: WatchEvent) -> None:
+        key = key_of(ev.obj)
+        if ev.type == "DELETED":
+            self._rollout_keys.discard(key)
+            self._seen.discard(key)
+            return
+        self._rollout_keys.add(key)
+        await self.queue.add(key)
+
+    async def _route_replicaset(self, rs: Obj) -> None:
+        meta = rs.get("metadata", {})
+        ns = meta.get("namespace", "default")
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("kind") == "Rollout":
+                rkey = f"{ns}/{ref.get('name')}"
+                self._rs_owner[f"{ns}/{meta.get('name')}"] = rkey
+                await self.queue.add(rkey)
+
+    async def _route_pod(self, pod: Obj) -> None:
+        meta = pod.get("metadata", {})
+        ns = meta.get("namespace", "default")
+        for ref in meta.get("ownerReferences") or []:
+            rkey = self._rs_owner.get(f"{ns}/{ref.get('name')}")
+            if rkey:
+                await self.queue.add(rkey)
+
+    async def _route_namespace(self, ns: str) -> None:
+        for rkey in list(self._rollout_keys):
+            if rkey.startswith(ns + "/"):
+                await self.queue.add(rkey)
 
     async def _watch_loop(self) -> None:
         try:
@@ -171,42 +184,39 @@ class RolloutController:
         )
 
     async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            if key is None:
-                return
+        while (key := await self.queue.get()) is not None:
             started = time.monotonic()
-            err: Exception | None = None
             try:
-                again = await self.reconcile(key)
-            except asyncio.CancelledError:
-                raise
-            except ReplicaSetNameTaken as exc:
-                # The name of the new RS is taken by one this controller's last gather did not see
-                # (a race, or a lagging cache): replan with the per-key backoff, so a holder that
-                # stays invisible costs a doubling delay, not a tight create loop. Only a holder
-                # that is not ours is worth a warning; a cache behind our own create is routine.
-                delay = self.queue.add_rate_limited(key)
-                if exc.held:
-                    err = exc
-                    log.warning("reconcile %s: %s; planning again in %.3fs", key, exc, delay)
-                else:
-                    log.debug("reconcile %s: %s; planning again in %.3fs", key, exc, delay)
-            except Exception as exc:
-                err = exc
-                delay = self.queue.add_rate_limited(key)
-                log.warning("reconcile %s failed (retry in %.3fs): %s", key, delay, exc, exc_info=True)
-            else:
-                self.queue.forget(key)
-                if again is not None:
-                    self.queue.add_after(key, again)
+                err = await self._work(key)
             finally:
                 await self.queue.done(key)
             if self.on_reconcile is not None:
                 with contextlib.suppress(Exception):
-                    self.on_reconcile(
-                        {"key": key}, time.monotonic() - started, err
-                    )
+                    self.on_reconcile({"key": key}, time.monotonic() - started, err)
+
+    async def _work(self, key: str) -> Exception | None:
+        """Reconcile one key and queue it again as its outcome asks; returns the error to report."""
+        try:
+            again = await self.reconcile(key)
+        except ReplicaSetNameTaken as exc:
+            # The name of the new RS is taken by one this controller's last gather did not see
+            # (a race, or a lagging cache): replan with the per-key backoff, so a holder that
+            # stays invisible costs a doubling delay, not a tight create loop. Only a holder
+            # that is not ours is worth a warning; a cache behind our own create is routine.
+            delay = self.queue.add_rate_limited(key)
+            if not exc.held:
+                log.debug("reconcile %s: %s; planning again in %.3fs", key, exc, delay)
+                return None
+            log.warning("reconcile %s: %s; planning again in %.3fs", key, exc, delay)
+            return exc
+        except Exception as exc:
+            delay = self.queue.add_rate_limited(key)
+            log.warning("reconcile %s failed (retry in %.3fs): %s", key, delay, exc, exc_info=True)
+            return exc
+        self.queue.forget(key)
+        if again is not None:
+            self.queue.add_after(key, again)
+        return None
 
     async def run(self) -> None:
         """Watch, list, and work until cancelled."""

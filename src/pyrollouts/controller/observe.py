@@ -72,12 +72,25 @@ def pod_state(pod: Obj, rs_by_uid: Mapping[str, str]) -> PodState | None:
 async def gather(cluster: Cluster, rollout: Obj, *, first_seen: bool = False) -> Observed:
     """The Observed state for a Rollout: its ReplicaSets, its Services and its Pods, and the
     ReplicaSets named ``<rollout>-...`` that it does not own (``Observed.foreign_replicasets``)."""
+    ns = rollout.get("metadata", {}).get("namespace", "default")
+    replicasets, foreign = _replicasets(await cluster.list("ReplicaSet", ns), rollout)
+    return Observed(
+        replicasets=replicasets,
+        services=await _services(cluster, ns, rollout),
+        pods=await _pods(cluster, ns, rollout, replicasets),
+        first_seen=first_seen,
+        deployments=await _deployments(cluster, ns, rollout),
+        foreign_replicasets=foreign,
+    )
+
+
+def _replicasets(
+    all_rs: list[Obj], rollout: Obj
+) -> tuple[tuple[ReplicaSetState, ...], tuple[ReplicaSetState, ...]]:
+    """(the ReplicaSets the Rollout owns, those named like its own that it does not own)."""
     meta = rollout.get("metadata", {})
-    ns = meta.get("namespace", "default")
     uid = meta.get("uid", "")
-    all_rs = await cluster.list("ReplicaSet", ns)
-    rs_objs = [rs for rs in all_rs if owned_by(rs, uid)]
-    replicasets = tuple(replicaset_state(rs) for rs in rs_objs)
+    owned = tuple(replicaset_state(rs) for rs in all_rs if owned_by(rs, uid))
     # Not ours but named like ours: one of them may hold the name our next RS would get (a hash
     # collision, which the engine steps around with status.collisionCount).
     prefix = f"{meta.get('name', '')}-"
@@ -86,43 +99,45 @@ async def gather(cluster: Cluster, rollout: Obj, *, first_seen: bool = False) ->
         for rs in all_rs
         if not owned_by(rs, uid) and str(rs.get("metadata", {}).get("name", "")).startswith(prefix)
     )
+    return owned, foreign
+
+
+async def _services(cluster: Cluster, ns: str, rollout: Obj) -> dict[str, ServiceState]:
+    """The active and preview Services that exist (the engine reports a missing one)."""
     bg = ((rollout.get("spec") or {}).get("strategy") or {}).get("blueGreen") or {}
     services: dict[str, ServiceState] = {}
     for svc_name in {bg.get("activeService"), bg.get("previewService")} - {None, ""}:
         try:
             svc = await cluster.get("Service", ns, str(svc_name))
-        except Exception as exc:  # NotFound: the engine reports the missing Service
-            if type(exc).__name__ != "NotFound":
-                raise
+        except NotFound:
             continue
-        smeta = svc.get("metadata", {})
         services[str(svc_name)] = ServiceState(
             name=str(svc_name),
             selector=dict((svc.get("spec") or {}).get("selector") or {}),
-            annotations=dict(smeta.get("annotations") or {}),
+            annotations=dict(svc.get("metadata", {}).get("annotations") or {}),
         )
+    return services
+
+
+async def _pods(
+    cluster: Cluster, ns: str, rollout: Obj, replicasets: tuple[ReplicaSetState, ...]
+) -> tuple[PodState, ...]:
+    """The pods of the Rollout's ReplicaSets, by name."""
     rs_by_uid = {rs.uid: rs.name for rs in replicasets}
+    if not rs_by_uid:
+        return ()
     selector = ((rollout.get("spec") or {}).get("selector") or {}).get("matchLabels") or None
-    pods: list[PodState] = []
-    if rs_by_uid:
-        for pod in await cluster.list("Pod", ns, selector):
-            state = pod_state(pod, rs_by_uid)
-            if state is not None:
-                pods.append(state)
-    # spec.workloadRef: fetch the referenced Deployment; the engine plans with its template (and
-    # reports a missing one as InvalidSpec), so a NotFound is simply left out here.
-    deployments: dict[str, Obj] = {}
+    states = (pod_state(pod, rs_by_uid) for pod in await cluster.list("Pod", ns, selector))
+    return tuple(sorted((s for s in states if s is not None), key=lambda p: p.name))
+
+
+async def _deployments(cluster: Cluster, ns: str, rollout: Obj) -> dict[str, Obj]:
+    """spec.workloadRef's Deployment when it exists: the engine plans with its template (and
+    reports a missing one as InvalidSpec), so a NotFound is simply left out here."""
     ref = (rollout.get("spec") or {}).get("workloadRef") or {}
-    if ref.get("kind") == "Deployment" and ref.get("name"):
-        try:
-            deployments[str(ref["name"])] = await cluster.get("Deployment", ns, str(ref["name"]))
-        except NotFound:
-            pass
-    return Observed(
-        replicasets=replicasets,
-        services=services,
-        pods=tuple(sorted(pods, key=lambda p: p.name)),
-        first_seen=first_seen,
-        deployments=deployments,
-        foreign_replicasets=foreign,
-    )
+    if ref.get("kind") != "Deployment" or not ref.get("name"):
+        return {}
+    try:
+        return {str(ref["name"]): await cluster.get("Deployment", ns, str(ref["name"]))}
+    except NotFound:
+        return {}

@@ -12,7 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 from ..model import names
-from . import antiaffinity, ephemeral, events, pause, progress, replicaset, restart, service, status
+from . import (
+    antiaffinity,
+    conditions,
+    ephemeral,
+    events,
+    pause,
+    progress,
+    replicaset,
+    restart,
+    service,
+    status,
+)
 from .context import Ctx
 from .pause import PauseContext
 from .roles import Roles
@@ -26,6 +37,7 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     new = replicaset.reconcile_new(ctx, *current)
     roles = Roles.assign(ctx, new)
     pc = PauseContext.read(ctx, roles)
+    not_completed(ctx, roles)
 
     service.reconcile_preview(ctx, roles)
     timed_out = progress.reconcile(ctx, roles, pc)
@@ -62,6 +74,7 @@ def fast_tracked(ctx: Ctx, roles: Roles, pc: PauseContext) -> bool:
         and not pc.retrying
         and new_rs.replicas > 0
         and (replicaset.deadline_of(new_rs) or ctx.now) > ctx.now
+        and replicaset.is_rollback(ctx, roles)
     )
     return (
         roles.active is None
@@ -90,3 +103,14 @@ def mark_stable(ctx: Ctx, roles: Roles, pc: PauseContext) -> str | None:
     if roles.new_is_stable:
         pc.finish()
     return detail
+
+
+def not_completed(ctx: Ctx, roles: Roles) -> None:
+    """RolloutNotCompleted when the Completed condition is about to turn False (the new RS is not
+    the stable one), as Argo emits it: once per update, not on a first deploy (its RS is stable at
+    once) and not again when a newer template replaces an update already in flight."""
+    if roles.new_is_stable or roles.new_rs is None:
+        return
+    old = conditions.find(ctx.status, names.COND_COMPLETED)
+    if old is None or old.status != "False":
+        ctx.event(names.ROLLOUT_NOT_COMPLETED, events.not_completed(roles.new.revision, roles.new_hash))

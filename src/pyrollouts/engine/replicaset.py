@@ -34,7 +34,7 @@ class NewReplicaSet:
     """The outcome of the new-ReplicaSet step: the RS for the current template, and its revision."""
 
     pod_hash: str  # the hash the new RS has, or will have once created
-    rs: ReplicaSetState | None  # None: not created (spec.paused before the update started)
+    rs: ReplicaSetState | None  # None only on the way in; the step always finds or creates one
     revision: int  # 0 when there is no RS and none is created now
     created: bool  # created by this reconcile (the create is in the plan; nothing runs yet)
 
@@ -225,16 +225,23 @@ def set_deadline(ctx: Ctx, rs: ReplicaSetState, at: datetime | None) -> None:
 def scale_down_old(ctx: Ctx, old: list[ReplicaSetState], new_deadlines: dict[str, datetime]) -> None:
     """Old RSs (neither new, stable nor active): each keeps running until its scale-down deadline;
     at most scaleDownDelayRevisionLimit of them wait at once (newest first); the rest go to 0 now.
-    ``new_deadlines`` are deadlines set in this same reconcile (by the active switch)."""
+    ``new_deadlines`` are deadlines set in this same reconcile (by the active switch). As in Argo,
+    an old RS that still runs pods without a deadline (one that was only ever preview: an update
+    abandoned by a new template, an undo or a rollback) gets one too, scaleDownDelaySeconds from
+    now, instead of going to 0 at once; a delay of 0 scales it down at once (docs/argo-compat.md)."""
     limit = ctx.rollout.bg.scale_down_delay_revision_limit
+    delay = ctx.rollout.scale_down_delay_seconds()
     waiting = 0
     for rs in sorted(old, key=lambda r: (revision_of(r), r.name), reverse=True):
         if rs.replicas == 0:
             continue
         deadline = new_deadlines.get(rs.name) or deadline_of(rs)
+        fresh = rs.name in new_deadlines
+        if deadline is None and not has_deadline(rs) and delay > 0:
+            deadline, fresh = ctx.now + timedelta(seconds=delay), True
         if deadline is not None and deadline > ctx.now and (limit is None or waiting < limit):
             waiting += 1
-            if rs.name in new_deadlines:
+            if fresh:
                 set_deadline(ctx, rs, deadline)
             ctx.requeue_at(deadline)
             continue
@@ -272,14 +279,10 @@ def collision_count(status: RolloutStatus) -> int:
 def find_current(ctx: Ctx) -> tuple[str, ReplicaSetState | None] | None:
     """The hash of the current template and its RS (None: not created yet); None when the name
     ``<rollout>-<hash>`` is held by a ReplicaSet that is not this template's (a hash collision)."""
-    paused = bool(ctx.rollout.spec.paused)
     computed = pod_template_hash(ctx.rollout.spec.template, collision_count(ctx.status))
     rs = find_new_rs(ctx, computed)
-    if rs is None and not paused and name_taken_by(ctx, computed) is not None:
+    if rs is None and name_taken_by(ctx, computed) is not None:
         return None
-    previous = ctx.status.current_pod_hash or None
-    if rs is None and paused and previous is not None:
-        return previous, None  # paused before the new RS exists: the update has not started yet
     return (rs.pod_template_hash if rs is not None else computed), rs
 
 
@@ -293,27 +296,37 @@ def hash_collision(ctx: Ctx) -> dict[str, Any]:
 
 def reconcile_new(ctx: Ctx, pod_hash: str, rs: ReplicaSetState | None) -> NewReplicaSet:
     """The new-ReplicaSet step: give the new RS the next revision (an older RS that is new again is
-    renumbered, as on undo), stamp it on the Rollout, and create the RS when it does not exist
-    (not while spec.paused). Emits RolloutUpdated, NewReplicaSetCreated, RolloutNotCompleted."""
-    paused = bool(ctx.rollout.spec.paused)
+    renumbered, as on undo), stamp it on the Rollout, and create the RS when it does not exist.
+    As in Argo this happens even while spec.paused (the pause holds the Services and the
+    BlueGreenPause, not the new RS), so status.currentPodHash names the new template at once.
+    Emits RolloutUpdated and NewReplicaSetCreated."""
     top = max_revision(ctx.rss)
     if rs is None:
-        revision = 0 if paused else top + 1
+        revision = top + 1
     else:
         revision = revision_of(rs)
-        if not paused and (revision < top or revision == 0):
+        if revision < top or revision == 0:
             revision = top + 1
             renumber(ctx, rs, revision)
     stamped = (ctx.rollout.metadata.annotations or {}).get(names.REVISION_ANNOTATION)
     if revision and stamped != str(revision):
         ctx.actions.append(UpdateRollout(annotations={names.REVISION_ANNOTATION: str(revision)}))
         ctx.event(names.ROLLOUT_UPDATED, events.rollout_updated(revision))
-    created = rs is None and not paused
-    if created:
+    created = rs is None
+    if rs is None:
         rs = create(ctx, pod_hash, revision, ctx.status.stable_rs or None)
-    if rs is not None and (ctx.status.current_pod_hash or None) != pod_hash:
-        ctx.event(names.ROLLOUT_NOT_COMPLETED, events.not_completed(revision, pod_hash))
     return NewReplicaSet(pod_hash=pod_hash, rs=rs, revision=revision, created=created)
+
+
+def is_rollback(ctx: Ctx, roles: Roles) -> bool:
+    """Argo's isRollback: the new RS is the stable one or was created before it (a ReplicaSet
+    abandoned as preview and applied again is not a rollback, whatever its deadline says)."""
+    new_rs, stable_rs = roles.new_rs, ctx.rs_by_hash(roles.stable)
+    if new_rs is None or stable_rs is None:
+        return False
+    return new_rs is stable_rs or (
+        bool(new_rs.creation_timestamp) and new_rs.creation_timestamp < stable_rs.creation_timestamp
+    )
 
 
 def rollback_within_window(ctx: Ctx, roles: Roles) -> bool:

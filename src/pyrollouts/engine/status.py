@@ -113,20 +113,12 @@ def _conditions(ctx: Ctx, o: Outcome, new: dict[str, Any]) -> list[dict[str, Any
         names.AVAILABLE_REASON,
         "Rollout has minimum availability" if available else "Rollout does not have minimum availability",
     )
-    t = names.COND_PAUSED
-    if o.pause.paused(ctx):
-        out[t] = _make(ctx, t, True, names.ROLLOUT_PAUSED, "Rollout is paused")
-    elif cond.get(ctx.status_in, t) is not None:
-        out[t] = _make(ctx, t, False, names.ROLLOUT_RESUMED, "Rollout is resumed")
-    healthy = (
-        int(new.get("updatedReplicas") or 0) == replicas
-        and int(new.get("availableReplicas") or 0) == replicas
-        and roles.active == cur
-        and (not ctx.rollout.bg.preview_service or roles.preview == cur)
-        and not o.pause.abort
-    )
-    message = "Rollout is healthy" if healthy else "Rollout is not healthy"
-    out[names.COND_HEALTHY] = _make(ctx, names.COND_HEALTHY, healthy, names.ROLLOUT_HEALTHY, message)
+    paused = _paused_condition(ctx, o)
+    if paused is not None:
+        out[names.COND_PAUSED] = paused
+    healthy = _healthy_condition(ctx, o, new)
+    if healthy is not None:
+        out[names.COND_HEALTHY] = healthy
     completed = roles.stable is not None and roles.stable == cur
     t = names.COND_COMPLETED
     out[t] = _make(ctx, t, completed, names.ROLLOUT_COMPLETED, names.ROLLOUT_COMPLETED)
@@ -142,6 +134,41 @@ def _conditions(ctx: Ctx, o: Outcome, new: dict[str, Any]) -> list[dict[str, Any
             ctx.now_s,
         )
     return cond.ordered(out)
+
+
+def _paused_condition(ctx: Ctx, o: Outcome) -> dict[str, Any] | None:
+    """Argo's Paused condition: True while paused (a pause condition or spec.paused), False once
+    resumed, always with reason RolloutPaused; absent until the first pause. An abort leaves it as
+    it was (an aborted update that was paused still says Paused True) until the abort is over."""
+    t = names.COND_PAUSED
+    old = cond.get(ctx.status_in, t)
+    progressing = cond.get(ctx.status_in, names.COND_PROGRESSING) or {}
+    if o.pause.abort or progressing.get("reason") == names.ROLLOUT_ABORTED:
+        return old
+    if o.pause.paused(ctx):
+        return _make(ctx, t, True, names.ROLLOUT_PAUSED, "Rollout is paused")
+    if old is None:
+        return None
+    return _make(ctx, t, False, names.ROLLOUT_PAUSED, "Rollout is paused")
+
+
+def _healthy_condition(ctx: Ctx, o: Outcome, new: dict[str, Any]) -> dict[str, Any] | None:
+    """Argo's Healthy condition: True when everything is updated and available and both Services
+    select the new RS, and the rollout is not paused (so `kubectl wait --for=condition=Healthy`
+    does not return on a paused rollout); False once it was True and no longer is; absent before."""
+    roles, replicas, cur = o.roles, ctx.replicas, o.roles.new_hash
+    healthy = (
+        int(new.get("updatedReplicas") or 0) == replicas
+        and int(new.get("availableReplicas") or 0) == replicas
+        and roles.active == cur
+        and (not ctx.rollout.bg.preview_service or roles.preview == cur)
+        and not o.pause.abort
+        and not o.pause.paused(ctx)
+    )
+    if not healthy and cond.get(ctx.status_in, names.COND_HEALTHY) is None:
+        return None
+    message = "Rollout is healthy" if healthy else "Rollout is not healthy"
+    return _make(ctx, names.COND_HEALTHY, healthy, names.ROLLOUT_HEALTHY, message)
 
 
 def replica_failure(ctx: Ctx, new_rs: ReplicaSetState | None) -> dict[str, Any] | None:
@@ -178,8 +205,21 @@ def build(ctx: Ctx, o: Outcome) -> dict[str, Any]:
     s.update(counts(ctx, roles.new_rs, ctx.rs_by_hash(roles.active)))
     s["conditions"] = _conditions(ctx, o, s)
     s["phase"], s["message"] = phase_rules.phase(ctx.rollout, RolloutStatus.model_validate(s))
-    # Argo omits empty values (omitempty); so do we, so that a status compares equal when unchanged.
-    return {k: v for k, v in s.items() if v not in (None, "", 0, False)}
+    out = _omit_empty(s)
+    if not pc.abort and ctx.status_in.get("abort") is False:
+        # A retry writes abort: false; Argo's controller never writes abort itself unless it is
+        # true (omitempty), so the user's false stays in the stored status. So does ours.
+        out["abort"] = False
+    return out
+
+
+def _omit_empty(s: dict[str, Any]) -> dict[str, Any]:
+    """Argo omits empty values (omitempty); so do we, so that a status compares equal when
+    unchanged. Its status always carries the canary block, empty for a blue-green rollout (a Go
+    struct, which omitempty does not drop), and tools reading it with strict schemas expect it."""
+    out = {k: v for k, v in s.items() if v not in (None, "", 0, False)}
+    out.setdefault("canary", {})
+    return out
 
 
 def invalid(ctx: Ctx, message: str) -> dict[str, Any]:
@@ -193,4 +233,4 @@ def invalid(ctx: Ctx, message: str) -> dict[str, Any]:
     conds[t] = cond.make(conds.get(t), t, "True", names.INVALID_SPEC_REASON, message, ctx.now_s)
     s["conditions"] = cond.ordered(conds)
     s["phase"], s["message"] = phase_rules.phase(ctx.rollout, RolloutStatus.model_validate(s))
-    return {k: v for k, v in s.items() if v not in (None, "", 0, False)}
+    return _omit_empty(s)

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from ..model.timefmt import parse_time as parse
 from ..model.timefmt import rfc3339
 
-__all__ = ["after", "parse", "rfc3339", "seconds_until", "utc"]
+__all__ = ["parse", "rfc3339", "seconds_until", "utc"]
 
 
 def utc(t: datetime) -> datetime:
     """The same instant, timezone-aware in UTC."""
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-
-
-def after(t: datetime, seconds: float) -> datetime:
-    return t + timedelta(seconds=seconds)
 
 
 def seconds_until(target: datetime, now: datetime) -> float:

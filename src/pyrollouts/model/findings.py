@@ -47,11 +47,6 @@ class Finding:
         body = f"{self.problem} ({self.fix})" if self.fix else self.problem
         return f"{head}: {body}" if head else body
 
-    @property
-    def is_error(self) -> bool:
-        """True when the object must be refused."""
-        return self.severity == ERROR
-
 
 class ManifestError(Exception):
     """A manifest that cannot be read at all (bad YAML, bad encoding, too large, unknown kind)."""

@@ -6,8 +6,6 @@ generated Kubernetes models, so their fields are exactly Kubernetes' and never h
 
 from __future__ import annotations
 
-from typing import Any
-
 from lightkube.models.core_v1 import Container, PodTemplateSpec, Probe, ServicePort
 from lightkube.resources.apps_v1 import ReplicaSet
 from lightkube.resources.core_v1 import Event, Namespace, Pod, Service
@@ -48,7 +46,3 @@ def api_version_of(kind: str) -> str:
     """The apiVersion for a kind of the object model; KeyError for an unknown kind."""
     return KINDS[kind]
 
-
-def replicaset_from_wire(obj: dict[str, Any]) -> Any:
-    """A typed ReplicaSet from its JSON form."""
-    return ReplicaSet.from_dict(obj)

@@ -91,10 +91,6 @@ class BlueGreenStrategy(_Wire):
     anti_affinity: AntiAffinity | None = None
 
 
-class CanaryStrategy(_Wire):
-    """Accepted so manifests parse; canary is a later issue (validation reports it as unsupported)."""
-
-
 class RolloutStrategy(_Wire):
     blue_green: BlueGreenStrategy | None = None
     canary: dict[str, Any] | None = None

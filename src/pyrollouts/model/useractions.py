@@ -38,15 +38,18 @@ def promote(rollout: dict[str, Any], full: bool = False) -> list[Patch]:
     name = rollout.get("metadata", {}).get("name", "")
     if not full and not paused:
         raise ActionError(f"rollout '{name}' is not paused")
-    if full and status.get("stableRS") and status.get("stableRS") == status.get("currentPodHash"):
+    promoted = bool(status.get("stableRS")) and status.get("stableRS") == status.get("currentPodHash")
+    if full and promoted and not _spec_paused(rollout):
         raise ActionError(f"rollout '{name}' is already fully promoted")
+    # As Argo's plugin: the status patch first, then the unpause, so a reconcile in between sees
+    # promoteFull (or the cleared pause) already; promoteFull only while an update is in flight.
     patches: list[Patch] = []
+    if full and not promoted:
+        patches.append(Patch({"status": {"promoteFull": True}}, "status"))
+    elif not full:
+        patches.append(Patch({"status": {"pauseConditions": None}}, "status"))
     if _spec_paused(rollout):
         patches.append(Patch({"spec": {"paused": False}}))
-    if full:
-        patches.append(Patch({"status": {"promoteFull": True}}, "status"))
-    else:
-        patches.append(Patch({"status": {"pauseConditions": None}}, "status"))
     return patches
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from harness.simcluster import SimCluster
 from pyrollouts.engine import (
+    DeleteReplicaSet,
     Observed,
     Plan,
     ReplicaSetState,
@@ -78,7 +79,7 @@ def check_plan(rollout: dict[str, Any], observed: Observed, plan: Plan, now: dat
                         f"{rs.name} scaled to 0 before its scale-down deadline {rs.annotations[DEADLINE]}"
                     )
     for action in plan.actions:
-        if type(action).__name__ == "DeleteReplicaSet":
+        if isinstance(action, DeleteReplicaSet):
             rs = by_name[action.name]  # type: ignore[attr-defined]
             if rs.replicas or rs.status_replicas:
                 raise InvariantViolation(f"{rs.name} deleted while it still has pods")

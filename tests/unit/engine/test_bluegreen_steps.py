@@ -20,10 +20,14 @@ NEW = new_hash(rollout())
 
 
 def _world(
-    *, active: str | None = OLD, new_annotations: dict[str, str] | None = None, **status: Any
+    *,
+    active: str | None = OLD,
+    new_annotations: dict[str, str] | None = None,
+    new_created: str = "2026-01-01T11:00:00Z",
+    **status: Any,
 ) -> tuple[Ctx, Roles, PauseContext]:
     r = rollout(None, {"stableRS": OLD, "currentPodHash": NEW, **status})
-    new_rs = rs(NEW, revision=2, annotations=new_annotations)
+    new_rs = rs(NEW, revision=2, annotations=new_annotations, created=new_created)
     c = ctx(r, [rs(OLD), new_rs], [svc(ACTIVE, active), svc(PREVIEW, NEW)])
     roles = Roles.assign(c, NewReplicaSet(NEW, new_rs, 2, False))
     return c, roles, PauseContext.read(c, roles)
@@ -36,9 +40,17 @@ def test_an_ordinary_update_is_not_fast_tracked() -> None:
 def test_promote_full_and_a_recent_active_rs_are_fast_tracked() -> None:
     assert bluegreen.fast_tracked(*_world(promoteFull=True)) is True
     deadline = {names.SCALE_DOWN_DEADLINE_ANNOTATION: rfc3339(NOW + timedelta(seconds=10))}
-    assert bluegreen.fast_tracked(*_world(new_annotations=deadline)) is True
+    earlier = "2026-01-01T10:00:00Z"  # created before the stable RS: a rollback
+    assert bluegreen.fast_tracked(*_world(new_annotations=deadline, new_created=earlier)) is True
     past = {names.SCALE_DOWN_DEADLINE_ANNOTATION: rfc3339(NOW - timedelta(seconds=10))}
-    assert bluegreen.fast_tracked(*_world(new_annotations=past)) is False
+    assert bluegreen.fast_tracked(*_world(new_annotations=past, new_created=earlier)) is False
+
+
+def test_an_abandoned_preview_rs_inside_its_delay_is_not_a_rollback() -> None:
+    # Created after the stable RS (it was only ever preview): as Argo's isRollback, no fast track.
+    deadline = {names.SCALE_DOWN_DEADLINE_ANNOTATION: rfc3339(NOW + timedelta(seconds=10))}
+    later = "2026-01-01T12:00:00Z"
+    assert bluegreen.fast_tracked(*_world(new_annotations=deadline, new_created=later)) is False
 
 
 def test_the_new_rs_becomes_stable_behind_the_active_service_and_ends_the_update() -> None:

@@ -11,6 +11,7 @@ from engine_support import set_welcome, template_hash
 from harness.simcluster import SimCluster
 from pyrollouts.engine import (
     CreateReplicaSet,
+    DeletePod,
     EmitEvent,
     Plan,
     ScaleReplicaSet,
@@ -83,7 +84,6 @@ def test_first_reconcile_creates_scales_and_marks_stable(new_sim: Callable[..., 
         ev("RolloutUpdated", "Rollout updated to revision 1"),
         create,
         ev("NewReplicaSetCreated", f"Created ReplicaSet {rs} (revision 1)"),
-        ev("RolloutNotCompleted", f"Rollout not completed, started update to revision 1 ({h})"),
         SwitchService("super-hello-preview", h, "super-hello"),
         ev("SwitchService", f"Switched selector for service 'super-hello-preview' from '' to '{h}'"),
         ScaleReplicaSet(rs, 3, 3),
@@ -97,13 +97,14 @@ def test_first_reconcile_creates_scales_and_marks_stable(new_sim: Callable[..., 
         "currentPodHash": h,
         "stableRS": h,
         "blueGreen": {"previewSelector": h},
+        "canary": {},  # as Argo's status: the canary block is always there, empty for blue-green
         "selector": "app=super-hello",
         "conditions": [
             cond("Progressing", "True", "NewReplicaSetCreated", f'Created new replica set "{rs}"', T0, T0),
             cond(
                 "Available", "False", "AvailableReason", "Rollout does not have minimum availability", T0, T0
             ),
-            cond("Healthy", "False", "RolloutHealthy", "Rollout is not healthy", T0, T0),
+            # no Healthy condition yet: Argo writes it False only once it has been True
             cond("Completed", "True", "RolloutCompleted", "RolloutCompleted", T0, T0),
         ],
     }
@@ -128,6 +129,7 @@ def test_first_deploy_switches_active_once_saturated(new_sim: Callable[..., SimC
         "currentPodHash": h,
         "stableRS": h,
         "blueGreen": {"previewSelector": h, "activeSelector": h},
+        "canary": {},
         "replicas": 3,
         "updatedReplicas": 3,
         "readyReplicas": 3,
@@ -276,6 +278,7 @@ def test_invalid_spec_degrades_and_retries_in_20s(new_sim: Callable[..., SimClus
         "phase": "Degraded",
         "message": f"InvalidSpec: {msg}",
         "observedGeneration": "1",
+        "canary": {},
         "conditions": [cond("InvalidSpec", "True", "InvalidSpec", msg, T0, T0)],
     }
     assert p.requeue_after == 20.0
@@ -317,7 +320,7 @@ def test_restart_deletes_one_old_pod_at_a_time(new_sim: Callable[..., SimCluster
     sim.now += timedelta(seconds=10)
     sim.patch_rollout({"spec": {"restartAt": "2026-01-01T12:00:05Z"}})
     p = plan_now(sim)
-    deletes = [a for a in p.actions if type(a).__name__ == "DeletePod"]
+    deletes = [a for a in p.actions if isinstance(a, DeletePod)]
     assert len(deletes) == 1
     oldest = min(sim.pods, key=lambda n: (sim.pods[n]["metadata"]["creationTimestamp"], n))
     assert deletes[0].pod == oldest  # type: ignore[attr-defined]
@@ -325,7 +328,7 @@ def test_restart_deletes_one_old_pod_at_a_time(new_sim: Callable[..., SimCluster
     assert p.status.wire()["message"] == "rollout is restarting"
     sim.apply(p, sim.rollout)  # type: ignore[arg-type]
     sim._sync_pods()
-    assert [a for a in plan_now(sim).actions if type(a).__name__ == "DeletePod"] == []  # one pod is down
+    assert [a for a in plan_now(sim).actions if isinstance(a, DeletePod)] == []  # one pod is down
     sim.settle()
     assert sim.rollout["status"]["restartedAt"] == "2026-01-01T12:00:05Z"  # type: ignore[index]
     assert all(p["metadata"]["creationTimestamp"] >= "2026-01-01T12:00:05Z" for p in sim.pods.values())

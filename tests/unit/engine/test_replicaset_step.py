@@ -46,7 +46,8 @@ def test_a_new_template_gets_the_next_revision_and_a_created_rs() -> None:
     update, create = c.actions[0], c.actions[2]
     assert update == UpdateRollout(annotations={names.REVISION_ANNOTATION: "5"})
     assert isinstance(create, CreateReplicaSet) and create.name == f"super-hello-{NEW}"
-    assert event_reasons(c) == [names.ROLLOUT_UPDATED, names.NEW_RS_CREATED, names.ROLLOUT_NOT_COMPLETED]
+    # RolloutNotCompleted comes from the Completed condition turning False (bluegreen.not_completed)
+    assert event_reasons(c) == [names.ROLLOUT_UPDATED, names.NEW_RS_CREATED]
 
 
 def test_an_older_rs_that_is_new_again_is_renumbered_with_its_history() -> None:
@@ -60,10 +61,12 @@ def test_an_older_rs_that_is_new_again_is_renumbered_with_its_history() -> None:
     )
 
 
-def test_spec_paused_creates_nothing() -> None:
+def test_spec_paused_still_creates_the_new_rs() -> None:
+    # As Argo: spec.paused holds the Services and the pause, not the new RS.
     c = ctx(rollout({"spec": {"paused": True}}, {"stableRS": OLD, "currentPodHash": OLD}), [rs(OLD)])
-    assert replicaset.reconcile_new(c, NEW, None) == NewReplicaSet(NEW, None, 0, False)
-    assert c.actions == []
+    new = replicaset.reconcile_new(c, NEW, None)
+    assert (new.pod_hash, new.revision, new.created, new.rs is not None) == (NEW, 2, True, True)
+    assert any(isinstance(a, CreateReplicaSet) for a in c.actions)
 
 
 def _sized(patch: dict[str, Any] | None = None, **status: Any) -> tuple[Ctx, Roles, PauseContext]:

@@ -26,7 +26,7 @@ from bad_corpus import BASE_ROLLOUT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyrollouts.model.findings import Finding, ManifestError
+from pyrollouts.model.findings import ERROR, Finding, ManifestError
 from pyrollouts.model.lint import check_manifests
 from pyrollouts.model.parse import parse_manifests
 from pyrollouts.model.rollout import Rollout
@@ -275,7 +275,7 @@ def check_near_valid(doc: dict[str, Any]) -> None:
     spec = doc.get("spec")
     if isinstance(spec, dict):
         pod_template_errors(spec.get("template"))
-    if not [f for f in findings if f.is_error]:
+    if not [f for f in findings if f.severity == ERROR]:
         # A clean lint promises an object the runtimes can read, with counts Kubernetes can store.
         ro = next(o for o in objects if o.kind == "Rollout")
         typed = Rollout.from_wire(ro.obj)

@@ -127,7 +127,7 @@ def test_a_condition_that_does_not_parse_is_a_finding_with_line_and_fix() -> Non
         (_line(text, "results == 'ok'"), "spec.metrics[0].successCondition"),
     ]
     first, second = findings
-    assert first.is_error and "does not parse" in first.problem and "offset 11" in first.problem
+    assert first.severity == "error" and "does not parse" in first.problem and "offset 11" in first.problem
     assert "result[0] >= 0.95" in first.fix
     assert "unknown name results" in second.problem
 

@@ -30,13 +30,29 @@ def test_promote_clears_pause_conditions_through_status() -> None:
     assert useractions.promote(r) == [Patch({"status": {"pauseConditions": None}}, "status")]
 
 
-def test_promote_unpauses_spec_first() -> None:
+def test_promote_patches_status_then_unpauses_spec() -> None:
+    # Argo's plugin sends the status patch first, then the spec patch.
     r = rollout()
     r["spec"]["paused"] = True
     assert useractions.promote(r) == [
-        Patch({"spec": {"paused": False}}),
         Patch({"status": {"pauseConditions": None}}, "status"),
+        Patch({"spec": {"paused": False}}),
     ]
+
+
+def test_promote_full_after_a_manual_pause() -> None:
+    r = rollout(stableRS="a", currentPodHash="b")
+    r["spec"]["paused"] = True
+    assert useractions.promote(r, full=True) == [
+        Patch({"status": {"promoteFull": True}}, "status"),
+        Patch({"spec": {"paused": False}}),
+    ]
+    # nothing in flight: only the unpause, as Argo's plugin
+    done = rollout(stableRS="a", currentPodHash="a")
+    done["spec"]["paused"] = True
+    assert useractions.promote(done, full=True) == [Patch({"spec": {"paused": False}})]
+    with pytest.raises(ActionError, match="already fully promoted"):
+        useractions.promote(rollout(stableRS="a", currentPodHash="a"), full=True)
 
 
 def test_promote_of_a_rollout_that_is_not_paused_is_refused() -> None:

@@ -6,7 +6,8 @@ variable "pyrollouts" {
     # `--set` style overrides, e.g. { "controller.replicas" = "2" }.
     sets = optional(map(string), {})
     # Values files as YAML strings (yamlencode({...})). A list, not the guide's set: Helm merges
-    # them in order, and a set would sort them.
+    # them in order, and a set would sort them. The guide's set(string) converts to it, so a
+    # variable of the guide's type can be passed on as it is.
     values = optional(list(string), [])
     # The chart version; null takes the newest in the repository.
     version = optional(string)

@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 
-from ...model.cluster import Cluster
+from ...model.cluster import Cluster, WatchEvent
 from .endpoints import build_table
 from .proxy.server import LOG_FILE, PID_FILE, SOCKET_FILE, STANDBY_PID_FILE, process_start_time
 
@@ -410,9 +410,12 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
 class ServiceProxyController:
     """Follows Services and Pods in a Cluster and pushes the table to the proxy on every change.
 
-    Changes are debounced by ``debounce`` seconds, and every push is built from a fresh list of
-    Services and Pods (never from the events themselves), so a burst of events ends in one push of
-    the latest state. An identical table is not pushed again.
+    It lists Services and Pods once when its watch starts (again only when the watch has to be
+    started again), then keeps them up to date from the watch's events: a selector change reaches
+    the proxy after one table build and one push, with no relist and no debounce (issue 17; the
+    relist of every Service and Pod after a 5 ms debounce was most of a switch's latency). Events
+    that arrive while a push is in flight are folded into the next push, so a burst still ends in one
+    push of the latest state. An identical table is not pushed again.
     """
 
     def __init__(
@@ -421,24 +424,26 @@ class ServiceProxyController:
         manager: ProxyManager,
         *,
         bind: str | None = None,
-        debounce: float = 0.005,
         retry_after: float = 0.5,
     ) -> None:
         self.cluster = cluster
         self.manager = manager
         self.bind = bind or manager.bind
-        self.debounce = debounce
         self.retry_after = retry_after
         self._changed = asyncio.Event()
         self._pushed_services: Any = None
         self._version = 0
+        #: Services and Pods by (namespace, name), as the watch last showed them; None until listed.
+        self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] | None = None
         #: The last push's answer (see ProxyManager.push).
         self.last_result: dict[str, Any] | None = None
 
     async def sync_once(self) -> dict[str, Any] | None:
-        """List, build and push now; returns the push result, or None if the table was unchanged."""
-        services = await self.cluster.list("Service")
-        pods = await self.cluster.list("Pod")
+        """Build the table from the objects known now and push it; returns the push result, or None
+        if the table was unchanged (or nothing is listed yet)."""
+        if self._objects is None:
+            return None
+        services, pods = list(self._objects["Service"].values()), list(self._objects["Pod"].values())
         self._version = max(self._version + 1, int(time.time() * 1000))
         table = build_table(services, pods, self._version, self.bind)
         if table["services"] == self._pushed_services:
@@ -448,26 +453,44 @@ class ServiceProxyController:
         self.last_result = result
         return result
 
+    async def _relist(self) -> None:
+        objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+        for kind in ("Service", "Pod"):
+            objects[kind] = {_key(o): o for o in await self.cluster.list(kind)}
+        self._objects = objects
+
+    def _apply(self, event: WatchEvent) -> None:
+        """One watch event into the known objects. The watch starts before the list, so an event
+        may be older than what the list gave: an older resourceVersion is not applied."""
+        assert self._objects is not None
+        known = self._objects.setdefault(event.kind, {})
+        key = _key(event.obj)
+        if event.type == "DELETED":
+            known.pop(key, None)
+        elif key not in known or _rv(known[key]) <= _rv(event.obj):
+            known[key] = event.obj
+
     async def _follow(self) -> None:
         while True:
             try:
-                async for _event in self.cluster.watch(["Service", "Pod"]):
+                events = self.cluster.watch(["Service", "Pod"])  # subscribed from this call on
+                await self._relist()
+                self._changed.set()
+                async for event in events:
+                    self._apply(event)
                     self._changed.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("watching Services and Pods failed (%s); watching again", exc)
+                log.warning("watching Services and Pods failed (%s); listing and watching again", exc)
             await asyncio.sleep(self.retry_after)
-            self._changed.set()  # events may have been missed while not watching
 
     async def run(self) -> None:
         """Run forever (cancel to stop)."""
         follower = asyncio.create_task(self._follow())
-        self._changed.set()
         try:
             while True:
                 await self._changed.wait()
-                await asyncio.sleep(self.debounce)
                 self._changed.clear()
                 try:
                     await self.sync_once()
@@ -480,3 +503,14 @@ class ServiceProxyController:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (meta.get("namespace") or "default", meta.get("name") or "")
+
+
+def _rv(obj: dict[str, Any]) -> int:
+    """An object's resourceVersion as a number (the local store's are one global counter)."""
+    rv = str((obj.get("metadata") or {}).get("resourceVersion") or "0")
+    return int(rv) if rv.isdigit() else 0

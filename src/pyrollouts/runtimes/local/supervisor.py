@@ -28,7 +28,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1120,12 +1120,6 @@ class Supervisor:
             for r in runners:
                 await r.detach()
         self.runners.clear()
-
-    def pod_processes(self) -> Iterator[tuple[str, str, Proc]]:
-        """(pod, container, process) for every process being supervised now."""
-        for r in self.runners.values():
-            for name, p in r.procs.items():
-                yield f"{r.ns}/{r.name}", name, p
 
 
 __all__ = [

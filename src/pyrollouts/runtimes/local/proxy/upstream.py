@@ -4,6 +4,14 @@ A connection goes back to the pool only after a complete response that allows ke
 connections to endpoints that left the routing table are closed when the table changes; a request
 still running on one finishes first (that is the draining guarantee) and its connection is closed
 when it is released.
+
+The pool has no cap of its own: it is sized by demand. A connection is idle here only because it
+carried a request that ran at the same time as the others, so the idle count never exceeds the
+peak number of concurrent requests to that endpoint (itself bounded by the proxy's
+``max_connections``), and the sweep closes what a fallen demand leaves idle for ``IDLE_TIMEOUT``.
+A fixed cap below the concurrency seen (64 until issue 17) closed the surplus after every burst and
+made the proxy open them again on the next one: thousands of connects per second at 256 clients,
+an overflowing listen queue at the endpoint, and SYNs retried after 1 s (the p99).
 """
 
 from __future__ import annotations
@@ -13,7 +21,6 @@ from typing import Any, Protocol
 
 CONNECT_TIMEOUT = 5.0
 IDLE_TIMEOUT = 30.0
-MAX_IDLE_PER_ENDPOINT = 64
 
 
 class PooledConn(Protocol):
@@ -52,12 +59,8 @@ class UpstreamPool:
         if not conn.usable() or (self._live is not None and key not in self._live):
             conn.close()
             return
-        idle = self._idle.setdefault(key, [])
-        if len(idle) >= MAX_IDLE_PER_ENDPOINT:
-            conn.close()
-            return
         conn.idle_since = time.monotonic()
-        idle.append(conn)
+        self._idle.setdefault(key, []).append(conn)
 
     def discard_idle(self, host: str, port: int) -> None:
         """Close the idle connections to one endpoint (after one of them proved stale)."""

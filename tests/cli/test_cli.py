@@ -79,6 +79,33 @@ def test_lint_clean_and_faulty(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "no such file" in capsys.readouterr().err
 
 
+BAD_CONDITION = """\
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: error-rate
+spec:
+  metrics:
+  - name: error-rate
+    interval: 30s
+    successCondition: result[0] <= 0.01 &&
+    provider:
+      web: {url: "http://127.0.0.1:8080/metrics.json", jsonPath: "{$.errorRate}"}
+"""
+
+
+def test_lint_names_a_condition_that_does_not_parse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write(tmp_path, "template.yaml", BAD_CONDITION)
+    assert run(["lint", "-f", bad]) == 1
+    out = capsys.readouterr().out
+    assert f"error: {bad}:9: spec.metrics[0].successCondition: successCondition does not parse:" in out
+    assert "(at offset 20)" in out and "e.g. result[0] >= 0.95" in out
+    good = write(tmp_path, "good.yaml", BAD_CONDITION.replace(" &&", ""))
+    assert run(["lint", "-f", good]) == 0
+
+
 def test_completion_scripts(capsys: pytest.CaptureFixture[str]) -> None:
     for shell in ("bash", "zsh", "fish"):
         assert run(["completion", shell]) == 0

@@ -281,7 +281,7 @@ def test_seed_story(server: ServerProcess, tmp_path: Path) -> None:
     r = server.cli("set", "image", "super-hello", "web=ghcr.io/gbaeke/super:1.0.3", "-n", ns)
     assert r.code == 1 and "has no container named 'web'" in r.err
     r = server.cli("set", "image", "super-hello", "super-hello=ghcr.io/gbaeke/super:1.0.3", "-n", ns)
-    assert r.code == 0 and r.out.strip() == "rollout 'super-hello' image updated"
+    assert r.code == 0 and r.out.strip() == 'rollout "super-hello" image updated'  # Argo's wording
     ro = server.http("GET", f"/api/rollouts/{ns}/super-hello")
     assert ro["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/gbaeke/super:1.0.3"
 

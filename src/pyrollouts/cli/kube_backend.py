@@ -342,14 +342,15 @@ class KubeBackend:
         if verb == "resume":
             return useractions.resume(rollout), f"rollout '{name}' resumed"
         if verb == "restart":
-            return useractions.restart(rollout, _rfc3339(datetime.now(UTC))), f"rollout '{name}' restarts"
+            patches = useractions.restart(rollout, _rfc3339(datetime.now(UTC)))
+            return patches, f"rollout '{name}' restarts in 0s"
         if verb == "undo":
             rss, _ = self._owned(rollout)
             return useractions.undo(rollout, rss, body.get("toRevision")), f"rollout '{name}' undo"
         if verb == "set-image":
             return (
                 useractions.set_image(rollout, str(body["container"]), str(body["image"])),
-                f"rollout '{name}' image updated",
+                f'rollout "{name}" image updated',
             )
         if verb == "set-env":
             return (

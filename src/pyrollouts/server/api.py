@@ -432,7 +432,7 @@ async def action(request: web.Request) -> web.Response:
         message = f"rollout '{name}' resumed"
     elif verb == "restart":
         patches = useractions.restart(ro, rfc3339(ctx.clock.now()))
-        message = f"rollout '{name}' restarts"
+        message = f"rollout '{name}' restarts in 0s"  # Argo's wording (no --in)
     elif verb == "undo":
         to = body.get("toRevision")
         if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 0):
@@ -449,7 +449,7 @@ async def action(request: web.Request) -> web.Response:
         if not isinstance(container, str) or not isinstance(image, str) or not container or not image:
             raise ApiError(400, 'set-image needs {"container": NAME or "*", "image": IMAGE}')
         patches = useractions.set_image(ro, container, image)
-        message = f"rollout '{name}' image updated"
+        message = f'rollout "{name}" image updated'  # Argo's wording
     else:  # set-env
         container, key, value = body.get("container"), body.get("name"), body.get("value")
         if (

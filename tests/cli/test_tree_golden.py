@@ -44,8 +44,40 @@ def test_info_roles_and_revisions_newest_first() -> None:
     rs2, rs1 = info["revisions"][0]["replicaSets"][0], info["revisions"][1]["replicaSets"][0]
     assert rs2["roles"] == ["preview"] and rs1["roles"] == ["stable", "active"]
     assert [p["hostPort"] for p in rs2["pods"]] == [41004, 41005, 41006]
+    # as Argo's plugin: one image shared by two ReplicaSets gets the union of their roles, sorted
     assert info["images"] == [
-        {"image": "ghcr.io/gbaeke/super:1.0.2", "roles": ["stable", "active", "preview"]}
+        {"image": "ghcr.io/gbaeke/super:1.0.2", "roles": ["active", "preview", "stable"]}
+    ]
+
+
+def _with_image(rs: dict, image: str) -> dict:
+    spec = dict(rs["spec"])
+    template = dict(spec["template"])
+    tspec = dict(template["spec"])
+    tspec["containers"] = [dict(c, image=image) for c in tspec["containers"]]
+    template["spec"] = tspec
+    spec["template"] = template
+    return dict(rs, spec=spec)
+
+
+def test_images_as_argo_lists_them() -> None:
+    # Argo's Images: every RS that still runs pods (roles or not), sorted by image; a single RS's
+    # roles in the order stable, active, preview; an RS without pods adds nothing.
+    ro, rss, pods, now = STATES["paused"]()
+    by_rev = {int(rs["metadata"]["annotations"]["rollout.argoproj.io/revision"]): rs for rs in rss}
+    new = _with_image(by_rev[2], "ghcr.io/gbaeke/super:1.0.3")
+    old_running = _with_image(by_rev[1], "a.example/old:1")
+    old_meta = dict(old_running["metadata"], name="super-hello-old", uid="u-old")
+    old_running = dict(old_running, metadata=old_meta)
+    old_running["metadata"]["labels"] = {"app": "super-hello", "rollouts-pod-template-hash": "old"}
+    old_running["metadata"]["annotations"] = {"rollout.argoproj.io/revision": "0"}
+    gone = dict(old_running, metadata=dict(old_running["metadata"], name="super-hello-gone", uid="u-gone"))
+    gone = dict(_with_image(gone, "z.example/gone:1"), status={"replicas": 0})
+    info = rollout_info(ro, [new, by_rev[1], old_running, gone], pods, now)
+    assert info["images"] == [
+        {"image": "a.example/old:1", "roles": []},
+        {"image": "ghcr.io/gbaeke/super:1.0.2", "roles": ["stable", "active"]},
+        {"image": "ghcr.io/gbaeke/super:1.0.3", "roles": ["preview"]},
     ]
 
 

@@ -23,7 +23,7 @@ TEMPLATE: dict[str, Any] = {
     "kind": "AnalysisTemplate",
     "metadata": {"name": "success-rate", "namespace": "default"},
     "spec": {
-        "args": [{"name": "service-name"}, {"name": "threshold", "value": "0.95"}],
+        "args": [{"name": "service-name"}, {"name": "threshold", "value": "0.95"}, {"name": "count"}],
         "metrics": [
             {
                 "name": "success-rate",
@@ -116,3 +116,15 @@ def test_an_ill_typed_field_is_refused_by_the_api_server_and_lint(
     status, body = control_plane.api.request("POST", f"{_API}/namespaces/default/analysistemplates", bad)
     assert status == 422, body
     assert "timeoutSeconds" in json.dumps(body)
+
+
+def test_a_null_list_item_is_refused_by_the_api_server_and_lint(
+    control_plane: ControlPlane, crds: None
+) -> None:
+    bad = copy.deepcopy(TEMPLATE)
+    bad["metadata"]["name"] = "null-item"
+    bad["spec"]["dryRun"] = [None]
+    (finding,) = lint_text(json.dumps(bad), "t.json")
+    assert finding.path == "spec.dryRun[0]" and "null" in finding.problem
+    status, body = control_plane.api.request("POST", f"{_API}/namespaces/default/analysistemplates", bad)
+    assert status == 422, body

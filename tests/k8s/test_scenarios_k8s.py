@@ -287,9 +287,12 @@ async def _run_one(cp: ControlPlane, path: Path, log_dir: Path, sem: asyncio.Sem
 
 @pytest.fixture(scope="module")
 def scenario_results(
-    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str | None]]:
-    """Every scenario's outcome (None: passed; else the failure), run CONCURRENCY at a time."""
+    """Every selected scenario's outcome (None: passed; else the failure), run CONCURRENCY at a
+    time. Only the scenarios this session selected run (`-k first-deploy` runs one)."""
+    selected = {item.name for item in request.session.items}
+    scenarios = [p for p in SCENARIOS if f"test_scenario[{p.stem}]" in selected]
     kube_helpers.crds_fixture(control_plane)
     added = kube_helpers.ensure_nodes(control_plane, 6)  # anti-affinity-required: more nodes than pods
     log_dir = tmp_path_factory.mktemp("scenarios")
@@ -297,13 +300,13 @@ def scenario_results(
     async def run_all() -> list[str | None]:
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=4 * CONCURRENCY))
         sem = asyncio.Semaphore(CONCURRENCY)
-        return await asyncio.gather(*(_run_one(control_plane, p, log_dir, sem) for p in SCENARIOS))
+        return await asyncio.gather(*(_run_one(control_plane, p, log_dir, sem) for p in scenarios))
 
     try:
         outcomes = asyncio.run(run_all())
     finally:
         kube_helpers.remove_nodes(control_plane, added)
-    yield {p.stem: o for p, o in zip(SCENARIOS, outcomes, strict=True)}
+    yield {p.stem: o for p, o in zip(scenarios, outcomes, strict=True)}
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])

@@ -65,7 +65,7 @@ async def http_api(cluster: LocalCluster, case: Case, base: str) -> Result | Non
     status, body = await _request(base, "POST", f"/api/rollouts/{NS}/{NAME}/{case.verb}", case.args)
     if status != 200:
         return ("error", status, body["error"])
-    assert body["message"].startswith(f"rollout '{NAME}' ")
+    assert body["message"].startswith((f"rollout '{NAME}' ", f'rollout "{NAME}" '))
     return ("ok", verbcases.outcome(await cluster.get("Rollout", NS, NAME)))
 
 

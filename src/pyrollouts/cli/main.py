@@ -1,8 +1,8 @@
 """`rollouts`: the command line, in the shape of `kubectl argo rollouts` (docs/cli.md).
 
 A thin client: every verb is one or a few calls on a ``Backend`` (the local server's HTTP API by
-default). Exit codes: 0 success, 1 an error (message on stderr), 2 bad usage, and for ``status`` 2
-also means the timeout passed.
+default). Exit codes: 0 success, 1 an error (message on stderr; for ``status`` also Degraded or
+the timeout, as Argo's plugin), 2 bad usage.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from enum import StrEnum
@@ -15,7 +16,11 @@ from .view import fetch_info, stop_watching, watch_views
 
 EXIT_REACHED = 0
 EXIT_DEGRADED = 1
-EXIT_TIMEOUT = 2
+EXIT_TIMEOUT = 1  # as Argo's plugin: every failure of `status` is exit 1
+
+#: Argo's wording (its plugin prints them as "Error: ..." on stderr).
+TIMEOUT_MESSAGE = "Rollout status watch exceeded timeout"
+DEGRADED_MESSAGE = "The rollout is in a degraded state with message: {message}"
 
 
 class Until(StrEnum):
@@ -26,6 +31,11 @@ class Until(StrEnum):
 def _line(view: dict[str, Any]) -> str:
     status, message = view.get("status") or "", view.get("message") or ""
     return f"{status} - {message}" if message else status
+
+
+def _error(text: str) -> None:
+    sys.stderr.write(f"Error: {text}\n")
+    sys.stderr.flush()
 
 
 def _verdict(view: dict[str, Any], until: Until) -> int | None:
@@ -55,7 +65,8 @@ def status(
     until: Annotated[Until, typer.Option("--until", help="The state that counts as done.")] = Until.healthy,
 ) -> None:
     """Print the rollout's status. Exit 0 when it reaches Healthy (or Paused with --until paused),
-    1 when Degraded, 2 on timeout (or, with --no-watch, when not there yet)."""
+    1 when Degraded or when the timeout passes, as Argo's plugin; with --no-watch, print once and
+    exit 0 unless Degraded."""
     limit = parse_duration(timeout)
     view = fetch_info(ctx, namespace, name)
     echo(_line(view))
@@ -63,16 +74,16 @@ def status(
     if verdict is not None:
         _finish(view, verdict)
     if not watch:
-        raise typer.Exit(EXIT_TIMEOUT)
+        raise typer.Exit(EXIT_REACHED)
     holder: dict[str, Any] = {"view": view, "at": time.monotonic(), "changed": threading.Event()}
     watch_views(ctx, namespace, name, holder)
     try:
-        _follow(holder, name, timeout, until, limit)
+        _follow(holder, until, limit)
     finally:
         stop_watching(ctx)
 
 
-def _follow(holder: dict[str, Any], name: str, timeout: str, until: Until, limit: float) -> None:
+def _follow(holder: dict[str, Any], until: Until, limit: float) -> None:
     last = _line(holder["view"])
     deadline = time.monotonic() + limit if limit > 0 else None
     while True:
@@ -91,11 +102,11 @@ def _follow(holder: dict[str, Any], name: str, timeout: str, until: Until, limit
         if verdict is not None:
             _finish(view, verdict)
         if deadline is not None and time.monotonic() >= deadline:
-            echo(f"Error: timed out after {timeout} waiting for rollout '{name}' to be {until.value}")
+            _error(TIMEOUT_MESSAGE)
             raise typer.Exit(EXIT_TIMEOUT)
 
 
 def _finish(view: dict[str, Any], verdict: int) -> None:
-    if verdict == EXIT_DEGRADED:
-        echo(f"Error: the rollout is in a degraded state with message: {view.get('message') or ''}")
+    if view.get("status") == "Degraded":
+        _error(DEGRADED_MESSAGE.format(message=view.get("message") or ""))
     raise typer.Exit(verdict)

@@ -76,15 +76,15 @@ def _progressing(ctx: Ctx, o: Outcome, new: dict[str, Any]) -> dict[str, Any]:
         return cond.make(
             prev, t, "False", names.ROLLOUT_ABORTED, f"Rollout aborted update to revision {revision}", now
         )
+    if complete:  # as Argo: a completed rollout that is paused by hand still reads available
+        message = f'ReplicaSet "{rs_name}" has successfully progressed.'
+        return cond.make(prev, t, "True", names.NEW_RS_AVAILABLE, message, now)
     if pc.paused(ctx):
         return cond.make(prev, t, "Unknown", names.ROLLOUT_PAUSED, "Rollout is paused", now)
     if pc.retrying:
         return cond.make(prev, t, "Unknown", names.ROLLOUT_RETRY, "Retrying Rollout after abort", now)
     if pc.was_paused:
         return cond.make(prev, t, "Unknown", names.ROLLOUT_RESUMED, "Rollout is resumed", now)
-    if complete:
-        message = f'ReplicaSet "{rs_name}" has successfully progressed.'
-        return cond.make(prev, t, "True", names.NEW_RS_AVAILABLE, message, now)
     if roles.new.created:
         return cond.make(prev, t, "True", names.NEW_RS_CREATED, f'Created new replica set "{rs_name}"', now)
     if o.timed_out:

@@ -21,8 +21,22 @@ from pydantic import Field
 from . import names
 from .rollout import ObjectMeta, _Wire
 
+# The phases of an AnalysisRun, a metric result and a measurement (Argo's AnalysisPhase).
+PHASE_PENDING = "Pending"
+PHASE_RUNNING = "Running"
+PHASE_SUCCESSFUL = "Successful"
+PHASE_FAILED = "Failed"
+PHASE_ERROR = "Error"
+PHASE_INCONCLUSIVE = "Inconclusive"
+#: Argo's defaults for a metric's consecutiveErrorLimit and failureLimit / inconclusiveLimit.
+DEFAULT_CONSECUTIVE_ERROR_LIMIT = 4
+DEFAULT_FAILURE_LIMIT = 0
+DEFAULT_INCONCLUSIVE_LIMIT = 0
+
 _REQUIRED: dict[str, Any] = {"x-required": True}
 _INT64: dict[str, Any] = {"x-format": "int64"}
+#: An IntOrString that Argo resolves with the run's args (count, the limits).
+_INT_OR_ARGS: dict[str, Any] = {"x-scalar": "int-or-args"}
 _META: dict[str, Any] = {"x-kube-type": "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
 
 
@@ -86,13 +100,13 @@ class Metric(_Wire):
     name: str = Field(default="", json_schema_extra=_REQUIRED)
     interval: str | None = None
     initial_delay: str | None = None
-    count: int | str | None = None
+    count: int | str | None = Field(default=None, json_schema_extra=_INT_OR_ARGS)
     success_condition: str | None = None
     failure_condition: str | None = None
-    failure_limit: int | str | None = None
-    inconclusive_limit: int | str | None = None
-    consecutive_error_limit: int | str | None = None
-    consecutive_success_limit: int | str | None = None
+    failure_limit: int | str | None = Field(default=None, json_schema_extra=_INT_OR_ARGS)
+    inconclusive_limit: int | str | None = Field(default=None, json_schema_extra=_INT_OR_ARGS)
+    consecutive_error_limit: int | str | None = Field(default=None, json_schema_extra=_INT_OR_ARGS)
+    consecutive_success_limit: int | str | None = Field(default=None, json_schema_extra=_INT_OR_ARGS)
     provider: MetricProvider = Field(default_factory=MetricProvider, json_schema_extra=_REQUIRED)
 
 

@@ -28,7 +28,9 @@ from pydantic import BaseModel
 from .analysis import ANALYSIS_KINDS
 from .rollout import Rollout
 
-ScalarKind = Literal["string", "integer", "number", "boolean", "int-or-string", "quantity", "date-time"]
+ScalarKind = Literal[
+    "string", "integer", "number", "boolean", "int-or-string", "int-or-args", "quantity", "date-time"
+]
 
 
 IntFormat = Literal["int32", "int64"]
@@ -43,7 +45,9 @@ INT_RANGES: dict[str, tuple[int, int]] = {
 
 @dataclass(frozen=True)
 class Scalar:
-    """A JSON scalar; ``int-or-string`` is Kubernetes' IntOrString, ``quantity`` a resource quantity.
+    """A JSON scalar; ``int-or-string`` is Kubernetes' IntOrString, ``quantity`` a resource quantity,
+    ``int-or-args`` an IntOrString of Argo's analysis that holds a number, a numeric string or an
+    ``{{args.name}}`` placeholder (Argo resolves it when a run starts, so "4" is fine there).
     ``format`` is the width of an integer (``integer`` and the number of an ``int-or-string``)."""
 
     kind: ScalarKind
@@ -215,6 +219,8 @@ def _pydantic_fields(cls: type[BaseModel]) -> dict[str, FieldInfo]:
             # Argo types every integer of a Rollout int32 (``x-format`` may say otherwise).
             fmt = extra.get("x-format", "int32")
             tp = _with_int_format(_from_annotation(f.annotation, cls.__name__, wire), fmt)
+            if extra.get("x-scalar") == "int-or-args" and tp == Scalar("int-or-string", "int32"):
+                tp = Scalar("int-or-args", "int32")
         minimum, maximum = extra.get("minimum"), extra.get("maximum")
         out[wire] = FieldInfo(
             name=wire,
@@ -343,7 +349,7 @@ def openapi(node: TypeNode, *, _stack: tuple[type, ...] = ()) -> dict[str, Any]:
     """A structural openAPIV3Schema for a type: every node has a type, int-or-string is marked,
     open objects preserve unknown fields, and a type nested in itself is cut off as an open object."""
     if isinstance(node, Scalar):
-        if node.kind in ("int-or-string", "quantity"):
+        if node.kind in ("int-or-string", "int-or-args", "quantity"):
             return {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}
         if node.kind == "date-time":
             return {"type": "string", "format": "date-time"}

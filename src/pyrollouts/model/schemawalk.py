@@ -100,6 +100,11 @@ class _Walker:
                 )
                 return
             for i, item in enumerate(data):
+                if item is None and not isinstance(node.item, Open):
+                    # Unlike a field, a list item cannot be "not set": the API server refuses a null
+                    # item (and a Go client would decode it as an empty object).
+                    self.report((*path, i), "the list has an empty (null) item", "remove the lone '-'")
+                    continue
                 self.value(item, node.item, (*path, i), frames)
         elif isinstance(node, MapOf):
             if not isinstance(data, dict):
@@ -171,14 +176,14 @@ class _Walker:
                     else "write true or false"
                 )
                 self.report(path, f"expected a boolean, got {_describe(data)}", fix)
-        elif kind == "int-or-string":
+        elif kind in ("int-or-string", "int-or-args"):
             if isinstance(data, bool) or not isinstance(data, int | str):
                 self.report(
                     path, f"expected an integer or a name, got {_describe(data)}", "write a number or a name"
                 )
             elif isinstance(data, int):
                 self.int_range(data, node, path)
-            elif isinstance(data, str) and re.fullmatch(r"[0-9]+", data):
+            elif kind == "int-or-string" and isinstance(data, str) and re.fullmatch(r"[0-9]+", data):
                 # Kubernetes keeps a quoted number in an IntOrString as a string: a port *name* (which
                 # must contain a letter) or a percentage (which must end in %). Either way, refused.
                 self.report(

@@ -20,7 +20,7 @@ from lightkube.models.core_v1 import PodTemplateSpec
 
 from . import names
 from .analysis import ANALYSIS_KINDS
-from .analysisrules import analysis_rules
+from .analysisrules import analysis_rules, rollout_analysis_rules
 from .findings import ERROR, WARNING, Finding, Severity, format_path
 from .parse import CLUSTER_SCOPED, Parsed
 from .rollout import Rollout
@@ -79,6 +79,7 @@ def validate(objects: Sequence[Parsed]) -> list[Finding]:
         elif o.kind in ANALYSIS_KINDS:
             analysis_rules(o.obj, report)
     _shared_service_rules(objects, out)
+    out.extend(rollout_analysis_rules(objects))
     return out
 
 

@@ -21,7 +21,6 @@ from .verbs import get_rollout
 
 Obj = dict[str, Any]
 
-ROLE_ORDER = ("stable", "active", "preview")
 
 
 def _pod_ready_counts(pod: Mapping[str, Any]) -> tuple[int, int]:
@@ -102,6 +101,16 @@ def _images(template: Mapping[str, Any]) -> list[str]:
     return [str(c.get("image", "")) for c in (template.get("spec") or {}).get("containers") or []]
 
 
+def _merge_image(image_roles: dict[str, list[str]], image: str, roles: list[str]) -> None:
+    """Argo's Images list: every ReplicaSet that runs pods adds its images (newest revision first),
+    with its roles in the order stable, active, preview; an image already listed by another
+    ReplicaSet gets the union of both, sorted by name. The list itself is sorted by image."""
+    if image not in image_roles:
+        image_roles[image] = list(roles)
+    else:
+        image_roles[image] = sorted(set(image_roles[image]) | set(roles))
+
+
 def rollout_info(
     rollout: Mapping[str, Any],
     replicasets: Sequence[Mapping[str, Any]],
@@ -144,12 +153,9 @@ def rollout_info(
         rs_spec = rs.get("spec") or {}
         rs_st = rs.get("status") or {}
         images = _images(rs_spec.get("template") or {})
-        if roles:
+        if int(rs_st.get("replicas") or 0) > 0:
             for img in images:
-                image_roles.setdefault(img, [])
-                for r in roles:
-                    if r not in image_roles[img]:
-                        image_roles[img].append(r)
+                _merge_image(image_roles, img, roles)
         rs_infos.append(
             {
                 "name": rs_name,
@@ -182,9 +188,7 @@ def rollout_info(
         "status": status.get("phase") or "Progressing",
         "message": status.get("message") or "",
         "strategy": "BlueGreen" if "blueGreen" in strategy else ("Canary" if "canary" in strategy else ""),
-        "images": [
-            {"image": img, "roles": sorted(roles, key=ROLE_ORDER.index)} for img, roles in image_roles.items()
-        ],
+        "images": [{"image": img, "roles": image_roles[img]} for img in sorted(image_roles)],
         "replicas": {
             "desired": 1 if desired is None else int(desired),
             "current": int(status.get("replicas") or 0),

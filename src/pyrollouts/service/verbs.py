@@ -83,16 +83,17 @@ def _set_env(ro: Obj, rss: Sequence[Obj], args: Mapping[str, Any], now: datetime
 
 _Patcher = Callable[[Obj, Sequence[Obj], Mapping[str, Any], datetime], list[Patch]]
 
-#: verb -> (patches, message after the rollout's name)
+#: verb -> (patches, message after the rollout's name: Argo's plugin's wording; restart has no
+#: delay of its own, so "in 0s")
 _VERBS: dict[str, tuple[_Patcher, str]] = {
     "promote": (_promote, "promoted"),
     "abort": (lambda ro, rss, a, now: useractions.abort(ro), "aborted"),
     "retry": (lambda ro, rss, a, now: useractions.retry(ro), "retried"),
     "pause": (lambda ro, rss, a, now: useractions.pause(ro), "paused"),
     "resume": (lambda ro, rss, a, now: useractions.resume(ro), "resumed"),
-    "restart": (lambda ro, rss, a, now: useractions.restart(ro, rfc3339(now)), "restarts"),
+    "restart": (lambda ro, rss, a, now: useractions.restart(ro, rfc3339(now)), "restarts in 0s"),
     "undo": (_undo, "undo"),
-    "set-image": (_set_image, "image updated"),
+    "set-image": (_set_image, "image updated"),  # worded as Argo's plugin: the name in double quotes
     "set-env": (_set_env, "env updated"),
 }
 
@@ -115,6 +116,8 @@ def plan(verb: str, rollout: Obj, replicasets: Sequence[Obj], args: Mapping[str,
         raise VerbError(409, str(exc)) from None
     if verb == "promote" and args.get("full"):
         done = "fully promoted"
+    if verb == "set-image":
+        return Plan(patches, f'rollout "{name}" {done}')
     return Plan(patches, f"rollout '{name}' {done}")
 
 

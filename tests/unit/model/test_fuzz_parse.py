@@ -316,6 +316,9 @@ def test_fuzz_parse_validate(kind: str) -> None:
 
 
 @pytest.mark.soak
+# 40,000 near-valid examples take ~4 min on an idle 2-core machine and over 15 min under load: the
+# suite's 300 s timeout fired inside hypothesis there and read as an intermittent failure.
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("kind", list(SOAK))
 def test_fuzz_parse_validate_soak(kind: str) -> None:
     strategy, check = KINDS[kind]

@@ -25,12 +25,14 @@ spec:
   - name: api-token
     valueFrom:
       secretKeyRef: {name: token, key: value}
+  - name: error-limit
+  - name: max-restarts
   metrics:
   - name: success-rate
     interval: 30s
     initialDelay: 10s
     count: 5
-    failureLimit: 2
+    failureLimit: "2"
     inconclusiveLimit: 1
     consecutiveErrorLimit: "{{args.error-limit}}"
     successCondition: len(result) == 0 || result[0] >= {{args.threshold}}
@@ -182,3 +184,129 @@ def test_analysis_crds_are_generated_from_the_model() -> None:
 def test_parse_reads_the_analysis_kinds() -> None:
     kinds = [p.kind for p in parse_manifests(TEMPLATES, "t.yaml")]
     assert kinds == ["AnalysisTemplate", "ClusterAnalysisTemplate", "AnalysisRun"]
+
+
+BAD_METRICS = """\
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: bad
+spec:
+  args: [{name: delay}, {name: count}]
+  metrics:
+  - name: a
+    count: 3
+    failureLimit: 5
+    inconclusiveLimit: -1
+    provider: {web: {url: "http://x/"}}
+  - name: a
+    interval: 5 minutes
+    initialDelay: "{{args.delay}}"
+    provider: {}
+  - name: b
+    interval: 1m30s
+    count: "{{args.count}}"
+    provider: {web: {url: "http://x/"}, prometheus: {query: up}}
+  dryRun: [{metricName: c}, {metricName: ".*"}]
+  measurementRetention: [{metricName: b, limit: 5}]
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: empty
+spec: {args: [{name: x}]}
+"""
+
+
+def test_argo_metric_rules_are_findings() -> None:
+    found = {(f.path, f.problem) for f in lint_text(BAD_METRICS, "t.yaml")}
+    assert found == {
+        ("spec.metrics[0].inconclusiveLimit", "inconclusiveLimit is -1, below 0"),
+        ("spec.metrics[0].count", "count is 3 but no interval is set"),
+        (
+            "spec.metrics[0].count",
+            "count (3) is below failureLimit (5): the limit could never be reached",
+        ),
+        ("spec.metrics[1].name", "duplicate metric name 'a' (also metrics[0])"),
+        ("spec.metrics[1].interval", "interval '5 minutes' is not a duration"),
+        ("spec.metrics[1].provider", "no provider specified"),
+        ("spec.metrics[2].provider", "a metric has one provider, this one has 2 (prometheus, web)"),
+        ("spec.dryRun[0].metricName", "dryRun[0] matches no metric ('c')"),
+        ("spec.metrics", "no metrics specified"),
+    }
+
+
+def test_a_placeholder_naming_no_declared_arg_is_a_finding() -> None:
+    text = TEMPLATES.replace("{{args.threshold}}", "{{args.treshold}}")
+    (finding,) = lint_text(text, "t.yaml")
+    assert finding.path == "spec.metrics[0]"
+    assert finding.problem == (
+        "the metric uses {{args.treshold}}, which is not an arg that spec.args declares"
+    )
+    assert finding.fix.startswith("declare it under spec.args (- name: treshold)")
+
+
+def test_a_tag_that_is_not_an_arg_is_a_finding() -> None:
+    text = TEMPLATES.replace("interval: 30s", 'interval: "{{}}"').replace(
+        "{{args.threshold}}", "{{ threshold }}"
+    )
+    (finding,) = lint_text(text, "t.yaml")
+    assert (
+        finding.problem == "the metric uses {{}}, {{threshold}}, which is not an arg that spec.args declares"
+    )
+
+
+ROLLOUT_WITH_ANALYSIS = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata:
+  name: demo
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: demo}}
+  template:
+    metadata: {labels: {app: demo}}
+    spec:
+      containers: [{name: demo, image: demo:1}]
+  strategy:
+    blueGreen:
+      activeService: demo
+      prePromotionAnalysis:
+        templates:
+        - templateName: success-rate
+        - templateName: shared
+          clusterScope: true
+        args:
+        - name: service-name
+          value: demo-preview
+        - name: error-limit
+          valueFrom: {podTemplateHashValue: Latest}
+      postPromotionAnalysis:
+        templates:
+        - templateName: missing
+---
+"""
+
+
+def test_a_rollouts_analysis_is_checked_against_the_templates_of_the_manifest() -> None:
+    text = ROLLOUT_WITH_ANALYSIS + TEMPLATES
+    findings = lint_text(text, "t.yaml")
+    assert [(f.severity, f.path, f.problem) for f in findings] == [
+        (
+            "error",
+            "spec.strategy.blueGreen.prePromotionAnalysis.args",
+            "arg 'max-restarts' of AnalysisTemplate 'success-rate' has no value and the Rollout "
+            "never supplies it",
+        ),
+        (
+            "warning",
+            "spec.strategy.blueGreen.postPromotionAnalysis.templates[0].templateName",
+            "AnalysisTemplate 'missing' is not in this manifest",
+        ),
+    ]
+    assert findings[0].line == text.splitlines().index("        args:") + 1
+    assert findings[0].fix.startswith("add it: args: [{name: max-restarts, value: ...}]")
+
+
+def test_a_rollout_alone_is_not_told_about_templates_it_cannot_see() -> None:
+    assert [f for f in lint_text(ROLLOUT_WITH_ANALYSIS, "t.yaml") if "Template" in f.problem] == []

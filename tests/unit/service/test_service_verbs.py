@@ -26,7 +26,7 @@ def test_plan_of_every_case(case: verbcases.Case) -> None:
         assert (refused.value.code, refused.value.message) == case.error
         return
     p = plan(case.verb, ro, rss, case.args, verbcases.NOW)
-    assert p.patches and p.message.startswith("rollout 'web' ")
+    assert p.patches and p.message.startswith(("rollout 'web' ", 'rollout "web" '))
 
 
 def test_messages_and_restart_time() -> None:
@@ -34,7 +34,9 @@ def test_messages_and_restart_time() -> None:
     assert plan("promote", ro, rss, {"full": True}, verbcases.NOW).message == "rollout 'web' fully promoted"
     restart = plan("restart", ro, rss, {}, verbcases.NOW)
     assert restart.patches[0].body == {"spec": {"restartAt": "2026-01-02T03:04:05Z"}}
-    assert restart.message == "rollout 'web' restarts"
+    assert restart.message == "rollout 'web' restarts in 0s"  # Argo's plugin's wording
+    image = plan("set-image", ro, rss, {"container": "app", "image": "app:3"}, verbcases.NOW)
+    assert image.message == 'rollout "web" image updated'
 
 
 @pytest.mark.parametrize(

@@ -332,7 +332,7 @@ def record_event(
     """Store a Kubernetes Event about an object (errors are logged, never raised: an event must
     not stop the work it describes)."""
     meta = obj.get("metadata") or {}
-    now = now_rfc3339()
+    now = now_rfc3339(store.clock)
     try:
         store.create(
             "Event",

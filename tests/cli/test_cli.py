@@ -179,6 +179,39 @@ def test_usage_errors_exit_2(server: ServerProcess) -> None:
 # the seed's story, verb by verb
 
 
+def _pod_names(server: ServerProcess, ns: str) -> set[str]:
+    info = server.info(ns, "super-hello")
+    return {p["name"] for rev in info["revisions"] for rs in rev["replicaSets"] for p in rs["pods"]}
+
+
+def test_restart_after_the_test_clock_moved_replaces_each_pod_once(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """The store stamps creationTimestamp with the server's clock: with the test clock moved 40 s
+    ahead, a restart (restartAt from that clock) replaces each pod once. Before, every pod created in
+    the next 40 s of real time was "created before" restartAt and was replaced again, which made
+    test_seed_story's last steps lose their pods under load."""
+    ns = "cli-restart-clock"
+    text, _prod, _preview = seed_manifest(ns, replicas=2)
+    assert server.cli("create", "-f", write(tmp_path, "r.yaml", text)).code == 0
+    assert server.cli("status", "super-hello", "-n", ns, "-t", "120s").code == 0
+    before = server.wait_for("two pods", lambda: n if len(n := _pod_names(server, ns)) == 2 else None)
+    server.http("POST", "/api/debug/clock", {"advance": 40})
+    assert server.cli("restart", "super-hello", "-n", ns).code == 0
+    restart_at = server.http("GET", f"/api/rollouts/{ns}/super-hello")["spec"]["restartAt"]
+    seen: set[str] = set()
+
+    def restarted() -> bool:
+        seen.update(_pod_names(server, ns))
+        ro = server.http("GET", f"/api/rollouts/{ns}/super-hello")
+        return ro.get("status", {}).get("restartedAt") == restart_at
+
+    server.wait_for("the restart to finish", restarted, timeout=180)
+    now = _pod_names(server, ns)
+    assert not now & before, (before, now)
+    assert len(seen - before) == 2, sorted(seen - before)
+
+
 def test_seed_story(server: ServerProcess, tmp_path: Path) -> None:
     ns = "cli-story"
     text, prod, preview = seed_manifest(ns)

@@ -168,6 +168,7 @@ class LocalServer:
                 ", ".join(tightened[:5]) + (", ..." if len(tightened) > 5 else ""),
             )
         self.runtime = LocalRuntime(self.state_dir, image_map=self.image_map, **self.runtime_options)
+        self.runtime.store.clock = self.clock.now  # one clock for timestamps and the controller
         if self.log_policy is not None:
             self.runtime.supervisor.logfiles.policy = self.log_policy
         self.runtime.lock()  # a second server on this state dir stops here, before it listens

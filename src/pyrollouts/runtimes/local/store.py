@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,9 +58,14 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
-def now_rfc3339() -> str:
-    """The current time as the API server writes timestamps (RFC 3339, seconds, UTC)."""
-    return rfc3339(datetime.now(UTC))
+def utc_now() -> datetime:
+    """The real UTC clock (a Store's default clock)."""
+    return datetime.now(UTC)
+
+
+def now_rfc3339(clock: Callable[[], datetime] = utc_now) -> str:
+    """The time as the API server writes timestamps (RFC 3339, seconds, UTC)."""
+    return rfc3339(clock())
 
 
 def random_suffix(n: int = 5) -> str:
@@ -145,6 +150,10 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.event_cap = event_cap
+        #: The clock of creationTimestamps and Events. The server sets its controller's clock here,
+        #: so that a test clock moved forward (POST /api/debug/clock) moves them too: a restartAt
+        #: taken from that clock must not find every new pod "created before" it.
+        self.clock: Callable[[], datetime] = utc_now
         self._lock = threading.RLock()
         # Weak: a watch its consumer dropped (a cancelled task) stops receiving and is freed.
         self._subs: weakref.WeakSet[Subscription] = weakref.WeakSet()
@@ -423,7 +432,7 @@ class Store:
         meta = obj["metadata"]
         rv = self._next_rv()
         meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = now_rfc3339()
+        meta["creationTimestamp"] = now_rfc3339(self.clock)
         meta["resourceVersion"] = str(rv)
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(k, None)

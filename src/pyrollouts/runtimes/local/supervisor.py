@@ -334,7 +334,7 @@ def record_event(
     """Store a Kubernetes Event about an object (errors are logged, never raised: an event must
     not stop the work it describes)."""
     meta = obj.get("metadata") or {}
-    now = datetime.now(UTC)
+    now = store.clock()
     ev = event(obj, type_, reason, message, component=component, now=now, name_suffix=random_suffix(10))
     try:
         store.create("Event", ev)

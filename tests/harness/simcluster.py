@@ -27,11 +27,12 @@ from typing import Any, TypeVar
 from harness.support import owned_replicasets
 from pyrollouts.controller.apply import ReplicaSetNameTaken, apply_plan
 from pyrollouts.controller.clock import Clock
-from pyrollouts.controller.observe import gather, owned_by
+from pyrollouts.controller.observe import gather
 from pyrollouts.engine import plan as engine_plan
 from pyrollouts.engine import types as a
 from pyrollouts.model import names
 from pyrollouts.model.cluster import Conflict, Invalid, NotFound, Obj, WatchEvent
+from pyrollouts.model.owners import owned_by_uid
 from pyrollouts.model.rollout import Rollout
 from pyrollouts.model.timefmt import rfc3339
 from pyrollouts.model.useractions import apply_merge_patch, merge_patch_to
@@ -457,7 +458,7 @@ class SimCluster:
         obj = self._stored(kind, namespace, name)
         if kind == "ReplicaSet":
             del self.replicasets[name]
-            for pod_name in [n for n, p in self.pods.items() if owned_by(p, obj["metadata"]["uid"])]:
+            for pod_name in [n for n, p in self.pods.items() if owned_by_uid(p, obj["metadata"]["uid"])]:
                 self._delete_pod(pod_name)
         elif kind == "Pod":
             self._delete_pod(name)

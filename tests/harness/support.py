@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from pyrollouts.controller.observe import owned_by
+from pyrollouts.model.owners import owned_by_uid
 
 Obj = dict[str, Any]
 T = TypeVar("T")
@@ -65,4 +65,4 @@ async def wait_until_async(
 def owned_replicasets(rollout: Obj, replicasets: Iterable[Obj]) -> list[Obj]:
     """The Rollout's own ReplicaSets among these (by ownerReferences uid), by name."""
     uid = str(rollout.get("metadata", {}).get("uid", ""))
-    return sorted((rs for rs in replicasets if owned_by(rs, uid)), key=lambda rs: rs["metadata"]["name"])
+    return sorted((rs for rs in replicasets if owned_by_uid(rs, uid)), key=lambda rs: rs["metadata"]["name"])

@@ -17,39 +17,19 @@ from typing import Any
 from ..engine import types as a
 from ..model import names
 from ..model.cluster import Cluster, Conflict, Invalid, NotFound, Obj
+from ..model.events import event
+from ..model.owners import owned_by_uid
 from ..model.useractions import merge_patch_to
 from .clock import Clock, rfc3339
 from .faults import kill_point
-from .observe import owned_by
 
 
 def _event(rollout: Obj, ev: a.EmitEvent, clock: Clock) -> Obj:
-    meta = rollout.get("metadata", {})
-    now = rfc3339(clock.now())
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {
-            "name": f"{meta.get('name')}.{uuid.uuid4().hex[:16]}",
-            "namespace": meta.get("namespace", "default"),
-        },
-        "involvedObject": {
-            "apiVersion": names.API_VERSION,
-            "kind": "Rollout",
-            "name": meta.get("name"),
-            "namespace": meta.get("namespace", "default"),
-            "uid": meta.get("uid"),
-            "resourceVersion": meta.get("resourceVersion"),
-        },
-        "reason": ev.reason,
-        "message": ev.message,
-        "type": ev.type,
-        "count": 1,
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "source": {"component": "rollouts-controller"},
-        "reportingComponent": "rollouts-controller",
-    }
+    about = {**rollout, "apiVersion": names.API_VERSION, "kind": "Rollout"}
+    return event(
+        about, ev.type, ev.reason, ev.message,
+        component="rollouts-controller", now=clock.now(), name_suffix=uuid.uuid4().hex[:16],
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -217,7 +197,7 @@ async def _owned_by_rollout(cluster: Cluster, ns: str, name: str, rollout: Obj) 
         existing = await cluster.get("ReplicaSet", ns, name)
     except NotFound:
         return None
-    return owned_by(existing, str(rollout.get("metadata", {}).get("uid", "")))
+    return owned_by_uid(existing, str(rollout.get("metadata", {}).get("uid", "")))
 
 
 class ReplicaSetNameTaken(Exception):

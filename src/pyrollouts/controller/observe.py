@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from ..engine.types import Observed, PodState, ReplicaSetState, ServiceState
 from ..model import names
 from ..model.cluster import Cluster, NotFound, Obj
-
-
-def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
-    """True when one of the object's ownerReferences names this uid."""
-    return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
+from ..model.owners import owned_by_uid
 
 
 def replicaset_state(rs: Obj) -> ReplicaSetState:
@@ -90,14 +85,14 @@ def _replicasets(
     """(the ReplicaSets the Rollout owns, those named like its own that it does not own)."""
     meta = rollout.get("metadata", {})
     uid = meta.get("uid", "")
-    owned = tuple(replicaset_state(rs) for rs in all_rs if owned_by(rs, uid))
+    owned = tuple(replicaset_state(rs) for rs in all_rs if owned_by_uid(rs, uid))
     # Not ours but named like ours: one of them may hold the name our next RS would get (a hash
     # collision, which the engine steps around with status.collisionCount).
     prefix = f"{meta.get('name', '')}-"
     foreign = tuple(
         replicaset_state(rs)
         for rs in all_rs
-        if not owned_by(rs, uid) and str(rs.get("metadata", {}).get("name", "")).startswith(prefix)
+        if not owned_by_uid(rs, uid) and str(rs.get("metadata", {}).get("name", "")).startswith(prefix)
     )
     return owned, foreign
 

@@ -23,6 +23,12 @@ def owned_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
     return False
 
 
+def owned_by_uid(obj: Mapping[str, Any], uid: str) -> bool:
+    """Whether one of ``obj``'s ownerReferences names this uid: the controller's strict check (it
+    adopts and scales only what it created, never a reference written by hand)."""
+    return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
 def owned(objs: Iterable[Mapping[str, Any]], owner: Mapping[str, Any]) -> list[Any]:
     """The objects ``owner`` owns, in their order."""
     return [o for o in objs if owned_by(o, owner)]

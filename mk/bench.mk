@@ -9,6 +9,7 @@ bench: install
 	  (apt-get update -qq && apt-get install -y -qq nginx-light haproxy) >/dev/null; \
 	  (service haproxy stop || true) >/dev/null 2>&1; }
 	$(BIN)/python bench/proxy_bench.py --seconds 5 --connections 1,32,256 --switches 100 --out docs
+	$(BIN)/python bench/switch_bench.py --switches 100
 
 # Long runs that do not belong in `make test`: the tests marked soak (large counts), then the proxy
 # switch and kill-point tests under load, many times.

@@ -45,9 +45,21 @@ EVENT = Kind("Event", "", "v1", "events", ("ev",))
 NAMESPACE = Kind("Namespace", "", "v1", "namespaces", ("ns",), namespaced=False)
 
 #: kind name -> Kind, for every kind the object model stores (a Deployment is stored only as a
-#: Rollout's spec.workloadRef; the analysis kinds are read from manifests and not stored yet).
+#: Rollout's spec.workloadRef; the analysis kinds are stored, and nothing runs an AnalysisRun yet).
 KINDS: dict[str, Kind] = {
-    k.name: k for k in (ROLLOUT, REPLICASET, DEPLOYMENT, POD, SERVICE, EVENT, NAMESPACE)
+    k.name: k
+    for k in (
+        ROLLOUT,
+        REPLICASET,
+        DEPLOYMENT,
+        POD,
+        SERVICE,
+        EVENT,
+        NAMESPACE,
+        ANALYSIS_TEMPLATE,
+        CLUSTER_ANALYSIS_TEMPLATE,
+        ANALYSIS_RUN,
+    )
 }
 
 #: The kinds clients name (the CLI's kind arguments, the HTTP API's URLs), in listing order.

@@ -2,8 +2,8 @@
 
 Kinds read: Rollout (argoproj.io/v1alpha1), Service (v1), Namespace (v1), Deployment (apps/v1:
 stored only, as the pod template a Rollout's spec.workloadRef names; never run), and the analysis
-kinds AnalysisTemplate, ClusterAnalysisTemplate and AnalysisRun (argoproj.io/v1alpha1: linted, not
-acted on yet). Any other kind is a finding.
+kinds AnalysisTemplate, ClusterAnalysisTemplate and AnalysisRun (argoproj.io/v1alpha1: linted, and
+stored by the local runtime; nothing runs an AnalysisRun yet). Any other kind is a finding.
 
 Defaults are applied only where the API server applies them when an object is stored: the
 namespace of namespaced objects, and a Service's type, session affinity, port protocol and target
@@ -26,9 +26,10 @@ from .yamlsafe import FieldPath, LineMap, load_documents, read_text
 
 #: kind -> the apiVersion this project reads it in.
 SUPPORTED_KINDS: dict[str, str] = {
-    k.name: k.api_version for k in kinds.MANIFEST_KINDS  # a Deployment: stored, never run
+    k.name: k.api_version
+    for k in kinds.MANIFEST_KINDS  # a Deployment: stored, never run
 }
-#: Kinds that are read but not acted on (yet).
+#: Kinds that the local runtime stores and nothing acts on yet; the CLI's Kubernetes path skips them.
 KEPT_KINDS = frozenset(
     k.name for k in (kinds.ANALYSIS_TEMPLATE, kinds.CLUSTER_ANALYSIS_TEMPLATE, kinds.ANALYSIS_RUN)
 )

@@ -33,8 +33,9 @@ CONTROLLER_ANNOTATIONS = {
     names.EPHEMERAL_METADATA_ANNOTATION,
 }
 
-#: Creation order: what others refer to first (a Rollout finds its Services on its first reconcile).
-_ORDER = {"Namespace": 0, "Service": 1, "Rollout": 3}
+#: Creation order: what others refer to first (a Rollout finds its Services and its analysis
+#: templates on its first reconcile).
+_ORDER = {"Namespace": 0, "Service": 1, "AnalysisTemplate": 2, "ClusterAnalysisTemplate": 2, "Rollout": 3}
 
 
 class ApplyRefused(Exception):
@@ -67,30 +68,11 @@ def finding_json(f: Finding) -> dict[str, Any]:
 
 
 def check_text(text: str, source: str, namespace: str) -> tuple[list[Obj], list[dict[str, Any]]]:
-    """The objects of a manifest text (namespace filled in) and every lint finding about it.
-    Kinds that are read but not acted on yet (the analysis kinds) are left out with a warning."""
+    """The objects of a manifest text (namespace filled in) and every lint finding about it."""
     from ..model.lint import check_manifests
-    from ..model.parse import KEPT_KINDS
 
     parsed, findings = check_manifests(text, source, default_namespace=namespace)
-    out = [finding_json(f) for f in findings]
-    objects: list[Obj] = []
-    for p in parsed:
-        if p.kind in KEPT_KINDS:
-            out.append(
-                {
-                    "severity": "warning",
-                    "file": source,
-                    "line": p.line(()),
-                    "path": "",
-                    "problem": f"{p.kind} '{p.name}' is not acted on yet",
-                    "fix": "",
-                    "text": f"{source}:{p.line(())}: {p.kind} '{p.name}' is not acted on yet; skipped",
-                }
-            )
-            continue
-        objects.append(copy.deepcopy(p.obj))
-    return objects, out
+    return [copy.deepcopy(p.obj) for p in parsed], [finding_json(f) for f in findings]
 
 
 def findings_for_objects(objects: Sequence[Obj], namespace: str) -> list[dict[str, Any]]:

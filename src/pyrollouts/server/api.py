@@ -186,9 +186,7 @@ async def _auth_middleware(request: web.Request, handler: Any) -> web.StreamResp
     (not checked when the bearer token came with it: no page can add that header) and a JSON body."""
     ctx = request.app[CTX_KEY]
     if ctx.host_check:
-        problem = guard.host_problem(request)
-        if problem is None and ctx.token is None:
-            problem = guard.peer_problem(request)
+        problem = guard.loopback_problem(request, ctx.token)
         if problem is not None:
             raise JsonError(403, problem)
     authorized = False

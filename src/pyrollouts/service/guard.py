@@ -223,6 +223,16 @@ def peer_problem(request: web.Request) -> str | None:
     )
 
 
+def loopback_problem(request: web.Request, token: str | None) -> str | None:
+    """Why a server that answers loopback clients refuses this request: a Host that is not a
+    loopback name with its port (DNS rebinding), or, when the server has no token, a connection
+    from another user of the machine (None: neither)."""
+    problem = host_problem(request)
+    if problem is None and token is None:
+        problem = peer_problem(request)
+    return problem
+
+
 def same_origin(origin: str, request: web.Request) -> bool:
     """Whether ``origin`` is the origin of the address the request was sent to (scheme, host
     and port, as the browser puts them in Origin)."""

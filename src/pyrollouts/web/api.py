@@ -112,7 +112,7 @@ def check_write(request: web.Request) -> None:
             "actions need an Origin header naming this server (sent by the dashboard page) "
             "or 'Authorization: Bearer <token>'",
         )
-    refused = guard.write_problem(request, check_origin=not by_token)
+    refused = guard.write_problem(request, ctx.token)
     if refused is not None:
         raise VerbError(*refused)
 

@@ -92,8 +92,7 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
             return error_response(403, problem)
     if ctx.token is not None and request.path.startswith("/api/") and not bearer_ok(request, ctx.token):
         return error_response(401, "this dashboard needs a token: send 'Authorization: Bearer <token>'")
-    by_token = guard.bearer_matches(request, ctx.token)
-    refused = guard.write_problem(request, check_origin=not by_token)
+    refused = guard.write_problem(request, ctx.token)
     if refused is not None:
         return error_response(*refused)
     resp: web.StreamResponse = await handler(request)

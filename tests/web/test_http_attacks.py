@@ -453,10 +453,12 @@ async def _standalone(tmp_path: Path, *, host_check: bool, token: str | None) ->
     from pyrollouts.runtimes.local.cluster import LocalCluster
     from pyrollouts.runtimes.local.store import Store
     from pyrollouts.service.info import rollout_info
-    from pyrollouts.web import make_dashboard_app
+    from pyrollouts.web import dashboard_context, make_dashboard_app
 
     cluster = LocalCluster(Store(tmp_path / "state.db"))
-    app = make_dashboard_app(cluster, clock=Clock(), info=rollout_info, token=token, host_check=host_check)
+    app = make_dashboard_app(
+        dashboard_context(cluster, clock=Clock(), info=rollout_info, token=token), host_check=host_check
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()

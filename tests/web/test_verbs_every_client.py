@@ -24,7 +24,7 @@ from pyrollouts.runtimes.local.store import Store
 from pyrollouts.server.api import make_app
 from pyrollouts.service.info import rollout_info
 from pyrollouts.service.verbs import VERBS, VerbError
-from pyrollouts.web import dashboard_routes
+from pyrollouts.web import dashboard_context, dashboard_routes
 
 NS = "verbs"
 TOKEN = "every-client-token"
@@ -117,7 +117,9 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[[Case, str], Coroutine
             clock=clock,
             token=TOKEN,
             host_check=False,
-            extra_routes=dashboard_routes(cluster, clock=clock, info=rollout_info, token=TOKEN),
+            extra_routes=dashboard_routes(
+                dashboard_context(cluster, clock=clock, info=rollout_info, token=TOKEN)
+            ),
         )
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()

@@ -25,7 +25,6 @@ DEFAULT_SERVER = "http://127.0.0.1:7390"
 Obj = dict[str, Any]
 
 
-
 def kind_of(word: str) -> kinds.Kind:
     """The kind the user named (``ro``, ``rollout``, ``rollouts``...); CliError listing them."""
     kind = kinds.client_kind(word)
@@ -38,6 +37,18 @@ def kind_of(word: str) -> kinds.Kind:
 def plural_of(word: str) -> str:
     """The API's plural for a kind the user named."""
     return kind_of(word).plural
+
+
+@dataclass(frozen=True)
+class LogRequest:
+    """Which log of a pod ``Backend.logs`` reads: ``container`` (None: the only one), ``follow``
+    (keep streaming), ``tail`` (the last lines only, None: all), ``previous`` (the run before the
+    last restart)."""
+
+    container: str | None
+    follow: bool
+    tail: int | None
+    previous: bool = False
 
 
 class CliError(Exception):
@@ -96,16 +107,7 @@ class Backend(Protocol):
 
     def watch_info(self, namespace: str, name: str) -> Iterator[Obj]: ...
 
-    def logs(
-        self,
-        namespace: str,
-        pod: str,
-        *,
-        container: str | None,
-        follow: bool,
-        tail: int | None,
-        previous: bool = False,
-    ) -> Iterator[bytes]: ...
+    def logs(self, namespace: str, pod: str, want: LogRequest) -> Iterator[bytes]: ...
 
 
 @dataclass
@@ -252,27 +254,18 @@ class HttpBackend:
             elif event == "deleted":
                 raise CliError(f"rollout '{name}' was deleted from namespace '{namespace}'")
 
-    def logs(
-        self,
-        namespace: str,
-        pod: str,
-        *,
-        container: str | None,
-        follow: bool,
-        tail: int | None,
-        previous: bool = False,
-    ) -> Iterator[bytes]:
+    def logs(self, namespace: str, pod: str, want: LogRequest) -> Iterator[bytes]:
         conn, resp = self._open(
             "GET",
             f"/api/pods/{quote(namespace)}/{quote(pod)}/logs",
             None,
             {
-                "container": container,
-                "follow": "1" if follow else None,
-                "tail": tail,
-                "previous": "1" if previous else None,
+                "container": want.container,
+                "follow": "1" if want.follow else None,
+                "tail": want.tail,
+                "previous": "1" if want.previous else None,
             },
-            None if follow else self.timeout,
+            None if want.follow else self.timeout,
         )
         try:
             while True:

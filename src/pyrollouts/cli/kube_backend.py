@@ -29,7 +29,7 @@ from ..model.timefmt import rfc3339
 from ..runtimes.kubernetes.cluster import load_config
 from ..runtimes.kubernetes.resources import NAMESPACED, RESOURCES
 from ..service import verbs
-from .client import ApiError, CliError, Obj, kind_of
+from .client import ApiError, CliError, LogRequest, Obj, kind_of
 
 FIELD_MANAGER = "kubectl-rollouts"
 
@@ -175,22 +175,18 @@ class KubeBackend:
         finally:
             stop.set()
 
-    def logs(
-        self,
-        namespace: str,
-        pod: str,
-        *,
-        container: str | None,
-        follow: bool,
-        tail: int | None,
-        previous: bool = False,
-    ) -> Iterator[bytes]:
+    def logs(self, namespace: str, pod: str, want: LogRequest) -> Iterator[bytes]:
         """A pod's log, as the kubelet serves it (kwok's fake pods have none)."""
-        if previous:
+        if want.previous:
             raise CliError("--previous works with the local server only; use `kubectl logs --previous`")
         try:
             for line in self.client.log(
-                pod, namespace=namespace, container=container, follow=follow, tail_lines=tail, newlines=True
+                pod,
+                namespace=namespace,
+                container=want.container,
+                follow=want.follow,
+                tail_lines=want.tail,
+                newlines=True,
             ):
                 yield line.encode()
         except KubeApiError as exc:

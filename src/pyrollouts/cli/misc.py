@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from .client import ApiError, CliError, ServerUnreachable
+from .client import ApiError, CliError, LogRequest, ServerUnreachable
 from .common import Namespace, echo, state
 
 
@@ -60,7 +60,9 @@ def logs(
         chunks = (
             state(ctx)
             .backend()
-            .logs(namespace, pod, container=container, follow=follow, tail=tail, previous=previous)
+            .logs(
+                namespace, pod, LogRequest(container=container, follow=follow, tail=tail, previous=previous)
+            )
         )
         for chunk in chunks:
             sys.stdout.buffer.write(chunk)
@@ -112,24 +114,28 @@ def server(
     ] = 100,
 ) -> None:
     """Run the local runtime: store, controller, pods as processes, the proxy and the API."""
-    from ..daemons.local_server import ServerError, serve
+    from ..daemons.local_server import LocalServer, ServerError, serve
     from ..runtimes.local.logfiles import LogPolicy, parse_size
 
     try:
         log_policy = LogPolicy(max_size=parse_size(log_max_size, "--log-max-size"), max_files=log_max_files)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    try:
-        serve(
-            state_dir,
+
+    def build(state: Path) -> LocalServer:
+        return LocalServer(
+            state,
             listen,
             token_file=token_file,
             image_map=image_map,
             test_clock=test_clock,
             proxy_bind=proxy_bind,
             log_policy=log_policy,
-            max_replicas=max_replicas,
+            runtime_options={"max_replicas": max_replicas},
         )
+
+    try:
+        serve(state_dir, build)
     except ServerError as exc:
         raise CliError(str(exc)) from None
 

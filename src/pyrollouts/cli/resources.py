@@ -64,20 +64,16 @@ def _apply(ctx: typer.Context, files: list[str], namespace: str, create_only: bo
             echo(f"{kind_display(r['kind'])}/{r['name']} {r['result']}")
 
 
-def apply(
-    ctx: typer.Context,
-    filename: Annotated[list[str], typer.Option("--filename", "-f", help="Manifest file(s); '-' for stdin.")],
-    namespace: Namespace = "default",
-) -> None:
+#: The manifests ``apply`` and ``create`` read.
+Filenames = Annotated[list[str], typer.Option("--filename", "-f", help="Manifest file(s); '-' for stdin.")]
+
+
+def apply(ctx: typer.Context, filename: Filenames, namespace: Namespace = "default") -> None:
     """Create or update every object of a manifest (all or nothing)."""
     _apply(ctx, filename, namespace, create_only=False)
 
 
-def create(
-    ctx: typer.Context,
-    filename: Annotated[list[str], typer.Option("--filename", "-f", help="Manifest file(s); '-' for stdin.")],
-    namespace: Namespace = "default",
-) -> None:
+def create(ctx: typer.Context, filename: Filenames, namespace: Namespace = "default") -> None:
     """Create every object of a manifest; refuse if any already exists."""
     _apply(ctx, filename, namespace, create_only=True)
 

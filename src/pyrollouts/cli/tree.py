@@ -136,55 +136,42 @@ def _pod_info(pod: Mapping[str, Any]) -> str:
     return ",".join(parts)
 
 
-def tree_rows(info: Mapping[str, Any], now: datetime) -> list[tuple[str, str, str, str, str]]:
+Row = tuple[str, str, str, str, str]
+
+
+def _row(name: str, kind: str, obj: Mapping[str, Any], now: datetime, info: str) -> Row:
+    """The line of ``obj`` (Rollout, ReplicaSet or Pod): NAME with its prefix, KIND, STATUS, AGE, INFO."""
+    return (
+        name,
+        kind,
+        status_cell(str(obj.get("status") or "")),
+        age(obj.get("creationTimestamp"), now),
+        info,
+    )
+
+
+def _branch(last: bool) -> str:
+    return "└──" if last else "├──"
+
+
+def tree_rows(info: Mapping[str, Any], now: datetime) -> list[Row]:
     """The tree as rows of (NAME with its tree prefix, KIND, STATUS, AGE, INFO)."""
-    rows: list[tuple[str, str, str, str, str]] = [
-        (
-            f"{ICON_ROLLOUT} {info.get('name', '')}",
-            "Rollout",
-            status_cell(str(info.get("status") or "")),
-            age(info.get("creationTimestamp"), now),
-            "",
-        )
-    ]
+    rows: list[Row] = [_row(f"{ICON_ROLLOUT} {info.get('name', '')}", "Rollout", info, now, "")]
     revisions: Sequence[Mapping[str, Any]] = info.get("revisions") or []
     for ri, rev in enumerate(revisions):
         last_rev = ri == len(revisions) - 1
-        rows.append(
-            (
-                ("└──" if last_rev else "├──") + f"{ICON_REVISION} revision:{rev.get('revision')}",
-                "",
-                "",
-                "",
-                "",
-            )
-        )
+        rows.append((_branch(last_rev) + f"{ICON_REVISION} revision:{rev.get('revision')}", "", "", "", ""))
         rev_pad = "   " if last_rev else "│  "
         rss: Sequence[Mapping[str, Any]] = rev.get("replicaSets") or []
         for si, rs in enumerate(rss):
             last_rs = si == len(rss) - 1
-            rows.append(
-                (
-                    rev_pad + ("└──" if last_rs else "├──") + f"{ICON_REPLICASET} {rs.get('name', '')}",
-                    "ReplicaSet",
-                    status_cell(str(rs.get("status") or "")),
-                    age(rs.get("creationTimestamp"), now),
-                    _rs_info(rs, now),
-                )
-            )
+            label = rev_pad + _branch(last_rs) + f"{ICON_REPLICASET} {rs.get('name', '')}"
+            rows.append(_row(label, "ReplicaSet", rs, now, _rs_info(rs, now)))
             rs_pad = rev_pad + ("   " if last_rs else "│  ")
             pods: Sequence[Mapping[str, Any]] = rs.get("pods") or []
             for pi, pod in enumerate(pods):
-                last_pod = pi == len(pods) - 1
-                rows.append(
-                    (
-                        rs_pad + ("└──" if last_pod else "├──") + f"{ICON_POD} {pod.get('name', '')}",
-                        "Pod",
-                        status_cell(str(pod.get("status") or "")),
-                        age(pod.get("creationTimestamp"), now),
-                        _pod_info(pod),
-                    )
-                )
+                label = rs_pad + _branch(pi == len(pods) - 1) + f"{ICON_POD} {pod.get('name', '')}"
+                rows.append(_row(label, "Pod", pod, now, _pod_info(pod)))
     return rows
 
 

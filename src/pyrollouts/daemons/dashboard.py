@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ..web import check_bind, is_loopback, make_dashboard_app
+from ..web import check_bind, dashboard_context, is_loopback, make_dashboard_app
 from ..web.relay import make_relay_app
 
 
@@ -78,7 +78,7 @@ async def _kube_app(
             ["check that the kubeconfig's user may list and watch Rollouts, ReplicaSets, Services and Pods"],
         ) from None
     namespace = scope or str(getattr(config, "namespace", None) or "default")
-    app = make_dashboard_app(
+    context = dashboard_context(
         cluster,
         clock=Clock(),
         info=rollout_info,
@@ -86,6 +86,9 @@ async def _kube_app(
         runtime="kubernetes",
         namespace=namespace,
         scoped=scope is not None,
+    )
+    app = make_dashboard_app(
+        context,
         # On loopback only loopback Hosts are answered (DNS rebinding); beyond it the token
         # (required by check_bind) protects the dashboard instead.
         host_check=host_check,

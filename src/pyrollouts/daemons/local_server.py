@@ -20,6 +20,7 @@ import os
 import signal
 import stat
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -245,10 +246,12 @@ class LocalServer:
     def _extra_routes(self, clock: ControllerClock) -> Any:
         """The shutdown route, and the dashboard with Argo's /api/v1 (web/)."""
         from ..service.info import rollout_info
-        from ..web import dashboard_routes
+        from ..web import dashboard_context, dashboard_routes
 
         dashboard = dashboard_routes(
-            self.client_cluster, clock=clock, info=rollout_info, proxy=self.proxy, token=self.token
+            dashboard_context(
+                self.client_cluster, clock=clock, info=rollout_info, proxy=self.proxy, token=self.token
+            )
         )
 
         def install(app: web.Application) -> None:
@@ -299,18 +302,10 @@ def default_state_dir() -> Path:
     return Path(user_state_dir("pyrollouts"))
 
 
-def serve(
-    state_dir: Path | None = None,
-    listen: str = "127.0.0.1:7390",
-    *,
-    token_file: Path | None = None,
-    image_map: Path | None = None,
-    test_clock: bool = False,
-    proxy_bind: str = "127.0.0.1",
-    log_policy: Any = None,
-    max_replicas: int | None = None,
-) -> None:
-    """Run a local server until SIGTERM/SIGINT (or POST /api/shutdown)."""
+def serve(state_dir: Path | None, build: Callable[[Path], LocalServer]) -> None:
+    """Run the local server ``build`` makes over the state directory (``state_dir``, or the user's
+    default) until SIGTERM/SIGINT (or POST /api/shutdown). ``build`` runs once logging is set up,
+    inside the event loop."""
     state = Path(state_dir) if state_dir else default_state_dir()
     os.umask(PRIVATE_UMASK)  # before server.log exists
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -321,16 +316,7 @@ def serve(
     )
 
     async def main() -> None:
-        server = LocalServer(
-            state,
-            listen,
-            token_file=token_file,
-            image_map=image_map,
-            test_clock=test_clock,
-            proxy_bind=proxy_bind,
-            log_policy=log_policy,
-            runtime_options={} if max_replicas is None else {"max_replicas": max_replicas},
-        )
+        server = build(state)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, server.stopped.set)

@@ -110,99 +110,73 @@ def parse_collect(
         lines = doc.lines
         data = doc.data
 
-        def where(path: FieldPath, _lines: LineMap = lines) -> int:
-            return _lines.line(path)
+        def refuse(at: FieldPath | None, field: str, problem: str, fix: str, _lines: LineMap = lines) -> None:
+            # One finding about this document: at the field ``at`` (None: the document's start).
+            line = _lines.start if at is None else _lines.line(at)
+            findings.append(Finding(source, line, field, ERROR, problem, fix))
 
         if not isinstance(data, dict):
-            findings.append(
-                Finding(
-                    source,
-                    lines.start,
-                    "",
-                    ERROR,
-                    f"document {doc.index + 1} is not a mapping",
-                    "each document must be a Kubernetes object with apiVersion, kind and metadata",
-                )
+            refuse(
+                None,
+                "",
+                f"document {doc.index + 1} is not a mapping",
+                "each document must be a Kubernetes object with apiVersion, kind and metadata",
             )
             continue
         kind, api_version = data.get("kind"), data.get("apiVersion")
         if not isinstance(kind, str) or not kind:
-            findings.append(
-                Finding(
-                    source,
-                    where(("kind",)),
-                    "kind",
-                    ERROR,
-                    f"document {doc.index + 1} has no kind",
-                    "set kind, e.g. kind: Rollout",
-                )
+            refuse(
+                ("kind",),
+                "kind",
+                f"document {doc.index + 1} has no kind",
+                "set kind, e.g. kind: Rollout",
             )
             continue
         if kind not in SUPPORTED_KINDS:
-            findings.append(
-                Finding(
-                    source,
-                    where(("kind",)),
-                    "kind",
-                    ERROR,
-                    f"kind {kind!r} is not supported here",
-                    "pyrollouts reads Rollout, Service, Namespace, Deployment and the analysis kinds; "
-                    "apply other kinds with kubectl",
-                )
+            refuse(
+                ("kind",),
+                "kind",
+                f"kind {kind!r} is not supported here",
+                "pyrollouts reads Rollout, Service, Namespace, Deployment and the analysis kinds; "
+                "apply other kinds with kubectl",
             )
             continue
         want = SUPPORTED_KINDS[kind]
         if api_version != want:
-            findings.append(
-                Finding(
-                    source,
-                    where(("apiVersion",)),
-                    "apiVersion",
-                    ERROR,
-                    f"{kind} has apiVersion {api_version!r}",
-                    f"write apiVersion: {want}",
-                )
+            refuse(
+                ("apiVersion",),
+                "apiVersion",
+                f"{kind} has apiVersion {api_version!r}",
+                f"write apiVersion: {want}",
             )
             continue
         meta = data.get("metadata")
         name = meta.get("name") if isinstance(meta, dict) else None
         if name is not None and not isinstance(name, str):
-            findings.append(
-                Finding(
-                    source,
-                    where(("metadata", "name")),
-                    "metadata.name",
-                    ERROR,
-                    f"metadata.name must be a string, not {type(name).__name__}",
-                    'write the name as text, quoted if it looks like a number: name: "42"',
-                )
+            refuse(
+                ("metadata", "name"),
+                "metadata.name",
+                f"metadata.name must be a string, not {type(name).__name__}",
+                'write the name as text, quoted if it looks like a number: name: "42"',
             )
             continue
         if not isinstance(name, str) or not name:
-            findings.append(
-                Finding(
-                    source,
-                    where(("metadata",)),
-                    "metadata.name",
-                    ERROR,
-                    f"the {kind} has no metadata.name",
-                    "give it a name",
-                )
+            refuse(
+                ("metadata",),
+                "metadata.name",
+                f"the {kind} has no metadata.name",
+                "give it a name",
             )
             continue
         obj = _with_defaults(kind, data, default_namespace)
         ns = obj["metadata"].get("namespace") if kind not in CLUSTER_SCOPED else None
         key = (kind, ns if isinstance(ns, str) else None, name)
         if key in seen:
-            findings.append(
-                Finding(
-                    source,
-                    where(("metadata", "name")),
-                    "metadata.name",
-                    ERROR,
-                    f"{kind} {name!r} appears twice in this file (also document {seen[key] + 1})",
-                    "keep one of them",
-                )
+            refuse(
+                ("metadata", "name"),
+                "metadata.name",
+                f"{kind} {name!r} appears twice in this file (also document {seen[key] + 1})",
+                "keep one of them",
             )
             continue
         seen[key] = doc.index

@@ -660,21 +660,28 @@ def _dns_label(value: str, path: FieldPath, what: str, report: Report) -> None:
         )
 
 
+def _unique_name(name: Any, path: FieldPath, what: str, seen: set[str], report: Report) -> bool:
+    """Check ``name`` (at ``path``.name) as a DNS label not yet in ``seen``, and add it there; False
+    when there is no name to check (absent, empty or not text)."""
+    if not (isinstance(name, str) and name):
+        return False
+    _dns_label(name, (*path, "name"), f"{what} name", report)
+    if name in seen:
+        report(
+            (*path, "name"),
+            f"the {what} name {name!r} is used twice",
+            f"give each {what} its own name",
+            ERROR,
+        )
+    seen.add(name)
+    return True
+
+
 def _container_rules(
     c: Mapping[str, Any], path: FieldPath, seen: set[str], volumes: set[str], report: Report, *, init: bool
 ) -> None:
     name = c.get("name")
-    if isinstance(name, str) and name:
-        _dns_label(name, (*path, "name"), "container name", report)
-        if name in seen:
-            report(
-                (*path, "name"),
-                f"the container name {name!r} is used twice",
-                "give each container its own name",
-                ERROR,
-            )
-        seen.add(name)
-    elif name is None or name == "":
+    if not _unique_name(name, path, "container", seen, report) and (name is None or name == ""):
         report(path, "the container has no name", "set name", ERROR)
 
     image = c.get("image")
@@ -1054,18 +1061,7 @@ def _service_rules(obj: Mapping[str, Any], report: Report) -> None:
             numbers.setdefault(key, i)
         if p.get("targetPort") is not None:
             _port_ref(p.get("targetPort"), (*path, "targetPort"), report)
-        pname = p.get("name")
-        if isinstance(pname, str) and pname:
-            _dns_label(pname, (*path, "name"), "port name", report)
-            if pname in port_names:
-                report(
-                    (*path, "name"),
-                    f"the port name {pname!r} is used twice",
-                    "give each port its own name",
-                    ERROR,
-                )
-            port_names.add(pname)
-        elif len(ports) > 1:
+        if not _unique_name(p.get("name"), path, "port", port_names, report) and len(ports) > 1:
             report(path, "a Service with more than one port must name each port", "set name", ERROR)
         proto = p.get("protocol")
         if isinstance(proto, str) and proto not in _PROTOCOLS:

@@ -95,6 +95,11 @@ class _Refused(Exception):
         super().__init__(problem)
         self.line, self.path, self.problem, self.fix = line, path, problem, fix
 
+    @classmethod
+    def at(cls, node: yaml.Node, path: FieldPath, problem: str, fix: str) -> _Refused:
+        """The refusal of ``node``, at its first line (1-based, as editors count)."""
+        return cls(node.start_mark.line + 1, path, problem, fix)
+
 
 def decode(data: bytes, source: str, *, max_bytes: int = MAX_BYTES) -> str:
     """The text of a manifest file's bytes; ManifestError when too large or not UTF-8."""
@@ -241,8 +246,8 @@ class _Builder:
         self.visits += 1
         self.seen.add(id(node))
         if self.visits - len(self.seen) > self.max_alias_expansion:
-            raise _Refused(
-                node.start_mark.line + 1,
+            raise _Refused.at(
+                node,
                 path,
                 f"YAML aliases expand to more than {self.max_alias_expansion} extra nodes (an alias bomb?)",
                 "write the repeated values out, or use fewer nested aliases",
@@ -289,16 +294,16 @@ class _Builder:
                     merged.setdefault(key, value)
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
-                raise _Refused(
-                    key_node.start_mark.line + 1,
+                raise _Refused.at(
+                    key_node,
                     path,
                     "a mapping key is not a plain value",
                     "use a string as the key",
                 )
             key = _key_string(self._scalar(key_node, path))
             if key in out:
-                raise _Refused(
-                    key_node.start_mark.line + 1,
+                raise _Refused.at(
+                    key_node,
                     (*path, key),
                     f"the key {key!r} appears twice in this mapping",
                     "keep only one of them (Kubernetes refuses duplicate keys)",
@@ -315,8 +320,8 @@ class _Builder:
         pairs: list[tuple[str, Any]] = []
         for src in sources:
             if not isinstance(src, yaml.MappingNode):
-                raise _Refused(
-                    src.start_mark.line + 1,
+                raise _Refused.at(
+                    src,
                     path,
                     "a merge key (<<) must refer to a mapping",
                     "merge only mappings",
@@ -327,8 +332,8 @@ class _Builder:
 
     def _scalar(self, node: yaml.ScalarNode, path: FieldPath) -> Any:
         if node.tag not in _SCALAR_TAGS:
-            raise _Refused(
-                node.start_mark.line + 1,
+            raise _Refused.at(
+                node,
                 path,
                 f"the YAML tag {node.tag!r} is not plain data",
                 "remove the tag (Kubernetes manifests hold strings, numbers, booleans, lists and maps)",
@@ -339,8 +344,8 @@ class _Builder:
                 # string, so do the same and let the schema say it is not a number.
                 return node.value
             if len(node.value) > MAX_NUMBER_CHARS:
-                raise _Refused(
-                    node.start_mark.line + 1,
+                raise _Refused.at(
+                    node,
                     path,
                     f"a number of {len(node.value)} characters: "
                     "no Kubernetes field holds a number that large",
@@ -350,8 +355,8 @@ class _Builder:
             return self.loader.yaml_constructors[node.tag](self.loader, node)
         except (ValueError, IndexError) as e:
             # An explicit tag on a value that is not of its type (!!int "", !!float abc).
-            raise _Refused(
-                node.start_mark.line + 1,
+            raise _Refused.at(
+                node,
                 path,
                 f"{node.value!r} is not a valid {node.tag.removeprefix(_TAG)}: {e}",
                 "write a plain value without the tag",
@@ -359,8 +364,8 @@ class _Builder:
 
     def _check_tag(self, node: yaml.Node, expected: str, path: FieldPath) -> None:
         if node.tag != expected:
-            raise _Refused(
-                node.start_mark.line + 1,
+            raise _Refused.at(
+                node,
                 path,
                 f"the YAML tag {node.tag!r} is not plain data",
                 "remove the tag",

@@ -186,21 +186,17 @@ async def _auth_middleware(request: web.Request, handler: Any) -> web.StreamResp
     (not checked when the bearer token came with it: no page can add that header) and a JSON body."""
     ctx = request.app[CTX_KEY]
     if ctx.host_check:
-        problem = guard.host_problem(request)
-        if problem is None and ctx.token is None:
-            problem = guard.peer_problem(request)
+        problem = guard.loopback_problem(request, ctx.token)
         if problem is not None:
             raise JsonError(403, problem)
-    authorized = False
-    if request.path.startswith("/api/") and ctx.token is not None:
-        authorized = guard.bearer_matches(request, ctx.token)
-        if not authorized:
-            raise JsonError(
-                401,
-                "this server needs a token: send 'Authorization: Bearer <token>' "
-                "(rollouts --token-file FILE, or ROLLOUTS_TOKEN)",
-            )
-    refused = guard.write_problem(request, check_origin=not authorized)
+    on_api = request.path.startswith("/api/")
+    if on_api and ctx.token is not None and not guard.bearer_matches(request, ctx.token):
+        raise JsonError(
+            401,
+            "this server needs a token: send 'Authorization: Bearer <token>' "
+            "(rollouts --token-file FILE, or ROLLOUTS_TOKEN)",
+        )
+    refused = guard.write_problem(request, ctx.token if on_api else None)
     if refused is not None:
         raise JsonError(*refused)
     resp: web.StreamResponse = await handler(request)

@@ -11,6 +11,8 @@ dashboard on it), the relay of ``rollouts dashboard`` and the standalone dashboa
 - :func:`peer_problem`: on loopback without a token, only the user who runs the server (or root)
   is answered; other users of the machine reach loopback too (Linux: the connecting socket's owner
   is read from /proc/net/tcp and /proc/net/tcp6).
+- :func:`loopback_problem`: the Host and peer checks together, for a server that answers loopback (the
+  peer check only when it has no token).
 - :func:`token_matches`, :func:`bearer`: the one constant-time token comparison.
 """
 
@@ -223,6 +225,16 @@ def peer_problem(request: web.Request) -> str | None:
     )
 
 
+def loopback_problem(request: web.Request, token: str | None) -> str | None:
+    """Why a server that answers loopback clients refuses this request: a Host that is not a
+    loopback name with its port (DNS rebinding), or, when the server has no token, a connection
+    from another user of the machine (None: neither)."""
+    problem = host_problem(request)
+    if problem is None and token is None:
+        problem = peer_problem(request)
+    return problem
+
+
 def same_origin(origin: str, request: web.Request) -> bool:
     """Whether ``origin`` is the origin of the address the request was sent to (scheme, host
     and port, as the browser puts them in Origin)."""
@@ -278,13 +290,13 @@ def body_problem(request: web.Request) -> str | None:
     return None
 
 
-def write_problem(request: web.Request, *, check_origin: bool = True) -> tuple[int, str] | None:
+def write_problem(request: web.Request, token: str | None = None) -> tuple[int, str] | None:
     """(status, message) when a write must be refused: 403 for a foreign or null Origin (unless
-    ``check_origin`` is false: the request carried the bearer token, which no page can add), 415
-    for a body that is not JSON; None for reads and acceptable writes."""
+    the request carries ``token`` as its bearer token, which no page can add), 415 for a body that
+    is not JSON; None for reads and acceptable writes."""
     if request.method not in WRITES:
         return None
-    if check_origin:
+    if not bearer_matches(request, token):
         problem = origin_problem(request)
         if problem is not None:
             return 403, problem

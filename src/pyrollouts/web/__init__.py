@@ -5,7 +5,7 @@ standalone application of ``rollouts dashboard``.
 """
 
 from ..service.guard import is_loopback
-from .app import check_bind, dashboard_routes, install, make_dashboard_app
+from .app import check_bind, dashboard_context, dashboard_routes, install, make_dashboard_app
 from .rolloutinfo import InfoBuilder, argo_info, available_actions
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "argo_info",
     "available_actions",
     "check_bind",
+    "dashboard_context",
     "dashboard_routes",
     "install",
     "is_loopback",

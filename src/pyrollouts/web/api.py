@@ -72,6 +72,21 @@ def connected(request: web.Request) -> Callable[[], bool]:
     return alive
 
 
+async def stream_changes(
+    request: web.Request, ns: str, each: Callable[[streams.EventStream], Awaitable[bool]]
+) -> web.StreamResponse:
+    """Open an event stream and call ``each`` with it once at the start and again on every change
+    in ``ns``, until ``each`` returns False or the client leaves; the stream's response."""
+    stream = await streams.EventStream.start(request)
+    try:
+        async for _ in _ctx(request).source.changes(ns, connected(request)):
+            if not await each(stream):
+                break
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return stream.resp
+
+
 def _ctx(request: web.Request) -> WebContext:
     return request.app[WEB_KEY]
 
@@ -97,7 +112,7 @@ def check_write(request: web.Request) -> None:
             "actions need an Origin header naming this server (sent by the dashboard page) "
             "or 'Authorization: Bearer <token>'",
         )
-    refused = guard.write_problem(request, check_origin=not by_token)
+    refused = guard.write_problem(request, ctx.token)
     if refused is not None:
         raise VerbError(*refused)
 
@@ -183,30 +198,29 @@ async def watch_info(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     ns, name = request.match_info["ns"], request.match_info["name"]
     await ctx.source.rollout(ns, name)  # a 404 before the stream starts
-    stream = await streams.EventStream.start(request)
     sent = {"info": "", "events": "", "traffic": ""}
-    try:
-        async for _ in ctx.source.changes(ns, connected(request)):
-            try:
-                info = await ctx.source.info(ns, name)
-            except VerbError:
-                await stream.send({"name": name, "namespace": ns}, "deleted")
-                break
-            parts: list[tuple[str, Any, str | None]] = [
-                ("info", {"result": info}, None),
-                ("events", {"items": await ctx.source.events(ns, name)}, "events"),
-            ]
-            if ctx.traffic is not None:
-                parts.append(("traffic", {"revisions": await ctx.traffic_of(info)}, "traffic"))
-            for key, data, event in parts:
-                fp = fingerprint(data["result"] if key == "info" else data)
-                if fp != sent[key]:
-                    await stream.send(data, event)
-                    sent[key] = fp
-            await stream.ping_if_idle()
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    return stream.resp
+
+    async def each(stream: streams.EventStream) -> bool:
+        try:
+            info = await ctx.source.info(ns, name)
+        except VerbError:
+            await stream.send({"name": name, "namespace": ns}, "deleted")
+            return False
+        parts: list[tuple[str, Any, str | None]] = [
+            ("info", {"result": info}, None),
+            ("events", {"items": await ctx.source.events(ns, name)}, "events"),
+        ]
+        if ctx.traffic is not None:
+            parts.append(("traffic", {"revisions": await ctx.traffic_of(info)}, "traffic"))
+        for key, data, event in parts:
+            fp = fingerprint(data["result"] if key == "info" else data)
+            if fp != sent[key]:
+                await stream.send(data, event)
+                sent[key] = fp
+        await stream.ping_if_idle()
+        return True
+
+    return await stream_changes(request, ns, each)
 
 
 @streams.limited
@@ -216,25 +230,24 @@ async def watch_list(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     ns = request.match_info["ns"]
     ctx.source.check_namespace(ns)  # a 403 before the stream starts
-    stream = await streams.EventStream.start(request)
     known: dict[str, str] = {}
-    try:
-        async for _ in ctx.source.changes(ns, connected(request)):
-            infos = {str(i["objectMeta"]["name"]): i for i in await ctx.source.infos(ns)}
-            for name, info in infos.items():
-                fp = fingerprint(info)
-                if known.get(name) != fp:
-                    kind = "MODIFIED" if name in known else "ADDED"
-                    await stream.send({"result": {"type": kind, "rolloutInfo": info}})
-                    known[name] = fp
-            for name in [n for n in known if n not in infos]:
-                gone = {"objectMeta": {"name": name, "namespace": ns}}
-                await stream.send({"result": {"type": "DELETED", "rolloutInfo": gone}})
-                del known[name]
-            await stream.ping_if_idle()
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    return stream.resp
+
+    async def each(stream: streams.EventStream) -> bool:
+        infos = {str(i["objectMeta"]["name"]): i for i in await ctx.source.infos(ns)}
+        for name, info in infos.items():
+            fp = fingerprint(info)
+            if known.get(name) != fp:
+                kind = "MODIFIED" if name in known else "ADDED"
+                await stream.send({"result": {"type": kind, "rolloutInfo": info}})
+                known[name] = fp
+        for name in [n for n in known if n not in infos]:
+            gone = {"objectMeta": {"name": name, "namespace": ns}}
+            await stream.send({"result": {"type": "DELETED", "rolloutInfo": gone}})
+            del known[name]
+        await stream.ping_if_idle()
+        return True
+
+    return await stream_changes(request, ns, each)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Assembling the dashboard: into the local server's application, or as an application of its own.
 
-``dashboard_routes(...)`` is given to ``server.api.make_app(extra_routes=...)``: the local server
-then serves the dashboard and /api/v1 at its own address (its middlewares check the token on
-/api). ``make_dashboard_app(...)`` is the standalone application ``rollouts dashboard`` serves over
-any Cluster (the Kubernetes runtime through the kubeconfig's credentials), with the same rules.
+``dashboard_context(...)`` says what to serve. ``dashboard_routes(ctx)`` is given to
+``server.api.make_app(extra_routes=...)``: the local server then serves the dashboard and /api/v1 at
+its own address (its middlewares check the token on /api). ``make_dashboard_app(ctx)`` is the
+standalone application ``rollouts dashboard`` serves over any Cluster (the Kubernetes runtime
+through the kubeconfig's credentials), with the same rules.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .source import ClockLike, Source
 from .traffic import TrafficSampler
 
 
-def _context(
+def dashboard_context(
     cluster: Cluster,
     *,
     clock: ClockLike,
@@ -35,6 +36,13 @@ def _context(
     namespace: str = "default",
     scoped: bool = False,
 ) -> WebContext:
+    """What the dashboard serves, over ``cluster``: given to ``dashboard_routes`` or ``make_dashboard_app``.
+
+    ``info``: the info builder (``service.info.rollout_info``). ``proxy``: the local ProxyManager
+    (its ``stats()`` feeds the traffic chart), None elsewhere. ``token``: the server's token, None on
+    loopback. ``namespace``: where ``/`` leads. ``scoped``: serve that namespace only (the cluster's
+    credentials reach no other): the namespace list is that namespace alone, and every page, stream
+    and API path of another namespace answers 403 without asking the cluster."""
     traffic = TrafficSampler(proxy.stats) if proxy is not None and hasattr(proxy, "stats") else None
     return WebContext(
         Source(cluster, clock, info, namespace=namespace, scoped=scoped),
@@ -61,24 +69,8 @@ def install(app: web.Application, ctx: WebContext) -> None:
     app.on_cleanup.append(stop_sampler)
 
 
-def dashboard_routes(
-    cluster: Cluster,
-    *,
-    clock: ClockLike,
-    info: InfoBuilder,
-    proxy: Any = None,
-    token: str | None = None,
-    runtime: str = "local",
-    namespace: str = "default",
-) -> Callable[[web.Application], None]:
-    """For ``make_app(extra_routes=...)``: installs the dashboard and /api/v1 on the server's app.
-
-    ``info``: the info builder (``service.info.rollout_info``). ``proxy``: the local ProxyManager
-    (its ``stats()`` feeds the traffic chart), None elsewhere. ``token``: the server's token, None on
-    loopback."""
-    ctx = _context(
-        cluster, clock=clock, info=info, proxy=proxy, token=token, runtime=runtime, namespace=namespace
-    )
+def dashboard_routes(ctx: WebContext) -> Callable[[web.Application], None]:
+    """For ``make_app(extra_routes=...)``: installs the dashboard and /api/v1 on the server's app."""
     return lambda app: install(app, ctx)
 
 
@@ -95,59 +87,29 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     if request.app[HOST_CHECK_KEY]:
         # On loopback without a token, the credentials this dashboard holds (the kubeconfig's)
         # serve only the user who started it.
-        problem = guard.host_problem(request)
-        if problem is None and ctx.token is None:
-            problem = guard.peer_problem(request)
+        problem = guard.loopback_problem(request, ctx.token)
         if problem is not None:
             return error_response(403, problem)
     if ctx.token is not None and request.path.startswith("/api/") and not bearer_ok(request, ctx.token):
         return error_response(401, "this dashboard needs a token: send 'Authorization: Bearer <token>'")
-    by_token = guard.bearer_matches(request, ctx.token)
-    refused = guard.write_problem(request, check_origin=not by_token)
+    refused = guard.write_problem(request, ctx.token)
     if refused is not None:
         return error_response(*refused)
     resp: web.StreamResponse = await handler(request)
     return resp
 
 
-def make_dashboard_app(
-    cluster: Cluster,
-    *,
-    clock: ClockLike,
-    info: InfoBuilder,
-    proxy: Any = None,
-    token: str | None = None,
-    runtime: str = "local",
-    namespace: str = "default",
-    scoped: bool = False,
-    host_check: bool = True,
-) -> web.Application:
-    """A standalone dashboard application over ``cluster`` (see the module docstring).
+def make_dashboard_app(ctx: WebContext, *, host_check: bool = True) -> web.Application:
+    """A standalone dashboard application serving ``ctx`` (see the module docstring).
 
     ``host_check``: answer only requests whose Host is a loopback name or address with the port
     they arrived on (DNS rebinding; docs/security.md). Pass False only when serving beyond
-    loopback, which needs ``token`` (``check_bind``).
-
-    ``namespace``: where ``/`` leads. ``scoped``: serve that namespace only (the cluster's
-    credentials reach no other): the namespace list is that namespace alone, and every page, stream
-    and API path of another namespace answers 403 without asking the cluster."""
-    if not host_check and not token:
+    loopback, which needs the context's token (``check_bind``)."""
+    if not host_check and not ctx.token:
         raise ValueError("a dashboard without the Host check needs a token (it is served beyond loopback)")
     app = web.Application(middlewares=[_auth])
     app[HOST_CHECK_KEY] = host_check
-    install(
-        app,
-        _context(
-            cluster,
-            clock=clock,
-            info=info,
-            proxy=proxy,
-            token=token,
-            runtime=runtime,
-            namespace=namespace,
-            scoped=scoped,
-        ),
-    )
+    install(app, ctx)
     return app
 
 

@@ -8,7 +8,7 @@ pages need it once as ``?token=`` (it becomes an HttpOnly, SameSite=Strict cooki
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from importlib import resources
 from typing import Any
 
@@ -17,7 +17,7 @@ from aiohttp import web
 from ..service import guard, streams
 from ..service.verbs import VerbError
 from . import render
-from .api import COOKIE, bearer_ok, connected
+from .api import COOKIE, bearer_ok, stream_changes
 from .context import WEB_KEY, WebContext
 
 STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
@@ -51,6 +51,19 @@ def _authorize(request: web.Request) -> web.Response | None:
     )
 
 
+def _authorized(handler: streams.Handler) -> streams.Handler:
+    """Wrap a page or stream handler: it runs only for a request ``_authorize`` lets through."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        denied = _authorize(request)
+        if denied is not None:
+            return denied
+        return await handler(request)
+
+    return wrapper
+
+
 def _error_page(exc: VerbError) -> web.Response:
     body = (
         f'<h1>{exc.code}</h1><p class="error">{render.e(exc.message)}</p>'
@@ -72,19 +85,15 @@ def _token_for_page(request: web.Request) -> str | None:
     return None
 
 
+@_authorized
 async def index(request: web.Request) -> web.StreamResponse:
     """GET /: the default namespace's list."""
-    denied = _authorize(request)
-    if denied is not None:
-        return denied
     raise web.HTTPFound(f"/rollouts/{_ctx(request).source.default_namespace}")
 
 
+@_authorized
 async def list_page(request: web.Request) -> web.StreamResponse:
     """GET /rollouts/{ns}"""
-    denied = _authorize(request)
-    if denied is not None:
-        return denied
     ctx = _ctx(request)
     ns = request.match_info["ns"]
     try:
@@ -102,11 +111,9 @@ async def _fragments(ctx: WebContext, ns: str, name: str) -> tuple[dict[str, Any
     return info, render.rollout_fragments(info, items, series)
 
 
+@_authorized
 async def rollout_page(request: web.Request) -> web.StreamResponse:
     """GET /rollouts/{ns}/{name}"""
-    denied = _authorize(request)
-    if denied is not None:
-        return denied
     ctx = _ctx(request)
     ns, name = request.match_info["ns"], request.match_info["name"]
     try:
@@ -121,64 +128,58 @@ async def rollout_page(request: web.Request) -> web.StreamResponse:
 
 
 @streams.limited
+@_authorized
 async def rollout_stream(request: web.Request) -> web.StreamResponse:
     """GET /ui/rollouts/{ns}/{name}/stream: ``fragments`` events {phase, now, parts: {id: html}}."""
-    denied = _authorize(request)
-    if denied is not None:
-        return denied
     ctx = _ctx(request)
     ns, name = request.match_info["ns"], request.match_info["name"]
     try:
         await ctx.source.rollout(ns, name)
     except VerbError as exc:
         return web.json_response({"error": exc.message}, status=exc.code)
-    stream = await streams.EventStream.start(request)
     last: dict[str, str] = {}
-    try:
-        async for _ in ctx.source.changes(ns, connected(request)):
-            try:
-                info, parts = await _fragments(ctx, ns, name)
-            except VerbError:
-                await stream.send({"name": name}, "deleted")
-                break
-            # Only the fragments that changed: the traffic chart moves every second, the rest
-            # rarely, and replacing an unchanged fragment would reset what the user is hovering.
-            changed = {k: v for k, v in parts.items() if last.get(k) != v}
-            if changed:
-                data = {"phase": info["status"], "now": info["now"], "parts": changed}
-                await stream.send(data, "fragments")
-                last.update(changed)
-            else:
-                # Keeps the page's clock in step (countdowns) and the connection known to be alive.
-                await stream.send({"now": info["now"]}, "tick")
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    return stream.resp
+
+    async def each(stream: streams.EventStream) -> bool:
+        try:
+            info, parts = await _fragments(ctx, ns, name)
+        except VerbError:
+            await stream.send({"name": name}, "deleted")
+            return False
+        # Only the fragments that changed: the traffic chart moves every second, the rest
+        # rarely, and replacing an unchanged fragment would reset what the user is hovering.
+        changed = {k: v for k, v in parts.items() if last.get(k) != v}
+        if changed:
+            data = {"phase": info["status"], "now": info["now"], "parts": changed}
+            await stream.send(data, "fragments")
+            last.update(changed)
+        else:
+            # Keeps the page's clock in step (countdowns) and the connection known to be alive.
+            await stream.send({"now": info["now"]}, "tick")
+        return True
+
+    return await stream_changes(request, ns, each)
 
 
 @streams.limited
+@_authorized
 async def list_stream(request: web.Request) -> web.StreamResponse:
     """GET /ui/rollouts/{ns}/stream: ``rows`` events {html} with the list's table rows."""
-    denied = _authorize(request)
-    if denied is not None:
-        return denied
     ctx = _ctx(request)
     ns = request.match_info["ns"]
     try:
         ctx.source.check_namespace(ns)
     except VerbError as exc:
         return web.json_response({"error": exc.message}, status=exc.code)
-    stream = await streams.EventStream.start(request)
-    last = ""
-    try:
-        async for _ in ctx.source.changes(ns, connected(request)):
-            rows = render.list_rows(await ctx.source.infos(ns))
-            if rows != last:
-                await stream.send({"html": rows}, "rows")
-                last = rows
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    return stream.resp
+    last = [""]
+
+    async def each(stream: streams.EventStream) -> bool:
+        rows = render.list_rows(await ctx.source.infos(ns))
+        if rows != last[0]:
+            await stream.send({"html": rows}, "rows")
+            last[0] = rows
+        return True
+
+    return await stream_changes(request, ns, each)
 
 
 async def static(request: web.Request) -> web.StreamResponse:

@@ -124,3 +124,26 @@ def test_the_rollback_window_counts_the_rss_between() -> None:
         c = ctx(rollout(patch, {"stableRS": OLD}), rss, [svc(ACTIVE, OLD)])
         roles = Roles.assign(c, NewReplicaSet(NEW, older, 1, False))
         assert replicaset.rollback_within_window(c, roles) is within
+
+
+def test_a_rollback_to_an_rs_created_in_the_same_second_is_still_a_rollback() -> None:
+    """creationTimestamp has whole seconds: two RSs made in one second tie, and the revision (as
+    observed before the renumbering) says which came first. Without it an undo inside the
+    scale-down delay paused now and then (the CI flake of fast-rollback-within-delay)."""
+    same = "2026-01-01T11:00:00Z"
+    older = rs(
+        NEW,
+        revision=1,
+        created=same,
+        annotations={names.SCALE_DOWN_DEADLINE_ANNOTATION: rfc3339(NOW + timedelta(seconds=20))},
+    )
+    stable = rs(OLD, revision=2, created=same)
+    c = ctx(rollout(None, {"stableRS": OLD}), [older, stable], [svc(ACTIVE, OLD)])
+    roles = Roles.assign(c, NewReplicaSet(NEW, older, 3, False))
+    assert replicaset.is_rollback(c, roles)
+    # The other way round (an RS abandoned as preview, applied again) is not a rollback.
+    newer = rs(NEW, revision=2, created=same)
+    stable1 = rs(OLD, revision=1, created=same)
+    c = ctx(rollout(None, {"stableRS": OLD}), [newer, stable1], [svc(ACTIVE, OLD)])
+    roles = Roles.assign(c, NewReplicaSet(NEW, newer, 3, False))
+    assert not replicaset.is_rollback(c, roles)

@@ -29,6 +29,7 @@ import runtime_support
 from kube_helpers import admin_client, merge_patch, owned_replicasets, plain, rs_hash, wait_for
 from runtime_support import ACTIVE, NAME, PREVIEW, RuntimeEnv, manifest, with_env
 
+from pyrollouts.model import names
 from pyrollouts.runtimes.kubernetes.resources import RESOURCES
 
 Obj = dict[str, Any]
@@ -68,6 +69,39 @@ def _converged(rt: RuntimeEnv, rev: int) -> bool:
     return True
 
 
+def _state(rt: RuntimeEnv) -> str:
+    """What a convergence wait saw last: phase, Services and each revision's replicas and deadline."""
+    rss = rt.revisions()
+    per_rev = {
+        n: (
+            rs["spec"]["replicas"],
+            (rs.get("status") or {}).get("readyReplicas", 0),
+            (rs["metadata"].get("annotations") or {}).get(names.SCALE_DOWN_DEADLINE_ANNOTATION),
+        )
+        for n, rs in sorted(rss.items())
+    }
+    return (
+        f"phase={rt.phase()} active={rt.svc_hash(ACTIVE)} preview={rt.svc_hash(PREVIEW)} "
+        f"revisions (spec, ready, deadline)={per_rev}"
+    )
+
+
+def _wait_converged(rt: RuntimeEnv, rev: int, ctrl: Any) -> None:
+    """Wait for _converged; on a timeout, say what was seen last (a rare CI flake left no trace)."""
+    seen: list[str] = []
+
+    def check() -> bool:
+        ok = _converged(rt, rev)
+        if not ok:
+            seen[:] = [_state(rt)]
+        return ok
+
+    try:
+        wait_for(check, 300, f"converged on revision {rev}\n{ctrl.log_tail()}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nlast seen: {seen[0] if seen else '-'}") from None
+
+
 @pytest.mark.timeout(900)  # two outages, and Kubernetes' own components reconnecting after each
 def test_apiserver_stopped_mid_update_converges(rt: RuntimeEnv) -> None:
     objs = manifest(scale_down_delay=600)
@@ -102,7 +136,7 @@ def test_apiserver_stopped_mid_update_converges(rt: RuntimeEnv) -> None:
     ctrl.advance(660)
     # Removing the old pods is kube-controller-manager's and kwok's work, after their own
     # reconnects: measured at up to ~55 s after an outage on a loaded machine.
-    wait_for(lambda: _converged(rt, 2), 300, f"converged on revision 2\n{ctrl.log_tail()}")
+    _wait_converged(rt, 2, ctrl)
     assert ctrl.alive()
     st = rt.status()
     assert st["stableRS"] == st["currentPodHash"] == rs_hash(rt.revisions()[2]), st

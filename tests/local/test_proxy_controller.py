@@ -90,11 +90,9 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[Store, LocalCluster]]:
     store.close()
 
 
-async def test_controller_follows_selector_and_readiness(
-    manager: ProxyManager,
-    cluster: tuple[Store, LocalCluster],
-) -> None:
-    store, local = cluster
+async def two_backends_and_a_service(store: Store) -> tuple[web.AppRunner, web.AppRunner, int]:
+    """Backends A and B, a Pod for each (revisions aaa and bbb), and the Service my-app/hello-prod
+    selecting aaa on a free port; returns (A's runner, B's runner, the Service's port)."""
     (ra, pa), (rb, pb) = await backend("A"), await backend("B")
     port = free_port()
     store.create("Pod", pod("hello-aaa-1", "aaa", pa), keep_status=True)
@@ -105,6 +103,15 @@ async def test_controller_follows_selector_and_readiness(
          "spec": {"selector": {"app": "hello", "rollouts-pod-template-hash": "aaa"},
                   "ports": [{"name": "http", "port": port, "targetPort": "http"}]}},
     )  # fmt: skip
+    return ra, rb, port
+
+
+async def test_controller_follows_selector_and_readiness(
+    manager: ProxyManager,
+    cluster: tuple[Store, LocalCluster],
+) -> None:
+    store, local = cluster
+    ra, rb, port = await two_backends_and_a_service(store)
     controller = ServiceProxyController(local, manager)
     task = asyncio.create_task(controller.run())
     url = f"http://127.0.0.1:{port}/"
@@ -153,16 +160,7 @@ async def test_switches_reach_the_proxy_without_a_relist(
     """Issue 17: the controller lists Services and Pods once, then follows the watch; ten selector
     switches are ten pushes and no list call."""
     store, local = cluster
-    (ra, pa), (rb, pb) = await backend("A"), await backend("B")
-    port = free_port()
-    store.create("Pod", pod("hello-aaa-1", "aaa", pa), keep_status=True)
-    store.create("Pod", pod("hello-bbb-1", "bbb", pb), keep_status=True)
-    store.create(
-        "Service",
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello-prod", "namespace": "my-app"},
-         "spec": {"selector": {"app": "hello", "rollouts-pod-template-hash": "aaa"},
-                  "ports": [{"name": "http", "port": port, "targetPort": "http"}]}},
-    )  # fmt: skip
+    ra, rb, port = await two_backends_and_a_service(store)
     counting = CountingCluster(local)
     controller = ServiceProxyController(counting, manager)  # type: ignore[arg-type]
     task = asyncio.create_task(controller.run())

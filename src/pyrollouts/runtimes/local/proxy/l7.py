@@ -63,10 +63,13 @@ IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"
 REASONS = {400: b"Bad Request", 405: b"Method Not Allowed", 408: b"Request Timeout",
            431: b"Request Header Fields Too Large", 502: b"Bad Gateway", 503: b"Service Unavailable",
            504: b"Gateway Timeout"}  # fmt: skip
-# Seconds a connection turned away at the connection cap stays open after its 503, reading and
-# dropping what the client sends (closing with unread bytes would reset the connection, and the
-# client might lose the 503).
+# Seconds a connection ended by an error answer (a 503 at the connection cap, a 400 or 431 for a bad
+# head) stays half-closed after it, reading and dropping what the client still sends: closing with
+# unread bytes would reset the connection, and the client might lose the answer. Closed sooner
+# when the client closes its side, or once it has sent LINGER_MAX_BYTES more (a client that keeps
+# sending is cut off: the answer may be lost to it, but it is not listening).
 REFUSE_LINGER = 1.0
+LINGER_MAX_BYTES = 256 * 1024
 # What the endpoint is told about the client, by the proxy only: a client's own values are dropped
 # (a client must not choose the address, scheme or host an application sees). Forwarded
 # (RFC 7239) carries the same claims, so it is dropped too.
@@ -224,8 +227,9 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_head_left", "_headers", "_in_head", "_in_message", "_pumping", "_url", "client_eof",
-        "client_ip", "closed", "events", "exchange", "failed", "head_mark", "idle_since", "key", "loop",
-        "parser", "paused_for", "queued", "rejected", "state", "transport", "tunnel", "upgrade_tail",
+        "client_ip", "closed", "dropped", "events", "exchange", "failed", "head_mark", "idle_since",
+        "key", "loop", "parser", "paused_for", "queued", "rejected", "state", "transport", "tunnel",
+        "upgrade_tail",
     )  # fmt: skip
 
     def __init__(self, state: ProxyState, key: tuple[str, int]) -> None:
@@ -258,6 +262,8 @@ class HttpProxyProtocol(asyncio.Protocol):
         self._in_message = False
         # The parser failed: the rest of the client's bytes mean nothing.
         self.failed = False
+        # Bytes read and dropped since then (see LINGER_MAX_BYTES).
+        self.dropped = 0
         self._pumping = False
         # Between the end of a message (or the connection's start) and the end of the next head:
         # the bytes read then count against the head limit; _head_left is what is left of it.
@@ -297,8 +303,20 @@ class HttpProxyProtocol(asyncio.Protocol):
             "retry later\n"
         )
         self.transport.write(_error_response(b"HTTP/1.1", 503, body, False))
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
+        self._linger_close()
+
+    def _linger_close(self) -> None:
+        """After a last answer: half-close, read and drop the client's bytes (``failed`` is set)
+        for up to REFUSE_LINGER seconds, then close; an EOF from the client closes at once."""
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        if not t.can_write_eof():
+            t.close()
+            return
+        t.write_eof()
+        self.paused_for.clear()
+        t.resume_reading()
         self.loop.call_later(REFUSE_LINGER, self._close)
 
     def data_received(self, data: bytes) -> None:
@@ -310,6 +328,9 @@ class HttpProxyProtocol(asyncio.Protocol):
                 self.upgrade_tail += data
             return
         if self.failed:
+            self.dropped += len(data)
+            if self.dropped > LINGER_MAX_BYTES:
+                self._close()
             return
         if self._in_head:
             if len(data) > self._head_left:
@@ -563,7 +584,9 @@ class HttpProxyProtocol(asyncio.Protocol):
                 self.queued = 0
                 if data is not None:
                     self._write(_error_response(b"HTTP/1.1", data[0], data[1], False))
-                self._close()
+                    self._linger_close()
+                else:
+                    self._close()
                 return
             if kind == _HEAD:
                 if ex is not None:

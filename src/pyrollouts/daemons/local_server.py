@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from ..controller import Clock, RolloutController
+from ..controller.analysisruns import AnalysisRunController
 from ..service.guard import is_loopback
 
 log = logging.getLogger("pyrollouts.server")  # the name the docs and log readers know
@@ -83,10 +84,17 @@ def make_private(state_dir: Path) -> list[str]:
 class ControllerClock:
     """The clock the API may advance (test mode); advancing requeues every rollout."""
 
-    def __init__(self, clock: Clock, controller: RolloutController | None, adjustable: bool) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        controller: RolloutController | None,
+        adjustable: bool,
+        analysis: AnalysisRunController | None = None,
+    ) -> None:
         self._clock = clock
         self.controller = controller
         self.adjustable = adjustable
+        self.analysis = analysis
 
     def now(self) -> datetime:
         return self._clock.now()
@@ -95,8 +103,11 @@ class ControllerClock:
         if not self.adjustable:
             raise PermissionError("the clock can be advanced only on a server started with --test-clock")
         self._clock.advance(seconds)
+        loop = asyncio.get_running_loop()
         if self.controller is not None:
-            asyncio.get_running_loop().create_task(self.controller.requeue_all())
+            loop.create_task(self.controller.requeue_all())
+        if self.analysis is not None:
+            loop.create_task(self.analysis.requeue_all())
 
 
 class LocalServer:
@@ -177,7 +188,8 @@ class LocalServer:
         self.proxy = ProxyManager(self.state_dir, bind=self.proxy_bind)
         self.service_proxy = ServiceProxyController(self.runtime.cluster, self.proxy)
         self.controller = RolloutController(self.runtime.cluster, self.clock)
-        api_clock = ControllerClock(self.clock, self.controller, self.test_clock)
+        self.analysis = AnalysisRunController(self.runtime.cluster, self.clock)
+        api_clock = ControllerClock(self.clock, self.controller, self.test_clock, self.analysis)
         # Every client write (API, dashboard, verbs) goes through admission; controllers do not.
         self.client_cluster = AdmittedCluster(self.runtime.cluster, self.runtime, admission=self.admission)
         app = api.make_app(
@@ -228,6 +240,7 @@ class LocalServer:
         await self.proxy.ensure_running()
         self._tasks = [
             asyncio.create_task(self.controller.run(), name="rollout-controller"),
+            asyncio.create_task(self.analysis.run(), name="analysisrun-controller"),
             asyncio.create_task(self.service_proxy.run(), name="service-proxy"),
             asyncio.create_task(self.proxy.watch(), name="proxy-supervisor"),
         ]

@@ -95,6 +95,7 @@ class ControllerClock:
         self.controller = controller
         self.adjustable = adjustable
         self.analysis = analysis
+        self._requeues: set[asyncio.Task[None]] = set()
 
     def now(self) -> datetime:
         return self._clock.now()
@@ -103,11 +104,11 @@ class ControllerClock:
         if not self.adjustable:
             raise PermissionError("the clock can be advanced only on a server started with --test-clock")
         self._clock.advance(seconds)
-        loop = asyncio.get_running_loop()
-        if self.controller is not None:
-            loop.create_task(self.controller.requeue_all())
-        if self.analysis is not None:
-            loop.create_task(self.analysis.requeue_all())
+        for controller in (self.controller, self.analysis):
+            if controller is not None:
+                task = asyncio.get_running_loop().create_task(controller.requeue_all())
+                self._requeues.add(task)  # held until done (the loop keeps only a weak reference)
+                task.add_done_callback(self._requeues.discard)
 
 
 class LocalServer:

@@ -179,3 +179,18 @@ def _replace_lists(status: dict[str, Any]) -> dict[str, Any]:
     for key in ("message", "completedAt"):
         out.setdefault(key, None)
     return out
+
+
+class Controllers:
+    """Several controllers run as one (the operator runs the rollout and AnalysisRun controllers
+    together, under one leader election)."""
+
+    def __init__(self, *parts: Any) -> None:
+        self.parts = parts
+
+    async def run(self) -> None:
+        await asyncio.gather(*(p.run() for p in self.parts))
+
+    async def requeue_all(self) -> None:
+        for p in self.parts:
+            await p.requeue_all()

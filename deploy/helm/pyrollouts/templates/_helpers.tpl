@@ -62,6 +62,8 @@ app.kubernetes.io/component: dashboard
 {{/*
 The controller's grants, exactly what it calls (tests/k8s/test_helm_install.py checks them against
 the apiserver audit log). ReplicaSets, Services and Pods are read from watch caches, so no `get`.
+AnalysisRuns are watched (their Rollouts follow them) and read fresh before a measurement; the
+analysis controller writes their status; templates are read when a run is made from them.
 Used as ClusterRole rules, or as Role rules in namespaced mode. Leases are
 granted separately, in the release namespace only.
 */}}
@@ -84,6 +86,15 @@ granted separately, in the release namespace only.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+- apiGroups: ["argoproj.io"]
+  resources: ["analysisruns"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["argoproj.io"]
+  resources: ["analysisruns/status"]
+  verbs: ["patch"]
+- apiGroups: ["argoproj.io"]
+  resources: ["analysistemplates", "clusteranalysistemplates"]
+  verbs: ["get"]
 {{- end -}}
 
 {{/*

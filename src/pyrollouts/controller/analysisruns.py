@@ -117,6 +117,8 @@ class AnalysisRunController:
                 now = rfc3339(self.clock.now())
                 return name, {"phase": PHASE_ERROR, "message": str(exc), "startedAt": now, "finishedAt": now}
 
+        if len(tasks) <= 1:  # the common case, without the tasks gather would make
+            return dict([await one(t) for t in tasks])
         return dict(await asyncio.gather(*(one(t) for t in tasks)))
 
     async def _event(self, run: Obj, type_: str, reason: str, message: str, now: datetime) -> None:

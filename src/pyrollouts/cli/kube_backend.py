@@ -128,7 +128,13 @@ class KubeBackend:
         ro = self.get("rollout", namespace, name)
         rss = self._owned(ro)
         pods = self.list("pod", namespace)  # the view keeps those of the Rollout's ReplicaSets
-        return rollout_info(ro, rss, pods, datetime.now(UTC))
+        try:
+            runs = self.list("analysisrun", namespace)  # and the runs the Rollout owns
+        except ApiError as exc:
+            if exc.status != 404:  # 404: a cluster without the AnalysisRun CRD has no runs
+                raise
+            runs = []
+        return rollout_info(ro, rss, pods, datetime.now(UTC), runs)
 
     def watch_info(self, namespace: str, name: str) -> Iterator[Obj]:
         """The info view now and after every change of the rollout, its ReplicaSets or its Pods."""
@@ -148,7 +154,7 @@ class KubeBackend:
             except Exception as exc:  # the main loop notices through the periodic refresh
                 changed.put(f"error: {exc}")
 
-        for kind in ("Rollout", "ReplicaSet", "Pod"):
+        for kind in ("Rollout", "ReplicaSet", "Pod", "AnalysisRun"):
             threading.Thread(target=follow, args=(kind,), daemon=True, name=f"watch-{kind}").start()
         last: Obj | None = None
         try:

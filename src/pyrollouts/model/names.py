@@ -14,6 +14,9 @@ SCALE_DOWN_DEADLINE_ANNOTATION = "scale-down-deadline"
 EPHEMERAL_METADATA_ANNOTATION = "rollout.argoproj.io/ephemeral-metadata"
 MANAGED_BY_ANNOTATION = "argo-rollouts.argoproj.io/managed-by-rollouts"
 INSTANCE_ID_LABEL = "argo-rollouts.argoproj.io/controller-instance-id"
+#: On an AnalysisRun a Rollout started: which step started it (Argo's values: prePromotionAnalysis,
+#: postPromotionAnalysis, ...); the run also carries the revision's pod-template hash label.
+ROLLOUT_TYPE_LABEL = "rollout-type"
 #: Ours: where the local runtime records a Pod's host ports, JSON {containerPort: hostPort} with
 #: the main port first (runtimes/local/ports.py writes it; the proxy and the info view read it).
 PORTS_ANNOTATION = "local.pyrollouts.io/ports"

@@ -33,7 +33,7 @@ log = logging.getLogger("pyrollouts.server.api")
 
 
 #: What the info routes follow: any change of these kinds may change a Rollout's tree.
-INFO_KINDS = ("Rollout", "ReplicaSet", "Pod", "Service")
+INFO_KINDS = ("Rollout", "ReplicaSet", "Pod", "Service", "AnalysisRun")
 
 
 

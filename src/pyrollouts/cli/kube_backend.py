@@ -306,6 +306,42 @@ class KubeBackend:
                 raise _api_error(exc, f"rollout '{name}'") from None
         return {"message": plan.message, "rollout": ro}
 
+    def create(self, kind: str, namespace: str, obj: Obj) -> Obj:
+        """Create one object after the linter passed it (the API server completes a
+        ``metadata.generateName``); the created object. ApiError 409 when the name is taken."""
+        import json
+
+        from ..model.lint import check_manifests
+
+        k = _kind(kind)
+        _, findings = check_manifests(json.dumps(obj), "<request>", default_namespace=namespace)
+        errors = [str(f) for f in findings if f.severity == "error"]
+        if errors:
+            raise CliError(f"the {k} is not valid; nothing was created", errors)
+        try:
+            created = self.client.create(RESOURCES[k](obj), namespace=namespace if k in NAMESPACED else None)
+        except KubeApiError as exc:
+            raise _api_error(exc, f"{k.lower()} '{obj.get('metadata', {}).get('name', '')}'") from None
+        return _plain(created)
+
+    def run_action(self, namespace: str, name: str, verb: str) -> Obj:
+        """A verb on an AnalysisRun (service/verbs.py ``plan_run``): its patches go to the run."""
+        run = self.get("analysisrun", namespace, name)
+        try:
+            plan = verbs.plan_run(verb, run)
+        except verbs.VerbError as exc:
+            raise CliError(exc.message) from None
+        res = RESOURCES["AnalysisRun"]
+        for p in plan.patches:
+            target = res.Status if p.subresource == "status" else res
+            try:
+                run = _plain(
+                    self.client.patch(target, name, p.body, namespace=namespace, patch_type=PatchType.MERGE)
+                )
+            except KubeApiError as exc:
+                raise _api_error(exc, f"analysisrun '{name}'") from None
+        return {"message": plan.message, "analysisRun": run}
+
 
 def keep_injected_hash(service: Obj, live: Obj) -> None:
     """Carry the pod-template hash the controller put in a live Service's selector into the Service

@@ -23,7 +23,6 @@ from .verbs import get_rollout
 Obj = dict[str, Any]
 
 
-
 def _pod_ready_counts(pod: Mapping[str, Any]) -> tuple[int, int]:
     spec_containers = (pod.get("spec") or {}).get("containers") or []
     statuses = (pod.get("status") or {}).get("containerStatuses") or []

@@ -314,7 +314,12 @@ class KubeBackend:
         from ..model.lint import check_manifests
 
         k = _kind(kind)
-        _, findings = check_manifests(json.dumps(obj), "<request>", default_namespace=namespace)
+        meta = obj.get("metadata") or {}
+        checked = obj
+        if not meta.get("name") and meta.get("generateName"):
+            # The API server picks the name: lint the object as it will be named.
+            checked = {**obj, "metadata": {**meta, "name": f"{meta['generateName']}xxxxx"}}
+        _, findings = check_manifests(json.dumps(checked), "<request>", default_namespace=namespace)
         errors = [str(f) for f in findings if f.severity == "error"]
         if errors:
             raise CliError(f"the {k} is not valid; nothing was created", errors)

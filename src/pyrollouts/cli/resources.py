@@ -209,14 +209,18 @@ def lint(
 
 def delete(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="rollout, service, pod or replicaset")],
+    kind: Annotated[
+        str, typer.Argument(help="rollout, service, pod, replicaset, analysisrun or analysistemplate")
+    ],
     name: Annotated[str, typer.Argument(help="Name of the object.")],
     namespace: Namespace = "default",
 ) -> None:
     """Delete an object; deleting a rollout also stops its ReplicaSets and Pods."""
     found = kinds.client_kind(kind)
     if found is None or found.name in ("Event", "Namespace"):
-        raise typer.BadParameter(f"unknown kind '{kind}' (rollout, service, pod or replicaset)")
+        raise typer.BadParameter(
+            f"unknown kind '{kind}' (rollout, service, pod, replicaset, analysisrun or analysistemplate)"
+        )
     backend = state(ctx).backend()
     k = found.name
     try:

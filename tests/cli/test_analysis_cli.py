@@ -334,3 +334,20 @@ def test_create_analysisrun_from_a_template(server: ServerProcess, tmp_path: Pat
     )
     assert r.code == 0 and r.out.startswith("analysisrun.argoproj.io/smoke-"), r
     assert len(runs()) == 3
+
+    # --from-file: the one template of a file, linted first
+    one = write(tmp_path, "one.yaml", TEMPLATE.split("---")[0])
+    r = server.cli(
+        "create", "analysisrun", "--from-file", one, "--name", "from-file", "-a", "service=f", "-n", ns
+    )
+    assert r.code == 0 and r.out == "analysisrun.argoproj.io/from-file created\n", r
+    broken = write(
+        tmp_path, "broken.yaml", TEMPLATE.split("---")[0].replace("interval: 10s", "intervall: 10s")
+    )
+    r = server.cli("create", "analysisrun", "--from-file", broken, "-a", "service=f", "-n", ns)
+    assert r.code == 1 and "the template has errors; nothing was created" in r.err and "intervall" in r.err, r
+    r = server.cli("create", "analysisrun", "--from-file", write(tmp_path, "two.yaml", TEMPLATE), "-n", ns)
+    assert r.code == 1 and "expected one AnalysisTemplate or ClusterAnalysisTemplate, found 2" in r.err, r
+    r = server.cli("create", "analysisrun", "-n", ns)
+    assert r.code == 2 and "one of --from TEMPLATE or --from-file FILE" in r.err, r
+    assert len(runs()) == 4

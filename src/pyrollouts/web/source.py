@@ -68,6 +68,8 @@ class Source:
         self.default_namespace = namespace
         self.scoped = scoped
         self.closed = False
+        #: namespaces whose AnalysisRuns could not be listed (logged once each)
+        self.runs_unlisted: set[str] = set()
 
     def check_namespace(self, ns: str) -> None:
         """VerbError 403 when this source is scoped to another namespace than ``ns``."""
@@ -95,10 +97,14 @@ class Source:
         """The namespace's AnalysisRuns; none when this dashboard may not read them (a cluster
         without the CRD, or credentials without the right): the tree is shown without them."""
         try:
-            return await self.cluster.list("AnalysisRun", ns)
+            runs = await self.cluster.list("AnalysisRun", ns)
         except ClusterError as exc:
-            log.info("no AnalysisRuns shown in %s: %s", ns, exc)
+            if ns not in self.runs_unlisted:  # once: the views are re-read every second
+                self.runs_unlisted.add(ns)
+                log.warning("AnalysisRuns of namespace %s are not shown: %s", ns, exc)
             return []
+        self.runs_unlisted.discard(ns)
+        return runs
 
     async def infos(self, ns: str) -> list[Obj]:
         """RolloutInfo of every Rollout in a namespace, by name."""

@@ -105,7 +105,8 @@ Services are watched although no page shows them) and reads them from those cach
 for the Rollout, which it reads fresh before each action. Events are listed for a rollout's event
 log (not watched: the page re-reads them every second). Namespaces are listed for the namespace
 switcher. The actions (promote, abort, retry, restart, rollback) are merge patches of the Rollout
-and of its status. No pod logs, analysis runs or experiments: no page shows them.
+and of its status. AnalysisRuns are listed (not watched: the views are re-read every second) for
+the analysisRuns of Argo's RolloutInfo. No pod logs or experiments: no page shows them.
 In namespaced mode the same rules go into a Role in the release namespace, without the Namespace
 list: the dashboard runs with --namespace there, watches that namespace alone and lists no others.
 */}}
@@ -116,6 +117,9 @@ list: the dashboard runs with --namespace there, watches that namespace alone an
 - apiGroups: ["argoproj.io"]
   resources: ["rollouts/status"]
   verbs: ["patch"]
+- apiGroups: ["argoproj.io"]
+  resources: ["analysisruns"]
+  verbs: ["list"]
 - apiGroups: ["apps"]
   resources: ["replicasets"]
   verbs: ["list", "watch"]

@@ -140,24 +140,6 @@ async def test_a_restarted_proxy_starts_the_history_again() -> None:
     assert (w.counts.requests, w.counts.errors5xx, w.totals.requests, w.seconds) == (4, 0, 4, 60)
 
 
-async def test_fresh_reuses_a_recent_reading_and_reads_again_after() -> None:
-    proxy, clock = Proxy(), Clock()
-    calls = 0
-
-    async def counted() -> dict[str, Any]:
-        nonlocal calls
-        calls += 1
-        return await proxy.stats()
-
-    h = TrafficHistory(counted, clock=clock)
-    await h.fresh()
-    await h.fresh()
-    assert calls == 1
-    clock.t += 1.0
-    await h.fresh()
-    assert calls == 2
-
-
 def test_windows_are_go_durations_within_the_history() -> None:
     assert window_seconds("30s", 900) == 30 and window_seconds("1m30s", 900) == 90
     for bad, says in (

@@ -31,8 +31,6 @@ StatsFn = Callable[[], Awaitable[Mapping[str, Any]]]
 SAMPLE_INTERVAL = 1.0
 #: The longest window that can be asked for (seconds); older readings are dropped.
 KEEP_SECONDS = 900.0
-#: A reading this recent (seconds) answers a question without reading the proxy again.
-FRESH_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -134,10 +132,8 @@ class TrafficHistory:
             return now
 
     async def fresh(self) -> float:
-        """A reading at most ``FRESH_SECONDS`` old (taken now if needed); returns its time."""
-        last = self._last_sample
-        if last is not None and self._clock() - last <= FRESH_SECONDS:
-            return last
+        """A reading taken now, so that a question sees every request answered before it (one
+        control call; analysis asks every few seconds at most); returns its time."""
         return await self.sample()
 
     def _record(self, data: Mapping[str, Any], now: float) -> None:

@@ -7,16 +7,21 @@ requests sent through the Services' ports, and the answers read from the server'
 (parsed by prometheus_client's own parser) and `/api/services/{ns}/{name}/traffic`. The numbers
 must match what the client saw, request for request. Then the `web` provider
 (controller/providers/web.py) measures the example AnalysisTemplate's metric
-(examples/analysis/error-rate-web.yaml) against the live endpoint: Successful for V1, Failed for V2.
+(examples/analysis/error-rate-web.yaml) against the live endpoint: Successful for V1, Failed for V2;
+and a real Prometheus (Debian's package) scrapes /metrics and holds the same counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import json
+import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -227,3 +232,57 @@ def test_with_a_token_both_routes_need_it_and_bad_queries_say_why() -> None:
         if server is not None:
             server.stop()  # POST /api/shutdown {"all": true} with the token; fails on a leftover
         finish(state_dir, None)
+
+
+def test_a_real_prometheus_scrapes_the_same_counts(setup: Setup, tmp_path: Path) -> None:
+    """Debian's prometheus, started here on 127.0.0.1 with the scrape job docs/analysis.md shows,
+    reads /metrics (as the server's own user: no token needed) and holds the same numbers."""
+    srv = setup.server
+    expected = traffic(srv, PREVIEW, f"revision={setup.bad}&window=15m")
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: pyrollouts\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{srv.port}']}}]\n"
+    )
+    log = (tmp_path / "prometheus.log").open("wb")
+    prom = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def query(q: str) -> float | None:
+            url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": q})
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    result = json.loads(resp.read())["data"]["result"]
+            except OSError:
+                return None
+            return float(result[0]["value"][1]) if result else None
+
+        sel = f'namespace="{NS}",service="{PREVIEW}",revision="{setup.bad}"'
+        errors = srv.wait_for(
+            "prometheus to scrape the server",
+            lambda: query(f'pyrollouts_proxy_requests_total{{{sel},code="5xx"}}'),
+        )
+        assert query('up{job="pyrollouts"}') == 1.0
+        assert errors == expected["errors5xxTotal"]
+        assert query(f"sum(pyrollouts_proxy_requests_total{{{sel}}})") == expected["requestsTotal"]
+        assert query(f"pyrollouts_proxy_request_duration_seconds_count{{{sel}}}") == expected["requestsTotal"]
+    finally:
+        prom.terminate()
+        try:
+            prom.wait(10)
+        except subprocess.TimeoutExpired:
+            prom.kill()
+            prom.wait()
+        log.close()

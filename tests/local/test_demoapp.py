@@ -108,3 +108,34 @@ def test_failure_modes(start: Any) -> None:
     wait_listening(port)
     clash, _ = start(PORT=str(port))
     assert clash.wait(5) == 1  # port in use: a clear exit, not a hang
+
+
+def test_error_rate_answers_500s_exactly_and_stays_healthy(start: Any) -> None:
+    _quarter, port = start(ERROR_RATE="0.25", WELCOME="VERSION V3")
+    wait_listening(port)
+    answers = [get(port) for _ in range(8)]
+    assert [status for status, _ in answers] == [200, 200, 200, 500, 200, 200, 200, 500]
+    assert answers[0] == (200, "VERSION V3")
+    assert answers[3] == (500, "error (ERROR_RATE=0.25)\n")
+    assert get(port, "/healthz")[0] == 200  # ready, so a broken version still takes traffic
+    _all, port = start(ERROR_RATE="1.0")
+    wait_listening(port)
+    assert [get(port)[0] for _ in range(3)] == [500, 500, 500]
+    assert get(port, "/healthz")[0] == 200
+    _none, port = start(ERROR_RATE="0")
+    wait_listening(port)
+    assert [get(port)[0] for _ in range(3)] == [200, 200, 200]
+
+
+@pytest.mark.parametrize("bad", ["abc", "1.5", "-0.1", "nan"])
+def test_a_bad_error_rate_exits_at_start_naming_it(bad: str) -> None:
+    env = {**os.environ, "PORT": str(free_port()), "ERROR_RATE": bad}
+    done = subprocess.run(
+        [sys.executable, "-m", "pyrollouts.runtimes.local.demoapp"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert f"ERROR_RATE={bad!r}: expected a number from 0 to 1" in done.stdout

@@ -698,6 +698,11 @@ def test_metrics_collector_numbers() -> None:
     # P99 is past the last bucket (20 s): +Inf, which the JSON gives as null.
     assert r1["latencyP50Seconds"] == 0.001 and r1["latencyP99Seconds"] is None
     assert abs(r1["latencyMeanSeconds"] - (0.0008 + 0.003 + 0.2 + 20.0 + 0.002) / 7) < 1e-12
+    # The raw buckets (per bucket, not cumulative) the server subtracts for a time window.
+    assert stats["latencyBucketBounds"][:3] == [0.0005, 0.001, 0.0025]
+    assert r1["latencyBuckets"][:4] == [2, 2, 0, 1] and r1["latencyBuckets"][-1] == 1
+    assert sum(r1["latencyBuckets"]) == 7
+    assert abs(r1["latencySumSeconds"] - (0.0008 + 0.003 + 0.2 + 20.0 + 0.002)) < 1e-12
     assert stats["services"]["ns/svc"]["revisions"]["none"]["byClass"]["5xx"] == 1
     assert stats["services"]["ns/svc"]["revisions"]["r2"]["tcpConnections"] == 1
     assert stats["activeConnections"] == 3

@@ -6,7 +6,8 @@
 - the proxy process (the data plane), adopted if already running, fed its routing table from the
   store's Services and Pods;
 - the rollout controller (controller/) over the local Cluster;
-- the HTTP API (server/api.py) used by the CLI and the dashboard.
+- the HTTP API (server/api.py) used by the CLI and the dashboard, with the proxy's traffic counters
+  (``/metrics``, and per Service over a window, read every second: runtimes/local/traffichistory.py).
 App processes and the proxy do not depend on this process: if it dies, traffic keeps flowing, and a
 restarted server picks everything up again.
 """
@@ -125,6 +126,7 @@ class LocalServer:
         proxy_bind: str = "127.0.0.1",
         runtime_options: dict[str, Any] | None = None,
         log_policy: Any = None,
+        traffic_options: dict[str, Any] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host, self.port = parse_listen(listen)
@@ -156,6 +158,8 @@ class LocalServer:
         # Extra LocalRuntime keyword arguments (tests pass a short restart backoff and drain delay).
         self.runtime_options = dict(runtime_options or {})
         self.log_policy = log_policy  # runtimes.local.logfiles.LogPolicy: rotation of pod logs
+        # TrafficHistory keyword arguments (interval, keep): how often and how long counters are kept.
+        self.traffic_options = dict(traffic_options or {})
         self.clock = Clock()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
@@ -168,6 +172,7 @@ class LocalServer:
         sync of stored objects (which may be large, or refused: see ``report_refused``)."""
         from ..runtimes.local.proxymanager import ProxyManager, ServiceProxyController
         from ..runtimes.local.runtime import LocalRuntime
+        from ..runtimes.local.traffichistory import TrafficHistory
         from ..server import api
         from ..server.admission import AdmittedCluster
 
@@ -188,6 +193,8 @@ class LocalServer:
         self.runtime.reserve_port(self.port, "the pyrollouts server's API port (--listen)")
         self.proxy = ProxyManager(self.state_dir, bind=self.proxy_bind)
         self.service_proxy = ServiceProxyController(self.runtime.cluster, self.proxy)
+        # Readings of the proxy's counters, for traffic over a window (analysis: docs/analysis.md).
+        self.traffic = TrafficHistory(self.proxy.stats, **self.traffic_options)
         self.controller = RolloutController(self.runtime.cluster, self.clock)
         self.analysis = AnalysisRunController(self.runtime.cluster, self.clock)
         api_clock = ControllerClock(self.clock, self.controller, self.test_clock, self.analysis)
@@ -201,6 +208,7 @@ class LocalServer:
             state_dir=self.state_dir,
             extra_routes=self._extra_routes(api_clock),
             proxy=self.proxy,
+            traffic=self.traffic,
             # Beyond loopback a token is required (checked above) and protects the server instead.
             host_check=is_loopback(self.host),
         )
@@ -244,6 +252,7 @@ class LocalServer:
             asyncio.create_task(self.analysis.run(), name="analysisrun-controller"),
             asyncio.create_task(self.service_proxy.run(), name="service-proxy"),
             asyncio.create_task(self.proxy.watch(), name="proxy-supervisor"),
+            asyncio.create_task(self.traffic.run(), name="traffic-history"),
         ]
 
     def report_refused(self) -> None:

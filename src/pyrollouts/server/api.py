@@ -29,6 +29,7 @@ from ..service import guard, streams, verbs
 from ..service.info import read_info
 from .admission import AdmissionRefused
 from .apply import ApplyRefused, apply_objects, check_text, findings_for_objects
+from .traffic import DEFAULT_WINDOW, METRICS_CONTENT_TYPE, TrafficUnavailable, service_traffic
 
 log = logging.getLogger("pyrollouts.server.api")
 
@@ -82,6 +83,7 @@ class _Ctx:
 
 CTX_KEY: web.AppKey[_Ctx] = web.AppKey("pyrollouts_ctx", _Ctx)
 PROXY_KEY: web.AppKey[Any] = web.AppKey("pyrollouts_proxy", object)
+TRAFFIC_KEY: web.AppKey[Any] = web.AppKey("pyrollouts_traffic", object)
 
 
 def make_app(
@@ -94,6 +96,7 @@ def make_app(
     state_dir: Path | None = None,
     test_clock: bool | None = None,
     proxy: Any = None,
+    traffic: Any = None,
     host_check: bool = True,
 ) -> web.Application:
     """The API application. ``token``: when set, every /api request needs ``Authorization: Bearer``.
@@ -101,9 +104,10 @@ def make_app(
     route answers 404. ``test_clock``: enable POST /api/debug/clock (default: the clock's
     ``adjustable`` attribute). ``extra_routes``: route definitions (or a function given the app) for
     the dashboard or anything else. ``proxy``: the runtime's proxy manager, kept for routes that
-    report on the data plane. ``host_check``: answer only requests whose Host is a loopback name
-    or address with the server's port (turn it off only for a server listening beyond loopback,
-    which then needs ``token``; docs/security.md)."""
+    report on the data plane (``/metrics``). ``traffic``: a ``TrafficHistory`` of the proxy's
+    counters, for ``/api/services/{namespace}/{name}/traffic``. ``host_check``: answer only
+    requests whose Host is a loopback name or address with the server's port (turn it off only
+    for a server listening beyond loopback, which then needs ``token``; docs/security.md)."""
     # A manifest may be up to yamlsafe.MAX_BYTES (what lint reads), and JSON escaping adds to it:
     # aiohttp's 1 MiB default refused files that lint accepted, without naming them.
     app = web.Application(
@@ -113,6 +117,7 @@ def make_app(
         test_clock = bool(getattr(clock, "adjustable", False))
     app[CTX_KEY] = _Ctx(cluster, admission, clock, token, state_dir, test_clock, host_check)
     app[PROXY_KEY] = proxy
+    app[TRAFFIC_KEY] = traffic
     app.add_routes(
         [
             web.get("/api/version", version),
@@ -124,6 +129,8 @@ def make_app(
             web.post("/api/rollouts/{namespace}/{name}/{action}", action),
             web.post("/api/analysisruns/{namespace}/{name}/{action}", run_action),
             web.get("/api/pods/{namespace}/{name}/logs", logs),
+            web.get("/api/services/{namespace}/{name}/traffic", traffic_route),
+            web.get("/metrics", metrics),
             web.get("/api/{plural}", list_objects),
             web.post("/api/{plural}", create_object),
             web.get("/api/{plural}/{namespace}/{name}", get_object),
@@ -183,14 +190,15 @@ async def _auth_middleware(request: web.Request, handler: Any) -> web.StreamResp
     """Every request, in this order (docs/security.md): a loopback Host with the server's port
     (unless the server listens beyond loopback, where the token protects it) and, without a
     token, a client of the server's own user (other users of the machine reach loopback too); the
-    bearer token on /api when the server has one; then for a write a same-origin Origin or none
+    bearer token on /api and /metrics when the server has one; then for a write a same-origin Origin or none
     (not checked when the bearer token came with it: no page can add that header) and a JSON body."""
     ctx = request.app[CTX_KEY]
     if ctx.host_check:
         problem = guard.loopback_problem(request, ctx.token)
         if problem is not None:
             raise JsonError(403, problem)
-    on_api = request.path.startswith("/api/")
+    # /metrics carries Service names and traffic: the token guards it as it guards the API.
+    on_api = request.path.startswith("/api/") or request.path == "/metrics"
     if on_api and ctx.token is not None and not guard.bearer_matches(request, ctx.token):
         raise JsonError(
             401,
@@ -616,3 +624,37 @@ async def debug_clock(request: web.Request) -> web.Response:
     except PermissionError as exc:
         raise JsonError(409, str(exc)) from exc
     return _json({"now": rfc3339(ctx.clock.now())})
+
+
+async def traffic_route(request: web.Request) -> web.Response:
+    """GET /api/services/{namespace}/{name}/traffic?window=30s&revision=HASH: the Service's traffic
+    per revision over the window, from the proxy's counters (server/traffic.py)."""
+    ctx = _ctx(request)
+    history = request.app[TRAFFIC_KEY]
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    if history is None:
+        raise JsonError(404, "this server has no proxy, so no traffic counters (local runtime only)")
+    try:
+        await ctx.cluster.get("Service", ns, name)
+    except NotFound:
+        raise JsonError(404, f"service '{name}' not found in namespace '{ns}'") from None
+    window = request.query.get("window") or DEFAULT_WINDOW
+    try:
+        body = await service_traffic(history, ns, name, window, request.query.get("revision") or None)
+    except ValueError as exc:
+        raise JsonError(400, str(exc)) from None
+    except TrafficUnavailable as exc:
+        raise JsonError(503, str(exc)) from None
+    return _json(body)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: the proxy's counters in Prometheus text format 0.0.4, read when scraped."""
+    proxy = request.app[PROXY_KEY]
+    if proxy is None or not hasattr(proxy, "metrics_text"):
+        return web.Response(status=404, text="this server has no proxy, so no traffic counters\n")
+    try:
+        text = await proxy.metrics_text()
+    except Exception as exc:
+        return web.Response(status=503, text=f"cannot read the proxy's counters: {exc}\n")
+    return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})

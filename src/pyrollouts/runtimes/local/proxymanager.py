@@ -387,12 +387,16 @@ class ProxyManager:
     async def stats(self) -> dict[str, Any]:
         """The proxy's /stats: per-revision request counts by status class, latency quantiles, routes."""
         resp = await self._call("GET", "/stats")
+        if resp.status != 200:
+            raise ProxyError(f"the proxy answered /stats with {resp.status}: {await resp.text()}")
         data: dict[str, Any] = await resp.json()
         return data
 
     async def metrics_text(self) -> str:
         """The proxy's /metrics in Prometheus text format."""
         resp = await self._call("GET", "/metrics")
+        if resp.status != 200:
+            raise ProxyError(f"the proxy answered /metrics with {resp.status}: {await resp.text()}")
         return await resp.text()
 
 

@@ -1,6 +1,10 @@
 """The seed's demo app ("super"), small enough to start in a blink: plain asyncio, no framework.
 
 - ``GET /`` returns ``$WELCOME`` as plain text; ``GET /healthz`` returns 200 (503 while unready).
+- ``ERROR_RATE`` (a number from 0 to 1, 0 by default): the share of ``GET /`` answered ``500``
+  instead, spread evenly and exactly (0.25: every fourth request, counted per process; 1: all of
+  them). Health stays 200, so a broken version still becomes ready and takes traffic: what
+  analysis of its error rate must catch (docs/analysis.md). Anything else exits 1 at start.
 - Listens on ``127.0.0.1:$PORT`` (``$BIND`` overrides the address); HTTP/1.1 with keep-alive.
 - SIGTERM: stop accepting, finish the requests in flight, close idle connections, exit 0.
 
@@ -26,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 _REASONS = {
     200: "OK",
     404: "Not Found",
+    500: "Internal Server Error",
     405: "Method Not Allowed",
     400: "Bad Request",
     503: "Service Unavailable",
@@ -42,6 +47,10 @@ class DemoApp:
         self.unready_file = os.environ.get("DEMO_UNREADY_FILE") or None
         self.crash_file = os.environ.get("DEMO_CRASH_FILE") or None
         self.pod = os.environ.get("HOSTNAME", "")
+        self.error_rate, self.config_error = self._error_rate(os.environ.get("ERROR_RATE", ""))
+        #: ``GET /`` requests answered so far, and how many of them were 500s.
+        self.served = 0
+        self.failed = 0
         self.ready = "never-ready" not in self.modes
         self.stopping = asyncio.Event()
         self.idle: set[asyncio.StreamWriter] = set()
@@ -56,6 +65,29 @@ class DemoApp:
                 key, _, value = part.partition(":")
                 out[key] = value
         return out
+
+    @staticmethod
+    def _error_rate(raw: str) -> tuple[float, str | None]:
+        if not raw.strip():
+            return 0.0, None
+        try:
+            rate = float(raw)
+        except ValueError:
+            rate = -1.0
+        if not 0.0 <= rate <= 1.0:  # also NaN
+            return 0.0, (
+                f"ERROR_RATE={raw!r}: expected a number from 0 to 1 (the share of GET / answered "
+                "500; 0.25 is every fourth request)"
+            )
+        return rate, None
+
+    def welcome_or_error(self) -> tuple[int, str]:
+        """The answer to ``GET /``: a 500 whenever the errors so far fall behind ERROR_RATE."""
+        self.served += 1
+        if self.failed + 1 <= self.served * self.error_rate + 1e-9:
+            self.failed += 1
+            return 500, f"error (ERROR_RATE={self.error_rate:g})\n"
+        return 200, self.welcome
 
     def healthy(self) -> bool:
         if not self.ready:
@@ -108,7 +140,7 @@ class DemoApp:
         path = url.path
         status, body = 404, "not found\n"
         if path == "/" and method in ("GET", "HEAD"):
-            status, body = 200, self.welcome
+            status, body = self.welcome_or_error()
         elif path == "/healthz" and method in ("GET", "HEAD"):
             status, body = (200, "ok\n") if self.healthy() else (503, "unready\n")
         elif path in ("/admin/ready", "/admin/unready"):
@@ -150,6 +182,9 @@ class DemoApp:
             await asyncio.sleep(0.2)
 
     async def run(self) -> int:
+        if self.config_error:
+            print(f"demoapp: {self.config_error}", flush=True)
+            return 1
         if "crash" in self.modes or (self.crash_file and os.path.exists(self.crash_file)):
             print("demoapp: crashing at start (DEMO_FAIL=crash or DEMO_CRASH_FILE)", flush=True)
             return 1

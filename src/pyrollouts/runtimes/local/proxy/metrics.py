@@ -99,7 +99,10 @@ class ProxyMetrics:
 
     def as_json(self) -> dict[str, Any]:
         """The /stats payload: {"services": {"ns/name": {"revisions": {hash: {...}}}}}. A latency
-        quantile is null without data or above the highest bucket (JSON has no Infinity)."""
+        quantile is null without data or above the highest bucket (JSON has no Infinity).
+        ``latencyBuckets`` are the histogram's counts per bucket (not cumulative; the last one is
+        above the highest bound), whose bounds are ``latencyBucketBounds``: the server subtracts
+        two readings of them for the latency of a time window (server/traffic.py)."""
         services: dict[str, Any] = {}
         for (ns, svc, rev), st in sorted(self.revisions.items()):
             n = st.requests
@@ -109,6 +112,8 @@ class ProxyMetrics:
                 "byClass": dict(st.by_class),
                 "errors": st.classes[5],
                 "latencyMeanSeconds": (st.latency_sum / n) if n else None,
+                "latencySumSeconds": st.latency_sum,
+                "latencyBuckets": list(st.bucket_counts),
                 "latencyP50Seconds": _finite(st.quantile(0.5)),
                 "latencyP90Seconds": _finite(st.quantile(0.9)),
                 "latencyP99Seconds": _finite(st.quantile(0.99)),
@@ -117,6 +122,7 @@ class ProxyMetrics:
         return {
             "activeConnections": self.active_connections,
             "refusedConnections": self.refused_connections,
+            "latencyBucketBounds": list(BUCKETS),
             "services": services,
         }
 

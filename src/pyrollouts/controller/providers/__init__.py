@@ -11,10 +11,10 @@ from typing import Any
 from ...model.analysis import PHASE_ERROR
 from ...model.cluster import Cluster, Obj
 from ...model.timefmt import rfc3339
-from . import web
+from . import prometheus, web
 
 #: The providers this controller measures with, by their key under ``metric.provider``.
-SUPPORTED = ("web",)
+SUPPORTED = ("prometheus", "web")
 
 
 async def measure(metric: Mapping[str, Any], run: Obj, cluster: Cluster) -> dict[str, Any]:
@@ -23,6 +23,8 @@ async def measure(metric: Mapping[str, Any], run: Obj, cluster: Cluster) -> dict
     provider = metric.get("provider") or {}
     if "web" in provider:
         return await web.measure(metric)
+    if "prometheus" in provider:
+        return await prometheus.measure(metric)
     now = rfc3339(datetime.now(UTC))
     which = ", ".join(sorted(provider)) or "none"
     return {

@@ -81,12 +81,11 @@ def get_rollout(
         out().print(render_rich(view, info_now(view, 0.0, 0.0)), end="")
         return
     holder: dict[str, Any] = {"view": view, "at": time.monotonic(), "changed": threading.Event()}
-    watch_views(ctx, namespace, name, holder)
-    console = out()
-    with Live(
-        render_rich(view, info_now(view, 0, 0)), console=console, auto_refresh=False, transient=False
-    ) as live:
-        try:
+    try:  # Ctrl-C ends a watch normally, also while it is still starting
+        watch_views(ctx, namespace, name, holder)
+        with Live(
+            render_rich(view, info_now(view, 0, 0)), console=out(), auto_refresh=False, transient=False
+        ) as live:
             while True:
                 holder["changed"].wait(1.0)
                 holder["changed"].clear()
@@ -94,10 +93,10 @@ def get_rollout(
                     raise holder["error"]
                 v = holder["view"]
                 live.update(render_rich(v, info_now(v, holder["at"], time.monotonic())), refresh=True)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            stop_watching(ctx)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_watching(ctx)
 
 
 def fetch_analysis_run(ctx: typer.Context, namespace: str, name: str) -> Obj:

@@ -124,7 +124,7 @@ def test_the_run_page_shows_phase_message_args_metrics_measurements_and_chart() 
         "Failed",
         [measurement("Successful", "[0.01]", 1), measurement("Failed", "[0.5]", 11)],
     )
-    r["status"]["message"] = "Metric \"error-rate\" assessed Failed due to failed (1) > failureLimit (0)"
+    r["status"]["message"] = 'Metric "error-rate" assessed Failed due to failed (1) > failureLimit (0)'
     body = analysisview.run_page_body("ns", "shop", run_detail(r))
     assert 'id="run-phase"' in body and 'data-phase="Failed"' in body and "✖ Failed" in body
     assert "assessed Failed" in body

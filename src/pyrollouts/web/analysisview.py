@@ -162,7 +162,7 @@ def run_metrics(detail: Mapping[str, Any]) -> str:
         )
         out.append(
             f'<section class="metric" data-metric="{e(name)}">'
-            f'<h3>{phase_badge(str(metric.get("status") or ""))} {e(name)} {dry}'
+            f"<h3>{phase_badge(str(metric.get('status') or ''))} {e(name)} {dry}"
             f'<span class="ar-counts">{_counts(metric)}</span></h3>{message}'
             f"<dl>{conditions}</dl>{chart}{_measurements_table(metric.get('measurements') or [])}</section>"
         )

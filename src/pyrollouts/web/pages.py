@@ -68,10 +68,7 @@ def _authorized(handler: streams.Handler) -> streams.Handler:
 
 
 def _error_page(exc: VerbError) -> web.Response:
-    body = (
-        f'<h1>{exc.code}</h1><p class="error">{e(exc.message)}</p>'
-        '<p><a href="/">All rollouts</a></p>'
-    )
+    body = f'<h1>{exc.code}</h1><p class="error">{e(exc.message)}</p><p><a href="/">All rollouts</a></p>'
     return web.Response(
         status=exc.code, content_type="text/html", text=render.page("Error", body, data={"page": "none"})
     )

@@ -245,7 +245,7 @@ ANALYSIS_SCREENSHOT = DOCS_SCREENSHOT.with_name("dashboard-analysis.png")
 class RateEndpoint:
     """A tiny metric backend on 127.0.0.1: ``GET /rate`` answers ``{"rate": R}``, the next of
     ``rates`` (then the last one again). Measurement ``held_at`` (1-based) waits until the test
-    calls :meth:`release` (at most 25 s: the metric's timeout is 30 s)."""
+    calls :meth:`release` (at most 50 s: the metric's timeout is 60 s)."""
 
     def __init__(self) -> None:
         self.rates: list[float] = list(GOOD_RATES)
@@ -259,7 +259,7 @@ class RateEndpoint:
                 endpoint.served += 1
                 n = endpoint.served
                 if n == endpoint.held_at:
-                    endpoint.gate.wait(25)
+                    endpoint.gate.wait(50)
                 rate = endpoint.rates[min(n, len(endpoint.rates)) - 1]
                 body = json.dumps({"rate": rate}).encode()
                 self.send_response(200)
@@ -321,7 +321,7 @@ def with_pre_promotion_analysis(port: int) -> Callable[[str], str]:
             "      web:\n"
             f"        url: http://127.0.0.1:{port}/rate\n"
             "        jsonPath: '{$.rate}'\n"
-            "        timeoutSeconds: 30\n"
+            "        timeoutSeconds: 60\n"
         )
         return text + "---\n" + template
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pyrollouts.model.cluster import Obj
-from pyrollouts.service.analysisinfo import run_detail
 from pyrollouts.service.info import rollout_info
 from pyrollouts.web import analysisview, argo_info, render
 from pyrollouts.web.metricchart import chart_value, metric_chart, thresholds, y_range
@@ -71,6 +70,13 @@ def run(run_name: str, revision: int, phase: str, measurements: list[Obj], **met
                     "name": "error-rate",
                     "successCondition": "result[0] <= {{args.limit}}",
                     "failureCondition": "result[0] > 0.2",
+                    "provider": {
+                        "web": {
+                            "url": "http://metrics/rate?svc={{args.svc}}",
+                            "jsonPath": "{$.rate}",
+                            "headers": [{"key": "Authorization", "value": "Bearer SECRET"}],
+                        }
+                    },
                     **metric,
                 }
             ],
@@ -125,7 +131,7 @@ def test_the_run_page_shows_phase_message_args_metrics_measurements_and_chart() 
         [measurement("Successful", "[0.01]", 1), measurement("Failed", "[0.5]", 11)],
     )
     r["status"]["message"] = 'Metric "error-rate" assessed Failed due to failed (1) > failureLimit (0)'
-    body = analysisview.run_page_body("ns", "shop", run_detail(r))
+    body = analysisview.run_page_body("ns", "shop", r)
     assert 'id="run-phase"' in body and 'data-phase="Failed"' in body and "✖ Failed" in body
     assert "assessed Failed" in body
     assert 'data-arg="limit"' in body and "0.05" in body and "valueFrom" in body
@@ -136,6 +142,28 @@ def test_the_run_page_shows_phase_message_args_metrics_measurements_and_chart() 
     assert table.index("[0.5]") < table.index("[0.01]")
     assert 'data-points="2"' in body
     assert 'href="/rollouts/ns/shop"' in body
+    # What it measures, as written: placeholders unresolved, headers never shown.
+    assert "web GET http://metrics/rate?svc={{args.svc}} {$.rate}" in body
+    assert "SECRET" not in body
+
+
+def test_what_a_metric_measures() -> None:
+    prom = {"prometheus": {"address": "http://p:9090", "query": "sum(rate(x[1m]))"}}
+    assert analysisview.provider_text(prom) == "prometheus http://p:9090: sum(rate(x[1m]))"
+    web = {"web": {"url": "http://w/", "method": "post", "body": "TOKEN"}}
+    assert analysisview.provider_text(web) == "web POST http://w/"
+    job = {"job": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "curl:8"}]}}}}}
+    assert analysisview.provider_text(job) == "job (curl:8)"
+    assert analysisview.provider_text({"job": {}}) == "job"
+    assert analysisview.provider_text({"datadog": {"query": "q"}}) == "datadog"
+    assert analysisview.provider_text({}) == ""
+
+
+def test_a_job_measurement_names_its_job() -> None:
+    m = measurement("Successful", None, 1)
+    m["metadata"] = {"job-name": "shop-job-1"}
+    body = analysisview.run_page_body("ns", "shop", run("shop-bbb-2-pre", 2, "Successful", [m]))
+    assert '<td class="value">job shop-job-1</td>' in body
 
 
 def test_chart_values() -> None:
@@ -209,7 +237,8 @@ def test_everything_in_a_run_is_escaped() -> None:
     r["status"]["metricResults"][0]["measurements"][0]["message"] = EVIL
     r["spec"]["args"][0]["value"] = EVIL
     r["spec"]["metrics"][0]["successCondition"] = EVIL
-    body = analysisview.run_page_body(EVIL, EVIL, run_detail(r))
+    r["spec"]["metrics"][0]["provider"]["web"]["url"] = EVIL
+    body = analysisview.run_page_body(EVIL, EVIL, r)
     assert "<img" not in body and 'onerror="' not in body
     under = analysisview.revision_runs(EVIL, EVIL, [argo_run(r)])
     assert "<img" not in under and 'onerror="' not in under

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from ..service.analysisinfo import COUNT_ICONS, analysis_icon, counts_text
+from ..service.analysisinfo import COUNT_ICONS, analysis_icon, counts_text, run_detail
 from .escape import e
 from .metricchart import metric_chart
 
@@ -128,7 +128,7 @@ def _measurements_table(measurements: Sequence[Mapping[str, Any]]) -> str:
     rows = "".join(
         f'<tr class="measurement" data-phase="{e(m.get("phase"))}">'
         f"<td>{phase_badge(str(m.get('phase') or ''))}</td>"
-        f'<td class="value">{e(m.get("value"))}</td><td>{e(m.get("startedAt"))}</td>'
+        f'<td class="value">{e(_measurement_value(m))}</td><td>{e(m.get("startedAt"))}</td>'
         f'<td>{e(m.get("finishedAt"))}</td><td class="msg">{e(m.get("message"))}</td></tr>'
         # Newest first, as a log reads; the chart runs oldest to newest.
         for m in reversed(measurements)
@@ -137,13 +137,44 @@ def _measurements_table(measurements: Sequence[Mapping[str, Any]]) -> str:
     return f'<table class="measurements"><thead>{head}</thead><tbody>{rows}</tbody></table>'
 
 
-def run_metrics(detail: Mapping[str, Any]) -> str:
-    """Each metric of the run: phase, counts, conditions, chart and measurements."""
+def provider_text(provider: Mapping[str, Any]) -> str:
+    """What a metric measures, as its spec writes it (``{{args.x}}`` left as is, so a secret's
+    value is never shown; headers and bodies left out): the Prometheus query, the web request,
+    the Job's images."""
+    if not provider:
+        return ""
+    kind = next(iter(provider))
+    spec = provider.get(kind) or {}
+    if kind == "prometheus":
+        return f"prometheus {spec.get('address') or ''}: {spec.get('query') or ''}"
+    if kind == "web":
+        path = f" {spec['jsonPath']}" if spec.get("jsonPath") else ""
+        return f"web {str(spec.get('method') or 'GET').upper()} {spec.get('url') or ''}{path}"
+    if kind == "job":
+        pod = ((spec.get("spec") or {}).get("template") or {}).get("spec") or {}
+        images = ", ".join(str(c.get("image") or "") for c in pod.get("containers") or [])
+        return f"job ({images})" if images else "job"
+    return str(kind)
+
+
+def _measurement_value(m: Mapping[str, Any]) -> str:
+    if m.get("value") is not None:
+        return str(m["value"])
+    job = (m.get("metadata") or {}).get("job-name")
+    return f"job {job}" if job else ""
+
+
+def run_metrics(detail: Mapping[str, Any], providers: Mapping[str, Any] | None = None) -> str:
+    """Each metric of the run: phase, counts, what it measures (``providers``: metric name ->
+    its spec's provider), conditions, chart and measurements."""
     out = []
     args = detail.get("args") or []
     for metric in detail.get("metrics") or []:
         name = str(metric.get("name") or "")
-        conditions = "".join(
+        measures = provider_text((providers or {}).get(name) or {})
+        conditions = (
+            f'<dt>Measures</dt><dd><code class="provider">{e(measures)}</code></dd>' if measures else ""
+        ) + "".join(
             f'<dt>{label}</dt><dd><code class="{cls}">{e(metric.get(key))}</code></dd>'
             for key, label, cls in (
                 ("successCondition", "Success when", "cond-success"),
@@ -169,15 +200,19 @@ def run_metrics(detail: Mapping[str, Any]) -> str:
     return "".join(out) or '<p class="none">This run has no metrics.</p>'
 
 
-def run_fragments(detail: Mapping[str, Any]) -> dict[str, str]:
-    """Element id -> inner HTML of the run's page, for the page and each stream update."""
-    return {"run-summary": run_summary(detail), "run-metrics": run_metrics(detail)}
+def run_fragments(run: Mapping[str, Any]) -> dict[str, str]:
+    """Element id -> inner HTML of the page of ``run`` (as stored), for the page and each update."""
+    detail = run_detail(run)
+    providers = {
+        str(m.get("name")): m.get("provider") or {} for m in (run.get("spec") or {}).get("metrics") or []
+    }
+    return {"run-summary": run_summary(detail), "run-metrics": run_metrics(detail, providers)}
 
 
-def run_page_body(ns: str, rollout: str, detail: Mapping[str, Any]) -> str:
-    """The body of the page of one run (``render.page`` wraps it)."""
-    name = str(detail.get("name") or "")
-    parts = run_fragments(detail)
+def run_page_body(ns: str, rollout: str, run: Mapping[str, Any]) -> str:
+    """The body of the page of ``run``, a run of ``rollout`` (``render.page`` wraps it)."""
+    name = str((run.get("metadata") or {}).get("name") or "")
+    parts = run_fragments(run)
     return (
         f'<nav class="crumbs"><a href="/rollouts/{quote(ns)}">{e(ns)}</a> / '
         f'<a href="/rollouts/{quote(ns)}/{quote(rollout)}">{e(rollout)}</a> / <span>{e(name)}</span></nav>'

@@ -16,7 +16,6 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ..service import guard, streams
-from ..service.analysisinfo import run_detail
 from ..service.verbs import VerbError
 from . import analysisview, render
 from .api import COOKIE, bearer_ok, stream_changes
@@ -160,12 +159,6 @@ async def rollout_stream(request: web.Request) -> web.StreamResponse:
     return await stream_changes(request, ns, each)
 
 
-def _run_view(ns: str, rollout: str, run: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    """The run's phase and the fragments of its page."""
-    detail = run_detail(run)
-    return str(detail.get("status") or ""), analysisview.run_fragments(detail)
-
-
 @_authorized
 async def run_page(request: web.Request) -> web.StreamResponse:
     """GET /rollouts/{ns}/{name}/analysisruns/{run}: one AnalysisRun of a rollout."""
@@ -175,13 +168,12 @@ async def run_page(request: web.Request) -> web.StreamResponse:
         run = await ctx.source.analysis_run(ns, name, run_name)
     except VerbError as exc:
         return _error_page(exc)
-    detail = run_detail(run)
     data = {
         "stream": f"/ui/rollouts/{quote(ns)}/{quote(name)}/analysisruns/{quote(run_name)}/stream",
         "page": "analysisrun",
-        "phase": str(detail.get("status") or ""),
+        "phase": str((run.get("status") or {}).get("phase") or ""),
     }
-    html = render.page(f"{run_name} · {name} · {ns}", analysisview.run_page_body(ns, name, detail), data=data)
+    html = render.page(f"{run_name} · {name} · {ns}", analysisview.run_page_body(ns, name, run), data=data)
     return web.Response(text=html, content_type="text/html")
 
 
@@ -200,12 +192,14 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
 
     async def each(stream: streams.EventStream) -> bool:
         try:
-            phase, parts = _run_view(ns, name, await ctx.source.analysis_run(ns, name, run_name))
+            run = await ctx.source.analysis_run(ns, name, run_name)
         except VerbError as exc:
             await stream.send({"name": run_name, "message": exc.message}, "deleted")
             return False
+        parts = analysisview.run_fragments(run)
         changed = {k: v for k, v in parts.items() if last.get(k) != v}
         if changed:
+            phase = str((run.get("status") or {}).get("phase") or "")
             await stream.send({"phase": phase, "parts": changed}, "fragments")
             last.update(changed)
         await stream.ping_if_idle()

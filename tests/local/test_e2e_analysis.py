@@ -8,49 +8,16 @@ measures it, and the Rollout waits for, promotes on or aborts on the run's verdi
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from e2e_support import Servers, rollout_doc, seed_docs, servers_fixture, stored, with_env
 
 from harness.serverharness import free_port, http_body
+from harness.support import MetricEndpoint, metric_endpoint_fixture
 
 NS = "e2e-analysis"
-
-
-class MetricEndpoint:
-    """``GET /check?hash=H`` answers ``{"ok": <self.ok>}``; every hash asked for is recorded."""
-
-    def __init__(self) -> None:
-        self.ok = True
-        self.asked: list[str] = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                endpoint.asked.append(self.path.partition("hash=")[2])
-                body = json.dumps({"ok": endpoint.ok}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -58,14 +25,10 @@ def servers() -> Iterator[Servers]:
     yield from servers_fixture()
 
 
-@pytest.fixture
-def endpoint() -> Iterator[MetricEndpoint]:
-    e = MetricEndpoint()
-    yield e
-    e.close()
+_endpoint = pytest.fixture(name="endpoint")(metric_endpoint_fixture)
 
 
-def template(port: int) -> dict[str, Any]:
+def template(url: str) -> dict[str, Any]:
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AnalysisTemplate",
@@ -80,8 +43,8 @@ def template(port: int) -> dict[str, Any]:
                     "successCondition": "result == true",
                     "provider": {
                         "web": {
-                            "url": f"http://127.0.0.1:{port}/check?hash={{{{args.hash}}}}",
-                            "jsonPath": "{$.ok}",
+                            "url": f"{url}/check?hash={{{{args.hash}}}}",
+                            "jsonPath": "{$.value}",
                         }
                     },
                 }
@@ -115,12 +78,12 @@ def test_pre_promotion_analysis_gates_the_pause_and_aborts_a_bad_version(
     prod, preview = free_port(), free_port()
     docs = with_analysis(seed_docs(NS, prod, preview, replicas=1, welcome="V2"), "prePromotionAnalysis")
     manifest = servers.state_dir.parent / "analysis.yaml"
-    assert srv.apply([*docs, template(endpoint.port)], manifest).code == 0
+    assert srv.apply([*docs, template(endpoint.url)], manifest).code == 0
     srv.wait_for("revision 1 healthy", lambda: srv.info(NS)["status"] == "Healthy", timeout=60)
     assert runs(servers) == [], "a first deploy runs no analysis"
 
     # A good V3: the pre run measures the preview's hash twice, succeeds, then the rollout pauses.
-    assert srv.apply([*with_env(docs, WELCOME="V3"), template(endpoint.port)], manifest).code == 0
+    assert srv.apply([*with_env(docs, WELCOME="V3"), template(endpoint.url)], manifest).code == 0
     srv.wait_for("V3 paused after its analysis", lambda: srv.info(NS)["status"] == "Paused", timeout=90)
     [run] = runs(servers)
     h = run["metadata"]["labels"]["rollouts-pod-template-hash"]
@@ -129,7 +92,7 @@ def test_pre_promotion_analysis_gates_the_pause_and_aborts_a_bad_version(
     assert run["metadata"]["ownerReferences"][0]["kind"] == "Rollout"
     assert run["status"]["phase"] == "Successful", run["status"]
     assert [r["count"] for r in run["status"]["metricResults"]] == [2]
-    assert endpoint.asked and set(endpoint.asked) == {h}, endpoint.asked
+    assert asked(endpoint) and set(asked(endpoint)) == {h}, asked(endpoint)
     assert bg_status(servers)["prePromotionAnalysisRunStatus"] == {
         "name": run["metadata"]["name"],
         "status": "Successful",
@@ -140,8 +103,8 @@ def test_pre_promotion_analysis_gates_the_pause_and_aborts_a_bad_version(
     srv.wait_for("revision 2 healthy", lambda: srv.info(NS)["status"] == "Healthy", timeout=60)
 
     # A bad V4: its run fails, the update aborts by itself and production never leaves V3.
-    endpoint.ok = False
-    assert srv.apply([*with_env(docs, WELCOME="V4"), template(endpoint.port)], manifest).code == 0
+    endpoint.value = False
+    assert srv.apply([*with_env(docs, WELCOME="V4"), template(endpoint.url)], manifest).code == 0
     srv.wait_for("V4 aborted by its analysis", lambda: srv.info(NS)["status"] == "Degraded", timeout=90)
     failed = [r for r in runs(servers) if r["metadata"]["annotations"]["rollout.argoproj.io/revision"] == "3"]
     assert [r["status"]["phase"] for r in failed] == ["Failed"], failed
@@ -161,12 +124,12 @@ def test_post_promotion_analysis_gates_stable_and_switches_back_on_failure(
     docs = with_analysis(seed_docs(NS, prod, preview, replicas=1, welcome="V2"), "postPromotionAnalysis")
     rollout_doc(docs)["spec"]["strategy"]["blueGreen"]["autoPromotionEnabled"] = True
     manifest = servers.state_dir.parent / "analysis.yaml"
-    assert srv.apply([*docs, template(endpoint.port)], manifest).code == 0
+    assert srv.apply([*docs, template(endpoint.url)], manifest).code == 0
     srv.wait_for("revision 1 healthy", lambda: srv.info(NS)["status"] == "Healthy", timeout=60)
 
     # A good V3 goes to production at once (auto-promotion), then becomes stable once its post run
     # succeeds.
-    assert srv.apply([*with_env(docs, WELCOME="V3"), template(endpoint.port)], manifest).code == 0
+    assert srv.apply([*with_env(docs, WELCOME="V3"), template(endpoint.url)], manifest).code == 0
     srv.wait_for(
         "V3 stable after its post-promotion analysis",
         lambda: (
@@ -181,11 +144,16 @@ def test_post_promotion_analysis_gates_stable_and_switches_back_on_failure(
     assert http_body(prod) == "V3"
 
     # A bad V4 reaches production, fails its post run and production goes back to V3.
-    endpoint.ok = False
-    assert srv.apply([*with_env(docs, WELCOME="V4"), template(endpoint.port)], manifest).code == 0
+    endpoint.value = False
+    assert srv.apply([*with_env(docs, WELCOME="V4"), template(endpoint.url)], manifest).code == 0
     srv.wait_for("V4 aborted by its post analysis", lambda: srv.info(NS)["status"] == "Degraded", timeout=90)
     srv.wait_for("production back on V3", lambda: http_body(prod) == "V3", timeout=60)
     ro = stored(servers.state_dir, "Rollout", NS)[0]
     assert ro["status"]["stableRS"] == ro["status"]["blueGreen"]["activeSelector"]
     events = [e for e in stored(servers.state_dir, "Event", NS) if e["reason"] == "RolloutAborted"]
     assert any("post-promotion analysis phase error/failed" in e["message"] for e in events), events
+
+
+def asked(endpoint: MetricEndpoint) -> list[str]:
+    """The hashes the measurements asked for."""
+    return [p.partition("hash=")[2] for p in endpoint.paths]

@@ -23,9 +23,9 @@ from ..model.analysis import PHASE_ERROR
 from ..model.cluster import Cluster, Conflict, NotFound, Obj
 from ..model.events import event
 from ..model.timefmt import rfc3339
+from .base import QueueController, key_of
 from .clock import Clock
 from .providers import measure as provider_measure
-from .workqueue import WorkQueue
 
 log = logging.getLogger("pyrollouts.controller.analysis")
 
@@ -33,13 +33,10 @@ log = logging.getLogger("pyrollouts.controller.analysis")
 Measure = Callable[[Mapping[str, Any], Obj, Cluster], Awaitable[dict[str, Any]]]
 
 
-def key_of(obj: Obj) -> str:
-    meta = obj.get("metadata", {})
-    return f"{meta.get('namespace', 'default')}/{meta.get('name', '')}"
-
-
-class AnalysisRunController:
+class AnalysisRunController(QueueController):
     """Runs every AnalysisRun in scope until it completes. ``run()`` until cancelled."""
+
+    kind = "AnalysisRun"
 
     def __init__(
         self,
@@ -51,25 +48,8 @@ class AnalysisRunController:
         workers: int = 2,
         measure: Measure | None = None,
     ) -> None:
-        self.cluster = cluster
-        self.clock = clock or Clock()
-        self.namespace = namespace
-        self.instance_id = instance_id or None
-        self.workers = max(1, workers)
-        self.queue = WorkQueue()
+        super().__init__(cluster, clock, namespace=namespace, instance_id=instance_id, workers=workers)
         self.measure: Measure = measure or provider_measure
-        self._keys: set[str] = set()
-
-    def in_scope(self, run: Obj) -> bool:
-        labels = run.get("metadata", {}).get("labels") or {}
-        if self.instance_id:
-            return labels.get(names.INSTANCE_ID_LABEL) == self.instance_id
-        return names.INSTANCE_ID_LABEL not in labels
-
-    async def requeue_all(self) -> None:
-        """Queue every known run (after the clock moved)."""
-        for key in list(self._keys):
-            await self.queue.add(key)
 
     # -- reconcile -----------------------------------------------------------------------------
     async def reconcile(self, key: str) -> float | None:
@@ -155,23 +135,6 @@ class AnalysisRunController:
                     self.queue.add_after(key, again)
             finally:
                 await self.queue.done(key)
-
-    async def run(self) -> None:
-        """Watch, list, and work until cancelled."""
-        watch_task = asyncio.create_task(self._watch_loop())
-        await asyncio.sleep(0)  # subscribe before listing, so no change is missed
-        for obj in await self.cluster.list("AnalysisRun", self.namespace):
-            key = key_of(obj)
-            self._keys.add(key)
-            await self.queue.add(key)
-        workers = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
-        try:
-            await asyncio.gather(watch_task, *workers)
-        finally:
-            await self.queue.shutdown()
-            for t in [watch_task, *workers]:
-                t.cancel()
-            await asyncio.gather(watch_task, *workers, return_exceptions=True)
 
 
 def _replace_lists(status: dict[str, Any]) -> dict[str, Any]:

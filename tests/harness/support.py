@@ -111,3 +111,35 @@ def metric_endpoint_fixture() -> Iterator[MetricEndpoint]:
     endpoint = MetricEndpoint(True)
     yield endpoint
     endpoint.close()
+
+
+def check_template(endpoint_url: str, namespace: str | None = None) -> dict[str, Any]:
+    """An AnalysisTemplate ``check``: a stock ``web`` metric ``ok`` asking the endpoint twice, 1 s
+    apart, with the revision's hash in the URL (arg ``hash``); it passes while the endpoint's value
+    is true."""
+    meta: dict[str, Any] = {"name": "check"}
+    if namespace:
+        meta["namespace"] = namespace
+    url = f"{endpoint_url}/check?hash={{{{args.hash}}}}"
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": meta,
+        "spec": {
+            "args": [{"name": "hash"}],
+            "metrics": [
+                {
+                    "name": "ok",
+                    "count": 2,
+                    "interval": "1s",
+                    "successCondition": "result == true",
+                    "provider": {"web": {"url": url, "jsonPath": "{$.value}"}},
+                }
+            ],
+        },
+    }
+
+
+def hashes_asked(endpoint: MetricEndpoint) -> list[str]:
+    """The hashes the measurements of ``check_template`` asked the endpoint for."""
+    return [p.partition("hash=")[2] for p in endpoint.paths]

@@ -6,15 +6,13 @@ on success or aborts on failure; the run's status is written through its status 
 
 from __future__ import annotations
 
-from typing import Any
-
 import kube_helpers
 import pytest
 import runtime_support
 from kube_helpers import apply, events, list_objs, wait_for
 from runtime_support import PREVIEW, RuntimeEnv, manifest, rollout_of, with_env
 
-from harness.support import MetricEndpoint, metric_endpoint_fixture
+from harness.support import MetricEndpoint, check_template, hashes_asked, metric_endpoint_fixture
 
 _crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
 _client = pytest.fixture(name="client")(kube_helpers.client_fixture)
@@ -25,34 +23,13 @@ _rt = pytest.fixture(name="rt")(runtime_support.runtime_env_fixture)
 _endpoint = pytest.fixture(name="endpoint")(metric_endpoint_fixture)
 
 
-def template(url: str) -> dict[str, Any]:
-    url = f"{url}/check?hash={{{{args.hash}}}}"
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "AnalysisTemplate",
-        "metadata": {"name": "check"},
-        "spec": {
-            "args": [{"name": "hash"}],
-            "metrics": [
-                {
-                    "name": "ok",
-                    "count": 2,
-                    "interval": "1s",
-                    "successCondition": "result == true",
-                    "provider": {"web": {"url": url, "jsonPath": "{$.value}"}},
-                }
-            ],
-        },
-    }
-
-
 def test_pre_promotion_analysis_under_the_operator(rt: RuntimeEnv, endpoint: MetricEndpoint) -> None:
     pre = {
         "templates": [{"templateName": "check"}],
         "args": [{"name": "hash", "valueFrom": {"podTemplateHashValue": "Latest"}}],
     }
     objs = manifest(scale_down_delay=600, prePromotionAnalysis=pre)
-    apply(rt.client, template(endpoint.url), rt.ns)
+    apply(rt.client, check_template(endpoint.url), rt.ns)
     ctrl = rt.deploy(objs)
     rt.wait_healthy(1, 60, f"Healthy on revision 1\n{ctrl.log_tail()}")
 
@@ -67,7 +44,7 @@ def test_pre_promotion_analysis_under_the_operator(rt: RuntimeEnv, endpoint: Met
     assert run["metadata"]["name"] == f"super-hello-{h}-2-pre"
     assert run["metadata"]["labels"]["rollout-type"] == "PrePromotion"
     assert run["status"]["phase"] == "Successful", run["status"]
-    assert set(asked(endpoint)) == {h}
+    assert set(hashes_asked(endpoint)) == {h}
     bg = rt.status()["blueGreen"]
     assert bg["prePromotionAnalysisRunStatus"] == {"name": run["metadata"]["name"], "status": "Successful"}
     assert rt.svc_hash(PREVIEW) == h and rt.svc_hash(runtime_support.ACTIVE) != h
@@ -89,8 +66,3 @@ def test_pre_promotion_analysis_under_the_operator(rt: RuntimeEnv, endpoint: Met
     ]
     assert len(failed) == 1 and failed[0]["metadata"]["name"].endswith("-3-pre"), failed
     assert rollout_of(objs)["metadata"]["name"] == "super-hello"
-
-
-def asked(endpoint: MetricEndpoint) -> list[str]:
-    """The hashes the measurements asked for."""
-    return [p.partition("hash=")[2] for p in endpoint.paths]

@@ -15,7 +15,7 @@ import pytest
 from e2e_support import Servers, rollout_doc, seed_docs, servers_fixture, stored, with_env
 
 from harness.serverharness import free_port, http_body
-from harness.support import MetricEndpoint, metric_endpoint_fixture
+from harness.support import MetricEndpoint, check_template, hashes_asked, metric_endpoint_fixture
 
 NS = "e2e-analysis"
 
@@ -26,31 +26,6 @@ def servers() -> Iterator[Servers]:
 
 
 _endpoint = pytest.fixture(name="endpoint")(metric_endpoint_fixture)
-
-
-def template(url: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "AnalysisTemplate",
-        "metadata": {"name": "check", "namespace": NS},
-        "spec": {
-            "args": [{"name": "hash"}],
-            "metrics": [
-                {
-                    "name": "ok",
-                    "count": 2,
-                    "interval": "1s",
-                    "successCondition": "result == true",
-                    "provider": {
-                        "web": {
-                            "url": f"{url}/check?hash={{{{args.hash}}}}",
-                            "jsonPath": "{$.value}",
-                        }
-                    },
-                }
-            ],
-        },
-    }
 
 
 def with_analysis(docs: list[dict[str, Any]], which: str) -> list[dict[str, Any]]:
@@ -78,12 +53,12 @@ def test_pre_promotion_analysis_gates_the_pause_and_aborts_a_bad_version(
     prod, preview = free_port(), free_port()
     docs = with_analysis(seed_docs(NS, prod, preview, replicas=1, welcome="V2"), "prePromotionAnalysis")
     manifest = servers.state_dir.parent / "analysis.yaml"
-    assert srv.apply([*docs, template(endpoint.url)], manifest).code == 0
+    assert srv.apply([*docs, check_template(endpoint.url, NS)], manifest).code == 0
     srv.wait_for("revision 1 healthy", lambda: srv.info(NS)["status"] == "Healthy", timeout=60)
     assert runs(servers) == [], "a first deploy runs no analysis"
 
     # A good V3: the pre run measures the preview's hash twice, succeeds, then the rollout pauses.
-    assert srv.apply([*with_env(docs, WELCOME="V3"), template(endpoint.url)], manifest).code == 0
+    assert srv.apply([*with_env(docs, WELCOME="V3"), check_template(endpoint.url, NS)], manifest).code == 0
     srv.wait_for("V3 paused after its analysis", lambda: srv.info(NS)["status"] == "Paused", timeout=90)
     [run] = runs(servers)
     h = run["metadata"]["labels"]["rollouts-pod-template-hash"]
@@ -92,7 +67,7 @@ def test_pre_promotion_analysis_gates_the_pause_and_aborts_a_bad_version(
     assert run["metadata"]["ownerReferences"][0]["kind"] == "Rollout"
     assert run["status"]["phase"] == "Successful", run["status"]
     assert [r["count"] for r in run["status"]["metricResults"]] == [2]
-    assert asked(endpoint) and set(asked(endpoint)) == {h}, asked(endpoint)
+    assert hashes_asked(endpoint) and set(hashes_asked(endpoint)) == {h}, hashes_asked(endpoint)
     assert bg_status(servers)["prePromotionAnalysisRunStatus"] == {
         "name": run["metadata"]["name"],
         "status": "Successful",
@@ -104,7 +79,7 @@ def test_pre_promotion_analysis_gates_the_pause_and_aborts_a_bad_version(
 
     # A bad V4: its run fails, the update aborts by itself and production never leaves V3.
     endpoint.value = False
-    assert srv.apply([*with_env(docs, WELCOME="V4"), template(endpoint.url)], manifest).code == 0
+    assert srv.apply([*with_env(docs, WELCOME="V4"), check_template(endpoint.url, NS)], manifest).code == 0
     srv.wait_for("V4 aborted by its analysis", lambda: srv.info(NS)["status"] == "Degraded", timeout=90)
     failed = [r for r in runs(servers) if r["metadata"]["annotations"]["rollout.argoproj.io/revision"] == "3"]
     assert [r["status"]["phase"] for r in failed] == ["Failed"], failed
@@ -124,12 +99,12 @@ def test_post_promotion_analysis_gates_stable_and_switches_back_on_failure(
     docs = with_analysis(seed_docs(NS, prod, preview, replicas=1, welcome="V2"), "postPromotionAnalysis")
     rollout_doc(docs)["spec"]["strategy"]["blueGreen"]["autoPromotionEnabled"] = True
     manifest = servers.state_dir.parent / "analysis.yaml"
-    assert srv.apply([*docs, template(endpoint.url)], manifest).code == 0
+    assert srv.apply([*docs, check_template(endpoint.url, NS)], manifest).code == 0
     srv.wait_for("revision 1 healthy", lambda: srv.info(NS)["status"] == "Healthy", timeout=60)
 
     # A good V3 goes to production at once (auto-promotion), then becomes stable once its post run
     # succeeds.
-    assert srv.apply([*with_env(docs, WELCOME="V3"), template(endpoint.url)], manifest).code == 0
+    assert srv.apply([*with_env(docs, WELCOME="V3"), check_template(endpoint.url, NS)], manifest).code == 0
     srv.wait_for(
         "V3 stable after its post-promotion analysis",
         lambda: (
@@ -145,15 +120,10 @@ def test_post_promotion_analysis_gates_stable_and_switches_back_on_failure(
 
     # A bad V4 reaches production, fails its post run and production goes back to V3.
     endpoint.value = False
-    assert srv.apply([*with_env(docs, WELCOME="V4"), template(endpoint.url)], manifest).code == 0
+    assert srv.apply([*with_env(docs, WELCOME="V4"), check_template(endpoint.url, NS)], manifest).code == 0
     srv.wait_for("V4 aborted by its post analysis", lambda: srv.info(NS)["status"] == "Degraded", timeout=90)
     srv.wait_for("production back on V3", lambda: http_body(prod) == "V3", timeout=60)
     ro = stored(servers.state_dir, "Rollout", NS)[0]
     assert ro["status"]["stableRS"] == ro["status"]["blueGreen"]["activeSelector"]
     events = [e for e in stored(servers.state_dir, "Event", NS) if e["reason"] == "RolloutAborted"]
     assert any("post-promotion analysis phase error/failed" in e["message"] for e in events), events
-
-
-def asked(endpoint: MetricEndpoint) -> list[str]:
-    """The hashes the measurements asked for."""
-    return [p.partition("hash=")[2] for p in endpoint.paths]

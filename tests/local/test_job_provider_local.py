@@ -7,6 +7,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pyrollouts.controller import providers
 from pyrollouts.controller.providers import job as jobprovider
 from pyrollouts.model.cluster import NotFound, Obj
 from pyrollouts.runtimes.local.runtime import LocalRuntime
@@ -68,7 +69,7 @@ async def test_job_succeeds(runtime: LocalRuntime, wait_for: WaitFor) -> None:
     script = "import os, sys; print('checking', os.environ['WANT']); sys.exit(os.environ['WANT'] != 'ok')"
     metric = job_metric(script, env=[{"name": "WANT", "value": "ok"}])
     run = await new_run(runtime, metric)
-    m = await jobprovider.measure(metric, runtime.cluster, run)
+    m = await providers.measure(metric, providers.Context(cluster=runtime.cluster, run=run))
     uid = run["metadata"]["uid"]
     assert m["phase"] == "Running" and m["resumeAt"] == m["startedAt"], m
     assert m["metadata"] == {"job-name": f"{uid}.check.1", "job-namespace": "default"}
@@ -89,7 +90,13 @@ async def test_job_succeeds(runtime: LocalRuntime, wait_for: WaitFor) -> None:
         "controller": True,
         "blockOwnerDeletion": True,
     }
-    done = await until_done(runtime, metric, m, run, wait_for)
+    ctx = providers.Context(cluster=runtime.cluster, run=run)
+
+    async def finished() -> dict[str, Any] | None:
+        out = await providers.resume(metric, m, ctx)
+        return out if out["phase"] != "Running" else None
+
+    done = await wait_for(finished, timeout=60)
     assert done["phase"] == "Successful" and done["finishedAt"] and "resumeAt" not in done, done
     job = await runtime.cluster.get("Job", "default", f"{uid}.check.1")
     assert job["status"]["succeeded"] == 1 and job["status"]["conditions"][0]["type"] == "Complete"

@@ -9,7 +9,9 @@ key (``web``, ``prometheus``, ``job``):
   ``job`` returns it ``Running`` with a ``resumeAt``, to be passed to ``resume`` from then on.
 - ``resume(metric, measurement, ctx)`` carries an in-flight (``Running``) measurement on;
 - ``terminate(metric, measurement, ctx)`` ends one (the run was terminated);
-- ``garbage_collect(metric, ctx, limit)`` removes what old measurements left behind (a job's Jobs).
+- ``garbage_collect(metric, ctx, limit)`` removes what old measurements left behind (a job's Jobs);
+- ``result_metadata(metric)`` is what Argo stores in the metric result's ``metadata``
+  (``ResolvedPrometheusQuery`` for a prometheus metric).
 
 For providers that finish in ``measure``, ``resume`` and ``terminate`` return the measurement as it
 is and ``garbage_collect`` does nothing, as in Argo. A metric whose provider is none of these (one of
@@ -105,4 +107,23 @@ async def garbage_collect(metric: Mapping[str, Any], ctx: Context, limit: int) -
         await job.garbage_collect(metric, ctx.cluster, ctx.run, limit)
 
 
-__all__ = ["SUPPORTED", "Context", "garbage_collect", "measure", "provider_of", "resume", "terminate"]
+def result_metadata(metric: Mapping[str, Any]) -> dict[str, str]:
+    """The metric result's ``metadata`` as Argo's provider gives it: the resolved query of a
+    prometheus metric (``ResolvedPrometheusQuery``), nothing for the others."""
+    if provider_of(metric) == "prometheus":
+        query = (metric["provider"]["prometheus"] or {}).get("query")
+        if query:
+            return {prometheus.RESOLVED_QUERY_KEY: str(query)}
+    return {}
+
+
+__all__ = [
+    "SUPPORTED",
+    "Context",
+    "garbage_collect",
+    "measure",
+    "provider_of",
+    "result_metadata",
+    "resume",
+    "terminate",
+]

@@ -41,3 +41,9 @@ async def test_dispatch_by_provider_key(tmp_path: Path) -> None:
     assert await providers.resume({"name": "p", "provider": prom}, m, c) == m
     assert await providers.terminate({"name": "p", "provider": prom}, m, c) == m
     await providers.garbage_collect({"name": "p", "provider": prom}, c, 1)
+
+
+def test_result_metadata() -> None:
+    prom = {"name": "p", "provider": {"prometheus": {"query": 'sum(x{svc="a"})'}}}
+    assert providers.result_metadata(prom) == {"ResolvedPrometheusQuery": 'sum(x{svc="a"})'}
+    assert providers.result_metadata({"name": "w", "provider": {"web": {"url": "http://x"}}}) == {}

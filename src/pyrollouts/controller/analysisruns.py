@@ -23,14 +23,15 @@ from ..model.analysis import PHASE_ERROR
 from ..model.cluster import Cluster, Conflict, NotFound, Obj
 from ..model.events import event
 from ..model.timefmt import rfc3339
+from . import providers
 from .base import QueueController, key_of
 from .clock import Clock
-from .providers import measure as provider_measure
 
 log = logging.getLogger("pyrollouts.controller.analysis")
 
-#: (metric with args substituted, the run, the cluster) -> a Measurement dict. Replaceable in tests.
-Measure = Callable[[Mapping[str, Any], Obj, Cluster], Awaitable[dict[str, Any]]]
+#: (metric with args substituted, the providers' context) -> a new Measurement dict (the providers'
+#: ``measure``; the engine's simulated cluster gives its own).
+Measure = Callable[[Mapping[str, Any], providers.Context], Awaitable[dict[str, Any]]]
 
 
 class AnalysisRunController(QueueController):
@@ -49,7 +50,7 @@ class AnalysisRunController(QueueController):
         measure: Measure | None = None,
     ) -> None:
         super().__init__(cluster, clock, namespace=namespace, instance_id=instance_id, workers=workers)
-        self.measure: Measure = measure or provider_measure
+        self.measure: Measure = measure or providers.measure
 
     # -- reconcile -----------------------------------------------------------------------------
     async def reconcile(self, key: str) -> float | None:
@@ -80,26 +81,48 @@ class AnalysisRunController(QueueController):
                 return 0.0  # terminate (or a delete) landed meanwhile: measure again from it
             for ev in update.events:
                 await self._event(run, ev.type, ev.reason, ev.message, now)
+        await self._collect_garbage(run, run_plan)
         wake = analysisrun.next_reconcile(run, run_plan, now)
         return None if wake is None else max(0.0, (wake - now).total_seconds())
 
     async def _measure_all(self, run: Obj, run_plan: analysisrun.RunPlan) -> dict[str, dict[str, Any]]:
-        """Each due metric's measurement, taken concurrently; a terminating run's in-flight
-        measurements end as they are (the providers here answer within one call)."""
-        tasks = [t for t in run_plan.tasks if not (run_plan.terminating and t.incomplete is not None)]
+        """Each due metric's measurement, taken concurrently: a new one, or an in-flight one (a
+        job's) carried on, or ended when the run is terminating."""
+        ctx = providers.Context(self.cluster, run, clock=self.clock.now)
 
         async def one(task: analysisrun.MetricTask) -> tuple[str, dict[str, Any]]:
             name = str(task.metric.get("name"))
             try:
-                return name, await self.measure(task.metric, run, self.cluster)
+                if task.incomplete is None:
+                    return name, await self.measure(task.metric, ctx)
+                if run_plan.terminating:
+                    return name, await providers.terminate(task.metric, task.incomplete, ctx)
+                return name, await providers.resume(task.metric, task.incomplete, ctx)
             except Exception as exc:  # a provider must never stop the run: an Error measurement
                 log.warning("measuring %s of %s failed", name, key_of(run), exc_info=True)
                 now = rfc3339(self.clock.now())
                 return name, {"phase": PHASE_ERROR, "message": str(exc), "startedAt": now, "finishedAt": now}
 
+        tasks = run_plan.tasks
         if len(tasks) <= 1:  # the common case, without the tasks gather would make
             return dict([await one(t) for t in tasks])
         return dict(await asyncio.gather(*(one(t) for t in tasks)))
+
+    async def _collect_garbage(self, run: Obj, run_plan: analysisrun.RunPlan) -> None:
+        """What measurements beyond each metric's retention left in the cluster (a job's Jobs)."""
+        ctx = providers.Context(self.cluster, run, clock=self.clock.now)
+        for metric in run_plan.metrics:
+            if providers.provider_of(metric) != "job":
+                continue
+            limit = run_plan.retention.get(
+                str(metric.get("name")), analysisrun.DEFAULT_MEASUREMENT_HISTORY_LIMIT
+            )
+            try:
+                await providers.garbage_collect(metric, ctx, limit)
+            except Exception:  # tried again on the run's next reconcile
+                log.warning(
+                    "cleaning up after %s of %s failed", metric.get("name"), key_of(run), exc_info=True
+                )
 
     async def _event(self, run: Obj, type_: str, reason: str, message: str, now: datetime) -> None:
         about = {**run, "apiVersion": names.API_VERSION, "kind": "AnalysisRun"}

@@ -33,6 +33,8 @@ from ...model.analysis import PHASE_ERROR
 from ...model.timefmt import rfc3339
 
 DEFAULT_TIMEOUT_SECONDS = 30
+#: The metric result's metadata key for the query as sent (Argo's).
+RESOLVED_QUERY_KEY = "ResolvedPrometheusQuery"
 #: Argo's fallback for a metric without ``address``.
 ENV_ADDRESS = "ARGO_ROLLOUTS_PROMETHEUS_ADDRESS"
 
@@ -211,4 +213,4 @@ def _result(data: Mapping[str, Any]) -> tuple[Any, str]:
     return samples, "[" + ",".join(go_float(x) for x in samples) + "]"
 
 
-__all__ = ["DEFAULT_TIMEOUT_SECONDS", "ENV_ADDRESS", "go_float", "measure"]
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "ENV_ADDRESS", "RESOLVED_QUERY_KEY", "go_float", "measure"]

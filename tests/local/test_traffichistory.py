@@ -8,6 +8,7 @@ leaves it, a restarted proxy starts from zero, and a window longer than the hist
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pyrollouts.runtimes.local.proxy.metrics import ProxyMetrics
@@ -30,7 +31,14 @@ class Proxy:
             self.metrics.observe("ns", "svc", revision, 500, seconds)
 
     async def stats(self) -> dict[str, Any]:
-        return {"pid": self.pid, "uptimeSeconds": self.uptime, **self.metrics.as_json()}
+        """The /counters payload (what the server reads), through JSON as over the socket."""
+        body = {"pid": self.pid, "uptimeSeconds": self.uptime, **self.metrics.counters_json()}
+        return dict(json.loads(json.dumps(body)))
+
+    async def old_stats(self) -> dict[str, Any]:
+        """The /stats payload, which a proxy older than /counters is read through."""
+        body = {"pid": self.pid, "uptimeSeconds": self.uptime, **self.metrics.as_json()}
+        return dict(json.loads(json.dumps(body)))
 
 
 class Clock:
@@ -138,6 +146,19 @@ async def test_a_restarted_proxy_starts_the_history_again() -> None:
     w = h.window("ns", "svc", "r", 60, now)
     # Its counters began when it started, inside the window: no negative or stale numbers.
     assert (w.counts.requests, w.counts.errors5xx, w.totals.requests, w.seconds) == (4, 0, 4, 60)
+
+
+async def test_a_proxy_older_than_counters_is_read_through_stats_alike() -> None:
+    proxy, clock = Proxy(uptime=1.0), Clock()
+    proxy.serve("r", ok=30, errors=10, seconds=0.02)
+    proxy.metrics.observe("ns", "svc", "r", 999, 0.02)  # a status class outside 1xx-5xx
+    new, old = history(proxy, clock), TrafficHistory(proxy.old_stats, clock=clock)
+    await new.sample()
+    await old.sample()
+    assert new.bounds == old.bounds and new.bounds[0] == 0.0005
+    assert new.window("ns", "svc", "r", 30, clock.t) == old.window("ns", "svc", "r", 30, clock.t)
+    w = new.window("ns", "svc", "r", 30, clock.t)
+    assert (w.counts.requests, w.counts.errors5xx, dict(w.counts.by_class)["9xx"]) == (41, 10, 1)
 
 
 def test_windows_are_go_durations_within_the_history() -> None:

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test test-fast lint demo clean screenshots
+.PHONY: install test test-fast lint demo demo-analysis clean screenshots
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,11 @@ screenshots: install browser
 
 demo: install
 	$(BIN)/rollouts demo $(DEMO_ARGS)
+
+# The story with automated analysis: a broken version aborted and a good one promoted by the error
+# rate the local proxy measured (no Prometheus).
+demo-analysis: install
+	$(BIN)/rollouts demo --analysis $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build

@@ -223,3 +223,69 @@ def scaled_down() -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, 
 
 
 STATES = {"healthy": healthy, "paused": paused, "promoted": promoted, "scaled-down": scaled_down}
+
+
+def analysis_run(
+    name: str,
+    h: str,
+    created: float,
+    phase: str | None,
+    counts: list[dict[str, int]],
+    *,
+    revision: int | None = None,
+    owner_uid: str = "uid-ro",
+    rollout_type: str = "prePromotionAnalysis",
+) -> dict[str, Any]:
+    """An AnalysisRun as Argo's controller writes one for a revision: owned by the Rollout,
+    labelled with the revision's pod-template hash and the step that started it (the revision
+    annotation only when given), one metric result per entry of ``counts``."""
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": NS,
+        "uid": f"uid-ar-{name}",
+        "creationTimestamp": ts(created),
+        "labels": {"rollouts-pod-template-hash": h, "rollout-type": rollout_type},
+        "ownerReferences": [
+            {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": NAME, "uid": owner_uid}
+        ],
+    }
+    if revision is not None:
+        meta["annotations"] = {"rollout.argoproj.io/revision": str(revision)}
+    n = len(counts)
+    results = [{"name": f"m{i}", "phase": phase or "Pending", **c} for i, c in enumerate(counts)]
+    status: dict[str, Any] = {"metricResults": results} if phase else {}
+    if phase:
+        status["phase"] = phase
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisRun",
+        "metadata": meta,
+        "spec": {"metrics": [{"name": f"m{i}", "provider": {"web": {"url": "http://x/"}}} for i in range(n)]},
+        "status": status,
+    }
+
+
+def paused_with_analysis() -> tuple[
+    dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], datetime, list[dict[str, Any]]
+]:
+    """The paused state with runs: revision 2's pre-promotion run still running (placed by its
+    hash label), a finished one of revision 1 (placed by its revision annotation), a run that
+    has no phase yet, and a run owned by another Rollout (left out)."""
+    ro, rss, pods, now = paused()
+    runs = [
+        analysis_run(
+            f"{NAME}-{HASH2}-2-pre", HASH2, 121, "Running", [{"successful": 2}, {"successful": 1, "error": 1}]
+        ),
+        analysis_run(
+            f"{NAME}-{HASH1}-1-post",
+            HASH1,
+            30,
+            "Failed",
+            [{"successful": 1, "failed": 2, "inconclusive": 1}],
+            revision=1,
+            rollout_type="postPromotionAnalysis",
+        ),
+        analysis_run(f"{NAME}-{HASH2}-2-new", HASH2, 140, None, []),
+        analysis_run("someone-else", HASH2, 100, "Successful", [{"successful": 1}], owner_uid="uid-other"),
+    ]
+    return ro, rss, pods, now, runs

@@ -400,9 +400,16 @@ def test_get_rollout_watch_redraws_until_interrupted(server: ServerProcess, tmp_
     text, _, _ = seed_manifest(ns, replicas=1)
     assert server.cli("apply", "-f", write(tmp_path, "w.yaml", text)).code == 0
     proc = server.cli_process("get", "rollout", "super-hello", "-n", ns, "-w")
+
+    def watching() -> bool:
+        # Its stream from the server is open (a socket among its files): it is past start-up.
+        fds = Path(f"/proc/{proc.pid}/fd")
+        return fds.exists() and any(str(fd.readlink()).startswith("socket:") for fd in fds.iterdir())
+
     try:
         assert server.cli("status", "super-hello", "-n", ns, "-t", "60s").code == 0
-        time.sleep(1.5)
+        server.wait_for("the watch to be streaming", watching, timeout=60)
+        time.sleep(1.5)  # a redraw or two (not a condition: the test checks what it drew at the end)
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)

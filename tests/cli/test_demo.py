@@ -135,3 +135,34 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     state = re.search(r"--state-dir (\S+)", out)
     assert state and not Path(state.group(1)).exists()
     assert not pids_using(state.group(1))
+
+
+def test_analysis_demo_aborts_the_bad_version_and_promotes_the_good_one() -> None:
+    """`rollouts demo --analysis` (make demo-analysis): the broken V3's pre-promotion run measures
+    about half of its answers as 500 and aborts it; the good V3's two runs measure 0% and it becomes
+    stable; what the demo prints are the rates the runs measured."""
+    offset = free_offset()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyrollouts.cli.main", "demo", "--analysis", "--port-offset", str(offset)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-2000:]
+    broken = re.search(r"PrePromotion run super-hello-\w+-2-pre: Failed; measured error rate: ([\d.]+)%", out)
+    assert broken is not None, out[-3000:]
+    assert 20.0 <= float(broken.group(1)) <= 80.0, broken.group(0)  # ERROR_RATE=0.5, over a window
+    assert re.search(
+        r"PrePromotion run super-hello-\w+-3-pre: Successful; measured error rate: 0\.0%", out
+    ), out
+    assert re.search(
+        r"PostPromotion run super-hello-\w+-3-post: Successful; measured error rate: 0\.0%", out
+    ), out
+    assert (
+        "-> 200 VERSION V2" in out.split("3. A good V3")[0].split("2. A broken V3")[1]
+    )  # production kept V2
+    assert "Analysis demo complete" in out
+    state = re.search(r"--state-dir (\S+)", out)
+    assert state is not None
+    assert not pids_using(state.group(1)), "the demo left a process of its state dir running"

@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from cli_seed_objects import STATES, promoted
+from cli_seed_objects import STATES, paused_with_analysis, promoted
 
 from pyrollouts.cli.tree import go_duration, human_duration, render
 from pyrollouts.service.info import rollout_info
@@ -108,3 +108,28 @@ def test_human_duration_like_kubectl(seconds: int, text: str) -> None:
 
 def test_go_duration() -> None:
     assert [go_duration(s) for s in (0, 45, 80, 3605)] == ["0s", "45s", "1m20s", "1h0m5s"]
+
+
+def test_tree_with_analysis_runs_matches_golden() -> None:
+    """Runs under their revision after its ReplicaSets, with Argo's icon per phase and the
+    ✔/✖/?/⚠ counts summed over the metric results."""
+    ro, rss, pods, now, runs = paused_with_analysis()
+    info = rollout_info(ro, rss, pods, now, runs)
+    text = render(info, now)
+    path = GOLDEN / "analysis.txt"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8")
+    assert [(r["name"], r["revision"]) for r in info["analysisRuns"]] == [
+        ("super-hello-7d4f6c9b8-2-pre", 2),
+        ("super-hello-7d4f6c9b8-2-new", 2),
+        ("super-hello-6b9c8d7f5-1-post", 1),
+    ]
+
+
+def test_a_run_whose_replicaset_is_gone_keeps_its_revision() -> None:
+    ro, rss, _, now, runs = paused_with_analysis()
+    info = rollout_info(ro, rss[1:], [], now, runs)
+    assert [r["revision"] for r in info["revisions"]] == [2, 1]
+    assert info["revisions"][1]["replicaSets"] == []
+    assert "└──\u03b1 super-hello-6b9c8d7f5-1-post  AnalysisRun  ✖ Failed" in render(info, now)

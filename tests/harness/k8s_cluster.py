@@ -45,10 +45,20 @@ from harness import kwok_stages
 from harness.support import free_port
 
 TOOLS = (
-    "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "helm", "tofu"
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kwok",
+    "helm",
+    "tofu",
 )
 _VERSION_KEYS = {
-    "etcd": "ETCD_VERSION", "kwok": "KWOK_VERSION", "helm": "HELM_VERSION", "tofu": "OPENTOFU_VERSION"
+    "etcd": "ETCD_VERSION",
+    "kwok": "KWOK_VERSION",
+    "helm": "HELM_VERSION",
+    "tofu": "OPENTOFU_VERSION",
 }
 #: Client tools: built by `make tools`, but not needed to start the control plane.
 _CLIENT_TOOLS = ("kubectl", "helm", "tofu")
@@ -563,13 +573,13 @@ class ControlPlane:
                 f"--tls-cert-file={pki.serving_cert}",
                 f"--tls-private-key-file={pki.serving_key}",
                 f"--client-ca-file={pki.ca_cert}",
-            # Without a front-proxy CA the controller-manager and scheduler log an error every few
-            # seconds; no front-proxy client certificate is ever issued, so this admits nobody.
-            f"--requestheader-client-ca-file={pki.ca_cert}",
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-username-headers=X-Remote-User",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                # Without a front-proxy CA the controller-manager and scheduler log an error every few
+                # seconds; no front-proxy client certificate is ever issued, so this admits nobody.
+                f"--requestheader-client-ca-file={pki.ca_cert}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 "--authorization-mode=Node,RBAC",
                 f"--service-account-issuer={SA_ISSUER}",
                 f"--service-account-key-file={pki.sa_pub}",

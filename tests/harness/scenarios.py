@@ -54,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import json
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -64,6 +65,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from harness.support import MetricEndpoint
 from pyrollouts.model import names
 from pyrollouts.model.useractions import Patch, apply_merge_patch
 from pyrollouts.service import verbs
@@ -82,7 +84,7 @@ USER_ACTIONS = (
     "patch",
     "image",
 )
-STEP_KINDS = ("apply", "advance", "pods", "wait", *USER_ACTIONS)
+STEP_KINDS = ("apply", "advance", "pods", "wait", "metric", *USER_ACTIONS)
 _STEP_KEYS: dict[str, set[str]] = {
     "apply": {"env", "rollout", "services"},
     "undo": {"toRevision"},
@@ -91,6 +93,7 @@ _STEP_KEYS: dict[str, set[str]] = {
     "advance": {"seconds"},
     "wait": {"seconds"},
     "pods": {"revision", "state"},
+    "metric": {"value"},
 }
 EXPECT_KEYS = {
     "phase",
@@ -113,7 +116,34 @@ EXPECT_KEYS = {
     "templateLabels",
     "rsTemplate",
 }
-TOP_KEYS = {"description", "manifest", "rollout", "services", "pods", "steps"}
+TOP_KEYS = {"description", "manifest", "rollout", "services", "pods", "steps", "analysis"}
+#: Stands for the scenario's metric endpoint in the AnalysisTemplates ``analysis:`` makes;
+#: ``run_scenario`` puts the real URL in before a step's objects reach the driver.
+METRIC_URL = "http://metric-endpoint.invalid"
+
+
+def analysis_template(name: str, patch: Any, namespace: str | None) -> Obj:
+    """The AnalysisTemplate ``analysis: {NAME: PATCH}`` makes: one stock ``web`` metric named
+    ``verdict`` against the scenario's metric endpoint, Successful when it answers "pass", Failed
+    on "fail", Inconclusive on anything else; ``PATCH`` is a JSON merge patch over it."""
+    base: Obj = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": name},
+        "spec": {
+            "metrics": [
+                {
+                    "name": "verdict",
+                    "successCondition": 'result == "pass"',
+                    "failureCondition": 'result == "fail"',
+                    "provider": {"web": {"url": f"{METRIC_URL}/{name}", "jsonPath": "{$.value}"}},
+                }
+            ]
+        },
+    }
+    if namespace:
+        base["metadata"]["namespace"] = namespace
+    return apply_merge_patch(base, patch or {})
 
 
 class ScenarioError(ValueError):
@@ -139,6 +169,7 @@ class Step:
     seconds: float = 0.0
     revision: int | None = None
     state: str | None = None
+    value: str | None = None
 
 
 @dataclass(frozen=True)
@@ -286,6 +317,11 @@ def load_scenario(path: str | Path) -> Scenario:
         data.get("rollout"),
         data.get("services"),
     )
+    analysis = data.get("analysis") or {}
+    if not isinstance(analysis, dict) or not all(isinstance(v, dict | None) for v in analysis.values()):
+        raise _err(path, "analysis", "must map AnalysisTemplate names to a merge patch over the default ({})")
+    namespace = next(o for o in manifest if o.get("kind") == "Rollout")["metadata"].get("namespace")
+    manifest = [*manifest, *(analysis_template(n, p, namespace) for n, p in analysis.items())]
     pods = data.get("pods") or {}
     if not isinstance(pods, dict) or set(pods) - {"readyAfter"}:
         raise _err(path, "pods", "only `readyAfter: <seconds>` is supported")
@@ -330,6 +366,15 @@ def load_scenario(path: str | Path) -> Scenario:
             kw["state"] = raw["state"]
         elif do == "patch" and not isinstance(raw.get("patch"), dict):
             raise _err(path, f"{where}.patch", "required: a JSON merge patch on the Rollout")
+        elif do == "metric":
+            if not isinstance(raw.get("value"), str) or not analysis:
+                raise _err(
+                    path,
+                    f"{where}.value",
+                    "required: what the metric endpoint answers "
+                    "(pass, fail, or anything else for inconclusive), with `analysis:` templates",
+                )
+            kw["value"] = raw["value"]
         elif do == "image" and not isinstance(raw.get("image"), str):
             raise _err(path, f"{where}.image", "required: the new image for container 0")
         steps.append(Step(index=i, do=do, raw=raw, expect=raw.get("expect"), **kw))
@@ -622,8 +667,34 @@ async def run_scenario(
     """Run every step; after each, poll until its expectation holds or ``poll_timeout`` passes.
     Raises ScenarioFailure naming the file, the step and the differences. The driver is not closed."""
     results: list[StepResult] = []
-    await driver.start(list(scenario.manifest))
+    endpoint = (
+        MetricEndpoint() if any(o.get("kind") == "AnalysisTemplate" for o in scenario.manifest) else None
+    )
+    try:
+        return await _run_steps(scenario, driver, endpoint, results, poll_timeout, poll_interval)
+    finally:
+        if endpoint is not None:
+            endpoint.close()
+
+
+async def _run_steps(
+    scenario: Scenario,
+    driver: Driver,
+    endpoint: MetricEndpoint | None,
+    results: list[StepResult],
+    poll_timeout: float,
+    poll_interval: float,
+) -> list[StepResult]:
+    if endpoint is not None:
+        driver.metric_endpoint = endpoint  # type: ignore[attr-defined]  # the engine driver reads it
+    await driver.start([_with_endpoint(o, endpoint) for o in scenario.manifest])
     for step in scenario.steps:
+        if step.do == "metric":
+            assert endpoint is not None and step.value is not None
+            endpoint.value = step.value
+            continue
+        if step.objects:
+            step = dataclasses.replace(step, objects=tuple(_with_endpoint(o, endpoint) for o in step.objects))
         _, _, _, events_before = await _objects_or_empty(driver)
         n_before = len(events_before)
         if step.do in USER_ACTIONS:
@@ -660,6 +731,13 @@ async def run_scenario(
                 f"within {poll_timeout}s:\n  {lines}\nstate: {snap.summary()}"
             )
     return results
+
+
+def _with_endpoint(obj: Obj, endpoint: MetricEndpoint | None) -> Obj:
+    """An AnalysisTemplate with the metric endpoint's real URL in place of METRIC_URL."""
+    if endpoint is None or obj.get("kind") != "AnalysisTemplate":
+        return obj
+    return json.loads(json.dumps(obj).replace(METRIC_URL, endpoint.url))
 
 
 async def _objects_or_empty(driver: Driver) -> tuple[Obj | None, list[Obj], list[Obj], list[Obj]]:

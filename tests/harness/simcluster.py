@@ -20,16 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from harness.support import owned_replicasets
+from pyrollouts.controller.analysisruns import AnalysisRunController
 from pyrollouts.controller.apply import ReplicaSetNameTaken, apply_plan
 from pyrollouts.controller.clock import Clock
 from pyrollouts.controller.observe import gather
 from pyrollouts.engine import plan as engine_plan
 from pyrollouts.engine import types as a
+from pyrollouts.engine.measurement import assess
 from pyrollouts.model import names
 from pyrollouts.model.cluster import Conflict, Invalid, NotFound, Obj, WatchEvent
 from pyrollouts.model.owners import owned_by_uid
@@ -72,6 +75,10 @@ def _complete(coro: Coroutine[Any, Any, T]) -> T:
     raise SimulationError("the controller waited on something; a SimCluster call never blocks")
 
 
+def _about_rollout(event: Obj) -> bool:
+    return (event.get("involvedObject") or {}).get("kind") == "Rollout"
+
+
 def _ns(obj: Obj) -> str:
     return str(obj.get("metadata", {}).get("namespace") or "default")
 
@@ -109,6 +116,12 @@ class SimCluster:
         self.deployments: dict[str, Obj] = {}  # stored only (spec.workloadRef reads them), never run
         self.pods: dict[str, Obj] = {}
         self.events: list[Obj] = []
+        # The analysis kinds: templates as applied, runs as the controller creates them. Runs are
+        # measured by the real AnalysisRunController with a provider that reads the scenario's
+        # metric endpoint's value directly (the runtime drivers measure it over HTTP).
+        self.templates: dict[str, Obj] = {}
+        self.analysis_runs: dict[str, Obj] = {}
+        self.metric_source: Any = None  # harness.support.MetricEndpoint, set by the scenario
         self.pod_modes: dict[str, str] = {}  # pod-template hash -> ready | unready | crash
         self.pending_modes: dict[int, str] = {}  # revision not created yet -> mode
         self.plan_hook = plan_hook
@@ -122,6 +135,20 @@ class SimCluster:
         self._writes = 0  # writes through the Cluster protocol: a reconcile that made none is idle
         self._watchers: list[tuple[frozenset[str], str | None, asyncio.Queue[WatchEvent]]] = []
         self.clock = SimClock(self)
+        self.analysis = AnalysisRunController(self, self.clock, measure=self._measure)
+
+    async def _measure(self, metric: Mapping[str, Any], run: Obj, cluster: Any) -> dict[str, Any]:
+        """A ``web`` measurement that never waits: the endpoint's value as the result, assessed by
+        the real condition evaluator, at the virtual time."""
+        if self.metric_source is None:
+            raise SimulationError("an AnalysisRun was measured but the scenario has no metric endpoint")
+        value = self.metric_source.value
+        verdict = assess(value, metric.get("successCondition"), metric.get("failureCondition"))
+        now = rfc3339(self.now)
+        out = {"phase": verdict.phase, "value": json.dumps(value), "startedAt": now, "finishedAt": now}
+        if verdict.message:
+            out["message"] = verdict.message
+        return out
 
     # -- object store ---------------------------------------------------------------------------
     def _next(self) -> int:
@@ -138,7 +165,7 @@ class SimCluster:
         selector) survive. A Rollout spec change bumps metadata.generation."""
         for obj in objs:
             kind = obj.get("kind")
-            if kind not in ("Rollout", "Service", "Deployment"):
+            if kind not in ("Rollout", "Service", "Deployment", "AnalysisTemplate"):
                 continue  # Namespaces (and anything else) need nothing here
             obj = copy.deepcopy(obj)
             obj.pop("status", None)
@@ -150,6 +177,10 @@ class SimCluster:
                     self._create_rollout(obj)
                 else:
                     self.patch_rollout(merge_patch_to(last or {}, obj))
+            elif kind == "AnalysisTemplate":
+                obj["metadata"].setdefault("uid", self._uid())
+                obj["metadata"].setdefault("namespace", "default")
+                self.templates[obj["metadata"]["name"]] = obj
             elif kind == "Deployment":
                 name = obj["metadata"]["name"]
                 if name not in self.deployments or last is None:
@@ -371,6 +402,9 @@ class SimCluster:
             "Service": self.services,
             "Deployment": self.deployments,
             "Pod": self.pods,
+            "AnalysisTemplate": self.templates,
+            "ClusterAnalysisTemplate": {},
+            "AnalysisRun": self.analysis_runs,
         }
         if kind not in tables:
             raise Invalid(f"the simulated cluster holds no {kind}")
@@ -422,6 +456,11 @@ class SimCluster:
             meta.update(uid=self._uid(), generation=1, creationTimestamp=rfc3339(self.now))
             new["status"] = {"replicas": 0}
             self.replicasets[meta["name"]] = new
+        elif kind == "AnalysisRun":
+            if meta["name"] in self.analysis_runs:
+                raise Conflict(f"AnalysisRun {_ns(new)}/{meta['name']} already exists")
+            meta.update(uid=self._uid(), generation=1, creationTimestamp=rfc3339(self.now))
+            self.analysis_runs[meta["name"]] = new
         else:
             raise Invalid(f"the controller creates ReplicaSets and Events, not {kind}")
         self._written("ADDED", kind, new)
@@ -462,6 +501,8 @@ class SimCluster:
                 self._delete_pod(pod_name)
         elif kind == "Pod":
             self._delete_pod(name)
+        elif kind == "AnalysisRun":
+            del self.analysis_runs[name]
         else:
             raise Invalid(f"the controller deletes ReplicaSets and Pods, not {kind}")
         self._written("DELETED", kind, obj)
@@ -499,10 +540,20 @@ class SimCluster:
         self.plans.append(plan)
         wrote = self.apply(plan, read)
         self._sync_pods()
-        self._requeue_at = (
-            self.now + timedelta(seconds=plan.requeue_after) if plan.requeue_after is not None else None
-        )
+        wakes = [plan.requeue_after] if plan.requeue_after is not None else []
+        wrote = self._reconcile_runs(wakes) or wrote
+        self._requeue_at = self.now + timedelta(seconds=min(wakes)) if wakes else None
         return plan, wrote
+
+    def _reconcile_runs(self, wakes: list[float]) -> bool:
+        """One reconcile of every AnalysisRun by the real AnalysisRunController; adds when each
+        wants to be looked at again to ``wakes``. Returns whether anything was written."""
+        before = self._writes
+        for name in sorted(self.analysis_runs):
+            again = _complete(self.analysis.reconcile(f"{_ns(self.analysis_runs[name])}/{name}"))
+            if again is not None:
+                wakes.append(again)
+        return self._writes != before
 
     def apply(self, plan: a.Plan, read: Obj) -> bool:
         """Apply a plan with ``controller.apply.apply_plan``. ``read`` is the Rollout as it was
@@ -568,7 +619,8 @@ class SimCluster:
             copy.deepcopy(self.rollout),
             [copy.deepcopy(rs) for rs in owned_replicasets(self.rollout, self.replicasets.values())],
             [copy.deepcopy(s) for s in sorted(self.services.values(), key=lambda s: s["metadata"]["name"])],
-            copy.deepcopy(self.events),
+            # The Rollout's Events only, as the runtime drivers return them (not its runs').
+            [copy.deepcopy(e) for e in self.events if _about_rollout(e)],
         )
 
     def hash_of_revision(self, revision: int) -> str:
@@ -585,6 +637,14 @@ class SimDriver:
 
     def __init__(self, *, ready_after: float = 1.0, plan_hook: PlanHook | None = None) -> None:
         self.sim = SimCluster(ready_after=ready_after, plan_hook=plan_hook)
+
+    @property
+    def metric_endpoint(self) -> Any:
+        return self.sim.metric_source
+
+    @metric_endpoint.setter
+    def metric_endpoint(self, endpoint: Any) -> None:
+        self.sim.metric_source = endpoint
 
     async def start(self, objects: Iterable[Obj]) -> None:
         """Nothing to start: the simulated cluster is empty until the first ``apply``."""

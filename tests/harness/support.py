@@ -66,3 +66,39 @@ def owned_replicasets(rollout: Obj, replicasets: Iterable[Obj]) -> list[Obj]:
     """The Rollout's own ReplicaSets among these (by ownerReferences uid), by name."""
     uid = str(rollout.get("metadata", {}).get("uid", ""))
     return sorted((rs for rs in replicasets if owned_by_uid(rs, uid)), key=lambda rs: rs["metadata"]["name"])
+
+
+class MetricEndpoint:
+    """A real HTTP endpoint on 127.0.0.1 for the scenarios' analysis: ``GET /<anything>`` answers
+    ``{"value": <self.value>}`` (JSON). A scenario's ``metric`` step sets the value; the engine's
+    simulated driver reads ``value`` directly instead of over HTTP."""
+
+    def __init__(self, value: str = "pass") -> None:
+        import http.server
+        import json
+        import threading
+
+        self.value = value
+        self.requests = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.requests += 1
+                body = json.dumps({"value": outer.value}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True, name="metric-endpoint").start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

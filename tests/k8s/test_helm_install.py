@@ -46,6 +46,15 @@ UNUSED_BY_THE_SEED_STORY = {
     ("patch", "pods"),
     # spec.restartAt (`rollouts restart`) deletes pods one at a time.
     ("delete", "pods"),
+    # Analysis (the seed has none): runs are made from templates, measured, cancelled, cleaned up
+    # (tests/k8s/test_analysis_k8s.py runs them under the controller).
+    ("get", "argoproj.io/analysisruns"),
+    ("create", "argoproj.io/analysisruns"),
+    ("patch", "argoproj.io/analysisruns"),
+    ("delete", "argoproj.io/analysisruns"),
+    ("patch", "argoproj.io/analysisruns/status"),
+    ("get", "argoproj.io/analysistemplates"),
+    ("get", "argoproj.io/clusteranalysistemplates"),
 }
 
 

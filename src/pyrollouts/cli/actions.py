@@ -13,6 +13,7 @@ from .client import ApiError, CliError
 from .common import Namespace, echo, state
 
 retry_app = typer.Typer(help="Retry an aborted rollout.", no_args_is_help=True)
+terminate_app = typer.Typer(help="Terminate an AnalysisRun.", no_args_is_help=True)
 set_app = typer.Typer(help="Change a rollout's pod template: image or env.", no_args_is_help=True)
 
 
@@ -113,3 +114,25 @@ def set_env(
     if not sep or not key:
         raise typer.BadParameter(f"{assignment!r}: expected KEY=VALUE, e.g. WELCOME='VERSION V3'")
     run_action(ctx, namespace, name, "set-env", {"container": container, "name": key, "value": value})
+
+
+@terminate_app.command("analysisrun")
+def terminate_analysis_run(
+    ctx: typer.Context,
+    names: Annotated[list[str], typer.Argument(help="AnalysisRun name(s).")],
+    namespace: Namespace = "default",
+) -> None:
+    """Terminate AnalysisRuns (spec.terminate): they take no more measurements and end."""
+    backend = state(ctx).backend()
+    for name in names:
+        try:
+            res = backend.run_action(namespace, name, "terminate")
+        except ApiError as exc:
+            if exc.status == 404:
+                raise CliError(f"analysisrun '{name}' not found in namespace '{namespace}'") from None
+            raise
+        echo(str(res.get("message") or f"analysisRun '{name}' terminated"))
+
+
+terminate_app.command("ar", hidden=True)(terminate_analysis_run)
+terminate_app.command("analysisruns", hidden=True)(terminate_analysis_run)

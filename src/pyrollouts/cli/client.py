@@ -103,6 +103,10 @@ class Backend(Protocol):
 
     def action(self, namespace: str, name: str, verb: str, body: Obj | None = None) -> Obj: ...
 
+    def create(self, kind: str, namespace: str, obj: Obj) -> Obj: ...
+
+    def run_action(self, namespace: str, name: str, verb: str) -> Obj: ...
+
     def info(self, namespace: str, name: str) -> Obj: ...
 
     def watch_info(self, namespace: str, name: str) -> Iterator[Obj]: ...
@@ -243,6 +247,16 @@ class HttpBackend:
         return dict(
             self.request("POST", f"/api/rollouts/{quote(namespace)}/{quote(name)}/{verb}", body or {})
         )
+
+    def create(self, kind: str, namespace: str, obj: Obj) -> Obj:
+        """Create one object (a ``metadata.generateName`` is completed by the server); the stored
+        object. ApiError 409 when the name is taken, 422 when lint refuses it."""
+        plural = plural_of(kind)
+        return dict(self.request("POST", f"/api/{plural}", obj, query={"namespace": namespace}))
+
+    def run_action(self, namespace: str, name: str, verb: str) -> Obj:
+        """A verb on an AnalysisRun (terminate): {message, analysisRun}."""
+        return dict(self.request("POST", f"/api/analysisruns/{quote(namespace)}/{quote(name)}/{verb}", {}))
 
     def info(self, namespace: str, name: str) -> Obj:
         return dict(self.request("GET", f"/api/rollouts/{quote(namespace)}/{quote(name)}/info"))

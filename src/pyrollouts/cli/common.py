@@ -69,8 +69,13 @@ Namespace = Annotated[
 
 
 def kind_display(kind: str) -> str:
-    """kubectl's resource prefix: rollout.argoproj.io, service, pod, ..."""
-    return "rollout.argoproj.io" if kind == "Rollout" else kind.lower()
+    """kubectl's resource prefix: rollout.argoproj.io, analysisrun.argoproj.io, service, pod, ..."""
+    from ..model import kinds, names
+
+    known = kinds.KINDS.get(kind)
+    if known is not None and known.group == names.GROUP:
+        return f"{kind.lower()}.{names.GROUP}"
+    return kind.lower()
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -93,4 +98,3 @@ def parse_duration(text: str) -> float:
     if pos != len(t) or not t:
         raise typer.BadParameter(f"{text!r} is not a duration (examples: 30s, 5m, 1h30m)")
     return total
-

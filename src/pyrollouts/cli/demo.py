@@ -300,6 +300,7 @@ class Demo:
             self.say("Clean up.")
             self.rollouts("delete", "rollout", ROLLOUT, *ns)
         self.console.print("[green]Demo complete.[/green]")
+        self.console.print("Next: the same story with automated analysis: make demo-analysis")
 
 
 def demo(
@@ -310,8 +311,21 @@ def demo(
     pause_file: Annotated[
         Path | None, typer.Option("--pause-file", hidden=True, help="Wait for this file before promoting.")
     ] = None,
+    analysis: Annotated[
+        bool,
+        typer.Option(
+            "--analysis",
+            help="The story with automated analysis: a bad version aborted and a good one promoted by "
+            "their measured error rate (make demo-analysis).",
+        ),
+    ] = False,
 ) -> None:
     """Tell the seed's blue-green story with a real local server (about a minute)."""
+    if analysis:
+        from .demo_analysis import run_analysis_demo
+
+        run_analysis_demo(port_offset, keep)
+        return
     d = Demo(port_offset, keep, pause_file)
     try:
         d.run()

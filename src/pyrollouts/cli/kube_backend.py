@@ -128,7 +128,15 @@ class KubeBackend:
         ro = self.get("rollout", namespace, name)
         rss = self._owned(ro)
         pods = self.list("pod", namespace)  # the view keeps those of the Rollout's ReplicaSets
-        return rollout_info(ro, rss, pods, datetime.now(UTC))
+        try:
+            runs = self.list("analysisrun", namespace)  # and the runs the Rollout owns
+        except ApiError as exc:
+            # 404: a cluster without the AnalysisRun CRD has no runs; 403: credentials that may
+            # not list them still get the rest of the tree.
+            if exc.status not in (403, 404):
+                raise
+            runs = []
+        return rollout_info(ro, rss, pods, datetime.now(UTC), runs)
 
     def watch_info(self, namespace: str, name: str) -> Iterator[Obj]:
         """The info view now and after every change of the rollout, its ReplicaSets or its Pods."""
@@ -148,7 +156,7 @@ class KubeBackend:
             except Exception as exc:  # the main loop notices through the periodic refresh
                 changed.put(f"error: {exc}")
 
-        for kind in ("Rollout", "ReplicaSet", "Pod"):
+        for kind in ("Rollout", "ReplicaSet", "Pod", "AnalysisRun"):
             threading.Thread(target=follow, args=(kind,), daemon=True, name=f"watch-{kind}").start()
         last: Obj | None = None
         try:
@@ -299,6 +307,47 @@ class KubeBackend:
             except KubeApiError as exc:
                 raise _api_error(exc, f"rollout '{name}'") from None
         return {"message": plan.message, "rollout": ro}
+
+    def create(self, kind: str, namespace: str, obj: Obj) -> Obj:
+        """Create one object after the linter passed it (the API server completes a
+        ``metadata.generateName``); the created object. ApiError 409 when the name is taken."""
+        import json
+
+        from ..model.lint import check_manifests
+
+        k = _kind(kind)
+        meta = obj.get("metadata") or {}
+        checked = obj
+        if not meta.get("name") and meta.get("generateName"):
+            # The API server picks the name: lint the object as it will be named.
+            checked = {**obj, "metadata": {**meta, "name": f"{meta['generateName']}xxxxx"}}
+        _, findings = check_manifests(json.dumps(checked), "<request>", default_namespace=namespace)
+        errors = [str(f) for f in findings if f.severity == "error"]
+        if errors:
+            raise CliError(f"the {k} is not valid; nothing was created", errors)
+        try:
+            created = self.client.create(RESOURCES[k](obj), namespace=namespace if k in NAMESPACED else None)
+        except KubeApiError as exc:
+            raise _api_error(exc, f"{k.lower()} '{obj.get('metadata', {}).get('name', '')}'") from None
+        return _plain(created)
+
+    def run_action(self, namespace: str, name: str, verb: str) -> Obj:
+        """A verb on an AnalysisRun (service/verbs.py ``plan_run``): its patches go to the run."""
+        run = self.get("analysisrun", namespace, name)
+        try:
+            plan = verbs.plan_run(verb, run)
+        except verbs.VerbError as exc:
+            raise CliError(exc.message) from None
+        res = RESOURCES["AnalysisRun"]
+        for p in plan.patches:
+            target = res.Status if p.subresource == "status" else res
+            try:
+                run = _plain(
+                    self.client.patch(target, name, p.body, namespace=namespace, patch_type=PatchType.MERGE)
+                )
+            except KubeApiError as exc:
+                raise _api_error(exc, f"analysisrun '{name}'") from None
+        return {"message": plan.message, "analysisRun": run}
 
 
 def keep_injected_hash(service: Obj, live: Obj) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from ..controller import Clock, RolloutController
+from ..controller.analysisruns import AnalysisRunController, Controllers
 from ..model.cluster import ClusterError, Obj
 from .client import CliError
 from .common import echo, parse_duration, state
@@ -81,15 +82,17 @@ def controller(
 
     def factory(
         cluster: object, ns: str | None, iid: str | None, workers: int, on_reconcile: object
-    ) -> RolloutController:
-        return RolloutController(
-            cluster,
+    ) -> Controllers:
+        rollouts = RolloutController(
+            cluster,  # type: ignore[arg-type]
             clock,
             namespace=ns,
             instance_id=iid,
-            workers=workers,  # type: ignore[arg-type]
-            on_reconcile=on_reconcile,
-        )  # type: ignore[arg-type]
+            workers=workers,
+            on_reconcile=on_reconcile,  # type: ignore[arg-type]
+        )
+        runs = AnalysisRunController(cluster, clock, namespace=ns, instance_id=iid)  # type: ignore[arg-type]
+        return Controllers(rollouts, runs)
 
     code = run_operator(
         kubeconfig or st.kubeconfig,

@@ -65,7 +65,7 @@ def root(
 
 
 app.command()(resources.apply)
-app.command()(resources.create)
+app.add_typer(resources.create_app, name="create")
 app.command()(resources.lint)
 app.command()(resources.delete)
 app.add_typer(view.get_app, name="get")
@@ -73,6 +73,7 @@ app.add_typer(view.list_app, name="list")
 app.command()(actions.promote)
 app.command()(actions.abort)
 app.add_typer(actions.retry_app, name="retry")
+app.add_typer(actions.terminate_app, name="terminate")
 app.command()(actions.undo)
 app.command()(actions.pause)
 app.command()(actions.resume)

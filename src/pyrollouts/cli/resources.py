@@ -73,9 +73,112 @@ def apply(ctx: typer.Context, filename: Filenames, namespace: Namespace = "defau
     _apply(ctx, filename, namespace, create_only=False)
 
 
-def create(ctx: typer.Context, filename: Filenames, namespace: Namespace = "default") -> None:
+create_app = typer.Typer(
+    help="Create every object of a manifest (-f), or an AnalysisRun from a template (create analysisrun)."
+)
+
+
+@create_app.callback(invoke_without_command=True)
+def create(
+    ctx: typer.Context,
+    filename: Annotated[
+        list[str] | None, typer.Option("--filename", "-f", help="Manifest file(s); '-' for stdin.")
+    ] = None,
+    namespace: Namespace = "default",
+) -> None:
     """Create every object of a manifest; refuse if any already exists."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not filename:
+        raise typer.BadParameter("give a manifest with -f FILE, or use: create analysisrun --from TEMPLATE")
     _apply(ctx, filename, namespace, create_only=True)
+
+
+@create_app.command("analysisrun")
+def create_analysis_run(
+    ctx: typer.Context,
+    from_template: Annotated[
+        str | None,
+        typer.Option("--from", help="The AnalysisTemplate (ClusterAnalysisTemplate with --global) to run."),
+    ] = None,
+    from_file: Annotated[
+        str | None, typer.Option("--from-file", help="Run the template in this file instead.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Name of the run.")] = None,
+    generate_name: Annotated[
+        str | None, typer.Option("--generate-name", help="Prefix of a generated name (default: TEMPLATE-).")
+    ] = None,
+    argument: Annotated[
+        list[str] | None, typer.Option("--argument", "-a", help="An arg of the template: NAME=VALUE.")
+    ] = None,
+    global_: Annotated[
+        bool, typer.Option("--global", help="--from names a ClusterAnalysisTemplate.")
+    ] = False,
+    instance_id: Annotated[
+        str | None, typer.Option("--instance-id", help="Controller instance id label for the run.")
+    ] = None,
+    namespace: Namespace = "default",
+) -> None:
+    """Create an AnalysisRun from an AnalysisTemplate or ClusterAnalysisTemplate (Argo's plugin's
+    `create analysisrun`): the template's metrics and args, with -a values."""
+    from ..service.analysisruns import parse_arg_flags, run_from_template
+    from ..service.verbs import VerbError
+
+    if (from_template is None) == (from_file is None):
+        raise typer.BadParameter("give one of --from TEMPLATE or --from-file FILE")
+    if name and generate_name:
+        raise typer.BadParameter("give --name or --generate-name, not both")
+    backend = state(ctx).backend()
+    try:
+        args = parse_arg_flags(argument or [])
+        template = _template(ctx, from_template, from_file, global_, namespace)
+        run = run_from_template(
+            template,
+            args,
+            namespace=namespace,
+            name=name,
+            generate_name=generate_name,
+            instance_id=instance_id,
+        )
+    except VerbError as exc:
+        raise CliError(exc.message) from None
+    try:
+        created = backend.create("AnalysisRun", namespace, run)
+    except ApiError as exc:
+        if exc.status == 409:
+            taken = name or generate_name
+            raise CliError(f"analysisrun '{taken}' already exists in namespace '{namespace}'") from None
+        raise
+    echo(f"{kind_display('AnalysisRun')}/{created['metadata']['name']} created")
+
+
+def _template(
+    ctx: typer.Context, name: str | None, path: str | None, cluster_scope: bool, namespace: str
+) -> dict[str, object]:
+    """The template to run: from the cluster (--from) or from a file (--from-file, linted)."""
+    kind = "ClusterAnalysisTemplate" if cluster_scope else "AnalysisTemplate"
+    if name is not None:
+        try:
+            return state(ctx).backend().get(kind, namespace, name)
+        except ApiError as exc:
+            if exc.status == 404:
+                where = "" if cluster_scope else f" in namespace '{namespace}'"
+                hint = "" if cluster_scope else " (a ClusterAnalysisTemplate needs --global)"
+                raise CliError(f"{kind.lower()} '{name}' not found{where}{hint}") from None
+            raise
+    from ..model.lint import check_manifests
+
+    text, source = _read(str(path))
+    parsed, findings = check_manifests(text, source, default_namespace=namespace)
+    errors = [str(f) for f in findings if f.severity == "error"]
+    if errors:
+        raise CliError(f"{source}: the template has errors; nothing was created", errors)
+    templates = [p.obj for p in parsed if p.kind in ("AnalysisTemplate", "ClusterAnalysisTemplate")]
+    if len(templates) != 1:
+        raise CliError(
+            f"{source}: expected one AnalysisTemplate or ClusterAnalysisTemplate, found {len(templates)}"
+        )
+    return dict(templates[0])
 
 
 def lint(
@@ -106,14 +209,18 @@ def lint(
 
 def delete(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="rollout, service, pod or replicaset")],
+    kind: Annotated[
+        str, typer.Argument(help="rollout, service, pod, replicaset, analysisrun or analysistemplate")
+    ],
     name: Annotated[str, typer.Argument(help="Name of the object.")],
     namespace: Namespace = "default",
 ) -> None:
     """Delete an object; deleting a rollout also stops its ReplicaSets and Pods."""
     found = kinds.client_kind(kind)
     if found is None or found.name in ("Event", "Namespace"):
-        raise typer.BadParameter(f"unknown kind '{kind}' (rollout, service, pod or replicaset)")
+        raise typer.BadParameter(
+            f"unknown kind '{kind}' (rollout, service, pod, replicaset, analysisrun or analysistemplate)"
+        )
     backend = state(ctx).backend()
     k = found.name
     try:

@@ -13,11 +13,13 @@ from typing import Any
 from rich.text import Text
 
 from ..model.timefmt import parse_time
+from ..service.analysisinfo import analysis_icon, counts_text
 
 ICON_ROLLOUT = "⟳"
 ICON_REVISION = "#"
 ICON_REPLICASET = "⧉"
 ICON_POD = "□"
+ICON_ANALYSIS_RUN = "\u03b1"  # Greek alpha, as Argo's plugin
 
 STATUS_ICONS = {
     "Healthy": "✔",
@@ -36,7 +38,16 @@ STATUS_ICONS = {
     "ScaledDown": "•",
 }
 
-STATUS_STYLES = {"✔": "green", "◌": "yellow", "॥": "grey62", "✖": "red", "•": "grey50"}
+STATUS_STYLES = {
+    "✔": "green",
+    "◌": "yellow",
+    "◷": "yellow",
+    "॥": "grey62",
+    "✖": "red",
+    "⚠": "red",
+    r"\?": "yellow",
+    "•": "grey50",
+}
 
 HEADER_WIDTH = 17
 
@@ -154,24 +165,46 @@ def _branch(last: bool) -> str:
     return "└──" if last else "├──"
 
 
+def _run_row(label: str, run: Mapping[str, Any], now: datetime) -> Row:
+    """An AnalysisRun's line: its own icon per phase (Error is ⚠ here, not a pod's ✖) and the
+    measurement counts (``✔ 3,✖ 1``) as INFO, as Argo's plugin prints it."""
+    status = str(run.get("status") or "")
+    cell = f"{run.get('icon') or analysis_icon(status)} {status}" if status else ""
+    return (label, "AnalysisRun", cell, age(run.get("creationTimestamp"), now), counts_text(run))
+
+
+def _revision_rows(
+    rev: Mapping[str, Any], runs: Sequence[Mapping[str, Any]], pad: str, now: datetime
+) -> list[Row]:
+    """The children of one revision: its ReplicaSets (each with its Pods), then its AnalysisRuns."""
+    rows: list[Row] = []
+    rss: Sequence[Mapping[str, Any]] = rev.get("replicaSets") or []
+    total = len(rss) + len(runs)
+    for si, rs in enumerate(rss):
+        last_rs = si == total - 1
+        label = pad + _branch(last_rs) + f"{ICON_REPLICASET} {rs.get('name', '')}"
+        rows.append(_row(label, "ReplicaSet", rs, now, _rs_info(rs, now)))
+        rs_pad = pad + ("   " if last_rs else "│  ")
+        pods: Sequence[Mapping[str, Any]] = rs.get("pods") or []
+        for pi, pod in enumerate(pods):
+            label = rs_pad + _branch(pi == len(pods) - 1) + f"{ICON_POD} {pod.get('name', '')}"
+            rows.append(_row(label, "Pod", pod, now, _pod_info(pod)))
+    for ai, run in enumerate(runs):
+        label = pad + _branch(len(rss) + ai == total - 1) + f"{ICON_ANALYSIS_RUN} {run.get('name', '')}"
+        rows.append(_run_row(label, run, now))
+    return rows
+
+
 def tree_rows(info: Mapping[str, Any], now: datetime) -> list[Row]:
     """The tree as rows of (NAME with its tree prefix, KIND, STATUS, AGE, INFO)."""
     rows: list[Row] = [_row(f"{ICON_ROLLOUT} {info.get('name', '')}", "Rollout", info, now, "")]
     revisions: Sequence[Mapping[str, Any]] = info.get("revisions") or []
+    all_runs: Sequence[Mapping[str, Any]] = info.get("analysisRuns") or []
     for ri, rev in enumerate(revisions):
         last_rev = ri == len(revisions) - 1
         rows.append((_branch(last_rev) + f"{ICON_REVISION} revision:{rev.get('revision')}", "", "", "", ""))
-        rev_pad = "   " if last_rev else "│  "
-        rss: Sequence[Mapping[str, Any]] = rev.get("replicaSets") or []
-        for si, rs in enumerate(rss):
-            last_rs = si == len(rss) - 1
-            label = rev_pad + _branch(last_rs) + f"{ICON_REPLICASET} {rs.get('name', '')}"
-            rows.append(_row(label, "ReplicaSet", rs, now, _rs_info(rs, now)))
-            rs_pad = rev_pad + ("   " if last_rs else "│  ")
-            pods: Sequence[Mapping[str, Any]] = rs.get("pods") or []
-            for pi, pod in enumerate(pods):
-                label = rs_pad + _branch(pi == len(pods) - 1) + f"{ICON_POD} {pod.get('name', '')}"
-                rows.append(_row(label, "Pod", pod, now, _pod_info(pod)))
+        runs = [r for r in all_runs if r.get("revision") == rev.get("revision")]
+        rows.extend(_revision_rows(rev, runs, "   " if last_rev else "│  ", now))
     return rows
 
 

@@ -81,12 +81,11 @@ def get_rollout(
         out().print(render_rich(view, info_now(view, 0.0, 0.0)), end="")
         return
     holder: dict[str, Any] = {"view": view, "at": time.monotonic(), "changed": threading.Event()}
-    watch_views(ctx, namespace, name, holder)
-    console = out()
-    with Live(
-        render_rich(view, info_now(view, 0, 0)), console=console, auto_refresh=False, transient=False
-    ) as live:
-        try:
+    try:  # Ctrl-C ends a watch normally, also while it is still starting
+        watch_views(ctx, namespace, name, holder)
+        with Live(
+            render_rich(view, info_now(view, 0, 0)), console=out(), auto_refresh=False, transient=False
+        ) as live:
             while True:
                 holder["changed"].wait(1.0)
                 holder["changed"].clear()
@@ -94,10 +93,45 @@ def get_rollout(
                     raise holder["error"]
                 v = holder["view"]
                 live.update(render_rich(v, info_now(v, holder["at"], time.monotonic())), refresh=True)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            stop_watching(ctx)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_watching(ctx)
+
+
+def fetch_analysis_run(ctx: typer.Context, namespace: str, name: str) -> Obj:
+    """The AnalysisRun object, with an error naming it when it does not exist."""
+    try:
+        return state(ctx).backend().get("analysisrun", namespace, name)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise CliError(f"analysisrun '{name}' not found in namespace '{namespace}'") from None
+        raise
+
+
+@get_app.command("analysisrun")
+def get_analysis_run(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="AnalysisRun name.")],
+    namespace: Namespace = "default",
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="json or yaml: the AnalysisRun object.")
+    ] = None,
+) -> None:
+    """An AnalysisRun: its phase and message, and each metric with its measurements."""
+    from datetime import UTC, datetime
+
+    from ..service.analysisinfo import run_detail
+    from .analysisview import render_run
+
+    if output is not None and output not in ("json", "yaml"):
+        raise typer.BadParameter(f"-o {output}: use json or yaml")
+    run = fetch_analysis_run(ctx, namespace, name)
+    if output is not None:
+        echo(json.dumps(run, indent=2) if output == "json" else yaml.safe_dump(run, sort_keys=False))
+        return
+    now = parse_time(state(ctx).backend().version().get("now")) or datetime.now(UTC)
+    out().print(render_run(run_detail(run), now), end="", markup=False)
 
 
 def _age(obj: Obj, now: Any) -> str:
@@ -227,6 +261,8 @@ def list_rollouts(
 # aliases Argo's plugin accepts
 get_app.command("ro", hidden=True)(get_rollout)
 get_app.command("rollouts", hidden=True)(get_rollout)
+get_app.command("ar", hidden=True)(get_analysis_run)
+get_app.command("analysisruns", hidden=True)(get_analysis_run)
 list_app.command("rollout", hidden=True)(list_rollouts)
 list_app.command("ro", hidden=True)(list_rollouts)
 

@@ -171,6 +171,27 @@ async def _delete_pod(t: _Target, action: a.DeletePod) -> None:
         await t.cluster.delete("Pod", t.ns, action.pod)
 
 
+async def _create_analysis_run(t: _Target, action: a.CreateAnalysisRun) -> None:
+    try:
+        await t.cluster.create("AnalysisRun", dict(action.body))
+    except Conflict:
+        # A run of that name the last gather did not see (ours from an interrupted reconcile, or
+        # a lagging cache): replan; the engine names the next one around it.
+        raise AnalysisRunNameTaken(f"AnalysisRun {t.ns}/{action.name} exists already") from None
+    except Invalid as exc:
+        raise SpecRejected(f"the AnalysisRun {action.name} was refused: {exc}") from exc
+
+
+async def _terminate_analysis_run(t: _Target, action: a.TerminateAnalysisRun) -> None:
+    with contextlib.suppress(NotFound):
+        await t.cluster.patch("AnalysisRun", t.ns, action.name, {"spec": {"terminate": True}})
+
+
+async def _delete_analysis_run(t: _Target, action: a.DeleteAnalysisRun) -> None:
+    with contextlib.suppress(NotFound):
+        await t.cluster.delete("AnalysisRun", t.ns, action.name)
+
+
 async def _emit_event(t: _Target, action: a.EmitEvent) -> None:
     await t.cluster.create("Event", _event(t.rollout, action, t.clock))
 
@@ -188,6 +209,9 @@ _WRITERS: dict[type[Any], Callable[[_Target, Any], Awaitable[Obj | None]]] = {
     a.DeleteReplicaSet: _delete_replicaset,
     a.DeletePod: _delete_pod,
     a.EmitEvent: _emit_event,
+    a.CreateAnalysisRun: _create_analysis_run,
+    a.TerminateAnalysisRun: _terminate_analysis_run,
+    a.DeleteAnalysisRun: _delete_analysis_run,
 }
 
 
@@ -212,14 +236,23 @@ class ReplicaSetNameTaken(Exception):
         self.held = held
 
 
+class AnalysisRunNameTaken(ReplicaSetNameTaken):
+    """The name the engine gave a new AnalysisRun is taken by one the last gather did not see:
+    nothing more of the plan is applied, and the replan (after a backoff) names it around it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, held=False)
+
+
 class SpecRejected(Exception):
     """The runtime refused an object built from the Rollout's spec (its pod template). apply_plan
     writes an InvalidSpec condition for it and re-raises; the controller retries after 20 s
     instead of backing off into a loop of failed creates."""
 
 
-def _invalid_spec_status(planned: dict[str, Any], stored: dict[str, Any] | None, message: str,
-                         now: str) -> dict[str, Any]:
+def _invalid_spec_status(
+    planned: dict[str, Any], stored: dict[str, Any] | None, message: str, now: str
+) -> dict[str, Any]:
     status = dict(planned)
     conds = [dict(c) for c in status.get("conditions") or [] if c.get("type") != names.COND_INVALID_SPEC]
     old = next(
@@ -228,8 +261,14 @@ def _invalid_spec_status(planned: dict[str, Any], stored: dict[str, Any] | None,
     if old is not None and old.get("status") == "True" and old.get("message") == message:
         cond = dict(old)  # unchanged: keep its times, so planning again writes nothing
     else:
-        cond = {"type": names.COND_INVALID_SPEC, "status": "True", "reason": names.INVALID_SPEC_REASON,
-                "message": message, "lastUpdateTime": now, "lastTransitionTime": now}
+        cond = {
+            "type": names.COND_INVALID_SPEC,
+            "status": "True",
+            "reason": names.INVALID_SPEC_REASON,
+            "message": message,
+            "lastUpdateTime": now,
+            "lastTransitionTime": now,
+        }
     status["conditions"] = [cond, *conds]
     status["phase"] = names.PHASE_DEGRADED
     status["message"] = f"{names.INVALID_SPEC_REASON}: {message}"
@@ -289,8 +328,10 @@ class _PlanWriter:
         time this message is seen, one Warning event."""
         message = str(exc.__cause__ or exc)
         stored = self.read.get("status")
-        had = any(c.get("type") == names.COND_INVALID_SPEC and c.get("message") == message
-                  for c in (stored or {}).get("conditions") or [])
+        had = any(
+            c.get("type") == names.COND_INVALID_SPEC and c.get("message") == message
+            for c in (stored or {}).get("conditions") or []
+        )
         if not had:
             event = a.EmitEvent("Warning", names.INVALID_SPEC_REASON, message)
             await self.cluster.create("Event", _event(self.current, event, self.clock))

@@ -27,6 +27,11 @@ from .workqueue import WorkQueue
 log = logging.getLogger("pyrollouts.controller")
 
 WATCHED_KINDS = ("Rollout", "ReplicaSet", "Service", "Pod")
+#: Watched too where the runtime can: a run's phase moving re-queues the Rollout that owns it
+#: (elsewhere the Rollout looks again on its own schedule, see ANALYSIS_POLL_SECONDS).
+ANALYSIS_KINDS = ("AnalysisRun",)
+#: How often a Rollout with a run going looks at it when AnalysisRuns cannot be watched.
+ANALYSIS_POLL_SECONDS = 5.0
 #: Watched too where the runtime can (spec.workloadRef): a Deployment change re-queues its Rollouts.
 WORKLOAD_KINDS = ("Deployment",)
 
@@ -60,13 +65,16 @@ class RolloutController:
         self._rs_owner: dict[str, str] = {}  # "ns/rs" -> "ns/rollout"
         self._rollout_keys: set[str] = set()
         self._ready = asyncio.Event()
+        self.watches_analysis = True
 
     # -- scope ---------------------------------------------------------------------------------
     def in_scope(self, rollout: Obj) -> bool:
         """Argo's sharding: objects labelled with an instance id belong to that controller only."""
         labels = rollout.get("metadata", {}).get("labels") or {}
-        return labels.get(names.INSTANCE_ID_LABEL) == self.instance_id if self.instance_id else (
-            names.INSTANCE_ID_LABEL not in labels
+        return (
+            labels.get(names.INSTANCE_ID_LABEL) == self.instance_id
+            if self.instance_id
+            else (names.INSTANCE_ID_LABEL not in labels)
         )
 
     @property
@@ -82,6 +90,8 @@ class RolloutController:
             await self._route_replicaset(ev.obj)
         elif ev.kind == "Pod":
             await self._route_pod(ev.obj)
+        elif ev.kind == "AnalysisRun":
+            await self._route_owned(ev.obj)
         elif ev.kind in ("Service", "Deployment"):
             # Services and workloadRef Deployments are referenced by name from the Rollout's spec:
             # re-queue the namespace's Rollouts; each one reads only what it references.
@@ -105,6 +115,13 @@ class RolloutController:
                 self._rs_owner[f"{ns}/{meta.get('name')}"] = rkey
                 await self.queue.add(rkey)
 
+    async def _route_owned(self, obj: Obj) -> None:
+        meta = obj.get("metadata", {})
+        ns = meta.get("namespace", "default")
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("kind") == "Rollout":
+                await self.queue.add(f"{ns}/{ref.get('name')}")
+
     async def _route_pod(self, pod: Obj) -> None:
         meta = pod.get("metadata", {})
         ns = meta.get("namespace", "default")
@@ -118,14 +135,29 @@ class RolloutController:
             if rkey.startswith(ns + "/"):
                 await self.queue.add(rkey)
 
+    def _stream(self) -> Any:
+        """The watch of every kind this runtime can watch: the Rollout's own four, and where the
+        runtime's caches hold them, Deployments (workloadRef) and AnalysisRuns."""
+        self.watches_analysis = True
+        for kinds in (
+            (*WATCHED_KINDS, *WORKLOAD_KINDS, *ANALYSIS_KINDS),
+            (*WATCHED_KINDS, *ANALYSIS_KINDS),
+            (*WATCHED_KINDS, *WORKLOAD_KINDS),
+        ):
+            try:
+                stream = self.cluster.watch(kinds, self.namespace)
+            except ValueError:
+                continue
+            self.watches_analysis = "AnalysisRun" in kinds
+            return stream
+        # A runtime whose caches hold neither: a workloadRef Rollout still reads its Deployment on
+        # every reconcile and resync, and a Rollout with a run going looks at it every few seconds.
+        log.info("this runtime cannot watch Deployments or AnalysisRuns; they are read on each reconcile")
+        self.watches_analysis = False
+        return self.cluster.watch(WATCHED_KINDS, self.namespace)
+
     async def _watch_loop(self) -> None:
-        try:
-            stream = self.cluster.watch((*WATCHED_KINDS, *WORKLOAD_KINDS), self.namespace)
-        except ValueError:
-            # A runtime whose caches do not hold Deployments (the Kubernetes runtime today): a
-            # workloadRef Rollout still reads its Deployment on every reconcile and resync.
-            log.info("this runtime cannot watch Deployments; workloadRef changes apply on the next resync")
-            stream = self.cluster.watch(WATCHED_KINDS, self.namespace)
+        stream = self._stream()
         async for ev in stream:
             try:
                 await self._route(ev)
@@ -168,6 +200,8 @@ class RolloutController:
         self._seen.add(key)
         if not ok:
             return 0.0  # lost a race with a user's write: plan again from fresh state
+        if not self.watches_analysis and _runs_going(plan):
+            return min(plan.requeue_after or ANALYSIS_POLL_SECONDS, ANALYSIS_POLL_SECONDS)
         return plan.requeue_after
 
     async def _write_unparseable(self, obj: Obj, exc: ValidationError) -> None:
@@ -239,3 +273,10 @@ class RolloutController:
 
 def describe(obj: Any) -> str:
     return key_of(obj) if isinstance(obj, dict) else str(obj)
+
+
+def _runs_going(plan: engine.Plan) -> bool:
+    """The planned status names an AnalysisRun that has not finished."""
+    bg = plan.status.blue_green
+    runs = (bg.pre_promotion_analysis_run_status, bg.post_promotion_analysis_run_status) if bg else ()
+    return any(r and r.get("status") not in ("Successful", "Failed", "Error", "Inconclusive") for r in runs)

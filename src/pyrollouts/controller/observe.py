@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-from ..engine.types import Observed, PodState, ReplicaSetState, ServiceState
+from ..engine.types import AnalysisRunState, Observed, PodState, ReplicaSetState, ServiceState
 from ..model import names
 from ..model.cluster import Cluster, NotFound, Obj
 from ..model.owners import owned_by_uid
@@ -76,7 +77,61 @@ async def gather(cluster: Cluster, rollout: Obj, *, first_seen: bool = False) ->
         first_seen=first_seen,
         deployments=await _deployments(cluster, ns, rollout),
         foreign_replicasets=foreign,
+        analysis_runs=await _analysis_runs(cluster, ns, rollout),
+        analysis_templates=await _analysis_templates(cluster, ns, rollout),
     )
+
+
+def analysis_run_state(run: Obj) -> AnalysisRunState:
+    meta = run.get("metadata", {})
+    status = run.get("status") or {}
+    return AnalysisRunState(
+        name=meta.get("name", ""),
+        labels=dict(meta.get("labels") or {}),
+        phase=str(status.get("phase") or ""),
+        message=str(status.get("message") or ""),
+        terminate=bool((run.get("spec") or {}).get("terminate")),
+        creation_timestamp=str(meta.get("creationTimestamp") or ""),
+        obj=run,
+    )
+
+
+def _analysis(rollout: Obj) -> list[dict[str, Any]]:
+    bg = ((rollout.get("spec") or {}).get("strategy") or {}).get("blueGreen") or {}
+    both = (bg.get("prePromotionAnalysis"), bg.get("postPromotionAnalysis"))
+    return [a for a in both if isinstance(a, dict)]
+
+
+async def _analysis_runs(cluster: Cluster, ns: str, rollout: Obj) -> tuple[AnalysisRunState, ...]:
+    """The AnalysisRuns the Rollout controls (none are listed for a Rollout with no analysis that
+    never had a run: status names none)."""
+    bgst = ((rollout.get("status") or {}).get("blueGreen")) or {}
+    had = bgst.get("prePromotionAnalysisRunStatus") or bgst.get("postPromotionAnalysisRunStatus")
+    if not _analysis(rollout) and not had:
+        return ()
+    uid = rollout.get("metadata", {}).get("uid", "")
+    runs = await cluster.list("AnalysisRun", ns)
+    return tuple(analysis_run_state(r) for r in runs if owned_by_uid(r, uid))
+
+
+async def _analysis_templates(cluster: Cluster, ns: str, rollout: Obj) -> dict[tuple[bool, str], Obj]:
+    """The templates the Rollout's analyses name, and the ones they name in turn; a missing one is
+    left out (the engine reports it as InvalidSpec)."""
+    out: dict[tuple[bool, str], Obj] = {}
+    todo = [t for a in _analysis(rollout) for t in a.get("templates") or [] if isinstance(t, dict)]
+    while todo:
+        ref = todo.pop()
+        key = (bool(ref.get("clusterScope")), str(ref.get("templateName") or ""))
+        if key in out or not key[1]:
+            continue
+        kind = "ClusterAnalysisTemplate" if key[0] else "AnalysisTemplate"
+        try:
+            template = await cluster.get(kind, ns, key[1])
+        except NotFound:
+            continue
+        out[key] = template
+        todo.extend(t for t in (template.get("spec") or {}).get("templates") or [] if isinstance(t, dict))
+    return out
 
 
 def _replicasets(

@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from ..controller import Clock, RolloutController
+from ..controller.analysisruns import AnalysisRunController
 from ..service.guard import is_loopback
 
 log = logging.getLogger("pyrollouts.server")  # the name the docs and log readers know
@@ -84,10 +85,18 @@ def make_private(state_dir: Path) -> list[str]:
 class ControllerClock:
     """The clock the API may advance (test mode); advancing requeues every rollout."""
 
-    def __init__(self, clock: Clock, controller: RolloutController | None, adjustable: bool) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        controller: RolloutController | None,
+        adjustable: bool,
+        analysis: AnalysisRunController | None = None,
+    ) -> None:
         self._clock = clock
         self.controller = controller
         self.adjustable = adjustable
+        self.analysis = analysis
+        self._requeues: set[asyncio.Task[None]] = set()
 
     def now(self) -> datetime:
         return self._clock.now()
@@ -96,8 +105,11 @@ class ControllerClock:
         if not self.adjustable:
             raise PermissionError("the clock can be advanced only on a server started with --test-clock")
         self._clock.advance(seconds)
-        if self.controller is not None:
-            asyncio.get_running_loop().create_task(self.controller.requeue_all())
+        for controller in (self.controller, self.analysis):
+            if controller is not None:
+                task = asyncio.get_running_loop().create_task(controller.requeue_all())
+                self._requeues.add(task)  # held until done (the loop keeps only a weak reference)
+                task.add_done_callback(self._requeues.discard)
 
 
 class LocalServer:
@@ -184,7 +196,8 @@ class LocalServer:
         # Readings of the proxy's counters, for traffic over a window (analysis: docs/analysis.md).
         self.traffic = TrafficHistory(self.proxy.counters, **self.traffic_options)
         self.controller = RolloutController(self.runtime.cluster, self.clock)
-        api_clock = ControllerClock(self.clock, self.controller, self.test_clock)
+        self.analysis = AnalysisRunController(self.runtime.cluster, self.clock)
+        api_clock = ControllerClock(self.clock, self.controller, self.test_clock, self.analysis)
         # Every client write (API, dashboard, verbs) goes through admission; controllers do not.
         self.client_cluster = AdmittedCluster(self.runtime.cluster, self.runtime, admission=self.admission)
         app = api.make_app(
@@ -236,6 +249,7 @@ class LocalServer:
         await self.proxy.ensure_running()
         self._tasks = [
             asyncio.create_task(self.controller.run(), name="rollout-controller"),
+            asyncio.create_task(self.analysis.run(), name="analysisrun-controller"),
             asyncio.create_task(self.service_proxy.run(), name="service-proxy"),
             asyncio.create_task(self.proxy.watch(), name="proxy-supervisor"),
             asyncio.create_task(self.traffic.run(), name="traffic-history"),

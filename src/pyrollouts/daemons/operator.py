@@ -23,7 +23,7 @@ from aiohttp import web
 
 from ..model import names
 from ..model.cluster import ClusterError, Obj
-from ..runtimes.kubernetes.cluster import KubeCluster, make_client
+from ..runtimes.kubernetes.cluster import CONTROLLER_CACHED_KINDS, KubeCluster, make_client
 from ..runtimes.kubernetes.leader import DEFAULT_LEASE_NAME, LeaderElector, LeaseTimings
 from ..runtimes.kubernetes.logs import configure_logging
 from ..runtimes.kubernetes.metrics import ControllerMetrics, health_app, metrics_app, serve
@@ -91,7 +91,9 @@ async def operate(
         return [r for r in inf.list(namespace) if in_scope(r, instance_id)]
 
     metrics = ControllerMetrics(rollouts)
-    cluster = KubeCluster(client, namespace=namespace, on_event=metrics.count_event)
+    cluster = KubeCluster(
+        client, namespace=namespace, on_event=metrics.count_event, cached_kinds=CONTROLLER_CACHED_KINDS
+    )
     state: dict[str, Any] = {"leader": not leader_elect, "controller": None}
 
     def on_reconcile(obj: Obj, seconds: float, err: Exception | None) -> None:

@@ -9,10 +9,12 @@ when an update skips the pause (fast track) and when the new ReplicaSet becomes 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from ..model import names
 from . import (
+    analysis,
     antiaffinity,
     conditions,
     ephemeral,
@@ -38,16 +40,13 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     roles = Roles.assign(ctx, new)
     pc = PauseContext.read(ctx, roles)
     not_completed(ctx, roles)
-
-    service.reconcile_preview(ctx, roles)
-    timed_out = progress.reconcile(ctx, roles, pc)
-    promotion_ok = pause.reconcile(ctx, roles, pc, fast=fast_tracked(ctx, roles, pc))
-    deadlines = service.reconcile_active(ctx, roles, pc, promotion_ok=promotion_ok)
-    completed = mark_stable(ctx, roles, pc)
+    runs = analysis.reconcile(ctx, roles, pc, fast_rollback=fast_rollback(ctx, roles, pc))
+    timed_out, deadlines, completed = cutover(ctx, roles, pc, runs)
 
     replicaset.scale_new_and_stable(ctx, roles, pc)
     old = replicaset.old_replicasets(ctx, roles)
-    replicaset.scale_down_old(ctx, old, deadlines)
+    if not analysis.holds_old_replicasets(ctx, roles, runs):
+        replicaset.scale_down_old(ctx, old, deadlines)
     replicaset.cleanup(ctx, old)
 
     if new.rs is not None and not new.created:  # a create injects blueGreen.antiAffinity itself
@@ -59,13 +58,45 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     if completed is not None and new.rs is not None:
         ctx.event(names.ROLLOUT_COMPLETED, events.completed(new.revision, new.pod_hash, completed))
 
-    return status.build(ctx, status.Outcome(roles, pc, timed_out, restarted_at))
+    outcome = status.Outcome(
+        roles, pc, timed_out, restarted_at, analysis.status_of(runs.pre), analysis.status_of(runs.post)
+    )
+    return status.build(ctx, outcome)
+
+
+def cutover(
+    ctx: Ctx, roles: Roles, pc: PauseContext, runs: analysis.Runs
+) -> tuple[bool, dict[str, datetime], str | None]:
+    """The preview Service, the progress deadline, the pause, the active Service and the stable
+    mark, in Argo's order. Returns (timed out, the scale-down deadlines the switch gives, the
+    RolloutCompleted detail)."""
+    halted = analysis.halted(ctx, pc)
+    service.reconcile_preview(ctx, roles, halted=halted)
+    timed_out = progress.reconcile(ctx, roles, pc)
+    fast = fast_tracked(ctx, roles, pc)
+    pre_done = analysis.pre_completed(ctx, runs)
+    promotion_ok = pause.reconcile(ctx, roles, pc, fast=fast, pre_done=pre_done, halted=halted)
+    deadlines = service.reconcile_active(ctx, roles, pc, promotion_ok=promotion_ok, halted=halted)
+    completed = mark_stable(ctx, roles, pc, post_done=fast or analysis.post_completed(ctx, runs))
+    return timed_out, deadlines, completed
 
 
 def fast_tracked(ctx: Ctx, roles: Roles, pc: PauseContext) -> bool:
-    """The update skips the pause: nothing is active yet, promote --full, the new RS is the stable
-    one, it is still inside its scale-down delay (it was active moments ago), or it is a rollback
-    within rollbackWindow."""
+    """The update skips the pause (and analysis): nothing is active yet, promote --full, the new
+    RS is the stable one, or a fast rollback."""
+    if roles.new_rs is None:
+        return False
+    return (
+        roles.active is None
+        or pc.promote_full
+        or roles.new_hash == roles.stable
+        or fast_rollback(ctx, roles, pc)
+    )
+
+
+def fast_rollback(ctx: Ctx, roles: Roles, pc: PauseContext) -> bool:
+    """A rollback to an RS still inside its scale-down delay (it was active moments ago), or
+    within rollbackWindow: no pause, no analysis."""
     new_rs = roles.new_rs
     if new_rs is None:
         return False
@@ -76,23 +107,19 @@ def fast_tracked(ctx: Ctx, roles: Roles, pc: PauseContext) -> bool:
         and (replicaset.deadline_of(new_rs) or ctx.now) > ctx.now
         and replicaset.is_rollback(ctx, roles)
     )
-    return (
-        roles.active is None
-        or pc.promote_full
-        or roles.new_hash == roles.stable
-        or inside_delay
-        or replicaset.rollback_within_window(ctx, roles)
-    )
+    return inside_delay or replicaset.rollback_within_window(ctx, roles)
 
 
-def mark_stable(ctx: Ctx, roles: Roles, pc: PauseContext) -> str | None:
-    """The new RS becomes stable once the active Service selects it and it is saturated; that ends
-    the update (pause, abort, promoteFull, checkpoint). Returns the RolloutCompleted detail when
-    the update completed in this reconcile (a first deploy included), else None."""
+def mark_stable(ctx: Ctx, roles: Roles, pc: PauseContext, *, post_done: bool = True) -> str | None:
+    """The new RS becomes stable once the active Service selects it and it is saturated (and its
+    post-promotion analysis, if any, succeeded: ``post_done``); that ends the update (pause, abort,
+    promoteFull, checkpoint). Returns the RolloutCompleted detail when the update completed in this
+    reconcile (a first deploy included), else None."""
     detail: str | None = "Initial deploy" if roles.initial else None
     new_rs = roles.new_rs
     if (
         not pc.abort
+        and (post_done or pc.promote_full)
         and new_rs is not None
         and roles.active == roles.new_hash
         and roles.stable != roles.new_hash

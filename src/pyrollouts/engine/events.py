@@ -35,8 +35,9 @@ def paused(reason: str) -> str:
 RESUMED = "Rollout is resumed"
 
 
-def aborted(revision: int) -> str:
-    return f"Rollout aborted update to revision {revision}"
+def aborted(revision: int, why: str = "") -> str:
+    """Argo's RolloutAborted message, with the analysis that aborted it when one did."""
+    return f"Rollout aborted update to revision {revision}" + (f": {why}" if why else "")
 
 
 def added_to_informer(namespace: str, name: str) -> str:

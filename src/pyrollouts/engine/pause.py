@@ -36,6 +36,9 @@ class PauseContext:
     retrying: bool = False
     was_paused: bool = False
     before: list[PauseCondition] = field(default_factory=list)
+    # Why the controller aborts in this reconcile (an analysis that failed), for the condition
+    # and the event; "" for a user's abort.
+    abort_message: str = ""
 
     @classmethod
     def read(cls, ctx: Ctx, roles: Roles) -> PauseContext:
@@ -84,9 +87,11 @@ class PauseContext:
         """Paused now: a pause condition remains, or spec.paused."""
         return bool(self.conditions) or bool(ctx.rollout.spec.paused)
 
-    def request_abort(self) -> None:
-        """Abort as if the user had (progressDeadlineAbort); ``start_abort`` then stamps it."""
+    def request_abort(self, message: str = "") -> None:
+        """Abort as if the user had (progressDeadlineAbort, a failed analysis: ``message`` says
+        which); ``start_abort`` then stamps it."""
         self.abort = True
+        self.abort_message = message
 
     def end_retry(self) -> None:
         """A retried update goes on: abortedAt, kept to recognise the retry, is dropped."""
@@ -98,7 +103,7 @@ class PauseContext:
         self.remove_blue_green()
         self.controller_pause = False
         self.promote_full = False
-        ctx.event(names.ROLLOUT_ABORTED, events.aborted(revision), "Warning")
+        ctx.event(names.ROLLOUT_ABORTED, events.aborted(revision, self.abort_message), "Warning")
 
     def finish(self) -> None:
         """The new RS is stable: the update is over, and with it its pause, abort and promoteFull."""
@@ -115,18 +120,22 @@ def needs_pause(ctx: Ctx) -> bool:
     return not ctx.rollout.auto_promotion_enabled() or seconds > 0
 
 
-def reconcile(ctx: Ctx, roles: Roles, pc: PauseContext, *, fast: bool) -> bool:
+def reconcile(
+    ctx: Ctx, roles: Roles, pc: PauseContext, *, fast: bool, pre_done: bool = True, halted: bool = False
+) -> bool:
     """The pause step: add or lift the BlueGreenPause, emit pause/resume events, move the preview
     checkpoint. Returns whether the cutover may go ahead as far as pausing is concerned (``fast``:
-    the update skips the pause, e.g. promote --full or a rollback within the window)."""
+    the update skips the pause, e.g. promote --full or a rollback within the window). The pause
+    waits for the pre-promotion analysis (``pre_done``); ``halted``: spec.paused or an
+    inconclusive analysis, nothing moves."""
     bg = ctx.rollout.bg
     needs = needs_pause(ctx)
     preview_size = bg.preview_replica_count if bg.preview_replica_count is not None else ctx.replicas
     ready = replicaset.is_available_at(roles.new_rs, ctx.replicas if pc.checkpoint else preview_size)
-    if roles.in_flight and not pc.abort and not ctx.rollout.spec.paused:
+    if roles.in_flight and not pc.abort and not halted and (pre_done or fast or pc.checkpoint):
         update_blue_green_pause(ctx, pc, skip=fast or not needs, ready=ready)
     emit_transition(ctx, pc.before, pc.conditions, pc.abort)
-    promotion_ok = fast or (pc.completed if needs else ready)
+    promotion_ok = fast or ((pc.completed if needs else ready) and (pre_done or pc.checkpoint))
     if bg.preview_replica_count is None or not roles.in_flight:
         pc.checkpoint = False
     elif not pc.abort:

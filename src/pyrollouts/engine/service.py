@@ -41,15 +41,18 @@ def switch(ctx: Ctx, service: str, current: str | None, target: str) -> None:
         ctx.event(names.SWITCH_SERVICE, events.switch_service(service, current or "", target))
 
 
-def reconcile_preview(ctx: Ctx, roles: Roles) -> None:
-    """The preview Service (when there is one) selects the new ReplicaSet, unless spec.paused."""
+def reconcile_preview(ctx: Ctx, roles: Roles, *, halted: bool = False) -> None:
+    """The preview Service (when there is one) selects the new ReplicaSet, unless ``halted``
+    (spec.paused, or paused on an inconclusive analysis)."""
     preview = ctx.rollout.bg.preview_service
-    if preview and roles.new_rs is not None and not ctx.rollout.spec.paused:
+    if preview and roles.new_rs is not None and not (halted or ctx.rollout.spec.paused):
         switch(ctx, preview, roles.preview, roles.new_hash)
         roles.preview = roles.new_hash
 
 
-def reconcile_active(ctx: Ctx, roles: Roles, pc: PauseContext, *, promotion_ok: bool) -> dict[str, datetime]:
+def reconcile_active(
+    ctx: Ctx, roles: Roles, pc: PauseContext, *, promotion_ok: bool, halted: bool = False
+) -> dict[str, datetime]:
     """On abort, the active Service goes back to the stable RS; otherwise it moves to the new RS
     once ``promotion_ok`` and the new RS is saturated. Returns the scale-down deadlines that the
     cutover gives the RS it left (by name), for the old-ReplicaSets step to write."""
@@ -60,7 +63,7 @@ def reconcile_active(ctx: Ctx, roles: Roles, pc: PauseContext, *, promotion_ok: 
             roles.active = roles.stable
         return {}
     new_rs = roles.new_rs
-    if new_rs is None or not roles.in_flight or ctx.rollout.spec.paused or roles.new.created:
+    if new_rs is None or not roles.in_flight or halted or ctx.rollout.spec.paused or roles.new.created:
         return {}  # never switch to an RS that does not exist yet (spec.replicas 0 is "saturated")
     if not (promotion_ok and replicaset.is_saturated(new_rs, ctx.replicas)):
         return {}

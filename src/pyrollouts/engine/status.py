@@ -1,7 +1,7 @@
 """The status step: every field of status (docs/argo-compat.md "Status"), conditions, phase, message.
 
 Built once per reconcile from the ``Outcome`` of the steps; the fields the engine does not own
-(analysis run status, canary) are carried over as read.
+(canary) are carried over as read.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 from ..model import names
 from ..model.rollout import RolloutStatus
 from . import conditions as cond
+from . import events
 from . import phase as phase_rules
 from .context import Ctx
 from .pause import PauseContext
@@ -29,6 +30,9 @@ class Outcome:
     pause: PauseContext
     timed_out: bool
     restarted_at: str | None
+    # status.blueGreen.pre/postPromotionAnalysisRunStatus (None: no current run).
+    pre_run: dict[str, str] | None = None
+    post_run: dict[str, str] | None = None
 
 
 def format_selector(labels: dict[str, str]) -> str:
@@ -73,9 +77,8 @@ def _progressing(ctx: Ctx, o: Outcome, new: dict[str, Any]) -> dict[str, Any]:
     complete = roles.stable == cur and roles.active == cur and is_saturated(roles.new_rs, ctx.replicas)
     if pc.abort:
         revision = roles.new.revision
-        return cond.make(
-            prev, t, "False", names.ROLLOUT_ABORTED, f"Rollout aborted update to revision {revision}", now
-        )
+        message = events.aborted(revision, pc.abort_message)
+        return cond.make(prev, t, "False", names.ROLLOUT_ABORTED, message, now)
     if complete:  # as Argo: a completed rollout that is paused by hand still reads available
         message = f'ReplicaSet "{rs_name}" has successfully progressed.'
         return cond.make(prev, t, "True", names.NEW_RS_AVAILABLE, message, now)
@@ -184,18 +187,14 @@ def replica_failure(ctx: Ctx, new_rs: ReplicaSetState | None) -> dict[str, Any] 
 
 
 def build(ctx: Ctx, o: Outcome) -> dict[str, Any]:
-    """The full status (wire form). Fields we do not own (analysis run status, canary) are kept."""
+    """The full status (wire form). Fields we do not own (canary) are kept."""
     s: dict[str, Any] = dict(ctx.status_in)
     roles, pc = o.roles, o.pause
     gen = ctx.rollout.metadata.generation
     s["observedGeneration"] = str(gen) if gen is not None else s.get("observedGeneration")
     s["currentPodHash"] = roles.new_hash
     s["stableRS"] = roles.stable
-    bgst = dict(s.get("blueGreen") or {})
-    bgst["activeSelector"] = roles.active
-    bgst["previewSelector"] = roles.preview
-    bgst["scaleUpPreviewCheckPoint"] = True if pc.checkpoint else None
-    s["blueGreen"] = {k: v for k, v in bgst.items() if v is not None}
+    s["blueGreen"] = _blue_green(s, o)
     s["pauseConditions"] = [p.wire() for p in pc.conditions] or None
     s["controllerPause"] = True if pc.controller_pause else None
     s["abort"] = True if pc.abort else None
@@ -211,6 +210,17 @@ def build(ctx: Ctx, o: Outcome) -> dict[str, Any]:
         # true (omitempty), so the user's false stays in the stored status. So does ours.
         out["abort"] = False
     return out
+
+
+def _blue_green(s: dict[str, Any], o: Outcome) -> dict[str, Any]:
+    """status.blueGreen: the selectors, the preview checkpoint, the current analysis runs."""
+    bgst = dict(s.get("blueGreen") or {})
+    bgst["activeSelector"] = o.roles.active
+    bgst["previewSelector"] = o.roles.preview
+    bgst["scaleUpPreviewCheckPoint"] = True if o.pause.checkpoint else None
+    bgst["prePromotionAnalysisRunStatus"] = o.pre_run
+    bgst["postPromotionAnalysisRunStatus"] = o.post_run
+    return {k: v for k, v in bgst.items() if v is not None}
 
 
 def _omit_empty(s: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from ..model import names
 from ..model.rollout import Rollout, RolloutStatus
-from . import bluegreen, events, status, timeutil, validation, workload
+from . import analysis, bluegreen, events, status, timeutil, validation, workload
 from .context import Ctx
 from .types import Observed, Plan, UpdateRollout
 
@@ -28,7 +28,7 @@ def plan(rollout: Rollout, observed: Observed, now: datetime) -> Plan:
         ctx.event(names.ROLLOUT_ADDED_TO_INFORMER, events.added_to_informer(ctx.namespace, ctx.name))
     if rollout.spec.replicas is None:
         ctx.actions.append(UpdateRollout(replicas=1))  # Argo writes the default back into the spec
-    problem = ref_problem or validation.invalid_spec(rollout, observed)
+    problem = ref_problem or validation.invalid_spec(rollout, observed) or analysis_problem(ctx)
     if problem is not None:
         new_status = status.invalid(ctx, problem)
         ctx.requeues.append(float(names.INVALID_SPEC_RETRY_SECONDS))
@@ -40,3 +40,14 @@ def plan(rollout: Rollout, observed: Observed, now: datetime) -> Plan:
         status=RolloutStatus.model_validate(new_status),
         requeue_after=min(waits) if waits else None,
     )
+
+
+def analysis_problem(ctx: Ctx) -> str | None:
+    """An analysis that cannot make its AnalysisRun (a template missing, an arg never supplied):
+    the InvalidSpec message, as Argo's (``... Invalid value: "name": AnalysisTemplate 'name' not
+    found``)."""
+    bad = analysis.validate(ctx)
+    if bad is None:
+        return None
+    path, value, why = bad
+    return validation.invalid(ctx.name, path, value, why)

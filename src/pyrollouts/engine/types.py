@@ -53,6 +53,19 @@ class PodState:
 
 
 @dataclass(frozen=True)
+class AnalysisRunState:
+    """An AnalysisRun the Rollout owns (its JSON form is in ``obj``)."""
+
+    name: str
+    labels: Mapping[str, str]
+    phase: str  # status.phase ("" before the analysis controller first wrote it)
+    message: str
+    terminate: bool  # spec.terminate
+    creation_timestamp: str  # RFC3339
+    obj: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
 class Observed:
     """The world as the controller last saw it, for one Rollout."""
 
@@ -66,6 +79,10 @@ class Observed:
     # never acts on them; one holding the name the new RS would get is a hash collision (the
     # engine bumps status.collisionCount instead of creating a ReplicaSet whose create must fail).
     foreign_replicasets: tuple[ReplicaSetState, ...] = ()
+    # The AnalysisRuns the Rollout owns, and the templates its analyses reference (nested ones
+    # included), by (clusterScope, name); a missing one is an InvalidSpec.
+    analysis_runs: tuple[AnalysisRunState, ...] = ()
+    analysis_templates: Mapping[tuple[bool, str], Mapping[str, Any]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,6 +181,28 @@ class EmitEvent:
     message: str
 
 
+@dataclass(frozen=True)
+class CreateAnalysisRun:
+    """Create an AnalysisRun with this full JSON body (owner ref, labels and args included)."""
+
+    name: str
+    body: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class TerminateAnalysisRun:
+    """Set spec.terminate on a run still going (the analysis controller ends it)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class DeleteAnalysisRun:
+    """Delete a finished run beyond spec.analysis's history limits (or of a ReplicaSet gone)."""
+
+    name: str
+
+
 Action = (
     CreateReplicaSet
     | ScaleReplicaSet
@@ -176,6 +215,9 @@ Action = (
     | DeleteReplicaSet
     | DeletePod
     | EmitEvent
+    | CreateAnalysisRun
+    | TerminateAnalysisRun
+    | DeleteAnalysisRun
 )
 
 
@@ -190,8 +232,11 @@ class Plan:
 
 __all__ = [
     "Action",
+    "AnalysisRunState",
     "AnnotateReplicaSet",
+    "CreateAnalysisRun",
     "CreateReplicaSet",
+    "DeleteAnalysisRun",
     "DeletePod",
     "DeleteReplicaSet",
     "EmitEvent",
@@ -205,6 +250,7 @@ __all__ = [
     "ServiceState",
     "SetScaleDownDeadline",
     "SwitchService",
+    "TerminateAnalysisRun",
     "UpdateReplicaSetAffinity",
     "UpdateRollout",
 ]

@@ -8,7 +8,8 @@ from ..model.rollout import BlueGreenStrategy, Rollout
 from .types import Observed
 
 
-def _invalid(name: str, path: str, value: str, why: str) -> str:
+def invalid(name: str, path: str, value: str, why: str) -> str:
+    """Argo's field.Invalid message for the Rollout."""
     return f'The Rollout "{name}" is invalid: {path}: Invalid value: "{value}": {why}'
 
 
@@ -44,7 +45,7 @@ def _selector_problem(rollout: Rollout) -> str | None:
     for k, v in (sel.match_labels or {}).items():
         if labels.get(k) != v:
             why = "`selector` does not match template `labels`"
-            return _invalid(rollout.metadata.name, "spec.selector", f"{k}={v}", why)
+            return invalid(rollout.metadata.name, "spec.selector", f"{k}={v}", why)
     return None
 
 
@@ -69,7 +70,7 @@ def _strategy_problem(rollout: Rollout) -> str | None:
 def _limits_problem(rollout: Rollout, bg: BlueGreenStrategy) -> str | None:
     name = rollout.metadata.name
     if rollout.progress_deadline_seconds() <= rollout.min_ready_seconds():
-        return _invalid(
+        return invalid(
             name,
             "spec.progressDeadlineSeconds",
             str(rollout.progress_deadline_seconds()),
@@ -77,7 +78,7 @@ def _limits_problem(rollout: Rollout, bg: BlueGreenStrategy) -> str | None:
         )
     limit = bg.scale_down_delay_revision_limit
     if limit is not None and limit < 0:
-        return _invalid(
+        return invalid(
             name, "spec.strategy.blueGreen.scaleDownDelayRevisionLimit", str(limit), "must be >= 0"
         )
     return None
@@ -89,7 +90,7 @@ def _service_problem(rollout: Rollout, observed: Observed, field: str, svc_name:
     path = f"spec.strategy.blueGreen.{field}"
     svc = observed.services.get(svc_name)
     if svc is None:
-        return _invalid(name, path, svc_name, f'service "{svc_name}" not found')
+        return invalid(name, path, svc_name, f'service "{svc_name}" not found')
     owner = svc.annotations.get(names.MANAGED_BY_ANNOTATION)
     if owner and owner != name:
         return f'Service "{svc_name}" is managed by another Rollout'
@@ -97,5 +98,5 @@ def _service_problem(rollout: Rollout, observed: Observed, field: str, svc_name:
     for k, v in svc.selector.items():
         if k != names.POD_TEMPLATE_HASH_LABEL and labels.get(k) != v:
             why = f"the Service selector {k}={v} does not match the pod template labels"
-            return _invalid(name, path, svc_name, why)
+            return invalid(name, path, svc_name, why)
     return None

@@ -23,8 +23,7 @@ def resolve(rollout: Rollout, observed: Observed) -> tuple[Rollout, str | None]:
         return rollout, "template must be empty for a workload reference rollout"
     if (ref.api_version or "apps/v1") != "apps/v1" or ref.kind != "Deployment":
         return rollout, (
-            f"workloadRef: {ref.api_version}/{ref.kind} is not supported; "
-            "reference an apps/v1 Deployment"
+            f"workloadRef: {ref.api_version}/{ref.kind} is not supported; reference an apps/v1 Deployment"
         )
     if not ref.name:
         return rollout, "workloadRef: name is required"

@@ -63,7 +63,17 @@ KINDS: dict[str, Kind] = {
 }
 
 #: The kinds clients name (the CLI's kind arguments, the HTTP API's URLs), in listing order.
-CLIENT_KINDS: tuple[Kind, ...] = (ROLLOUT, REPLICASET, POD, SERVICE, EVENT, NAMESPACE)
+CLIENT_KINDS: tuple[Kind, ...] = (
+    ROLLOUT,
+    REPLICASET,
+    POD,
+    SERVICE,
+    EVENT,
+    NAMESPACE,
+    ANALYSIS_RUN,
+    ANALYSIS_TEMPLATE,
+    CLUSTER_ANALYSIS_TEMPLATE,
+)
 
 #: The kinds a manifest may hold (model/parse.py), in the order its messages list them.
 MANIFEST_KINDS: tuple[Kind, ...] = (

@@ -20,6 +20,15 @@ PORTS_ANNOTATION = "local.pyrollouts.io/ports"
 
 # Pause reasons
 PAUSE_BLUE_GREEN = "BlueGreenPause"
+PAUSE_INCONCLUSIVE_ANALYSIS = "InconclusiveAnalysisRun"
+
+# AnalysisRuns a Rollout creates: the label saying which analysis made them, and its values.
+ROLLOUT_TYPE_LABEL = "rollout-type"
+ROLLOUT_TYPE_PRE_PROMOTION = "PrePromotion"
+ROLLOUT_TYPE_POST_PROMOTION = "PostPromotion"
+#: spec.analysis's defaults: finished runs of earlier revisions kept, per outcome.
+DEFAULT_SUCCESSFUL_RUN_HISTORY = 5
+DEFAULT_UNSUCCESSFUL_RUN_HISTORY = 5
 
 # Condition types
 COND_PROGRESSING = "Progressing"

@@ -71,8 +71,22 @@ class AntiAffinity(_Wire):
 
 
 class RolloutAnalysis(_Wire):
+    """blueGreen.prePromotionAnalysis / postPromotionAnalysis: the templates an AnalysisRun is made
+    from, the args given to them, and what the run inherits (dryRun, measurementRetention, labels
+    and annotations of analysisRunMetadata)."""
+
     templates: list[dict[str, Any]] | None = None
     args: list[dict[str, Any]] | None = None
+    dry_run: list[dict[str, Any]] | None = None
+    measurement_retention: list[dict[str, Any]] | None = None
+    analysis_run_metadata: dict[str, Any] | None = None
+
+
+class AnalysisRunStrategy(_Wire):
+    """spec.analysis: how many finished AnalysisRuns of earlier revisions are kept (5 and 5)."""
+
+    successful_run_history_limit: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
+    unsuccessful_run_history_limit: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
 
 
 class BlueGreenStrategy(_Wire):
@@ -122,6 +136,7 @@ class RolloutSpec(_Wire):
     paused: bool | None = None
     restart_at: str | None = None
     rollback_window: RollbackWindow | None = None
+    analysis: AnalysisRunStrategy | None = None
     strategy: RolloutStrategy = Field(default_factory=RolloutStrategy)
 
 

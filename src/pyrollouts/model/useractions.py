@@ -78,6 +78,12 @@ def restart(rollout: dict[str, Any], now_rfc3339: str) -> list[Patch]:
     return [Patch({"spec": {"restartAt": now_rfc3339}})]
 
 
+def terminate_analysis_run(run: dict[str, Any]) -> list[Patch]:
+    """terminate analysisrun: spec.terminate=true on the run itself (not its status), as Argo's
+    plugin sends it; the analysis controller then stops measuring and ends the run."""
+    return [Patch({"spec": {"terminate": True}})]
+
+
 def set_image(rollout: dict[str, Any], container: str, image: str) -> list[Patch]:
     """Set one container's image (``*``: every container and init container)."""
     tmpl = copy.deepcopy(rollout.get("spec", {}).get("template") or {})

@@ -24,6 +24,7 @@ from ..model.cluster import Cluster, Conflict, Invalid, NotFound, Obj
 from ..model.selectors import parse_label_selector
 from ..model.timefmt import rfc3339
 from ..model.yamlsafe import MAX_BYTES
+from ..runtimes.local.store import random_suffix
 from ..service import guard, streams, verbs
 from ..service.info import read_info
 from .admission import AdmissionRefused
@@ -34,8 +35,7 @@ log = logging.getLogger("pyrollouts.server.api")
 
 
 #: What the info routes follow: any change of these kinds may change a Rollout's tree.
-INFO_KINDS = ("Rollout", "ReplicaSet", "Pod", "Service")
-
+INFO_KINDS = ("Rollout", "ReplicaSet", "Pod", "Service", "AnalysisRun")
 
 
 class ClockLike(Protocol):
@@ -127,6 +127,7 @@ def make_app(
             web.get("/api/rollouts/{namespace}/{name}/info", info),
             web.get("/api/rollouts/{namespace}/{name}/info/watch", info_watch),
             web.post("/api/rollouts/{namespace}/{name}/{action}", action),
+            web.post("/api/analysisruns/{namespace}/{name}/{action}", run_action),
             web.get("/api/pods/{namespace}/{name}/logs", logs),
             web.get("/api/services/{namespace}/{name}/traffic", traffic_route),
             web.get("/metrics", metrics),
@@ -317,6 +318,11 @@ async def create_object(request: web.Request) -> web.Response:
     if obj["kind"] != kind:
         raise JsonError(400, f"the body's kind '{obj['kind']}' does not match the URL's '{kind}'")
     ns = request.query.get("namespace") or "default"
+    meta = obj.setdefault("metadata", {})
+    if isinstance(meta, dict) and not meta.get("name") and meta.get("generateName"):
+        # Named here, as an API server names it, so the checks below see the final name; a name
+        # taken meanwhile is a 409 like any create conflict.
+        meta["name"] = f"{meta.pop('generateName')}{random_suffix()}"
     with _admitted():
         results = await apply_objects(
             ctx.cluster, ctx.admission, [obj], ns, create_only=True, findings=findings_for_objects([obj], ns)
@@ -392,6 +398,15 @@ async def action(request: web.Request) -> web.Response:
     body = _dict_body(await _json_body(request), f"{verb} options") if raw.strip() else {}
     with _admitted():
         return _json(await verbs.run(ctx.cluster, ns, name, verb, body, ctx.clock.now()))
+
+
+async def run_action(request: web.Request) -> web.Response:
+    """POST /api/analysisruns/{namespace}/{name}/{action}: a verb on an AnalysisRun (terminate;
+    service/verbs.py)."""
+    ctx = _ctx(request)
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    with _admitted():
+        return _json(await verbs.run_on_analysis_run(ctx.cluster, ns, name, request.match_info["action"]))
 
 
 async def _info_of(ctx: _Ctx, ns: str, name: str) -> Obj:

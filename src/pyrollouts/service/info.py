@@ -17,10 +17,10 @@ from typing import Any
 from ..model import names, owners
 from ..model.cluster import Cluster
 from ..model.timefmt import rfc3339
+from .analysisinfo import rollout_runs
 from .verbs import get_rollout
 
 Obj = dict[str, Any]
-
 
 
 def _pod_ready_counts(pod: Mapping[str, Any]) -> tuple[int, int]:
@@ -116,9 +116,12 @@ def rollout_info(
     replicasets: Sequence[Mapping[str, Any]],
     pods: Sequence[Mapping[str, Any]],
     now: datetime,
+    analysis_runs: Sequence[Mapping[str, Any]] = (),
 ) -> Obj:
-    """The info view (see the module docstring). ReplicaSets and Pods may include unrelated
-    objects of the namespace: only those the Rollout owns (and their Pods) are used."""
+    """The info view (see the module docstring). ReplicaSets, Pods and AnalysisRuns may include
+    unrelated objects of the namespace: only those the Rollout owns (and their Pods) are used.
+    ``analysisRuns`` lists the Rollout's runs (``service.analysisinfo.run_summary``), each with
+    the revision it belongs to; a revision that has runs but no ReplicaSet left is listed too."""
     meta = rollout.get("metadata", {})
     name = meta.get("name", "")
     spec = rollout.get("spec") or {}
@@ -179,6 +182,11 @@ def rollout_info(
             revisions[-1]["replicaSets"].append(rsi)
         else:
             revisions.append({"revision": rsi["revision"], "replicaSets": [rsi]})
+    runs = rollout_runs(rollout, analysis_runs, {r["podTemplateHash"]: r["revision"] for r in rs_infos})
+    listed = {r["revision"] for r in revisions}
+    for rev in sorted({run["revision"] for run in runs} - listed):
+        revisions.append({"revision": rev, "replicaSets": []})
+    revisions.sort(key=lambda r: -int(r["revision"]))
 
     desired = spec.get("replicas")
     return {
@@ -201,6 +209,7 @@ def rollout_info(
         "stableRS": stable,
         "currentPodHash": status.get("currentPodHash") or "",
         "revisions": revisions,
+        "analysisRuns": runs,
         "now": rfc3339(now),
         "rollout": dict(rollout),
     }
@@ -211,4 +220,5 @@ async def read_info(cluster: Cluster, namespace: str, name: str, now: datetime) 
     ro = await get_rollout(cluster, namespace, name)
     rss = await cluster.list("ReplicaSet", namespace)
     pods = await cluster.list("Pod", namespace)
-    return rollout_info(ro, rss, pods, now)
+    runs = await cluster.list("AnalysisRun", namespace)
+    return rollout_info(ro, rss, pods, now, runs)

@@ -23,6 +23,9 @@ from ..model.useractions import Patch
 #: Every verb, in the order the docs list them.
 VERBS = ("promote", "abort", "retry", "pause", "resume", "restart", "undo", "set-image", "set-env")
 
+#: The verbs on an AnalysisRun (Argo's `terminate analysisrun`).
+RUN_VERBS = ("terminate",)
+
 
 class VerbError(Exception):
     """A verb refused: ``code`` is 400 (bad arguments, or a container or revision the Rollout
@@ -142,3 +145,37 @@ async def run(
     for patch in p.patches:
         ro = await cluster.patch("Rollout", namespace, name, patch.body, subresource=patch.subresource)
     return {"message": p.message, "rollout": ro}
+
+
+# ---------------------------------------------------------------------------------------------
+# verbs on an AnalysisRun
+
+
+def plan_run(verb: str, run: Obj) -> Plan:
+    """The patches and message of ``verb`` on an AnalysisRun (pure). terminate: Argo's patch
+    (``spec.terminate: true``) and its message; a run that already ended is patched all the same
+    (as Argo's plugin does: the controller ignores it). Raises VerbError 404 for an unknown verb."""
+    if verb != "terminate":
+        raise VerbError(404, f"unknown action '{verb}' on an analysisrun (known: {', '.join(RUN_VERBS)})")
+    name = run.get("metadata", {}).get("name", "")
+    return Plan(useractions.terminate_analysis_run(run), f"analysisRun '{name}' terminated")
+
+
+async def get_analysis_run(cluster: Cluster, namespace: str, name: str) -> Obj:
+    """The AnalysisRun; VerbError 404 naming it and its namespace when there is none."""
+    try:
+        return await cluster.get("AnalysisRun", namespace, name)
+    except NotFound:
+        raise VerbError(404, f"analysisrun '{name}' not found in namespace '{namespace}'") from None
+
+
+async def run_on_analysis_run(cluster: Cluster, namespace: str, name: str, verb: str) -> Obj:
+    """Do ``verb`` on the AnalysisRun: read it, :func:`plan_run`, apply the patches. Returns
+    ``{"message": ..., "analysisRun": the run after}``."""
+    if verb not in RUN_VERBS:
+        raise VerbError(404, f"unknown action '{verb}' on an analysisrun (known: {', '.join(RUN_VERBS)})")
+    run = await get_analysis_run(cluster, namespace, name)
+    p = plan_run(verb, run)
+    for patch in p.patches:
+        run = await cluster.patch("AnalysisRun", namespace, name, patch.body, subresource=patch.subresource)
+    return {"message": p.message, "analysisRun": run}

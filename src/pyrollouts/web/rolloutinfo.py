@@ -14,12 +14,20 @@ from datetime import datetime
 from typing import Any
 
 from ..model import names
+from ..service.analysisinfo import analysis_icon
 
 Obj = dict[str, Any]
 
-#: (rollout, replicasets, pods, now) -> the info view (see service/info.py).
+#: (rollout, replicasets, pods, now, analysis runs) -> the info view (see service/info.py).
 InfoBuilder = Callable[
-    [Mapping[str, Any], Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]], datetime], Obj
+    [
+        Mapping[str, Any],
+        Sequence[Mapping[str, Any]],
+        Sequence[Mapping[str, Any]],
+        datetime,
+        Sequence[Mapping[str, Any]],
+    ],
+    Obj,
 ]
 
 #: kubectl's copy of the applied manifest: large, and nothing a viewer needs.
@@ -61,6 +69,78 @@ def available_actions(rollout: Mapping[str, Any]) -> dict[str, bool]:
         "abort": in_flight and not aborted and phase != names.PHASE_DEGRADED,
         "retry": aborted,
         "restart": phase != names.PHASE_DEGRADED and bool(status.get("stableRS")),
+    }
+
+
+def _int_or_zero(value: Any) -> int:
+    """An IntOrString limit as Argo's RolloutInfo reports it: its int value, 0 for a string."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def argo_analysis_run(run: Mapping[str, Any], ns: str) -> Obj:
+    """Argo's AnalysisRunInfo from a run of the info view (``service.analysisinfo.run_summary``):
+    objectMeta, icon, revision, status, the four counts, ``metrics`` (name, successCondition,
+    count, inconclusiveLimit, failureLimit), each measurement as ``nonJobInfo`` (value, status,
+    metricName, startedAt) or, when it ran a Job, as ``jobs``, and the run's spec and status."""
+    spec_status = run.get("specAndStatus") or {}
+    spec = spec_status.get("spec") or {}
+    status = spec_status.get("status") or {}
+    jobs: list[Obj] = []
+    non_jobs: list[Obj] = []
+    for mr in status.get("metricResults") or []:
+        for m in mr.get("measurements") or []:
+            job = (m.get("metadata") or {}).get("job-name")
+            if job:
+                job_ns = (m.get("metadata") or {}).get("job-namespace") or ns
+                jobs.append(
+                    {
+                        "objectMeta": {
+                            "name": job,
+                            "namespace": job_ns,
+                            "creationTimestamp": m.get("startedAt"),
+                        },
+                        "icon": analysis_icon(m.get("phase")),
+                        "status": m.get("phase", ""),
+                        "startedAt": m.get("startedAt"),
+                        "metricName": mr.get("name", ""),
+                    }
+                )
+            else:
+                non_jobs.append(
+                    {
+                        "value": m.get("value", ""),
+                        "status": m.get("phase", ""),
+                        "startedAt": m.get("startedAt"),
+                        "metricName": mr.get("name", ""),
+                    }
+                )
+    return {
+        "objectMeta": {
+            "name": run.get("name", ""),
+            "namespace": run.get("namespace") or ns,
+            "creationTimestamp": run.get("creationTimestamp"),
+            "uid": run.get("uid", ""),
+        },
+        "icon": run.get("icon", " "),
+        "revision": int(run.get("revision") or 0),
+        "status": run.get("status", ""),
+        "successful": int(run.get("successful") or 0),
+        "failed": int(run.get("failed") or 0),
+        "inconclusive": int(run.get("inconclusive") or 0),
+        "error": int(run.get("error") or 0),
+        "jobs": jobs,
+        "nonJobInfo": non_jobs,
+        "metrics": [
+            {
+                "name": m.get("name", ""),
+                "successCondition": m.get("successCondition", ""),
+                "count": _int_or_zero(m.get("count")),
+                "inconclusiveLimit": _int_or_zero(m.get("inconclusiveLimit")),
+                "failureLimit": _int_or_zero(m.get("failureLimit")),
+            }
+            for m in spec.get("metrics") or []
+        ],
+        "specAndStatus": {"spec": spec, "status": status},
     }
 
 
@@ -140,7 +220,12 @@ def argo_info(view: Mapping[str, Any]) -> Obj:
         "containers": containers,
         "images": list(view.get("images") or []),
         "replicaSets": replica_sets,
-        "revisions": sorted({rs["revision"] for rs in replica_sets}, reverse=True),
+        "analysisRuns": [argo_analysis_run(r, ns) for r in view.get("analysisRuns") or []],
+        "revisions": sorted(
+            {rs["revision"] for rs in replica_sets}
+            | {int(r.get("revision") or 0) for r in view.get("analysisRuns") or []},
+            reverse=True,
+        ),
         "activeSelector": view.get("activeSelector", ""),
         "previewSelector": view.get("previewSelector", ""),
         "stableRS": view.get("stableRS", ""),

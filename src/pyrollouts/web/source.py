@@ -23,7 +23,10 @@ from .rolloutinfo import InfoBuilder, argo_info
 log = logging.getLogger("pyrollouts.web")
 
 #: Kinds whose changes may change a Rollout's tree or its event log.
-WATCHED_KINDS = ("Rollout", "ReplicaSet", "Pod", "Service", "Event")
+WATCHED_KINDS = ("Rollout", "ReplicaSet", "Pod", "Service", "AnalysisRun", "Event")
+#: What every runtime's watch carries (Kubernetes' caches hold the controller's kinds only; the
+#: once-a-second re-read picks the others up there).
+CORE_KINDS = ("Rollout", "ReplicaSet", "Pod", "Service")
 
 #: How many of a rollout's events the log keeps (newest last).
 EVENT_LIMIT = 50
@@ -65,6 +68,8 @@ class Source:
         self.default_namespace = namespace
         self.scoped = scoped
         self.closed = False
+        #: namespaces whose AnalysisRuns could not be listed (logged once each)
+        self.runs_unlisted: set[str] = set()
 
     def check_namespace(self, ns: str) -> None:
         """VerbError 403 when this source is scoped to another namespace than ``ns``."""
@@ -85,7 +90,21 @@ class Source:
         ro = await self.rollout(ns, name)
         rss = await self.cluster.list("ReplicaSet", ns)
         pods = await self.cluster.list("Pod", ns)
-        return argo_info(self.info_builder(ro, rss, pods, self.clock.now()))
+        runs = await self.analysis_runs(ns)
+        return argo_info(self.info_builder(ro, rss, pods, self.clock.now(), runs))
+
+    async def analysis_runs(self, ns: str) -> list[Obj]:
+        """The namespace's AnalysisRuns; none when this dashboard may not read them (a cluster
+        without the CRD, or credentials without the right): the tree is shown without them."""
+        try:
+            runs = await self.cluster.list("AnalysisRun", ns)
+        except ClusterError as exc:
+            if ns not in self.runs_unlisted:  # once: the views are re-read every second
+                self.runs_unlisted.add(ns)
+                log.warning("AnalysisRuns of namespace %s are not shown: %s", ns, exc)
+            return []
+        self.runs_unlisted.discard(ns)
+        return runs
 
     async def infos(self, ns: str) -> list[Obj]:
         """RolloutInfo of every Rollout in a namespace, by name."""
@@ -93,8 +112,9 @@ class Source:
         ros = await self.cluster.list("Rollout", ns)
         rss = await self.cluster.list("ReplicaSet", ns)
         pods = await self.cluster.list("Pod", ns)
+        runs = await self.analysis_runs(ns)
         now = self.clock.now()
-        out = [argo_info(self.info_builder(ro, rss, pods, now)) for ro in ros]
+        out = [argo_info(self.info_builder(ro, rss, pods, now, runs)) for ro in ros]
         return sorted(out, key=lambda i: str(i["objectMeta"]["name"]))
 
     async def events(self, ns: str, name: str) -> list[Obj]:
@@ -148,7 +168,7 @@ class Source:
         try:
             stream: AsyncIterator[WatchEvent] | None = self.cluster.watch(WATCHED_KINDS, ns)
         except ValueError:
-            stream = self.cluster.watch(WATCHED_KINDS[:-1], ns)
+            stream = self.cluster.watch(CORE_KINDS, ns)
         except ClusterError as exc:
             log.info("no watch on this cluster (%s): re-reading every %.0f s", exc, every)
             stream = None

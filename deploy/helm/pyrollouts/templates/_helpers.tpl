@@ -62,6 +62,8 @@ app.kubernetes.io/component: dashboard
 {{/*
 The controller's grants, exactly what it calls (tests/k8s/test_helm_install.py checks them against
 the apiserver audit log). ReplicaSets, Services and Pods are read from watch caches, so no `get`.
+AnalysisRuns are watched (their Rollouts follow them) and read fresh before a measurement; the
+analysis controller writes their status; templates are read when a run is made from them.
 Used as ClusterRole rules, or as Role rules in namespaced mode. Leases are
 granted separately, in the release namespace only.
 */}}
@@ -84,6 +86,15 @@ granted separately, in the release namespace only.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+- apiGroups: ["argoproj.io"]
+  resources: ["analysisruns"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["argoproj.io"]
+  resources: ["analysisruns/status"]
+  verbs: ["patch"]
+- apiGroups: ["argoproj.io"]
+  resources: ["analysistemplates", "clusteranalysistemplates"]
+  verbs: ["get"]
 {{- end -}}
 
 {{/*
@@ -94,7 +105,8 @@ Services are watched although no page shows them) and reads them from those cach
 for the Rollout, which it reads fresh before each action. Events are listed for a rollout's event
 log (not watched: the page re-reads them every second). Namespaces are listed for the namespace
 switcher. The actions (promote, abort, retry, restart, rollback) are merge patches of the Rollout
-and of its status. No pod logs, analysis runs or experiments: no page shows them.
+and of its status. AnalysisRuns are listed (not watched: the views are re-read every second) for
+the analysisRuns of Argo's RolloutInfo. No pod logs or experiments: no page shows them.
 In namespaced mode the same rules go into a Role in the release namespace, without the Namespace
 list: the dashboard runs with --namespace there, watches that namespace alone and lists no others.
 */}}
@@ -105,6 +117,9 @@ list: the dashboard runs with --namespace there, watches that namespace alone an
 - apiGroups: ["argoproj.io"]
   resources: ["rollouts/status"]
   verbs: ["patch"]
+- apiGroups: ["argoproj.io"]
+  resources: ["analysisruns"]
+  verbs: ["list"]
 - apiGroups: ["apps"]
   resources: ["replicasets"]
   verbs: ["list", "watch"]

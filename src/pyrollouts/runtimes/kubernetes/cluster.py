@@ -31,8 +31,13 @@ log = logging.getLogger("pyrollouts.kubernetes")
 
 FIELD_MANAGER = "rollouts-controller"
 
-#: The kinds the controller's caches hold.
+#: The kinds the caches hold by default (the dashboard's).
 CACHED_KINDS = ("Rollout", "ReplicaSet", "Service", "Pod")
+#: The controller's: AnalysisRuns too (a run's phase moving requeues its Rollout).
+CONTROLLER_CACHED_KINDS = (*CACHED_KINDS, "AnalysisRun")
+#: Read from the API server on every get, never from a cache: the objects a reconcile starts from
+#: and then writes with their resourceVersion as a precondition.
+FRESH_KINDS = frozenset({"Rollout", "AnalysisRun"})
 
 
 class KubeConfigError(ClusterError):
@@ -96,10 +101,14 @@ class KubeCluster:
         namespace: str | None = None,
         cache: bool = True,
         on_event: Callable[[Obj], None] | None = None,
+        cached_kinds: Sequence[str] = CACHED_KINDS,
     ) -> None:
         self.client = client
         self.namespace = namespace
-        self.informers: InformerSet | None = InformerSet(client, CACHED_KINDS, namespace) if cache else None
+        self.cached_kinds = tuple(cached_kinds)
+        self.informers: InformerSet | None = (
+            InformerSet(client, self.cached_kinds, namespace) if cache else None
+        )
         #: Called with every Event this cluster created (the metrics count them).
         self.on_event = on_event
 
@@ -127,7 +136,7 @@ class KubeCluster:
     # -- the Cluster protocol ----------------------------------------------------------------
     async def get(self, kind: str, namespace: str, name: str) -> Obj:
         """The object; raises NotFound."""
-        cache = self._cache_for(kind, namespace)
+        cache = None if kind in FRESH_KINDS else self._cache_for(kind, namespace)
         if cache is not None:
             obj = cache.get(namespace, name)
             if obj is None:
@@ -220,12 +229,14 @@ class KubeCluster:
 
     def watch(self, kinds: Sequence[str], namespace: str | None = None) -> AsyncIterator[WatchEvent]:
         """Every change to objects of these kinds from this call on, in order, from the caches.
-        The caches must be started (``start()``); kinds outside CACHED_KINDS are refused."""
+        The caches must be started (``start()``); kinds they do not hold are refused."""
         if self.informers is None:
             raise ClusterError("watch needs the caches: create KubeCluster(cache=True) and start() it")
-        unknown = set(kinds) - set(CACHED_KINDS)
+        unknown = set(kinds) - set(self.cached_kinds)
         if unknown:
-            raise ValueError(f"cannot watch {sorted(unknown)}: the caches hold {', '.join(CACHED_KINDS)}")
+            raise ValueError(
+                f"cannot watch {sorted(unknown)}: the caches hold {', '.join(self.cached_kinds)}"
+            )
         return self.informers.subscribe(kinds, namespace)
 
     # -- helpers -----------------------------------------------------------------------------

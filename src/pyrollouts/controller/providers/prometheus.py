@@ -1,0 +1,214 @@
+"""The ``prometheus`` metric provider, as Argo's: one instant query per measurement.
+
+``address`` (else ``$ARGO_ROLLOUTS_PROMETHEUS_ADDRESS``), ``query`` (its ``{{args.x}}`` already
+substituted by the caller), ``timeout`` in seconds (30 by default, and when 0), ``headers`` (key/value),
+``insecure`` (no TLS verification), ``authentication.basicAuth``. The query goes to Prometheus'
+HTTP API (``POST <address>/api/v1/query``, form-encoded, as Prometheus' Go client sends it).
+
+What the condition sees, as in Argo: a ``vector`` (or a ``matrix``: every sample of every series)
+is a list of floats, ``result[0]`` being the first sample; a ``scalar`` is a float. The
+measurement's ``value`` is Go's rendering of the numbers: ``[0.01]``, ``[1,2.5]``, ``[]`` for a
+vector with no samples (a condition indexing it is then an Error that says no data came back),
+``NaN``, ``+Inf``. A ``string`` result, a refused query (``bad_data: ...``), an unreachable server
+or a timeout is an Error measurement with the reason. Prometheus' warnings are kept in the
+measurement's ``metadata.warnings``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from ...engine.measurement import assess
+from ...model.analysis import PHASE_ERROR
+from ...model.timefmt import rfc3339
+
+DEFAULT_TIMEOUT_SECONDS = 30
+#: Argo's fallback for a metric without ``address``.
+ENV_ADDRESS = "ARGO_ROLLOUTS_PROMETHEUS_ADDRESS"
+
+
+class _MeasurementError(Exception):
+    """Ends the measurement in Error with this message."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def measure(
+    metric: Mapping[str, Any],
+    *,
+    session: aiohttp.ClientSession | None = None,
+    clock: Callable[[], datetime] = _utc_now,
+) -> dict[str, Any]:
+    """One measurement of a metric whose provider is ``prometheus``: a Measurement dict (``phase``,
+    ``value``, ``message``, ``startedAt``, ``finishedAt``, ``metadata`` for warnings). Errors of the
+    query, the server or the conditions are the measurement's Error phase, with a message; nothing
+    is raised."""
+    started = rfc3339(clock())
+    prom = metric.get("provider", {}).get("prometheus") or {}
+    try:
+        data, warnings = await _query(prom, session)
+        result, value = _result(data)
+    except _MeasurementError as e:
+        return {"phase": PHASE_ERROR, "message": str(e), "startedAt": started, "finishedAt": rfc3339(clock())}
+    verdict = assess(result, metric.get("successCondition"), metric.get("failureCondition"))
+    out: dict[str, Any] = {"phase": verdict.phase, "value": value, "startedAt": started}
+    if verdict.message:
+        out["message"] = verdict.message
+    if warnings:
+        out["metadata"] = {"warnings": ", ".join(f'"{w}"' for w in warnings)}
+    out["finishedAt"] = rfc3339(clock())
+    return out
+
+
+def go_float(x: float) -> str:
+    """A float as Go's ``strconv.FormatFloat(x, 'f', -1, 64)`` writes it (Prometheus' SampleValue):
+    the shortest digits that read back exactly, never an exponent: ``0.01``, ``1``, ``NaN``, ``+Inf``."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "+Inf" if x > 0 else "-Inf"
+    text = format(Decimal(repr(x)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def _address(prom: Mapping[str, Any]) -> str:
+    address = str(prom.get("address") or "") or os.environ.get(ENV_ADDRESS, "")
+    if not address:
+        raise _MeasurementError(
+            f"prometheus address is not configured: set provider.prometheus.address or ${ENV_ADDRESS}"
+        )
+    parts = urlsplit(address)
+    if not parts.scheme or not parts.netloc:
+        raise _MeasurementError(f"prometheus address is not in url format: {address!r}")
+    return address.rstrip("/")
+
+
+def _timeout(prom: Mapping[str, Any]) -> float:
+    raw = prom.get("timeout")
+    try:
+        seconds = int(raw or 0)
+    except (TypeError, ValueError):
+        raise _MeasurementError(f"prometheus timeout must be a number of seconds, not {raw!r}") from None
+    if seconds < 0:
+        raise _MeasurementError("prometheus timeout should not be negative")
+    # 0 is the default too (Argo would give the query no time at all).
+    return float(seconds or DEFAULT_TIMEOUT_SECONDS)
+
+
+def _basic_auth(prom: Mapping[str, Any]) -> str | None:
+    """The Authorization header for ``authentication.basicAuth``, None without it."""
+    auth = prom.get("authentication") or {}
+    unsupported = sorted(k for k, v in auth.items() if v and k != "basicAuth")
+    if unsupported:
+        raise _MeasurementError(
+            f"prometheus authentication {', '.join(unsupported)} is not supported by pyrollouts yet "
+            "(basicAuth is; or send a token in headers)"
+        )
+    basic = auth.get("basicAuth") or {}
+    user, password = basic.get("username") or "", basic.get("password") or ""
+    if not user and not password:
+        return None
+    if not user:
+        raise _MeasurementError("missing mandatory parameter in metric for basic auth setup: username")
+    if not password:
+        raise _MeasurementError("missing mandatory parameter in metric for basic auth setup: password")
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def _query(
+    prom: Mapping[str, Any], session: aiohttp.ClientSession | None
+) -> tuple[Mapping[str, Any], list[str]]:
+    """The ``data`` of Prometheus' answer to the metric's query, and its warnings."""
+    if prom.get("rangeQuery"):
+        raise _MeasurementError(
+            "prometheus rangeQuery is not supported by pyrollouts yet: use an instant query"
+        )
+    status, text = await _post(prom, session)
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if not isinstance(body, Mapping):
+        raise _MeasurementError(f"prometheus answered HTTP {status} without a JSON body: {text[:200]!r}")
+    if body.get("status") != "success":
+        raise _MeasurementError(
+            f"{body.get('errorType') or f'HTTP {status}'}: {body.get('error') or text[:200]}"
+        )
+    data = body.get("data")
+    if not isinstance(data, Mapping):
+        raise _MeasurementError("prometheus answered success without data")
+    return data, [str(w) for w in body.get("warnings") or []]
+
+
+async def _post(prom: Mapping[str, Any], session: aiohttp.ClientSession | None) -> tuple[int, str]:
+    """The status and body of Prometheus' answer to the query (the Go client's form POST)."""
+    url = f"{_address(prom)}/api/v1/query"
+    timeout = _timeout(prom)
+    headers = {str(h.get("key")): str(h.get("value")) for h in prom.get("headers") or []}
+    form = {
+        "query": str(prom.get("query") or ""),
+        "time": f"{datetime.now(UTC).timestamp():.3f}",
+        "timeout": f"{timeout:g}s",
+    }
+    auth = _basic_auth(prom)
+    if auth:
+        headers["Authorization"] = auth
+    own = session is None
+    client = session or aiohttp.ClientSession()
+    try:
+        async with client.post(
+            url,
+            data=form,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            ssl=not prom.get("insecure"),
+        ) as response:
+            return response.status, await response.text(errors="replace")
+    except TimeoutError as e:
+        raise _MeasurementError(f'Post "{url}": timed out after {timeout:g}s') from e
+    except (aiohttp.ClientError, ValueError) as e:
+        raise _MeasurementError(f'Post "{url}": {e or type(e).__name__}') from e
+    finally:
+        if own:
+            await client.close()
+
+
+def _sample(pair: Any) -> float:
+    try:
+        return float(pair[1])
+    except (TypeError, ValueError, IndexError) as e:
+        raise _MeasurementError(f"prometheus answered a sample that is not [time, value]: {pair!r}") from e
+
+
+def _result(data: Mapping[str, Any]) -> tuple[Any, str]:
+    """The condition's ``result`` and the measurement's ``value`` for a query's answer."""
+    kind, raw = data.get("resultType"), data.get("result")
+    if kind == "scalar":
+        number = _sample(raw)
+        return number, go_float(number)
+    if kind == "vector":
+        samples = [_sample(s.get("value")) for s in raw or [] if s is not None]
+    elif kind == "matrix":
+        samples = [
+            _sample(v) for series in raw or [] if series is not None for v in series.get("values") or []
+        ]
+    else:
+        raise _MeasurementError(f"Prometheus metric type not supported: {kind}")
+    return samples, "[" + ",".join(go_float(x) for x in samples) + "]"
+
+
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "ENV_ADDRESS", "go_float", "measure"]

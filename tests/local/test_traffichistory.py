@@ -81,6 +81,23 @@ async def test_a_fresh_burst_shows_and_old_traffic_leaves_the_window() -> None:
     assert (later.counts.requests, later.counts.errors5xx) == (0, 0)
 
 
+async def test_older_readings_are_kept_every_ten_seconds() -> None:
+    # One request a second for five minutes: every reading changes the series.
+    proxy, clock = Proxy(uptime=3600.0), Clock()
+    h = history(proxy, clock)
+    await h.sample()
+    for _ in range(300):
+        proxy.serve("r", ok=1)
+        await advance(h, proxy, clock, 1)
+    readings = h._series[("ns", "svc", "r")]
+    assert len(readings.fine) <= 122 and len(readings.coarse) <= 32
+    # Within two minutes, to the second; beyond, the window may start up to 10 s early.
+    assert h.window("ns", "svc", "r", 60, clock.t).counts.requests == 60
+    assert h.window("ns", "svc", "r", 119, clock.t).counts.requests == 119
+    assert 200 <= h.window("ns", "svc", "r", 200, clock.t).counts.requests <= 210
+    assert h.window("ns", "svc", "r", 300, clock.t).counts.requests == 300
+
+
 async def test_the_api_body_flat_and_per_revision() -> None:
     proxy, clock = Proxy(uptime=1.0), Clock()
     h = history(proxy, clock)

@@ -2,10 +2,11 @@
 AnalysisRuns under their revision (also with -w, and in Argo's /api/v1 info), `get analysisrun`,
 `terminate analysisrun` and `create analysisrun --from TEMPLATE`.
 
-The runs are written through the API as Argo's controller writes them (nothing in the server
-starts runs for a Rollout yet): created with an owner reference to the Rollout and the labels
-`rollouts-pod-template-hash` and `rollout-type`, then given a finished status through the status
-subresource (a finished run is one no analysis controller measures again)."""
+The runs are written through the API as Argo's controller writes them: created with an owner
+reference to the Rollout and the labels `rollouts-pod-template-hash` and `rollout-type`, then given
+a finished status through the status subresource. They carry the instance-id label of another
+controller, so the server's own AnalysisRun controller never measures them (the seed's Rollout has
+no analysis, so its rollout controller leaves them alone too)."""
 
 from __future__ import annotations
 
@@ -82,7 +83,13 @@ def make_run(
         "metadata": {
             "name": name,
             "namespace": ns,
-            "labels": {"rollouts-pod-template-hash": h, "rollout-type": rollout_type},
+            "labels": {
+                "rollouts-pod-template-hash": h,
+                "rollout-type": rollout_type,
+                # as a controller of another instance writes them: the server's own AnalysisRun
+                # controller leaves them alone, so the status below stays as written
+                "argo-rollouts.argoproj.io/controller-instance-id": "cli-tests",
+            },
             "ownerReferences": [
                 {
                     "apiVersion": "argoproj.io/v1alpha1",

@@ -64,7 +64,7 @@ def _run(backend: KubeBackend, ns: str, ro: dict[str, Any], h: str) -> str:
         "kind": "AnalysisRun",
         "metadata": {
             "name": name,
-            "labels": {"rollouts-pod-template-hash": h, "rollout-type": "prePromotionAnalysis"},
+            "labels": {"rollouts-pod-template-hash": h, "rollout-type": "PrePromotion"},
             "ownerReferences": [
                 {
                     "apiVersion": "argoproj.io/v1alpha1",

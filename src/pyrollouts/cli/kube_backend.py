@@ -33,7 +33,8 @@ from .client import ApiError, CliError, LogRequest, Obj, kind_of
 
 FIELD_MANAGER = "kubectl-rollouts"
 
-#: The order objects of one manifest are written in: what others refer to first.
+#: The order objects of one manifest are written in: what others refer to first (analysis
+#: templates, at 2 with everything not listed, come before the Rollouts that name them).
 _ORDER = {"Namespace": 0, "Service": 1, "Rollout": 3}
 
 
@@ -204,7 +205,6 @@ class KubeBackend:
     def apply(self, text: str, source: str, namespace: str, *, create_only: bool) -> Obj:
         """Check the manifest (refusing it on any error), then create or server-side apply each object."""
         from ..model.lint import check_manifests
-        from ..model.parse import KEPT_KINDS
 
         parsed, findings = check_manifests(text, source, default_namespace=namespace)
         errors = [str(f) for f in findings if f.severity == "error"]
@@ -213,7 +213,7 @@ class KubeBackend:
         warnings = [{"text": str(f)} for f in findings if f.severity != "error"]
         objects: list[Obj] = []
         for p in parsed:
-            if p.kind in KEPT_KINDS or p.kind not in RESOURCES:
+            if p.kind not in RESOURCES:
                 warnings.append(
                     {"text": f"{source}: {p.kind} '{p.name}' is not handled by this CLI; skipped"}
                 )

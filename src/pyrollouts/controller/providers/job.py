@@ -26,13 +26,14 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from ...model import names
 from ...model.analysis import PHASE_ERROR, PHASE_FAILED, PHASE_INCONCLUSIVE, PHASE_RUNNING, PHASE_SUCCESSFUL
 from ...model.cluster import Cluster, ClusterError, Conflict, NotFound, Obj
 from ...model.timefmt import parse_time, rfc3339
+from .common import utc_now
 
 #: Measurement metadata keys naming the measurement's Job (Argo's).
 JOB_NAME_KEY = "job-name"
@@ -46,10 +47,6 @@ RUN_UID_LABEL = "analysisrun.argoproj.io/uid"
 NAME_LIMIT = 63
 #: Waiting reasons of a Pod's container after which the Job never progresses on its own.
 TERMINAL_WAITING_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def job_name(run: Mapping[str, Any], metric_name: str) -> str:
@@ -129,7 +126,7 @@ async def measure(
     cluster: Cluster,
     run: Mapping[str, Any],
     *,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Callable[[], datetime] = utc_now,
 ) -> dict[str, Any]:
     """Start one measurement of a ``job`` metric: create its Job; a ``Running`` measurement naming
     the Job (``metadata``) with ``resumeAt`` now, or an Error measurement when it cannot be made."""
@@ -198,7 +195,7 @@ async def resume(
     cluster: Cluster,
     run: Mapping[str, Any],
     *,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Callable[[], datetime] = utc_now,
 ) -> dict[str, Any]:
     """The measurement once more: Successful or Failed when its Job has finished, Inconclusive when
     its Pod can never start, else still Running with a later ``resumeAt``."""
@@ -239,7 +236,7 @@ async def terminate(
     cluster: Cluster,
     run: Mapping[str, Any],
     *,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Callable[[], datetime] = utc_now,
 ) -> dict[str, Any]:
     """Stop an in-flight measurement: delete its Job; the measurement ends Inconclusive (the caller
     writes Argo's "Metric Terminated" message)."""

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,6 @@ from ...model.cluster import ClusterError, Obj
 from .imagemap import ImageMap
 from .store import Store, Subscription, now_rfc3339
 from .supervisor import (
-    APP_UMASK,
     DEFAULT_GRACE,
     ENV_CONTAINER,
     ENV_POD,
@@ -42,6 +40,7 @@ from .supervisor import (
     field_ref,
     find_pod_processes,
     proc_start_time,
+    spawn,
     stop_process,
 )
 
@@ -206,17 +205,7 @@ class JobController:
         logfile.parent.mkdir(parents=True, exist_ok=True)
         with open(logfile, "ab") as out:
             try:
-                popen = subprocess.Popen(
-                    argv,
-                    env=env,
-                    cwd=c.get("workingDir") or None,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    close_fds=True,
-                    umask=APP_UMASK,
-                )
+                popen = spawn(argv, env, c.get("workingDir"), out)
             except OSError as e:
                 return 127, f"cannot run {argv[0]}: {e.strerror or e}"
         start = proc_start_time(popen.pid)

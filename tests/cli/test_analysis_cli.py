@@ -222,10 +222,21 @@ def test_get_rollout_watch_follows_the_runs(server: ServerProcess, tmp_path: Pat
     ns = "cli-ar-watch"
     ro, h = start_rollout(server, tmp_path, ns)
     proc = server.cli_process("get", "rollout", NAME, "-n", ns, "-w")
+
+    def watching() -> bool:
+        # Its stream from the server is open (a socket among its files): it is past start-up.
+        fds = Path(f"/proc/{proc.pid}/fd")
+        return fds.exists() and any(str(fd.readlink()).startswith("socket:") for fd in fds.iterdir())
+
     try:
-        time.sleep(1.0)  # the first view is drawn without runs
+        server.wait_for("the watch to be streaming", watching, timeout=60)
         make_run(server, ro, h, "late-run", "PrePromotion", ok_status(2))
-        time.sleep(3.0)  # the watch redraws on the run's change (and on its status write)
+        server.wait_for(
+            "the run in the rollout's view",
+            lambda: any(r.get("name") == "late-run" for r in server.info(ns, NAME).get("analysisRuns") or []),
+            timeout=60,
+        )
+        time.sleep(3.0)  # the stream pushes the same view to the watch, which redraws
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)

@@ -297,15 +297,7 @@ class KubeBackend:
             plan = verbs.plan(verb, ro, rss, body or {}, datetime.now(UTC))
         except verbs.VerbError as exc:
             raise CliError(exc.message) from None
-        res = RESOURCES["Rollout"]
-        for p in plan.patches:
-            target = res.Status if p.subresource == "status" else res
-            try:
-                ro = _plain(
-                    self.client.patch(target, name, p.body, namespace=namespace, patch_type=PatchType.MERGE)
-                )
-            except KubeApiError as exc:
-                raise _api_error(exc, f"rollout '{name}'") from None
+        ro = self._patch_all("Rollout", namespace, name, plan.patches) or ro
         return {"message": plan.message, "rollout": ro}
 
     def create(self, kind: str, namespace: str, obj: Obj) -> Obj:
@@ -338,16 +330,23 @@ class KubeBackend:
             plan = verbs.plan_run(verb, run)
         except verbs.VerbError as exc:
             raise CliError(exc.message) from None
-        res = RESOURCES["AnalysisRun"]
-        for p in plan.patches:
+        run = self._patch_all("AnalysisRun", namespace, name, plan.patches) or run
+        return {"message": plan.message, "analysisRun": run}
+
+    def _patch_all(self, kind: str, namespace: str, name: str, patches: Any) -> Obj | None:
+        """A verb's merge patches in order (on the status subresource where the patch says);
+        returns the object as the last one left it (None: no patch)."""
+        res = RESOURCES[kind]
+        obj: Obj | None = None
+        for p in patches:
             target = res.Status if p.subresource == "status" else res
             try:
-                run = _plain(
+                obj = _plain(
                     self.client.patch(target, name, p.body, namespace=namespace, patch_type=PatchType.MERGE)
                 )
             except KubeApiError as exc:
-                raise _api_error(exc, f"analysisrun '{name}'") from None
-        return {"message": plan.message, "analysisRun": run}
+                raise _api_error(exc, f"{kind.lower()} '{name}'") from None
+        return obj
 
 
 def keep_injected_hash(service: Obj, live: Obj) -> None:

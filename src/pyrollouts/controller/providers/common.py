@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
+
 from ...engine.measurement import assess
 from ...model.analysis import PHASE_ERROR
 from ...model.timefmt import rfc3339
@@ -41,3 +43,37 @@ async def take(
         out["metadata"] = metadata
     out["finishedAt"] = rfc3339(clock())
     return out
+
+
+async def http(
+    method: str,
+    url: str,
+    *,
+    data: Any,
+    headers: Mapping[str, str],
+    timeout: float,
+    insecure: bool,
+    session: aiohttp.ClientSession | None,
+) -> tuple[int, str]:
+    """One HTTP request of a provider: (status, body text). A timeout or a connection problem is a
+    MeasurementError in Go's words (``Get "URL": ...``), as Argo's providers report them."""
+    what = f'{method.title()} "{url}"'
+    own = session is None
+    client = session or aiohttp.ClientSession()
+    try:
+        async with client.request(
+            method,
+            url,
+            data=data,
+            headers=dict(headers),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            ssl=not insecure,
+        ) as response:
+            return response.status, await response.text(errors="replace")
+    except TimeoutError as e:
+        raise MeasurementError(f"{what}: timed out after {timeout:g}s") from e
+    except (aiohttp.ClientError, ValueError) as e:
+        raise MeasurementError(f"{what}: {e or type(e).__name__}") from e
+    finally:
+        if own:
+            await client.close()

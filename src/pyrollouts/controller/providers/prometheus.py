@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from .common import MeasurementError, take, utc_now
+from .common import MeasurementError, http, take, utc_now
 
 DEFAULT_TIMEOUT_SECONDS = 30
 #: The metric result's metadata key for the query as sent (Argo's).
@@ -153,24 +153,15 @@ async def _post(prom: Mapping[str, Any], session: aiohttp.ClientSession | None) 
     auth = _basic_auth(prom)
     if auth:
         headers["Authorization"] = auth
-    own = session is None
-    client = session or aiohttp.ClientSession()
-    try:
-        async with client.post(
-            url,
-            data=form,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            ssl=not prom.get("insecure"),
-        ) as response:
-            return response.status, await response.text(errors="replace")
-    except TimeoutError as e:
-        raise MeasurementError(f'Post "{url}": timed out after {timeout:g}s') from e
-    except (aiohttp.ClientError, ValueError) as e:
-        raise MeasurementError(f'Post "{url}": {e or type(e).__name__}') from e
-    finally:
-        if own:
-            await client.close()
+    return await http(
+        "POST",
+        url,
+        data=form,
+        headers=headers,
+        timeout=timeout,
+        insecure=bool(prom.get("insecure")),
+        session=session,
+    )
 
 
 def _sample(pair: Any) -> float:

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from ...model.jsonpath import JSONPathError, compile_path
-from .common import MeasurementError, take, utc_now
+from .common import MeasurementError, http, take, utc_now
 
 DEFAULT_TIMEOUT_SECONDS = 10
 _BODY_METHODS = ("POST", "PUT")
@@ -92,26 +92,16 @@ async def _request(
         raise MeasurementError("web metric authentication (oauth2) is not supported by pyrollouts yet")
     url = str(web.get("url") or "")
     seconds = int(web.get("timeoutSeconds") or 0)
-    timeout = aiohttp.ClientTimeout(total=seconds if seconds > 0 else DEFAULT_TIMEOUT_SECONDS)
-    own = session is None
-    client = session or aiohttp.ClientSession()
-    try:
-        async with client.request(
-            method,
-            url,
-            data=data,
-            headers=headers,
-            timeout=timeout,
-            ssl=not web.get("insecure"),
-        ) as response:
-            return response.status, await response.text(errors="replace")
-    except TimeoutError as e:
-        raise MeasurementError(f'{method.title()} "{url}": timed out after {timeout.total:g}s') from e
-    except (aiohttp.ClientError, ValueError) as e:
-        raise MeasurementError(f'{method.title()} "{url}": {e or type(e).__name__}') from e
-    finally:
-        if own:
-            await client.close()
+    timeout = float(seconds if seconds > 0 else DEFAULT_TIMEOUT_SECONDS)
+    return await http(
+        method,
+        url,
+        data=data,
+        headers=headers,
+        timeout=timeout,
+        insecure=bool(web.get("insecure")),
+        session=session,
+    )
 
 
 __all__ = ["DEFAULT_TIMEOUT_SECONDS", "measure"]

@@ -157,6 +157,7 @@ def test_what_a_metric_measures() -> None:
     assert analysisview.provider_text({"job": {}}) == "job"
     assert analysisview.provider_text({"datadog": {"query": "q"}}) == "datadog"
     assert analysisview.provider_text({}) == ""
+    assert analysisview.provider_text({"web": "not a map"}) == "web"
 
 
 def test_a_job_measurement_names_its_job() -> None:

@@ -141,10 +141,12 @@ def provider_text(provider: Mapping[str, Any]) -> str:
     """What a metric measures, as its spec writes it (``{{args.x}}`` left as is, so a secret's
     value is never shown; headers and bodies left out): the Prometheus query, the web request,
     the Job's images."""
-    if not provider:
+    if not isinstance(provider, Mapping) or not provider:
         return ""
     kind = next(iter(provider))
-    spec = provider.get(kind) or {}
+    spec = provider.get(kind)
+    if not isinstance(spec, Mapping):
+        return str(kind)
     if kind == "prometheus":
         return f"prometheus {spec.get('address') or ''}: {spec.get('query') or ''}"
     if kind == "web":

@@ -6,12 +6,15 @@ on success or aborts on failure; the run's status is written through its status 
 
 from __future__ import annotations
 
+from typing import Any
+
 import kube_helpers
 import pytest
 import runtime_support
 from kube_helpers import apply, events, list_objs, wait_for
 from runtime_support import PREVIEW, RuntimeEnv, manifest, rollout_of, with_env
 
+from harness.kwok_stages import ANNOTATION_JOB_FAIL
 from harness.support import MetricEndpoint, check_template, hashes_asked, metric_endpoint_fixture
 
 _crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
@@ -66,3 +69,71 @@ def test_pre_promotion_analysis_under_the_operator(rt: RuntimeEnv, endpoint: Met
     ]
     assert len(failed) == 1 and failed[0]["metadata"]["name"].endswith("-3-pre"), failed
     assert rollout_of(objs)["metadata"]["name"] == "super-hello"
+
+
+def job_template(name: str, fail: bool) -> dict[str, Any]:
+    """An Argo-style Job metric (as Argo's examples write one: a container that exits 0 or 1,
+    backoffLimit 0); kwok's Stages finish its pod (failed with the job-fail annotation)."""
+    annotations = {ANNOTATION_JOB_FAIL: "true"} if fail else {}
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": name},
+        "spec": {
+            "metrics": [
+                {
+                    "name": name,
+                    "count": 1,
+                    "interval": "5s",
+                    "failureLimit": 0,
+                    "provider": {
+                        "job": {
+                            "spec": {
+                                "backoffLimit": 0,
+                                "template": {
+                                    "metadata": {"annotations": annotations},
+                                    "spec": {
+                                        "restartPolicy": "Never",
+                                        "containers": [
+                                            {
+                                                "name": "check",
+                                                "image": "alpine:3.8",
+                                                "command": ["sh", "-c"],
+                                                "args": ["exit 0"],
+                                            }
+                                        ],
+                                    },
+                                },
+                            }
+                        }
+                    },
+                }
+            ]
+        },
+    }
+
+
+def test_job_analysis_under_the_operator(rt: RuntimeEnv) -> None:
+    """A job metric: the operator's run creates a Job (owned by the run), kube-controller-manager
+    makes its pod, kwok finishes it; a passing Job lets the update pause, a failing one aborts it."""
+    apply(rt.client, job_template("pass", fail=False), rt.ns)
+    apply(rt.client, job_template("fail", fail=True), rt.ns)
+    objs = manifest(scale_down_delay=600, prePromotionAnalysis={"templates": [{"templateName": "pass"}]})
+    ctrl = rt.deploy(objs)
+    rt.wait_healthy(1, 60, f"Healthy on revision 1\n{ctrl.log_tail()}")
+
+    rt.apply_all(with_env(objs, "V2"))
+    wait_for(lambda: rt.phase() == "Paused", 180, f"Paused after the job analysis\n{ctrl.log_tail()}")
+    [run] = list_objs(rt.client, "AnalysisRun", rt.ns)
+    assert run["status"]["phase"] == "Successful", run["status"]
+    jobs = list_objs(rt.client, "Job", rt.ns)
+    assert jobs and jobs[0]["metadata"]["ownerReferences"][0]["kind"] == "AnalysisRun", jobs
+
+    failing = manifest(scale_down_delay=600, prePromotionAnalysis={"templates": [{"templateName": "fail"}]})
+    rt.apply_all(with_env(failing, "V3"))
+    wait_for(lambda: rt.phase() == "Degraded", 180, f"aborted by the failed job\n{ctrl.log_tail()}")
+    assert rt.status()["abort"] is True
+    phases = sorted(
+        (r.get("status") or {}).get("phase", "") for r in list_objs(rt.client, "AnalysisRun", rt.ns)
+    )
+    assert "Failed" in phases, phases

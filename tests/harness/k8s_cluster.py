@@ -53,15 +53,17 @@ TOOLS = (
     "kwok",
     "helm",
     "tofu",
+    "kubectl-argo-rollouts",
 )
 _VERSION_KEYS = {
     "etcd": "ETCD_VERSION",
     "kwok": "KWOK_VERSION",
     "helm": "HELM_VERSION",
     "tofu": "OPENTOFU_VERSION",
+    "kubectl-argo-rollouts": "ARGO_ROLLOUTS_VERSION",
 }
 #: Client tools: built by `make tools`, but not needed to start the control plane.
-_CLIENT_TOOLS = ("kubectl", "helm", "tofu")
+_CLIENT_TOOLS = ("kubectl", "helm", "tofu", "kubectl-argo-rollouts")
 
 # Cluster-internal ranges: they only ever appear inside API objects. Nothing dials them (there is no
 # kube-proxy and no container runtime); kwok's nodes report 127.0.0.1 as their own address.

@@ -6,6 +6,8 @@ on success or aborts on failure; the run's status is written through its status 
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from typing import Any
 
 import kube_helpers
@@ -15,6 +17,7 @@ from kube_helpers import apply, events, list_objs, wait_for
 from runtime_support import PREVIEW, RuntimeEnv, manifest, rollout_of, with_env
 
 from harness.kwok_stages import ANNOTATION_JOB_FAIL
+from harness.prometheus import Target, prometheus_fixture, target_fixture
 from harness.support import MetricEndpoint, check_template, hashes_asked, metric_endpoint_fixture
 
 _crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
@@ -137,3 +140,62 @@ def test_job_analysis_under_the_operator(rt: RuntimeEnv) -> None:
         (r.get("status") or {}).get("phase", "") for r in list_objs(rt.client, "AnalysisRun", rt.ns)
     )
     assert "Failed" in phases, phases
+
+
+_target = pytest.fixture(scope="module", name="target")(target_fixture)
+_prometheus = pytest.fixture(scope="module", name="prometheus")(prometheus_fixture)
+
+
+def test_prometheus_analysis_under_the_operator(rt: RuntimeEnv, target: Target, prometheus: str) -> None:
+    """A prometheus metric (as Argo's examples write one, the address and query in the template):
+    a real Prometheus scrapes an error ratio; below 5% the update pauses, above it aborts."""
+    template = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "error-ratio"},
+        "spec": {
+            "args": [{"name": "address", "value": prometheus}],
+            "metrics": [
+                {
+                    "name": "error-ratio",
+                    "count": 2,
+                    "interval": "1s",
+                    "failureLimit": 0,
+                    "successCondition": "len(result) == 0 || result[0] < 0.05",
+                    "provider": {"prometheus": {"address": "{{args.address}}", "query": "demo_error_ratio"}},
+                }
+            ],
+        },
+    }
+    apply(rt.client, template, rt.ns)
+    objs = manifest(
+        scale_down_delay=600, prePromotionAnalysis={"templates": [{"templateName": "error-ratio"}]}
+    )
+    ctrl = rt.deploy(objs)
+    rt.wait_healthy(1, 60, f"Healthy on revision 1\n{ctrl.log_tail()}")
+
+    target.values["ratio"] = 0.01
+    rt.apply_all(with_env(objs, "V2"))
+    wait_for(lambda: rt.phase() == "Paused", 120, f"Paused after the prometheus analysis\n{ctrl.log_tail()}")
+    [run] = list_objs(rt.client, "AnalysisRun", rt.ns)
+    assert run["status"]["phase"] == "Successful", run["status"]
+    values = [m.get("value") for m in run["status"]["metricResults"][0]["measurements"]]
+    assert values == ["[0.01]", "[0.01]"], values
+
+    target.values["ratio"] = 0.5
+    wait_for(lambda: _scraped(prometheus, "0.5"), 90, "Prometheus to scrape the new ratio")
+    rt.apply_all(with_env(objs, "V3"))
+    wait_for(lambda: rt.phase() == "Degraded", 120, f"aborted by the prometheus analysis\n{ctrl.log_tail()}")
+    failed = [
+        r
+        for r in list_objs(rt.client, "AnalysisRun", rt.ns)
+        if (r.get("status") or {}).get("phase") == "Failed"
+    ]
+    assert len(failed) == 1, failed
+    assert failed[0]["status"]["metricResults"][0]["measurements"][0]["value"] == "[0.5]"
+
+
+def _scraped(address: str, value: str) -> bool:
+    with urllib.request.urlopen(f"{address}/api/v1/query?query=demo_error_ratio", timeout=5) as r:
+        result = json.load(r)["data"]["result"]
+    return bool(result) and result[0]["value"][1] == value

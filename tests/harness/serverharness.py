@@ -203,6 +203,10 @@ class Reply:
     headers: dict[str, str]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class ServerStartError(RuntimeError):
     """The server exited, or did not answer its API in time; the message ends with its output."""
 
@@ -450,6 +454,10 @@ class ServerProcess:
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            # Ctrl-C reaches it as at a terminal, even when the test run itself was started in the
+            # background (a shell's `cmd &` ignores SIGINT, and children inherit that: the CLI then
+            # never saw the tests' SIGINT).
+            preexec_fn=_default_sigint,
             **kw,
         )
 

@@ -64,6 +64,9 @@ class RolloutController:
         self._seen: set[str] = set()
         self._rs_owner: dict[str, str] = {}  # "ns/rs" -> "ns/rollout"
         self._rollout_keys: set[str] = set()
+        # (kind, namespace, name) of a Service or Deployment -> the Rollouts that name it, and back.
+        self._referrers: dict[tuple[str, str, str], set[str]] = {}
+        self._refs_of: dict[str, set[tuple[str, str, str]]] = {}
         self._ready = asyncio.Event()
         self.watches_analysis = True
 
@@ -94,17 +97,41 @@ class RolloutController:
             await self._route_owned(ev.obj)
         elif ev.kind in ("Service", "Deployment"):
             # Services and workloadRef Deployments are referenced by name from the Rollout's spec:
-            # re-queue the namespace's Rollouts; each one reads only what it references.
-            await self._route_namespace(ev.obj.get("metadata", {}).get("namespace", "default"))
+            # re-queue the Rollouts that name this one (not the whole namespace: a selector switch
+            # would otherwise reconcile every Rollout of the namespace, issue 15).
+            await self._route_referenced(ev.kind, ev.obj)
 
     async def _route_rollout(self, ev: WatchEvent) -> None:
         key = key_of(ev.obj)
         if ev.type == "DELETED":
             self._rollout_keys.discard(key)
             self._seen.discard(key)
+            self._remember_refs(key, None)
             return
         self._rollout_keys.add(key)
+        self._remember_refs(key, ev.obj)
         await self.queue.add(key)
+
+    def _remember_refs(self, key: str, rollout: Obj | None) -> None:
+        """Index the Services and the Deployment a Rollout names (None: it is gone)."""
+        refs = _references(rollout) if rollout is not None else set()
+        old = self._refs_of.pop(key, set())
+        for ref in old - refs:
+            keys = self._referrers.get(ref)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._referrers[ref]
+        for ref in refs - old:
+            self._referrers.setdefault(ref, set()).add(key)
+        if refs:
+            self._refs_of[key] = refs
+
+    async def _route_referenced(self, kind: str, obj: Obj) -> None:
+        meta = obj.get("metadata", {})
+        ref = (kind, meta.get("namespace", "default"), meta.get("name", ""))
+        for rkey in list(self._referrers.get(ref, ())):
+            await self.queue.add(rkey)
 
     async def _route_replicaset(self, rs: Obj) -> None:
         meta = rs.get("metadata", {})
@@ -128,11 +155,6 @@ class RolloutController:
         for ref in meta.get("ownerReferences") or []:
             rkey = self._rs_owner.get(f"{ns}/{ref.get('name')}")
             if rkey:
-                await self.queue.add(rkey)
-
-    async def _route_namespace(self, ns: str) -> None:
-        for rkey in list(self._rollout_keys):
-            if rkey.startswith(ns + "/"):
                 await self.queue.add(rkey)
 
     def _stream(self) -> Any:
@@ -259,6 +281,7 @@ class RolloutController:
         for obj in await self.cluster.list("Rollout", self.namespace):
             key = key_of(obj)
             self._rollout_keys.add(key)
+            self._remember_refs(key, obj)
             await self.queue.add(key)
         self._ready.set()
         workers = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
@@ -269,6 +292,18 @@ class RolloutController:
             for t in [watch_task, *workers]:
                 t.cancel()
             await asyncio.gather(watch_task, *workers, return_exceptions=True)
+
+
+def _references(rollout: Obj) -> set[tuple[str, str, str]]:
+    """(kind, namespace, name) of the Services and the workloadRef Deployment the Rollout names."""
+    ns = rollout.get("metadata", {}).get("namespace", "default")
+    spec = rollout.get("spec") or {}
+    bg = (spec.get("strategy") or {}).get("blueGreen") or {}
+    refs = {("Service", ns, str(n)) for n in (bg.get("activeService"), bg.get("previewService")) if n}
+    ref = spec.get("workloadRef") or {}
+    if ref.get("kind") == "Deployment" and ref.get("name"):
+        refs.add(("Deployment", ns, str(ref["name"])))
+    return refs
 
 
 def describe(obj: Any) -> str:

@@ -1,6 +1,7 @@
 """The Kubernetes controller at scale (issue 15): N rollouts on the project's control plane.
 
-    .venv/bin/python bench/scale_bench.py --rollouts 100 [--profile docs/bench/scale-100.txt]
+    .venv/bin/python bench/scale_bench.py --rollouts 100,300 [--docs docs/benchmarks.md]
+    .venv/bin/python bench/scale_bench.py --rollouts 100 --profile /tmp/profile.txt
 
 Starts the test harness's control plane (etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and kwok from ``~/.cache/pyrollouts/tools``), installs the CRDs, starts one
@@ -11,9 +12,11 @@ kube-scheduler and kwok from ``~/.cache/pyrollouts/tools``), installs the CRDs, 
 2. changes WELCOME on every Rollout and waits until every one is Paused (autoPromotionEnabled: false);
 3. leaves the settled controller alone for ``--idle`` seconds.
 
-It reports the time of each phase, the controller's CPU seconds (user + system, from /proc) at the
-end of each, its peak RSS and its CPU over the idle window, as a table row and one JSON line. With
-``--profile``, py-spy samples the controller for phases 1 and 2 and the top frames (self and
+Each count in ``--rollouts`` gets a fresh control plane. It reports the time of each phase, the
+controller's CPU seconds (user + system, from /proc) at the end of each, its peak RSS and its CPU
+over the idle window, as a table row and one JSON line (``--docs`` writes the table between the
+scale markers of docs/benchmarks.md). With ``--profile``, py-spy samples the controller for phases
+1 and 2 and the top frames (self and
 inclusive) are written to that file.
 """
 
@@ -148,16 +151,8 @@ def row(r: Obj) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rollouts", type=int, default=100)
-    ap.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU measured at the end")
-    ap.add_argument("--limit", type=float, default=1800.0, help="seconds each phase may take")
-    ap.add_argument("--profile", type=Path, help="write py-spy's top frames here (and <file>.raw)")
-    ap.add_argument("--json", type=Path, help="append the result as one JSON line to this file")
-    ap.add_argument("--label", default="pyrollouts")
-    args = ap.parse_args()
-    n = args.rollouts
+def run_one(n: int, idle_window: float, limit: float, profile: Path | None, label: str) -> Obj:
+    """One fresh control plane, one controller, N rollouts: the figures of one table row."""
     nodes = max(3, (2 * n) // 200 + 2)
     with ControlPlane(nodes=nodes) as cp:
         res = subprocess.run([str(BIN / "rollouts"), "install-crds", "--kubeconfig", str(cp.kubeconfig)],
@@ -174,7 +169,7 @@ def main() -> int:
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         spy = None
-        raw = args.profile.with_suffix(".raw") if args.profile else None
+        raw = profile.with_suffix(".raw") if profile else None
         try:
             time.sleep(3)
             if raw is not None:
@@ -191,7 +186,7 @@ def main() -> int:
 
             t0 = time.monotonic()
             parallel(create, objs)
-            wait_all(client, ns, "Healthy", n, args.limit, ctrl)
+            wait_all(client, ns, "Healthy", n, limit, ctrl)
             healthy = time.monotonic() - t0
             cpu_healthy = cpu_seconds(ctrl.pid) - cpu0
 
@@ -199,13 +194,12 @@ def main() -> int:
                 body = {"spec": {"template": {"spec": {"containers": [
                     {"name": "super-hello", "image": "ghcr.io/gbaeke/super:1.0.2",
                      "env": [{"name": "WELCOME", "value": "VERSION V3"}]}]}}}}  # fmt: skip
-                client.patch(
-                    RESOURCES["Rollout"], f"hello-{i:04d}", body, namespace=ns, patch_type=PatchType.MERGE
-                )
+                name = f"hello-{i:04d}"
+                client.patch(RESOURCES["Rollout"], name, body, namespace=ns, patch_type=PatchType.MERGE)
 
             t1 = time.monotonic()
             parallel(update, list(range(n)))
-            wait_all(client, ns, "Paused", n, args.limit, ctrl)
+            wait_all(client, ns, "Paused", n, limit, ctrl)
             paused = time.monotonic() - t1
             cpu_paused = cpu_seconds(ctrl.pid) - cpu0
             if spy is not None:
@@ -214,14 +208,14 @@ def main() -> int:
                 spy = None
             time.sleep(5)
             idle0 = cpu_seconds(ctrl.pid)
-            time.sleep(args.idle)
+            time.sleep(idle_window)
             idle = cpu_seconds(ctrl.pid) - idle0
             result = {
-                "controller": args.label, "rollouts": n, "healthy_s": round(healthy, 1),
+                "controller": label, "rollouts": n, "healthy_s": round(healthy, 1),
                 "cpu_healthy_s": round(cpu_healthy, 1), "paused_s": round(paused, 1),
                 "cpu_paused_total_s": round(cpu_paused, 1), "rss_mib": round(rss_mib(ctrl.pid)),
-                "idle_cpu_s": round(idle, 2), "idle_window_s": args.idle, "profiled": raw is not None,
-                "load1": os.getloadavg()[0],
+                "idle_cpu_s": round(idle, 2), "idle_window_s": idle_window, "profiled": raw is not None,
+                "load1": round(os.getloadavg()[0], 1),
             }  # fmt: skip
         finally:
             if spy is not None:
@@ -233,13 +227,55 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 ctrl.kill()
             log.close()
-    if raw is not None and args.profile is not None and raw.exists():
-        args.profile.write_text(top_frames(raw))
-    print(row(result))
-    print(json.dumps(result))
-    if args.json:
-        with args.json.open("a") as fh:
-            fh.write(json.dumps(result) + "\n")
+    if raw is not None and profile is not None and raw.exists():
+        profile.write_text(top_frames(raw))
+    return result
+
+
+HEADER = (
+    "| rollouts | controller | apply -> all Healthy | controller CPU to Healthy | update -> all Paused "
+    "| CPU to Paused (total) | peak RSS | idle CPU |\n|---|---|---|---|---|---|---|---|"
+)
+
+
+def write_docs(path: Path, results: list[Obj]) -> None:
+    """Replace the section between the scale markers of docs/benchmarks.md with this run's table."""
+    begin, end = "<!-- scale:begin -->", "<!-- scale:end -->"
+    text = path.read_text()
+    if begin not in text or end not in text:
+        raise SystemExit(f"{path}: the markers {begin} and {end} are missing; add them where the table goes")
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    table = "\n".join([HEADER, *(row(r) for r in results)])
+    load = ", ".join(f"{r['rollouts']}: {r['load1']}" for r in results)
+    section = (
+        f"{begin}\n_Written by `make bench-scale` on {stamp}; a fresh control plane per row; the machine's"
+        f" load average at the end of each row: {load}._\n\n{table}\n{end}"
+    )
+    head, _, rest = text.partition(begin)
+    path.write_text(head + section + rest.partition(end)[2])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rollouts", default="100", help="comma-separated counts, one fresh control plane each")
+    ap.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU measured at the end")
+    ap.add_argument("--limit", type=float, default=1800.0, help="seconds each phase may take")
+    ap.add_argument("--profile", type=Path, help="write py-spy's top frames here (and <file>.raw); one count")
+    ap.add_argument("--json", type=Path, help="append each result as one JSON line to this file")
+    ap.add_argument("--docs", type=Path, help="write the table into this file (docs/benchmarks.md)")
+    ap.add_argument("--label", default="pyrollouts")
+    args = ap.parse_args()
+    results = []
+    for n in (int(x) for x in args.rollouts.split(",")):
+        result = run_one(n, args.idle, args.limit, args.profile, args.label)
+        results.append(result)
+        print(row(result), flush=True)
+        print(json.dumps(result), flush=True)
+        if args.json:
+            with args.json.open("a") as fh:
+                fh.write(json.dumps(result) + "\n")
+    if args.docs:
+        write_docs(args.docs, results)
     return 0
 
 

@@ -148,6 +148,7 @@ def row(r: Obj) -> str:
     idle = f"{r['idle_cpu_s']} s / {r['idle_window_s']:g} s"
     cells = [r["rollouts"], r["controller"], f"{r['healthy_s']} s", f"{r['cpu_healthy_s']} s"]
     cells += [f"{r['paused_s']} s", f"{r['cpu_paused_total_s']} s", f"{r['rss_mib']} MiB", idle]
+    cells.append(round(float(r.get("load1", 0)), 1))
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
@@ -234,7 +235,7 @@ def run_one(n: int, idle_window: float, limit: float, profile: Path | None, labe
 
 HEADER = (
     "| rollouts | controller | apply -> all Healthy | controller CPU to Healthy | update -> all Paused "
-    "| CPU to Paused (total) | peak RSS | idle CPU |\n|---|---|---|---|---|---|---|---|"
+    "| CPU to Paused (total) | peak RSS | idle CPU | machine load |\n|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -246,10 +247,9 @@ def write_docs(path: Path, results: list[Obj]) -> None:
         raise SystemExit(f"{path}: the markers {begin} and {end} are missing; add them where the table goes")
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     table = "\n".join([HEADER, *(row(r) for r in results)])
-    load = ", ".join(f"{r['rollouts']}: {r['load1']}" for r in results)
     section = (
-        f"{begin}\n_Written by `make bench-scale` on {stamp}; a fresh control plane per row; the machine's"
-        f" load average at the end of each row: {load}._\n\n{table}\n{end}"
+        f"{begin}\n_Written by `bench/scale_bench.py --docs` on {stamp}; a fresh control plane per row;"
+        f" machine load: the 1-minute load average at the end of the row (2 cores)._\n\n{table}\n{end}"
     )
     head, _, rest = text.partition(begin)
     path.write_text(head + section + rest.partition(end)[2])

@@ -90,7 +90,7 @@ class RolloutController:
         if ev.kind == "Rollout":
             await self._route_rollout(ev)
         elif ev.kind == "ReplicaSet":
-            await self._route_replicaset(ev.obj)
+            await self._route_replicaset(ev.obj, deleted=ev.type == "DELETED")
         elif ev.kind == "Pod":
             await self._route_pod(ev.obj)
         elif ev.kind == "AnalysisRun":
@@ -133,13 +133,16 @@ class RolloutController:
         for rkey in list(self._referrers.get(ref, ())):
             await self.queue.add(rkey)
 
-    async def _route_replicaset(self, rs: Obj) -> None:
+    async def _route_replicaset(self, rs: Obj, *, deleted: bool = False) -> None:
         meta = rs.get("metadata", {})
         ns = meta.get("namespace", "default")
+        if deleted:  # its pods route no more; the map holds only live ReplicaSets
+            self._rs_owner.pop(f"{ns}/{meta.get('name')}", None)
         for ref in meta.get("ownerReferences") or []:
             if ref.get("kind") == "Rollout":
                 rkey = f"{ns}/{ref.get('name')}"
-                self._rs_owner[f"{ns}/{meta.get('name')}"] = rkey
+                if not deleted:
+                    self._rs_owner[f"{ns}/{meta.get('name')}"] = rkey
                 await self.queue.add(rkey)
 
     async def _route_owned(self, obj: Obj) -> None:

@@ -31,9 +31,11 @@ test: install tools lint
 test-fast: install lint
 	$(BIN)/pytest -q -p no:cacheprovider -m "not k8s and not terraform and not soak" $(PYTEST_ARGS)
 
-# Refresh docs/img/dashboard-paused.png from the browser test (tests leave docs/ alone otherwise).
+# Refresh docs/img/dashboard-paused.png and dashboard-analysis.png from the browser tests (tests
+# leave docs/ alone otherwise).
 screenshots: install browser
-	PYROLLOUTS_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q -p no:cacheprovider tests/web/test_browser.py -k promote_from_the_page
+	PYROLLOUTS_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q -p no:cacheprovider tests/web/test_browser.py \
+		-k "promote_from_the_page or analysis_runs_and_the_run_page"
 
 demo: install
 	$(BIN)/rollouts demo $(DEMO_ARGS)

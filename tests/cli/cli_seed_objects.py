@@ -234,7 +234,7 @@ def analysis_run(
     *,
     revision: int | None = None,
     owner_uid: str = "uid-ro",
-    rollout_type: str = "prePromotionAnalysis",
+    rollout_type: str = "PrePromotion",
 ) -> dict[str, Any]:
     """An AnalysisRun as Argo's controller writes one for a revision: owned by the Rollout,
     labelled with the revision's pod-template hash and the step that started it (the revision
@@ -283,7 +283,7 @@ def paused_with_analysis() -> tuple[
             "Failed",
             [{"successful": 1, "failed": 2, "inconclusive": 1}],
             revision=1,
-            rollout_type="postPromotionAnalysis",
+            rollout_type="PostPromotion",
         ),
         analysis_run(f"{NAME}-{HASH2}-2-new", HASH2, 140, None, []),
         analysis_run("someone-else", HASH2, 100, "Successful", [{"successful": 1}], owner_uid="uid-other"),

@@ -2,16 +2,20 @@
 AnalysisRuns under their revision (also with -w, and in Argo's /api/v1 info), `get analysisrun`,
 `terminate analysisrun` and `create analysisrun --from TEMPLATE`.
 
-The runs are written through the API as Argo's controller writes them (nothing in the server
-starts runs for a Rollout yet): created with an owner reference to the Rollout and the labels
-`rollouts-pod-template-hash` and `rollout-type`, then given a finished status through the status
-subresource (a finished run is one no analysis controller measures again)."""
+The runs are written through the API as Argo's controller writes them: created with an owner
+reference to the Rollout and the labels `rollouts-pod-template-hash` and `rollout-type`, then given
+a finished status through the status subresource. They carry the instance-id label of another
+controller, so the server's own AnalysisRun controller never measures them (the seed's Rollout has
+no analysis, so its rollout controller leaves them alone too)."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +86,13 @@ def make_run(
         "metadata": {
             "name": name,
             "namespace": ns,
-            "labels": {"rollouts-pod-template-hash": h, "rollout-type": rollout_type},
+            "labels": {
+                "rollouts-pod-template-hash": h,
+                "rollout-type": rollout_type,
+                # as a controller of another instance writes them: the server's own AnalysisRun
+                # controller leaves them alone, so the status below stays as written
+                "argo-rollouts.argoproj.io/controller-instance-id": "cli-tests",
+            },
             "ownerReferences": [
                 {
                     "apiVersion": "argoproj.io/v1alpha1",
@@ -157,10 +167,12 @@ def tree_line(out: str, name: str) -> tuple[str, ...]:
     """The tree line of ``name`` as (NAME with its prefix, KIND, STATUS, INFO): the AGE column
     depends on the clock and is left out."""
     for line in out.splitlines():
-        if re.search(rf"(^|[\s─]){re.escape(name)}\s", line + " "):
-            cells = re.split(r"(?<=\S)\s{2,}", line.rstrip())
-            assert len(cells) == 5, (line, cells)
-            return (cells[0], cells[1], cells[2], cells[4])
+        m = re.search(rf"(^|[\s─]){re.escape(name)}\s", line + " ")
+        if m:
+            end = m.end() - 1
+            cells = re.split(r"\s{2,}", line[end:].strip())
+            assert len(cells) == 4, (line, cells)
+            return (line[:end], cells[0], cells[1], cells[3])
     raise AssertionError(f"no line for {name} in:\n{out}")
 
 
@@ -169,8 +181,8 @@ def test_get_rollout_shows_runs_under_their_revision(server: ServerProcess, tmp_
     ro, h = start_rollout(server, tmp_path, ns)
     pre = f"{NAME}-{h}-1-pre"
     post = f"{NAME}-{h}-1-post"
-    make_run(server, ro, h, pre, "prePromotionAnalysis", ok_status(3))
-    make_run(server, ro, h, post, "postPromotionAnalysis", FAILED_STATUS)
+    make_run(server, ro, h, pre, "PrePromotion", ok_status(3))
+    make_run(server, ro, h, post, "PostPromotion", FAILED_STATUS)
 
     r = server.cli("get", "rollout", NAME, "-n", ns)
     assert r.code == 0, r
@@ -210,10 +222,21 @@ def test_get_rollout_watch_follows_the_runs(server: ServerProcess, tmp_path: Pat
     ns = "cli-ar-watch"
     ro, h = start_rollout(server, tmp_path, ns)
     proc = server.cli_process("get", "rollout", NAME, "-n", ns, "-w")
+
+    def watching() -> bool:
+        # Its stream from the server is open (a socket among its files): it is past start-up.
+        fds = Path(f"/proc/{proc.pid}/fd")
+        return fds.exists() and any(str(fd.readlink()).startswith("socket:") for fd in fds.iterdir())
+
     try:
-        time.sleep(1.0)  # the first view is drawn without runs
-        make_run(server, ro, h, "late-run", "prePromotionAnalysis", ok_status(2))
-        time.sleep(3.0)  # the watch redraws on the run's change (and on its status write)
+        server.wait_for("the watch to be streaming", watching, timeout=60)
+        make_run(server, ro, h, "late-run", "PrePromotion", ok_status(2))
+        server.wait_for(
+            "the run in the rollout's view",
+            lambda: any(r.get("name") == "late-run" for r in server.info(ns, NAME).get("analysisRuns") or []),
+            timeout=60,
+        )
+        time.sleep(3.0)  # the stream pushes the same view to the watch, which redraws
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
@@ -224,7 +247,7 @@ def test_get_rollout_watch_follows_the_runs(server: ServerProcess, tmp_path: Pat
 def test_get_analysisrun_shows_metrics_and_measurements(server: ServerProcess, tmp_path: Path) -> None:
     ns = "cli-ar-get"
     ro, h = start_rollout(server, tmp_path, ns)
-    make_run(server, ro, h, "post-run", "postPromotionAnalysis", FAILED_STATUS)
+    make_run(server, ro, h, "post-run", "PostPromotion", FAILED_STATUS)
 
     r = server.cli("get", "analysisrun", "post-run", "-n", ns)
     assert r.code == 0, r
@@ -236,7 +259,7 @@ def test_get_analysisrun_shows_metrics_and_measurements(server: ServerProcess, t
         'Message:         Metric "error-rate" assessed Failed due to failed (2) > failureLimit (1)',
         f"Owner:           Rollout/{NAME}",
         f"Pod hash:        {h}",  # no revision annotation on this run: its hash label says which
-        "Type:            postPromotionAnalysis",
+        "Type:            PostPromotion",
     ]
     assert "Measurements:    ✔ 1,✖ 2,⚠ 1" in head.splitlines()
     assert table.splitlines() == [
@@ -257,8 +280,8 @@ def test_get_analysisrun_shows_metrics_and_measurements(server: ServerProcess, t
 def test_terminate_analysisrun_sets_spec_terminate(server: ServerProcess, tmp_path: Path) -> None:
     ns = "cli-ar-term"
     ro, h = start_rollout(server, tmp_path, ns)
-    make_run(server, ro, h, "run-a", "prePromotionAnalysis", ok_status(1))
-    make_run(server, ro, h, "run-b", "prePromotionAnalysis", ok_status(1))
+    make_run(server, ro, h, "run-a", "PrePromotion", ok_status(1))
+    make_run(server, ro, h, "run-b", "PrePromotion", ok_status(1))
 
     r = server.cli("terminate", "analysisrun", "run-a", "run-b", "-n", ns)
     assert r.code == 0, r
@@ -351,3 +374,98 @@ def test_create_analysisrun_from_a_template(server: ServerProcess, tmp_path: Pat
     r = server.cli("create", "analysisrun", "-n", ns)
     assert r.code == 2 and "one of --from TEMPLATE or --from-file FILE" in r.err, r
     assert len(runs()) == 4
+
+
+class MetricEndpoint:
+    """A metric a web provider measures: ``GET /ok`` answers ``{"ok": true}``."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = json.dumps({"ok": True}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_run_the_controller_made_shows_under_its_revision(server: ServerProcess, tmp_path: Path) -> None:
+    """End to end: the server's own controllers make and measure a pre-promotion run, and the CLI
+    shows it where Argo's plugin would (under revision 2, by the run's revision annotation)."""
+    ns = "cli-ar-e2e"
+    endpoint = MetricEndpoint()
+    try:
+        text, _, _ = seed_manifest(ns, replicas=1)
+        text = text.replace(
+            "      autoPromotionEnabled: false\n",
+            "      autoPromotionEnabled: false\n"
+            "      prePromotionAnalysis:\n"
+            "        templates: [{templateName: ok}]\n",
+        )
+        text += f"""---
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {{name: ok, namespace: {ns}}}
+spec:
+  metrics:
+  - name: ok
+    count: 2
+    interval: 1s
+    successCondition: result == true
+    provider:
+      web: {{url: "http://127.0.0.1:{endpoint.port}/ok", jsonPath: "{{$.ok}}"}}
+"""
+        path = write(tmp_path, "e2e.yaml", text)
+        assert server.cli("apply", "-f", path).code == 0
+        assert server.cli("status", NAME, "-n", ns, "-t", "90s").code == 0
+        r = server.cli("set", "env", NAME, "*", "WELCOME=VERSION V3", "-n", ns)
+        assert r.code == 0, r
+
+        def run_done() -> Any:
+            runs = server.info(ns, NAME)["analysisRuns"]
+            return runs if runs and runs[0]["status"] == "Successful" else None
+
+        (run,) = server.wait_for("the pre-promotion run to succeed", run_done, timeout=120)
+        assert run["revision"] == 2 and run["rolloutType"] == "PrePromotion"
+        h = run["podTemplateHash"]
+        assert run["name"] == f"{NAME}-{h}-2-pre"
+
+        r = server.cli("get", "rollout", NAME, "-n", ns)
+        assert r.code == 0, r
+        lines = r.out.splitlines()
+        assert tree_line(r.out, run["name"]) == (
+            f"│  └──\u03b1 {run['name']}",
+            "AnalysisRun",
+            "✔ Successful",
+            "✔ 2",
+        )
+        # under revision 2, after its ReplicaSet
+        rev2 = lines.index("├──# revision:2")
+        at = next(i for i, line in enumerate(lines) if f"\u03b1 {run['name']}" in line)
+        assert rev2 < at < lines.index("└──# revision:1")
+
+        r = server.cli("get", "analysisrun", run["name"], "-n", ns)
+        assert r.code == 0, r
+        assert (
+            "Revision:        2" in r.out.splitlines()
+            and "Status:          ✔ Successful" in r.out.splitlines()
+        )
+        assert [x.split()[:3] for x in r.out.splitlines() if x.startswith(("├──#", "└──#"))] == [
+            ["├──#1", "✔", "Successful"],
+            ["└──#2", "✔", "Successful"],
+        ]
+        assert all(" true " in x for x in r.out.splitlines() if x.startswith(("├──#", "└──#")))
+    finally:
+        endpoint.close()

@@ -9,6 +9,7 @@ annotation picks another behaviour so tests can exercise progress deadlines and 
 - ``pyrollouts.test/ready-after: "5s"``  Running and unready, Ready after the delay (a Go duration).
 - ``pyrollouts.test/crash: "true"``      never Ready: its container is in CrashLoopBackOff.
 - ``pyrollouts.test/crash-after: "5s"``  Ready at first, then crashes after the delay.
+- ``pyrollouts.test/job-fail: "true"``   a Job's pod fails (exit code 1) instead of succeeding.
 
 The annotations go on the pod template of a Deployment, ReplicaSet or Rollout.
 """
@@ -19,6 +20,7 @@ ANNOTATION_READY = "pyrollouts.test/ready"
 ANNOTATION_READY_AFTER = "pyrollouts.test/ready-after"
 ANNOTATION_CRASH = "pyrollouts.test/crash"
 ANNOTATION_CRASH_AFTER = "pyrollouts.test/crash-after"
+ANNOTATION_JOB_FAIL = "pyrollouts.test/job-fail"
 
 # Fake nodes carry this annotation; kwok manages only the nodes that match it.
 NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -268,12 +270,16 @@ spec:
     delete: true
 """
 
-# Pods owned by a Job finish: without this they would run forever.
-_POD_COMPLETE = """\
+
+# Pods owned by a Job finish: without this they would run forever. They succeed, or fail with exit
+# code 1 when annotated pyrollouts.test/job-fail: "true".
+def _job_pod_stage(name: str, fail: bool) -> str:
+    exit_code, reason, phase = (1, "Error", "Failed") if fail else (0, "Completed", "Succeeded")
+    return f"""\
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata:
-  name: pod-complete
+  name: {name}
 spec:
   resourceRef:
     apiGroup: v1
@@ -290,24 +296,25 @@ spec:
       operator: 'In'
       values:
       - 'Job'
+{_expr(_annotation(ANNOTATION_JOB_FAIL), "In" if fail else "NotIn", "true")}
   next:
     statusTemplate: |
-      {{ $now := Now }}
+      {{{{ $now := Now }}}}
       containerStatuses:
-      {{ range .spec.containers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
+      {{{{ range .spec.containers }}}}
+      - image: {{{{ .image | Quote }}}}
+        name: {{{{ .name | Quote }}}}
         ready: false
         started: false
         restartCount: 0
         state:
           terminated:
-            exitCode: 0
-            finishedAt: {{ $now | Quote }}
-            reason: Completed
-            startedAt: {{ $now | Quote }}
-      {{ end }}
-      phase: Succeeded
+            exitCode: {exit_code}
+            finishedAt: {{{{ $now | Quote }}}}
+            reason: {reason}
+            startedAt: {{{{ $now | Quote }}}}
+      {{{{ end }}}}
+      phase: {phase}
 """
 
 
@@ -401,4 +408,5 @@ def stages_yaml() -> str:
             delay_from=_annotation(ANNOTATION_CRASH_AFTER),
         ),
     ]
-    return "\n---\n".join([_NODE_STAGES, *pods, _POD_COMPLETE, _POD_DELETE])
+    jobs = [_job_pod_stage("pod-complete", fail=False), _job_pod_stage("pod-fail", fail=True)]
+    return "\n---\n".join([_NODE_STAGES, *pods, *jobs, _POD_DELETE])

@@ -40,9 +40,9 @@ from pyrollouts.controller.faults import ENV as KILL_ENV
 from pyrollouts.runtimes.local.supervisor import ENV_CONTAINER, ENV_POD_UID, ENV_STATE_DIR
 
 #: How long a server may take to answer its API after it was started.
-START_TIMEOUT = 30.0
+START_TIMEOUT = 120.0  # a generous limit: a loaded 2-core machine once took over 30 s
 #: How long `stop` waits for the server to exit after POST /api/shutdown before it kills it.
-STOP_TIMEOUT = 20.0
+STOP_TIMEOUT = 60.0  # generous: a loaded machine stops pods and proxy slowly
 #: How much of the server's output a failure message shows (the end of it).
 LOG_TAIL = 3000
 

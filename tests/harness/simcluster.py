@@ -137,7 +137,7 @@ class SimCluster:
         self.clock = SimClock(self)
         self.analysis = AnalysisRunController(self, self.clock, measure=self._measure)
 
-    async def _measure(self, metric: Mapping[str, Any], run: Obj, cluster: Any) -> dict[str, Any]:
+    async def _measure(self, metric: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
         """A ``web`` measurement that never waits: the endpoint's value as the result, assessed by
         the real condition evaluator, at the virtual time."""
         if self.metric_source is None:

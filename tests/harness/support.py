@@ -7,7 +7,7 @@ import asyncio
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from pyrollouts.model.owners import owned_by_uid
@@ -69,22 +69,24 @@ def owned_replicasets(rollout: Obj, replicasets: Iterable[Obj]) -> list[Obj]:
 
 
 class MetricEndpoint:
-    """A real HTTP endpoint on 127.0.0.1 for the scenarios' analysis: ``GET /<anything>`` answers
-    ``{"value": <self.value>}`` (JSON). A scenario's ``metric`` step sets the value; the engine's
-    simulated driver reads ``value`` directly instead of over HTTP."""
+    """A real HTTP endpoint on 127.0.0.1 for analysis tests: ``GET /<anything>`` answers
+    ``{"value": <self.value>}`` (JSON) and records the path. A scenario's ``metric`` step sets the
+    value; the engine's simulated driver reads ``value`` directly instead of over HTTP."""
 
-    def __init__(self, value: str = "pass") -> None:
+    def __init__(self, value: Any = "pass") -> None:
         import http.server
         import json
         import threading
 
         self.value = value
         self.requests = 0
+        self.paths: list[str] = []  # every path asked for, in order
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 outer.requests += 1
+                outer.paths.append(self.path)
                 body = json.dumps({"value": outer.value}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -102,3 +104,42 @@ class MetricEndpoint:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def metric_endpoint_fixture() -> Iterator[MetricEndpoint]:
+    """The body of an ``endpoint`` fixture: a MetricEndpoint answering ``{"value": true}``."""
+    endpoint = MetricEndpoint(True)
+    yield endpoint
+    endpoint.close()
+
+
+def check_template(endpoint_url: str, namespace: str | None = None) -> dict[str, Any]:
+    """An AnalysisTemplate ``check``: a stock ``web`` metric ``ok`` asking the endpoint twice, 1 s
+    apart, with the revision's hash in the URL (arg ``hash``); it passes while the endpoint's value
+    is true."""
+    meta: dict[str, Any] = {"name": "check"}
+    if namespace:
+        meta["namespace"] = namespace
+    url = f"{endpoint_url}/check?hash={{{{args.hash}}}}"
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": meta,
+        "spec": {
+            "args": [{"name": "hash"}],
+            "metrics": [
+                {
+                    "name": "ok",
+                    "count": 2,
+                    "interval": "1s",
+                    "successCondition": "result == true",
+                    "provider": {"web": {"url": url, "jsonPath": "{$.value}"}},
+                }
+            ],
+        },
+    }
+
+
+def hashes_asked(endpoint: MetricEndpoint) -> list[str]:
+    """The hashes the measurements of ``check_template`` asked the endpoint for."""
+    return [p.partition("hash=")[2] for p in endpoint.paths]

@@ -8,7 +8,9 @@ the step's rollout-type label, then a finished status through the status subreso
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import kube_helpers
@@ -64,7 +66,7 @@ def _run(backend: KubeBackend, ns: str, ro: dict[str, Any], h: str) -> str:
         "kind": "AnalysisRun",
         "metadata": {
             "name": name,
-            "labels": {"rollouts-pod-template-hash": h, "rollout-type": "prePromotionAnalysis"},
+            "labels": {"rollouts-pod-template-hash": h, "rollout-type": "PrePromotion"},
             "ownerReferences": [
                 {
                     "apiVersion": "argoproj.io/v1alpha1",
@@ -108,7 +110,9 @@ def _run(backend: KubeBackend, ns: str, ro: dict[str, Any], h: str) -> str:
     return name
 
 
-def test_analysis_verbs_through_the_kube_backend(control_plane: ControlPlane, crds: None) -> None:
+def test_analysis_verbs_through_the_kube_backend(
+    control_plane: ControlPlane, crds: None, tmp_path: Path
+) -> None:
     backend = KubeBackend(str(control_plane.kubeconfig))
     ns = control_plane.create_namespace("ar-cli")
     try:
@@ -135,7 +139,12 @@ def test_analysis_verbs_through_the_kube_backend(control_plane: ControlPlane, cr
         assert (code, out) == (0, f"analysisRun '{name}' terminated\n"), err
         assert backend.get("analysisrun", ns, name)["spec"]["terminate"] is True
 
-        backend.client.create(RESOURCES["AnalysisTemplate"](TEMPLATE), namespace=ns)
+        # the CLI's apply writes analysis kinds too (templates before Rollouts)
+        manifest = tmp_path / "template.yaml"
+        manifest.write_text(json.dumps(TEMPLATE))
+        code, out, err = _cli(control_plane, "apply", "-f", str(manifest), "-n", ns)
+        assert (code, out) == (0, "analysistemplate.argoproj.io/error-rate created\n"), err
+        assert "skipped" not in err
         code, out, err = _cli(control_plane, "create", "analysisrun", "--from", "error-rate", "-n", ns)
         assert code == 1 and "args.service was not resolved" in err and "-a service=VALUE" in err, err
         assert len(backend.list("analysisrun", ns)) == 1  # nothing created

@@ -6,17 +6,13 @@ on success or aborts on failure; the run's status is written through its status 
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-
 import kube_helpers
 import pytest
 import runtime_support
 from kube_helpers import apply, events, list_objs, wait_for
 from runtime_support import PREVIEW, RuntimeEnv, manifest, rollout_of, with_env
+
+from harness.support import MetricEndpoint, check_template, hashes_asked, metric_endpoint_fixture
 
 _crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
 _client = pytest.fixture(name="client")(kube_helpers.client_fixture)
@@ -24,68 +20,16 @@ _controllers = pytest.fixture(name="controllers")(kube_helpers.controllers_fixtu
 _rt = pytest.fixture(name="rt")(runtime_support.runtime_env_fixture)
 
 
-class Endpoint:
-    """``GET /check?hash=H`` answers ``{"ok": <self.ok>}`` and records the hashes asked for."""
-
-    def __init__(self) -> None:
-        self.ok = True
-        self.asked: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.asked.append(self.path.partition("hash=")[2])
-                body = json.dumps({"ok": outer.ok}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+_endpoint = pytest.fixture(name="endpoint")(metric_endpoint_fixture)
 
 
-@pytest.fixture
-def endpoint() -> Iterator[Endpoint]:
-    e = Endpoint()
-    yield e
-    e.server.shutdown()
-    e.server.server_close()
-
-
-def template(port: int) -> dict[str, Any]:
-    url = f"http://127.0.0.1:{port}/check?hash={{{{args.hash}}}}"
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "AnalysisTemplate",
-        "metadata": {"name": "check"},
-        "spec": {
-            "args": [{"name": "hash"}],
-            "metrics": [
-                {
-                    "name": "ok",
-                    "count": 2,
-                    "interval": "1s",
-                    "successCondition": "result == true",
-                    "provider": {"web": {"url": url, "jsonPath": "{$.ok}"}},
-                }
-            ],
-        },
-    }
-
-
-def test_pre_promotion_analysis_under_the_operator(rt: RuntimeEnv, endpoint: Endpoint) -> None:
+def test_pre_promotion_analysis_under_the_operator(rt: RuntimeEnv, endpoint: MetricEndpoint) -> None:
     pre = {
         "templates": [{"templateName": "check"}],
         "args": [{"name": "hash", "valueFrom": {"podTemplateHashValue": "Latest"}}],
     }
     objs = manifest(scale_down_delay=600, prePromotionAnalysis=pre)
-    apply(rt.client, template(endpoint.port), rt.ns)
+    apply(rt.client, check_template(endpoint.url), rt.ns)
     ctrl = rt.deploy(objs)
     rt.wait_healthy(1, 60, f"Healthy on revision 1\n{ctrl.log_tail()}")
 
@@ -100,7 +44,7 @@ def test_pre_promotion_analysis_under_the_operator(rt: RuntimeEnv, endpoint: End
     assert run["metadata"]["name"] == f"super-hello-{h}-2-pre"
     assert run["metadata"]["labels"]["rollout-type"] == "PrePromotion"
     assert run["status"]["phase"] == "Successful", run["status"]
-    assert set(endpoint.asked) == {h}
+    assert set(hashes_asked(endpoint)) == {h}
     bg = rt.status()["blueGreen"]
     assert bg["prePromotionAnalysisRunStatus"] == {"name": run["metadata"]["name"], "status": "Successful"}
     assert rt.svc_hash(PREVIEW) == h and rt.svc_hash(runtime_support.ACTIVE) != h
@@ -108,7 +52,7 @@ def test_pre_promotion_analysis_under_the_operator(rt: RuntimeEnv, endpoint: End
     assert "AnalysisRunSuccessful" in reasons, reasons
 
     # A bad revision 3 aborts by itself; the active Service stays on revision 1.
-    endpoint.ok = False
+    endpoint.value = False
     rt.apply_all(with_env(objs, "V3"))
     wait_for(lambda: rt.phase() == "Degraded", 120, f"aborted by the analysis\n{ctrl.log_tail()}")
     st = rt.status()

@@ -20,9 +20,11 @@ import kube_helpers
 import pytest
 from kube_helpers import ControllerProc, apply, by_revision, free_port, get, rs_hash, wait_for
 from lightkube import Client
+from lightkube.types import PatchType
 from playwright.sync_api import expect, sync_playwright
 
 from harness.k8s_cluster import ControlPlane
+from pyrollouts.runtimes.kubernetes.resources import RESOURCES
 
 _crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
 _client = pytest.fixture(name="client")(kube_helpers.client_fixture)
@@ -164,10 +166,15 @@ def test_scoped_dashboard_serves_one_namespace(
             f"/api/v1/rollouts/{other}/{NAME}/events",
             f"/ui/rollouts/{other}/stream",
             f"/ui/rollouts/{other}/{NAME}/stream",
+            f"/ui/rollouts/{other}/{NAME}/analysisruns/{NAME}-x-1-pre/stream",
         ):
             status, body = _fetch(url + path)
             assert status == 403 and want in json.loads(body)["error"], (path, status, body)
-        for path in (f"/rollouts/{other}", f"/rollouts/{other}/{NAME}"):
+        for path in (
+            f"/rollouts/{other}",
+            f"/rollouts/{other}/{NAME}",
+            f"/rollouts/{other}/{NAME}/analysisruns/{NAME}-x-1-pre",
+        ):
             status, body = _fetch(url + path)
             assert status == 403 and f"serves namespace &#x27;{ns}&#x27; only" in body, (path, body)
         status, body = _fetch(url + f"/api/v1/rollouts/{other}/{NAME}/abort", "PUT", {"Origin": url})
@@ -175,6 +182,95 @@ def test_scoped_dashboard_serves_one_namespace(
         assert not (get(client, "Rollout", NAME, other).get("status") or {}).get("abort")
     finally:
         control_plane.delete_namespace(other)
+
+
+def _analysis_run(client: Client, ns: str) -> str:
+    """A finished pre-promotion run of the seed's Rollout, written as Argo's controller writes one
+    (owner reference, revision annotation, hash label, status through the subresource); its name."""
+    ro = get(client, "Rollout", NAME, ns)
+    name = f"{NAME}-abc123-1-pre"
+    run = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisRun",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {"rollouts-pod-template-hash": "abc123", "rollout-type": "PrePromotion"},
+            "annotations": {"rollout.argoproj.io/revision": "1"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "argoproj.io/v1alpha1",
+                    "kind": "Rollout",
+                    "name": NAME,
+                    "uid": ro["metadata"]["uid"],
+                }
+            ],
+        },
+        "spec": {
+            "metrics": [
+                {
+                    "name": "error-rate",
+                    "successCondition": "result[0] <= 0.05",
+                    "provider": {"web": {"url": "http://x/"}},
+                }
+            ]
+        },
+    }
+    client.create(RESOURCES["AnalysisRun"](run), namespace=ns)
+    status = {
+        "phase": "Failed",
+        "message": 'Metric "error-rate" assessed Failed due to failed (1) > failureLimit (0)',
+        "metricResults": [
+            {
+                "name": "error-rate",
+                "phase": "Failed",
+                "count": 2,
+                "successful": 1,
+                "failed": 1,
+                "measurements": [
+                    {"phase": "Successful", "value": "[0.01]", "startedAt": "2026-01-01T12:00:00Z"},
+                    {"phase": "Failed", "value": "[0.3]", "startedAt": "2026-01-01T12:00:10Z"},
+                ],
+            }
+        ],
+    }
+    client.patch(
+        RESOURCES["AnalysisRun"].Status, name, {"status": status}, namespace=ns, patch_type=PatchType.MERGE
+    )
+    return name
+
+
+def test_analysis_runs_on_the_kubernetes_dashboard(
+    namespace: str, crds: None, client: Client, start_dashboard: Callable[..., str]
+) -> None:
+    """A Rollout's AnalysisRun under its revision and on its own page, read from the API server with
+    the kubeconfig's credentials (listed, as the chart's dashboard role allows)."""
+    ns = namespace
+    for obj in seed_objects("HERE"):
+        apply(client, obj, ns)
+    name = _analysis_run(client, ns)
+    url = start_dashboard()
+
+    def run_listed() -> bool:
+        status, html = _fetch(url + f"/rollouts/{ns}/{NAME}")
+        return status == 200 and f'data-run="{name}"' in html
+
+    wait_for(run_listed, 30, "the run under revision 1")
+    status, html = _fetch(url + f"/rollouts/{ns}/{NAME}/analysisruns/{name}")
+    assert status == 200, html
+    assert 'id="run-phase" class="ar-phase ar-bad" data-phase="Failed"' in html, html
+    assert 'data-metric="error-rate" data-points="2"' in html and 'data-threshold="0.05"' in html, html
+    assert "assessed Failed" in html
+    status, body = _fetch(url + f"/rollouts/{ns}/{NAME}/analysisruns/{NAME}-nope-1-pre")
+    assert status == 404 and "not found" in body, body
+    req = urllib.request.Request(url + f"/ui/rollouts/{ns}/{NAME}/analysisruns/{name}/stream")
+    with urllib.request.urlopen(req, timeout=15) as resp:
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        for raw in resp:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("data: "):
+                assert "run-metrics" in line and "Failed" in line, line[:300]
+                break
 
 
 @pytest.mark.parametrize(

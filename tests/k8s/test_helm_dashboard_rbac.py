@@ -166,6 +166,8 @@ def _refused_by_the_dashboard(b: Browser, ns: str, other_ns: str) -> None:
         f"/rollouts/{other_ns}/{NAME}",
         f"/ui/rollouts/{other_ns}/stream",
         f"/ui/rollouts/{other_ns}/{NAME}/stream",
+        f"/rollouts/{other_ns}/{NAME}/analysisruns/{NAME}-x-2-pre",
+        f"/ui/rollouts/{other_ns}/{NAME}/analysisruns/{NAME}-x-2-pre/stream",
         f"/api/v1/rollouts/{other_ns}/info",
         f"/api/v1/rollouts/{other_ns}/info/watch",
         f"/api/v1/rollouts/{other_ns}/{NAME}/info",
@@ -267,6 +269,9 @@ def _story(
     status, html = b.get(f"/rollouts/{app_ns}/{NAME}")
     assert status == 200 and "btn-promote" in html, html
     assert "Paused" in b.first_message(f"/ui/rollouts/{app_ns}/{NAME}/stream")
+    # A run's page lists the namespace's runs (this one does not exist: 404 after the list).
+    status, html = b.get(f"/rollouts/{app_ns}/{NAME}/analysisruns/{NAME}-none-2-pre")
+    assert status == 404 and "not found" in html, (status, html[:300])
     assert b.json("/api/v1/version")["runtime"] == "kubernetes"
     names = b.json("/api/v1/namespace")
     if namespaced:

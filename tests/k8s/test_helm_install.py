@@ -55,6 +55,11 @@ UNUSED_BY_THE_SEED_STORY = {
     ("patch", "argoproj.io/analysisruns/status"),
     ("get", "argoproj.io/analysistemplates"),
     ("get", "argoproj.io/clusteranalysistemplates"),
+    # The job metric provider (tests/k8s/test_job_provider_k8s.py) runs Jobs.
+    ("get", "batch/jobs"),
+    ("list", "batch/jobs"),
+    ("create", "batch/jobs"),
+    ("delete", "batch/jobs"),
 }
 
 

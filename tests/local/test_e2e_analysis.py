@@ -8,49 +8,16 @@ measures it, and the Rollout waits for, promotes on or aborts on the run's verdi
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from e2e_support import Servers, rollout_doc, seed_docs, servers_fixture, stored, with_env
 
 from harness.serverharness import free_port, http_body
+from harness.support import MetricEndpoint, check_template, hashes_asked, metric_endpoint_fixture
 
 NS = "e2e-analysis"
-
-
-class MetricEndpoint:
-    """``GET /check?hash=H`` answers ``{"ok": <self.ok>}``; every hash asked for is recorded."""
-
-    def __init__(self) -> None:
-        self.ok = True
-        self.asked: list[str] = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                endpoint.asked.append(self.path.partition("hash=")[2])
-                body = json.dumps({"ok": endpoint.ok}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -58,36 +25,7 @@ def servers() -> Iterator[Servers]:
     yield from servers_fixture()
 
 
-@pytest.fixture
-def endpoint() -> Iterator[MetricEndpoint]:
-    e = MetricEndpoint()
-    yield e
-    e.close()
-
-
-def template(port: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "AnalysisTemplate",
-        "metadata": {"name": "check", "namespace": NS},
-        "spec": {
-            "args": [{"name": "hash"}],
-            "metrics": [
-                {
-                    "name": "ok",
-                    "count": 2,
-                    "interval": "1s",
-                    "successCondition": "result == true",
-                    "provider": {
-                        "web": {
-                            "url": f"http://127.0.0.1:{port}/check?hash={{{{args.hash}}}}",
-                            "jsonPath": "{$.ok}",
-                        }
-                    },
-                }
-            ],
-        },
-    }
+_endpoint = pytest.fixture(name="endpoint")(metric_endpoint_fixture)
 
 
 def with_analysis(docs: list[dict[str, Any]], which: str) -> list[dict[str, Any]]:
@@ -115,12 +53,12 @@ def test_pre_promotion_analysis_gates_the_pause_and_aborts_a_bad_version(
     prod, preview = free_port(), free_port()
     docs = with_analysis(seed_docs(NS, prod, preview, replicas=1, welcome="V2"), "prePromotionAnalysis")
     manifest = servers.state_dir.parent / "analysis.yaml"
-    assert srv.apply([*docs, template(endpoint.port)], manifest).code == 0
+    assert srv.apply([*docs, check_template(endpoint.url, NS)], manifest).code == 0
     srv.wait_for("revision 1 healthy", lambda: srv.info(NS)["status"] == "Healthy", timeout=60)
     assert runs(servers) == [], "a first deploy runs no analysis"
 
     # A good V3: the pre run measures the preview's hash twice, succeeds, then the rollout pauses.
-    assert srv.apply([*with_env(docs, WELCOME="V3"), template(endpoint.port)], manifest).code == 0
+    assert srv.apply([*with_env(docs, WELCOME="V3"), check_template(endpoint.url, NS)], manifest).code == 0
     srv.wait_for("V3 paused after its analysis", lambda: srv.info(NS)["status"] == "Paused", timeout=90)
     [run] = runs(servers)
     h = run["metadata"]["labels"]["rollouts-pod-template-hash"]
@@ -129,7 +67,7 @@ def test_pre_promotion_analysis_gates_the_pause_and_aborts_a_bad_version(
     assert run["metadata"]["ownerReferences"][0]["kind"] == "Rollout"
     assert run["status"]["phase"] == "Successful", run["status"]
     assert [r["count"] for r in run["status"]["metricResults"]] == [2]
-    assert endpoint.asked and set(endpoint.asked) == {h}, endpoint.asked
+    assert hashes_asked(endpoint) and set(hashes_asked(endpoint)) == {h}, hashes_asked(endpoint)
     assert bg_status(servers)["prePromotionAnalysisRunStatus"] == {
         "name": run["metadata"]["name"],
         "status": "Successful",
@@ -140,8 +78,8 @@ def test_pre_promotion_analysis_gates_the_pause_and_aborts_a_bad_version(
     srv.wait_for("revision 2 healthy", lambda: srv.info(NS)["status"] == "Healthy", timeout=60)
 
     # A bad V4: its run fails, the update aborts by itself and production never leaves V3.
-    endpoint.ok = False
-    assert srv.apply([*with_env(docs, WELCOME="V4"), template(endpoint.port)], manifest).code == 0
+    endpoint.value = False
+    assert srv.apply([*with_env(docs, WELCOME="V4"), check_template(endpoint.url, NS)], manifest).code == 0
     srv.wait_for("V4 aborted by its analysis", lambda: srv.info(NS)["status"] == "Degraded", timeout=90)
     failed = [r for r in runs(servers) if r["metadata"]["annotations"]["rollout.argoproj.io/revision"] == "3"]
     assert [r["status"]["phase"] for r in failed] == ["Failed"], failed
@@ -161,12 +99,12 @@ def test_post_promotion_analysis_gates_stable_and_switches_back_on_failure(
     docs = with_analysis(seed_docs(NS, prod, preview, replicas=1, welcome="V2"), "postPromotionAnalysis")
     rollout_doc(docs)["spec"]["strategy"]["blueGreen"]["autoPromotionEnabled"] = True
     manifest = servers.state_dir.parent / "analysis.yaml"
-    assert srv.apply([*docs, template(endpoint.port)], manifest).code == 0
+    assert srv.apply([*docs, check_template(endpoint.url, NS)], manifest).code == 0
     srv.wait_for("revision 1 healthy", lambda: srv.info(NS)["status"] == "Healthy", timeout=60)
 
     # A good V3 goes to production at once (auto-promotion), then becomes stable once its post run
     # succeeds.
-    assert srv.apply([*with_env(docs, WELCOME="V3"), template(endpoint.port)], manifest).code == 0
+    assert srv.apply([*with_env(docs, WELCOME="V3"), check_template(endpoint.url, NS)], manifest).code == 0
     srv.wait_for(
         "V3 stable after its post-promotion analysis",
         lambda: (
@@ -181,8 +119,8 @@ def test_post_promotion_analysis_gates_stable_and_switches_back_on_failure(
     assert http_body(prod) == "V3"
 
     # A bad V4 reaches production, fails its post run and production goes back to V3.
-    endpoint.ok = False
-    assert srv.apply([*with_env(docs, WELCOME="V4"), template(endpoint.port)], manifest).code == 0
+    endpoint.value = False
+    assert srv.apply([*with_env(docs, WELCOME="V4"), check_template(endpoint.url, NS)], manifest).code == 0
     srv.wait_for("V4 aborted by its post analysis", lambda: srv.info(NS)["status"] == "Degraded", timeout=90)
     srv.wait_for("production back on V3", lambda: http_body(prod) == "V3", timeout=60)
     ro = stored(servers.state_dir, "Rollout", NS)[0]

@@ -203,7 +203,7 @@ async def test_vector_success_then_failure(prometheus: str, target: Target) -> N
     target.values["ratio"] = 0.01
 
 
-async def test_counter_rate_and_label_match(prometheus: str) -> None:
+async def test_counter_with_a_label_match(prometheus: str) -> None:
     m = await measure(
         prom_metric(
             prometheus, 'sum(demo_requests_total{code="200"}) > 0', successCondition="all(result, {# > 0})"

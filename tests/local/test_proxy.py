@@ -703,6 +703,11 @@ def test_metrics_collector_numbers() -> None:
     assert r1["latencyBuckets"][:4] == [2, 2, 0, 1] and r1["latencyBuckets"][-1] == 1
     assert sum(r1["latencyBuckets"]) == 7
     assert abs(r1["latencySumSeconds"] - (0.0008 + 0.003 + 0.2 + 20.0 + 0.002)) < 1e-12
+    # /counters: the same totals, raw (what the server reads every second).
+    raw = {tuple(row[:3]): row[3:] for row in m.counters_json()["series"]}
+    classes, others, buckets, latency_sum = raw[("ns", "svc", "r1")]
+    assert classes[2] == 5 and classes[5] == 1 and others == {"9xx": 1}
+    assert buckets == r1["latencyBuckets"] and latency_sum == r1["latencySumSeconds"]
     assert stats["services"]["ns/svc"]["revisions"]["none"]["byClass"]["5xx"] == 1
     assert stats["services"]["ns/svc"]["revisions"]["r2"]["tcpConnections"] == 1
     assert stats["activeConnections"] == 3

@@ -212,6 +212,8 @@ def test_with_a_token_both_routes_need_it_and_bad_queries_say_why() -> None:
         server = ServerProcess(state_dir, token="s3cret-token")
         docs = [d for d in seed_docs(NS, free_port(), free_port()) if d["kind"] in ("Namespace", "Service")]
         server.ok("POST", "/api/apply", {"objects": docs})
+        # The API answers before the proxy runs; until then both routes answer 503.
+        server.wait_for("the proxy to answer", lambda: server.request("GET", "/metrics").status == 200, 120)
         for path in ("/metrics", f"/api/services/{NS}/{PROD}/traffic"):
             refused = server.request("GET", path, auth=False)
             assert refused.status == 401 and "Bearer" in refused.body["error"], (path, refused)

@@ -8,6 +8,7 @@ leaves it, a restarted proxy starts from zero, and a window longer than the hist
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pyrollouts.runtimes.local.proxy.metrics import ProxyMetrics
@@ -30,7 +31,14 @@ class Proxy:
             self.metrics.observe("ns", "svc", revision, 500, seconds)
 
     async def stats(self) -> dict[str, Any]:
-        return {"pid": self.pid, "uptimeSeconds": self.uptime, **self.metrics.as_json()}
+        """The /counters payload (what the server reads), through JSON as over the socket."""
+        body = {"pid": self.pid, "uptimeSeconds": self.uptime, **self.metrics.counters_json()}
+        return dict(json.loads(json.dumps(body)))
+
+    async def old_stats(self) -> dict[str, Any]:
+        """The /stats payload, which a proxy older than /counters is read through."""
+        body = {"pid": self.pid, "uptimeSeconds": self.uptime, **self.metrics.as_json()}
+        return dict(json.loads(json.dumps(body)))
 
 
 class Clock:
@@ -71,6 +79,23 @@ async def test_a_fresh_burst_shows_and_old_traffic_leaves_the_window() -> None:
     await advance(h, proxy, clock, 31)
     later = h.window("ns", "svc", "good", 30, clock.t)
     assert (later.counts.requests, later.counts.errors5xx) == (0, 0)
+
+
+async def test_older_readings_are_kept_every_ten_seconds() -> None:
+    # One request a second for five minutes: every reading changes the series.
+    proxy, clock = Proxy(uptime=3600.0), Clock()
+    h = history(proxy, clock)
+    await h.sample()
+    for _ in range(300):
+        proxy.serve("r", ok=1)
+        await advance(h, proxy, clock, 1)
+    readings = h._series[("ns", "svc", "r")]
+    assert len(readings.fine) <= 122 and len(readings.coarse) <= 32
+    # Within two minutes, to the second; beyond, the window may start up to 10 s early.
+    assert h.window("ns", "svc", "r", 60, clock.t).counts.requests == 60
+    assert h.window("ns", "svc", "r", 119, clock.t).counts.requests == 119
+    assert 200 <= h.window("ns", "svc", "r", 200, clock.t).counts.requests <= 210
+    assert h.window("ns", "svc", "r", 300, clock.t).counts.requests == 300
 
 
 async def test_the_api_body_flat_and_per_revision() -> None:
@@ -138,6 +163,19 @@ async def test_a_restarted_proxy_starts_the_history_again() -> None:
     w = h.window("ns", "svc", "r", 60, now)
     # Its counters began when it started, inside the window: no negative or stale numbers.
     assert (w.counts.requests, w.counts.errors5xx, w.totals.requests, w.seconds) == (4, 0, 4, 60)
+
+
+async def test_a_proxy_older_than_counters_is_read_through_stats_alike() -> None:
+    proxy, clock = Proxy(uptime=1.0), Clock()
+    proxy.serve("r", ok=30, errors=10, seconds=0.02)
+    proxy.metrics.observe("ns", "svc", "r", 999, 0.02)  # a status class outside 1xx-5xx
+    new, old = history(proxy, clock), TrafficHistory(proxy.old_stats, clock=clock)
+    await new.sample()
+    await old.sample()
+    assert new.bounds == old.bounds and new.bounds[0] == 0.0005
+    assert new.window("ns", "svc", "r", 30, clock.t) == old.window("ns", "svc", "r", 30, clock.t)
+    w = new.window("ns", "svc", "r", 30, clock.t)
+    assert (w.counts.requests, w.counts.errors5xx, dict(w.counts.by_class)["9xx"]) == (41, 10, 1)
 
 
 def test_windows_are_go_durations_within_the_history() -> None:

@@ -156,6 +156,8 @@ def test_a_foreign_host_reads_nothing_from_the_server(server: ServerProcess) -> 
         "/api/rollouts/default/victim/info/watch",
         "/api/v1/rollouts/default/info/watch",
         "/ui/rollouts/default/stream",
+        "/ui/rollouts/default/victim/analysisruns/victim-x-1-pre/stream",
+        "/rollouts/default/victim/analysisruns/victim-x-1-pre",
         "/api/pods/default/victim/logs?follow=1",
     ):
         status, body = send(port, "GET", path, host=f"evil.example:{port}")

@@ -41,6 +41,10 @@ def test_the_api_and_pages_need_the_token(server: ServerProcess) -> None:
     # Pages: refused without the token; ?token= once sets a cookie that then opens every page.
     r = server.request("GET", f"/rollouts/{dep.ns}/{dep.name}", auth=False)
     assert r.status == 401 and "?token=" in str(r.body)
+    run = f"{dep.ns}/{dep.name}/analysisruns/{dep.name}-x-2-pre"
+    for path in (f"/rollouts/{run}", f"/ui/rollouts/{run}/stream"):
+        r = server.request("GET", path, auth=False)
+        assert r.status == 401 and "?token=" in str(r.body), (path, r.status)
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     with opener.open(f"{server.url}/rollouts/{dep.ns}/{dep.name}?token={TOKEN}", timeout=10) as resp:
@@ -49,6 +53,12 @@ def test_the_api_and_pages_need_the_token(server: ServerProcess) -> None:
     assert 'id="phase"' in html and f'data-token="{TOKEN}"' in html
     with opener.open(f"{server.url}/rollouts/{dep.ns}", timeout=10) as resp:
         assert resp.status == 200
+    try:  # with the cookie the run's page is reached: this run does not exist
+        opener.open(f"{server.url}/rollouts/{run}", timeout=10)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404 and "not found" in exc.read().decode()
+    else:
+        raise AssertionError("a run that does not exist was found")
     try:
         urllib.request.urlopen(f"{server.url}/rollouts/{dep.ns}?token=wrong", timeout=10)
     except urllib.error.HTTPError as exc:
@@ -101,6 +111,13 @@ def test_rollouts_dashboard_relays_with_the_clis_token(server: ServerProcess, tm
         assert 'id="phase"' in html and TOKEN not in html
         with urllib.request.urlopen(f"{relay}/", timeout=10) as resp:
             assert resp.url == f"{relay}/rollouts/default"
+        # A run's page is relayed too (this run does not exist: the server's 404 comes back).
+        try:
+            urllib.request.urlopen(f"{relay}/rollouts/{dep.ns}/{dep.name}/analysisruns/nope", timeout=10)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404 and "analysisrun &#x27;nope&#x27;" in exc.read().decode()
+        else:
+            raise AssertionError("a run that does not exist was found")
         req = urllib.request.Request(f"{relay}{dep.api}/restart", data=b"{}", method="PUT")
         try:
             urllib.request.urlopen(req, timeout=10)

@@ -13,7 +13,7 @@ import json
 import re
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,13 +97,18 @@ def get_text(port: int) -> str:
         return resp.read().decode().strip()
 
 
-def deploy(server: ServerProcess, ns: str, *, replicas: int = 2) -> Deployed:
-    """Apply the seed's manifest in ``ns`` on free ports and wait until it is Healthy."""
+def deploy(
+    server: ServerProcess, ns: str, *, replicas: int = 2, edit: Callable[[str], str] | None = None
+) -> Deployed:
+    """Apply the seed's manifest in ``ns`` on free ports and wait until it is Healthy. ``edit``:
+    changes the manifest's text first (adds documents, fields of the Rollout)."""
     prod, preview = free_port(), free_port()
     text = EXAMPLE.read_text(encoding="utf-8").replace("my-app", ns)
     text = re.sub(r"(\bport:\s*)8088\b", rf"\g<1>{prod}", text)
     text = re.sub(r"(\bport:\s*)8089\b", rf"\g<1>{preview}", text)
     text = text.replace("replicas: 3", f"replicas: {replicas}")
+    if edit is not None:
+        text = edit(text)
     server.ok("POST", "/api/apply", {"text": text, "source": f"super-hello-{ns}.yaml"})
     dep = Deployed(server, ns, prod, preview)
     dep.wait_phase("Healthy")

@@ -33,7 +33,8 @@ from .client import ApiError, CliError, LogRequest, Obj, kind_of
 
 FIELD_MANAGER = "kubectl-rollouts"
 
-#: The order objects of one manifest are written in: what others refer to first.
+#: The order objects of one manifest are written in: what others refer to first (analysis
+#: templates, at 2 with everything not listed, come before the Rollouts that name them).
 _ORDER = {"Namespace": 0, "Service": 1, "Rollout": 3}
 
 
@@ -204,7 +205,6 @@ class KubeBackend:
     def apply(self, text: str, source: str, namespace: str, *, create_only: bool) -> Obj:
         """Check the manifest (refusing it on any error), then create or server-side apply each object."""
         from ..model.lint import check_manifests
-        from ..model.parse import KEPT_KINDS
 
         parsed, findings = check_manifests(text, source, default_namespace=namespace)
         errors = [str(f) for f in findings if f.severity == "error"]
@@ -213,7 +213,7 @@ class KubeBackend:
         warnings = [{"text": str(f)} for f in findings if f.severity != "error"]
         objects: list[Obj] = []
         for p in parsed:
-            if p.kind in KEPT_KINDS or p.kind not in RESOURCES:
+            if p.kind not in RESOURCES:
                 warnings.append(
                     {"text": f"{source}: {p.kind} '{p.name}' is not handled by this CLI; skipped"}
                 )
@@ -297,15 +297,7 @@ class KubeBackend:
             plan = verbs.plan(verb, ro, rss, body or {}, datetime.now(UTC))
         except verbs.VerbError as exc:
             raise CliError(exc.message) from None
-        res = RESOURCES["Rollout"]
-        for p in plan.patches:
-            target = res.Status if p.subresource == "status" else res
-            try:
-                ro = _plain(
-                    self.client.patch(target, name, p.body, namespace=namespace, patch_type=PatchType.MERGE)
-                )
-            except KubeApiError as exc:
-                raise _api_error(exc, f"rollout '{name}'") from None
+        ro = self._patch_all("Rollout", namespace, name, plan.patches) or ro
         return {"message": plan.message, "rollout": ro}
 
     def create(self, kind: str, namespace: str, obj: Obj) -> Obj:
@@ -338,16 +330,23 @@ class KubeBackend:
             plan = verbs.plan_run(verb, run)
         except verbs.VerbError as exc:
             raise CliError(exc.message) from None
-        res = RESOURCES["AnalysisRun"]
-        for p in plan.patches:
+        run = self._patch_all("AnalysisRun", namespace, name, plan.patches) or run
+        return {"message": plan.message, "analysisRun": run}
+
+    def _patch_all(self, kind: str, namespace: str, name: str, patches: Any) -> Obj | None:
+        """A verb's merge patches in order (on the status subresource where the patch says);
+        returns the object as the last one left it (None: no patch)."""
+        res = RESOURCES[kind]
+        obj: Obj | None = None
+        for p in patches:
             target = res.Status if p.subresource == "status" else res
             try:
-                run = _plain(
+                obj = _plain(
                     self.client.patch(target, name, p.body, namespace=namespace, patch_type=PatchType.MERGE)
                 )
             except KubeApiError as exc:
-                raise _api_error(exc, f"analysisrun '{name}'") from None
-        return {"message": plan.message, "analysisRun": run}
+                raise _api_error(exc, f"{kind.lower()} '{name}'") from None
+        return obj
 
 
 def keep_injected_hash(service: Obj, live: Obj) -> None:

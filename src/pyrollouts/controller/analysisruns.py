@@ -23,23 +23,21 @@ from ..model.analysis import PHASE_ERROR
 from ..model.cluster import Cluster, Conflict, NotFound, Obj
 from ..model.events import event
 from ..model.timefmt import rfc3339
+from . import providers
+from .base import QueueController, key_of
 from .clock import Clock
-from .providers import measure as provider_measure
-from .workqueue import WorkQueue
 
 log = logging.getLogger("pyrollouts.controller.analysis")
 
-#: (metric with args substituted, the run, the cluster) -> a Measurement dict. Replaceable in tests.
-Measure = Callable[[Mapping[str, Any], Obj, Cluster], Awaitable[dict[str, Any]]]
+#: (metric with args substituted, the providers' context) -> a new Measurement dict (the providers'
+#: ``measure``; the engine's simulated cluster gives its own).
+Measure = Callable[[Mapping[str, Any], providers.Context], Awaitable[dict[str, Any]]]
 
 
-def key_of(obj: Obj) -> str:
-    meta = obj.get("metadata", {})
-    return f"{meta.get('namespace', 'default')}/{meta.get('name', '')}"
-
-
-class AnalysisRunController:
+class AnalysisRunController(QueueController):
     """Runs every AnalysisRun in scope until it completes. ``run()`` until cancelled."""
+
+    kind = "AnalysisRun"
 
     def __init__(
         self,
@@ -51,25 +49,8 @@ class AnalysisRunController:
         workers: int = 2,
         measure: Measure | None = None,
     ) -> None:
-        self.cluster = cluster
-        self.clock = clock or Clock()
-        self.namespace = namespace
-        self.instance_id = instance_id or None
-        self.workers = max(1, workers)
-        self.queue = WorkQueue()
-        self.measure: Measure = measure or provider_measure
-        self._keys: set[str] = set()
-
-    def in_scope(self, run: Obj) -> bool:
-        labels = run.get("metadata", {}).get("labels") or {}
-        if self.instance_id:
-            return labels.get(names.INSTANCE_ID_LABEL) == self.instance_id
-        return names.INSTANCE_ID_LABEL not in labels
-
-    async def requeue_all(self) -> None:
-        """Queue every known run (after the clock moved)."""
-        for key in list(self._keys):
-            await self.queue.add(key)
+        super().__init__(cluster, clock, namespace=namespace, instance_id=instance_id, workers=workers)
+        self.measure: Measure = measure or providers.measure
 
     # -- reconcile -----------------------------------------------------------------------------
     async def reconcile(self, key: str) -> float | None:
@@ -100,26 +81,48 @@ class AnalysisRunController:
                 return 0.0  # terminate (or a delete) landed meanwhile: measure again from it
             for ev in update.events:
                 await self._event(run, ev.type, ev.reason, ev.message, now)
+        await self._collect_garbage(run, run_plan)
         wake = analysisrun.next_reconcile(run, run_plan, now)
         return None if wake is None else max(0.0, (wake - now).total_seconds())
 
     async def _measure_all(self, run: Obj, run_plan: analysisrun.RunPlan) -> dict[str, dict[str, Any]]:
-        """Each due metric's measurement, taken concurrently; a terminating run's in-flight
-        measurements end as they are (the providers here answer within one call)."""
-        tasks = [t for t in run_plan.tasks if not (run_plan.terminating and t.incomplete is not None)]
+        """Each due metric's measurement, taken concurrently: a new one, or an in-flight one (a
+        job's) carried on, or ended when the run is terminating."""
+        ctx = providers.Context(self.cluster, run, clock=self.clock.now)
 
         async def one(task: analysisrun.MetricTask) -> tuple[str, dict[str, Any]]:
             name = str(task.metric.get("name"))
             try:
-                return name, await self.measure(task.metric, run, self.cluster)
+                if task.incomplete is None:
+                    return name, await self.measure(task.metric, ctx)
+                if run_plan.terminating:
+                    return name, await providers.terminate(task.metric, task.incomplete, ctx)
+                return name, await providers.resume(task.metric, task.incomplete, ctx)
             except Exception as exc:  # a provider must never stop the run: an Error measurement
                 log.warning("measuring %s of %s failed", name, key_of(run), exc_info=True)
                 now = rfc3339(self.clock.now())
                 return name, {"phase": PHASE_ERROR, "message": str(exc), "startedAt": now, "finishedAt": now}
 
+        tasks = run_plan.tasks
         if len(tasks) <= 1:  # the common case, without the tasks gather would make
             return dict([await one(t) for t in tasks])
         return dict(await asyncio.gather(*(one(t) for t in tasks)))
+
+    async def _collect_garbage(self, run: Obj, run_plan: analysisrun.RunPlan) -> None:
+        """What measurements beyond each metric's retention left in the cluster (a job's Jobs)."""
+        ctx = providers.Context(self.cluster, run, clock=self.clock.now)
+        for metric in run_plan.metrics:
+            if providers.provider_of(metric) != "job":
+                continue
+            limit = run_plan.retention.get(
+                str(metric.get("name")), analysisrun.DEFAULT_MEASUREMENT_HISTORY_LIMIT
+            )
+            try:
+                await providers.garbage_collect(metric, ctx, limit)
+            except Exception:  # tried again on the run's next reconcile
+                log.warning(
+                    "cleaning up after %s of %s failed", metric.get("name"), key_of(run), exc_info=True
+                )
 
     async def _event(self, run: Obj, type_: str, reason: str, message: str, now: datetime) -> None:
         about = {**run, "apiVersion": names.API_VERSION, "kind": "AnalysisRun"}
@@ -155,23 +158,6 @@ class AnalysisRunController:
                     self.queue.add_after(key, again)
             finally:
                 await self.queue.done(key)
-
-    async def run(self) -> None:
-        """Watch, list, and work until cancelled."""
-        watch_task = asyncio.create_task(self._watch_loop())
-        await asyncio.sleep(0)  # subscribe before listing, so no change is missed
-        for obj in await self.cluster.list("AnalysisRun", self.namespace):
-            key = key_of(obj)
-            self._keys.add(key)
-            await self.queue.add(key)
-        workers = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
-        try:
-            await asyncio.gather(watch_task, *workers)
-        finally:
-            await self.queue.shutdown()
-            for t in [watch_task, *workers]:
-                t.cancel()
-            await asyncio.gather(watch_task, *workers, return_exceptions=True)
 
 
 def _replace_lists(status: dict[str, Any]) -> dict[str, Any]:

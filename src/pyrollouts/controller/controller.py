@@ -6,7 +6,6 @@ server runs it over SQLite and processes, ``rollouts controller`` over the Kuber
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -20,9 +19,9 @@ from ..model import names
 from ..model.cluster import Cluster, NotFound, Obj, WatchEvent
 from ..model.rollout import Rollout
 from .apply import ReplicaSetNameTaken, SpecRejected, apply_plan
+from .base import QueueController, key_of
 from .clock import Clock
 from .observe import gather
-from .workqueue import WorkQueue
 
 log = logging.getLogger("pyrollouts.controller")
 
@@ -36,13 +35,10 @@ ANALYSIS_POLL_SECONDS = 5.0
 WORKLOAD_KINDS = ("Deployment",)
 
 
-def key_of(obj: Obj) -> str:
-    meta = obj.get("metadata", {})
-    return f"{meta.get('namespace', 'default')}/{meta.get('name', '')}"
-
-
-class RolloutController:
+class RolloutController(QueueController):
     """Reconciles every Rollout in scope. ``run()`` until cancelled."""
+
+    kind = "Rollout"
 
     def __init__(
         self,
@@ -54,36 +50,14 @@ class RolloutController:
         workers: int = 1,
         on_reconcile: Callable[[Obj, float, Exception | None], None] | None = None,
     ) -> None:
-        self.cluster = cluster
-        self.clock = clock or Clock()
-        self.namespace = namespace
-        self.instance_id = instance_id or None
-        self.workers = max(1, workers)
-        self.queue = WorkQueue()
+        super().__init__(cluster, clock, namespace=namespace, instance_id=instance_id, workers=workers)
         self.on_reconcile = on_reconcile
         self._seen: set[str] = set()
         self._rs_owner: dict[str, str] = {}  # "ns/rs" -> "ns/rollout"
-        self._rollout_keys: set[str] = set()
         # (kind, namespace, name) of a Service or Deployment -> the Rollouts that name it, and back.
         self._referrers: dict[tuple[str, str, str], set[str]] = {}
         self._refs_of: dict[str, set[tuple[str, str, str]]] = {}
-        self._ready = asyncio.Event()
         self.watches_analysis = True
-
-    # -- scope ---------------------------------------------------------------------------------
-    def in_scope(self, rollout: Obj) -> bool:
-        """Argo's sharding: objects labelled with an instance id belong to that controller only."""
-        labels = rollout.get("metadata", {}).get("labels") or {}
-        return (
-            labels.get(names.INSTANCE_ID_LABEL) == self.instance_id
-            if self.instance_id
-            else (names.INSTANCE_ID_LABEL not in labels)
-        )
-
-    @property
-    def ready(self) -> asyncio.Event:
-        """Set once the initial list has been queued."""
-        return self._ready
 
     # -- event routing -------------------------------------------------------------------------
     async def _route(self, ev: WatchEvent) -> None:
@@ -104,11 +78,11 @@ class RolloutController:
     async def _route_rollout(self, ev: WatchEvent) -> None:
         key = key_of(ev.obj)
         if ev.type == "DELETED":
-            self._rollout_keys.discard(key)
+            self._keys.discard(key)
             self._seen.discard(key)
             self._remember_refs(key, None)
             return
-        self._rollout_keys.add(key)
+        self._keys.add(key)
         self._remember_refs(key, ev.obj)
         await self.queue.add(key)
 
@@ -189,11 +163,6 @@ class RolloutController:
             except Exception:  # routing must never stop the watch
                 log.exception("routing a watch event failed")
 
-    async def requeue_all(self) -> None:
-        """Queue every known Rollout (after the clock moved, or on a periodic resync)."""
-        for key in list(self._rollout_keys):
-            await self.queue.add(key)
-
     # -- reconcile -----------------------------------------------------------------------------
     async def reconcile(self, key: str) -> float | None:
         """Plan and apply once for one Rollout; returns seconds until it should be looked at again."""
@@ -201,9 +170,12 @@ class RolloutController:
         try:
             obj = await self.cluster.get("Rollout", ns, name)
         except NotFound:
-            self._rollout_keys.discard(key)
+            self._keys.discard(key)
             self._seen.discard(key)
+            self._remember_refs(key, None)
             return None
+        # Also how the Rollouts of the initial list (no watch event) get their references indexed.
+        self._remember_refs(key, obj)
         if not self.in_scope(obj) or obj.get("metadata", {}).get("deletionTimestamp"):
             return None
         first = key not in self._seen
@@ -276,25 +248,6 @@ class RolloutController:
         if again is not None:
             self.queue.add_after(key, again)
         return None
-
-    async def run(self) -> None:
-        """Watch, list, and work until cancelled."""
-        watch_task = asyncio.create_task(self._watch_loop())
-        await asyncio.sleep(0)  # let the watch subscribe before listing, so no change is missed
-        for obj in await self.cluster.list("Rollout", self.namespace):
-            key = key_of(obj)
-            self._rollout_keys.add(key)
-            self._remember_refs(key, obj)
-            await self.queue.add(key)
-        self._ready.set()
-        workers = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
-        try:
-            await asyncio.gather(watch_task, *workers)
-        finally:
-            await self.queue.shutdown()
-            for t in [watch_task, *workers]:
-                t.cancel()
-            await asyncio.gather(watch_task, *workers, return_exceptions=True)
 
 
 def _references(rollout: Obj) -> set[tuple[str, str, str]]:

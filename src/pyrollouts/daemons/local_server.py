@@ -194,7 +194,7 @@ class LocalServer:
         self.proxy = ProxyManager(self.state_dir, bind=self.proxy_bind)
         self.service_proxy = ServiceProxyController(self.runtime.cluster, self.proxy)
         # Readings of the proxy's counters, for traffic over a window (analysis: docs/analysis.md).
-        self.traffic = TrafficHistory(self.proxy.stats, **self.traffic_options)
+        self.traffic = TrafficHistory(self.proxy.counters, **self.traffic_options)
         self.controller = RolloutController(self.runtime.cluster, self.clock)
         self.analysis = AnalysisRunController(self.runtime.cluster, self.clock)
         api_clock = ControllerClock(self.clock, self.controller, self.test_clock, self.analysis)

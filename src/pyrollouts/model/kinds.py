@@ -43,9 +43,11 @@ POD = Kind("Pod", "", "v1", "pods", ("po",))
 SERVICE = Kind("Service", "", "v1", "services", ("svc",))
 EVENT = Kind("Event", "", "v1", "events", ("ev",))
 NAMESPACE = Kind("Namespace", "", "v1", "namespaces", ("ns",), namespaced=False)
+#: What a ``job`` metric provider creates (its pod template runs to completion).
+JOB = Kind("Job", "batch", "v1", "jobs")
 
 #: kind name -> Kind, for every kind the object model stores (a Deployment is stored only as a
-#: Rollout's spec.workloadRef; the analysis kinds are stored, and nothing runs an AnalysisRun yet).
+#: Rollout's spec.workloadRef; a Job is what a ``job`` metric creates, run to completion).
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
@@ -59,6 +61,7 @@ KINDS: dict[str, Kind] = {
         ANALYSIS_TEMPLATE,
         CLUSTER_ANALYSIS_TEMPLATE,
         ANALYSIS_RUN,
+        JOB,
     )
 }
 

@@ -29,10 +29,6 @@ SUPPORTED_KINDS: dict[str, str] = {
     k.name: k.api_version
     for k in kinds.MANIFEST_KINDS  # a Deployment: stored, never run
 }
-#: Kinds that the local runtime stores and nothing acts on yet; the CLI's Kubernetes path skips them.
-KEPT_KINDS = frozenset(
-    k.name for k in (kinds.ANALYSIS_TEMPLATE, kinds.CLUSTER_ANALYSIS_TEMPLATE, kinds.ANALYSIS_RUN)
-)
 CLUSTER_SCOPED = kinds.CLUSTER_SCOPED
 DEFAULT_NAMESPACE = "default"
 

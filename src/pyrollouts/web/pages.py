@@ -11,14 +11,16 @@ from __future__ import annotations
 import functools
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 from ..service import guard, streams
 from ..service.verbs import VerbError
-from . import render
+from . import analysisview, render
 from .api import COOKIE, bearer_ok, stream_changes
 from .context import WEB_KEY, WebContext
+from .escape import e
 
 STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 
@@ -65,10 +67,7 @@ def _authorized(handler: streams.Handler) -> streams.Handler:
 
 
 def _error_page(exc: VerbError) -> web.Response:
-    body = (
-        f'<h1>{exc.code}</h1><p class="error">{render.e(exc.message)}</p>'
-        '<p><a href="/">All rollouts</a></p>'
-    )
+    body = f'<h1>{exc.code}</h1><p class="error">{e(exc.message)}</p><p><a href="/">All rollouts</a></p>'
     return web.Response(
         status=exc.code, content_type="text/html", text=render.page("Error", body, data={"page": "none"})
     )
@@ -160,6 +159,55 @@ async def rollout_stream(request: web.Request) -> web.StreamResponse:
     return await stream_changes(request, ns, each)
 
 
+@_authorized
+async def run_page(request: web.Request) -> web.StreamResponse:
+    """GET /rollouts/{ns}/{name}/analysisruns/{run}: one AnalysisRun of a rollout."""
+    ctx = _ctx(request)
+    ns, name, run_name = request.match_info["ns"], request.match_info["name"], request.match_info["run"]
+    try:
+        run = await ctx.source.analysis_run(ns, name, run_name)
+    except VerbError as exc:
+        return _error_page(exc)
+    data = {
+        "stream": f"/ui/rollouts/{quote(ns)}/{quote(name)}/analysisruns/{quote(run_name)}/stream",
+        "page": "analysisrun",
+        "phase": str((run.get("status") or {}).get("phase") or ""),
+    }
+    html = render.page(f"{run_name} · {name} · {ns}", analysisview.run_page_body(ns, name, run), data=data)
+    return web.Response(text=html, content_type="text/html")
+
+
+@streams.limited
+@_authorized
+async def run_stream(request: web.Request) -> web.StreamResponse:
+    """GET /ui/rollouts/{ns}/{name}/analysisruns/{run}/stream: ``fragments`` events {phase, parts}
+    with the parts of the run's page that changed; ``deleted`` when the run (or rollout) is gone."""
+    ctx = _ctx(request)
+    ns, name, run_name = request.match_info["ns"], request.match_info["name"], request.match_info["run"]
+    try:
+        await ctx.source.analysis_run(ns, name, run_name)
+    except VerbError as exc:
+        return web.json_response({"error": exc.message}, status=exc.code)
+    last: dict[str, str] = {}
+
+    async def each(stream: streams.EventStream) -> bool:
+        try:
+            run = await ctx.source.analysis_run(ns, name, run_name)
+        except VerbError as exc:
+            await stream.send({"name": run_name, "message": exc.message}, "deleted")
+            return False
+        parts = analysisview.run_fragments(run)
+        changed = {k: v for k, v in parts.items() if last.get(k) != v}
+        if changed:
+            phase = str((run.get("status") or {}).get("phase") or "")
+            await stream.send({"phase": phase, "parts": changed}, "fragments")
+            last.update(changed)
+        await stream.ping_if_idle()
+        return True
+
+    return await stream_changes(request, ns, each)
+
+
 @streams.limited
 @_authorized
 async def list_stream(request: web.Request) -> web.StreamResponse:
@@ -199,5 +247,7 @@ def page_routes() -> list[web.AbstractRouteDef]:
         web.get("/rollouts/{ns}/{name}", rollout_page),
         web.get("/ui/rollouts/{ns}/stream", list_stream),
         web.get("/ui/rollouts/{ns}/{name}/stream", rollout_stream),
+        web.get("/rollouts/{ns}/{name}/analysisruns/{run}", run_page),
+        web.get("/ui/rollouts/{ns}/{name}/analysisruns/{run}/stream", run_stream),
         web.get("/ui/static/{file}", static),
     ]

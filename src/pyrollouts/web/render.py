@@ -6,11 +6,13 @@ the scale-down countdowns. Every value is escaped; nothing from a manifest reach
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
+
+from .analysisview import revision_runs
+from .escape import e
 
 PHASE_CLASS = {"Healthy": "ok", "Progressing": "wait", "Paused": "paused", "Degraded": "bad"}
 RS_CLASS = {"Healthy": "ok", "Progressing": "wait", "ScaledDown": "off"}
@@ -24,11 +26,6 @@ BUTTONS = (
     ("retry", "Retry", "Retry the aborted update?"),
     ("restart", "Restart", "Restart every pod of this rollout, one at a time?"),
 )
-
-
-def e(value: Any) -> str:
-    """Escape any value for HTML text or a quoted attribute."""
-    return html.escape("" if value is None else str(value), quote=True)
 
 
 def pod_class(pod: Mapping[str, Any]) -> str:
@@ -175,13 +172,17 @@ def revisions(info: Mapping[str, Any]) -> str:
     by_rev: dict[int, list[Mapping[str, Any]]] = {}
     for rs in info.get("replicaSets") or []:
         by_rev.setdefault(int(rs["revision"]), []).append(rs)
+    runs_of: dict[int, list[Mapping[str, Any]]] = {}
+    for run in info.get("analysisRuns") or []:
+        runs_of.setdefault(int(run.get("revision") or 0), []).append(run)
     newest = max(by_rev, default=0)
     out = []
-    for rev in sorted(by_rev, reverse=True):
-        rss = by_rev[rev]
+    # A revision whose ReplicaSet is gone may still have runs (history limits differ): as Argo's.
+    for rev in sorted(set(by_rev) | set(runs_of), reverse=True):
+        rss = by_rev.get(rev, [])
         roles = [r for rs in rss for r in _roles(rs)]
         rollback = ""
-        if rev != newest:
+        if rev != newest and rss:
             url = f"/api/v1/rollouts/{quote(ns)}/{quote(name)}/undo/{rev}"
             rollback = (
                 f'<button class="rollback" id="btn-rollback-{rev}" data-action="rollback" '
@@ -215,7 +216,8 @@ def revisions(info: Mapping[str, Any]) -> str:
             )
         out.append(
             f'<section class="revision" data-revision="{rev}" data-roles="{e(" ".join(roles))}">'
-            f"<h3>Revision {rev} {_role_badges(roles)} {rollback}</h3>{''.join(tiles)}</section>"
+            f"<h3>Revision {rev} {_role_badges(roles)} {rollback}</h3>{''.join(tiles)}"
+            f"{revision_runs(ns, name, runs_of.get(rev, []))}</section>"
         )
     return "".join(out) or '<p class="none">No revisions yet.</p>'
 

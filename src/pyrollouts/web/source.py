@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
+from ..model import owners
 from ..model.cluster import Cluster, ClusterError, Obj, WatchEvent
 from ..service.verbs import VerbError, get_rollout
 from .rolloutinfo import InfoBuilder, argo_info
@@ -105,6 +106,20 @@ class Source:
             return []
         self.runs_unlisted.discard(ns)
         return runs
+
+    async def analysis_run(self, ns: str, rollout: str, name: str) -> Obj:
+        """The AnalysisRun ``name`` of the Rollout ``rollout`` (listed, not got: the dashboard's
+        role grants ``list`` on runs). VerbError 404 naming what is missing: the rollout, or a run
+        of that name it owns; 403 when this dashboard may not read runs at all."""
+        ro = await self.rollout(ns, rollout)
+        try:
+            runs = await self.cluster.list("AnalysisRun", ns)
+        except ClusterError as exc:
+            raise VerbError(403, f"AnalysisRuns of namespace '{ns}' cannot be read here: {exc}") from exc
+        for run in owners.owned(runs, {"kind": "Rollout", **ro}):
+            if (run.get("metadata") or {}).get("name") == name:
+                return dict(run)
+        raise VerbError(404, f"analysisrun '{name}' of rollout '{rollout}' not found in namespace '{ns}'")
 
     async def infos(self, ns: str) -> list[Obj]:
         """RolloutInfo of every Rollout in a namespace, by name."""

@@ -63,7 +63,8 @@ app.kubernetes.io/component: dashboard
 The controller's grants, exactly what it calls (tests/k8s/test_helm_install.py checks them against
 the apiserver audit log). ReplicaSets, Services and Pods are read from watch caches, so no `get`.
 AnalysisRuns are watched (their Rollouts follow them) and read fresh before a measurement; the
-analysis controller writes their status; templates are read when a run is made from them.
+analysis controller writes their status; templates are read when a run is made from them; the job
+metric provider creates, reads, lists and deletes Jobs (their pods are read from the cache).
 Used as ClusterRole rules, or as Role rules in namespaced mode. Leases are
 granted separately, in the release namespace only.
 */}}
@@ -95,6 +96,9 @@ granted separately, in the release namespace only.
 - apiGroups: ["argoproj.io"]
   resources: ["analysistemplates", "clusteranalysistemplates"]
   verbs: ["get"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "create", "delete"]
 {{- end -}}
 
 {{/*

@@ -28,48 +28,34 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ...engine.measurement import assess
-from ...model.analysis import PHASE_ERROR
-from ...model.timefmt import rfc3339
+from .common import MeasurementError, http, take, utc_now
 
 DEFAULT_TIMEOUT_SECONDS = 30
+#: The metric result's metadata key for the query as sent (Argo's).
+RESOLVED_QUERY_KEY = "ResolvedPrometheusQuery"
 #: Argo's fallback for a metric without ``address``.
 ENV_ADDRESS = "ARGO_ROLLOUTS_PROMETHEUS_ADDRESS"
-
-
-class _MeasurementError(Exception):
-    """Ends the measurement in Error with this message."""
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def measure(
     metric: Mapping[str, Any],
     *,
     session: aiohttp.ClientSession | None = None,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Callable[[], datetime] = utc_now,
 ) -> dict[str, Any]:
     """One measurement of a metric whose provider is ``prometheus``: a Measurement dict (``phase``,
     ``value``, ``message``, ``startedAt``, ``finishedAt``, ``metadata`` for warnings). Errors of the
     query, the server or the conditions are the measurement's Error phase, with a message; nothing
     is raised."""
-    started = rfc3339(clock())
-    prom = metric.get("provider", {}).get("prometheus") or {}
-    try:
-        data, warnings = await _query(prom, session)
-        result, value = _result(data)
-    except _MeasurementError as e:
-        return {"phase": PHASE_ERROR, "message": str(e), "startedAt": started, "finishedAt": rfc3339(clock())}
-    verdict = assess(result, metric.get("successCondition"), metric.get("failureCondition"))
-    out: dict[str, Any] = {"phase": verdict.phase, "value": value, "startedAt": started}
-    if verdict.message:
-        out["message"] = verdict.message
-    if warnings:
-        out["metadata"] = {"warnings": ", ".join(f'"{w}"' for w in warnings)}
-    out["finishedAt"] = rfc3339(clock())
-    return out
+    return await take(metric, _measured(metric.get("provider", {}).get("prometheus") or {}, session), clock)
+
+
+async def _measured(
+    prom: Mapping[str, Any], session: aiohttp.ClientSession | None
+) -> tuple[Any, str, dict[str, str]]:
+    data, warnings = await _query(prom, session)
+    result, value = _result(data)
+    return result, value, ({"warnings": ", ".join(f'"{w}"' for w in warnings)} if warnings else {})
 
 
 def go_float(x: float) -> str:
@@ -88,12 +74,12 @@ def go_float(x: float) -> str:
 def _address(prom: Mapping[str, Any]) -> str:
     address = str(prom.get("address") or "") or os.environ.get(ENV_ADDRESS, "")
     if not address:
-        raise _MeasurementError(
+        raise MeasurementError(
             f"prometheus address is not configured: set provider.prometheus.address or ${ENV_ADDRESS}"
         )
     parts = urlsplit(address)
     if not parts.scheme or not parts.netloc:
-        raise _MeasurementError(f"prometheus address is not in url format: {address!r}")
+        raise MeasurementError(f"prometheus address is not in url format: {address!r}")
     return address.rstrip("/")
 
 
@@ -102,9 +88,9 @@ def _timeout(prom: Mapping[str, Any]) -> float:
     try:
         seconds = int(raw or 0)
     except (TypeError, ValueError):
-        raise _MeasurementError(f"prometheus timeout must be a number of seconds, not {raw!r}") from None
+        raise MeasurementError(f"prometheus timeout must be a number of seconds, not {raw!r}") from None
     if seconds < 0:
-        raise _MeasurementError("prometheus timeout should not be negative")
+        raise MeasurementError("prometheus timeout should not be negative")
     # 0 is the default too (Argo would give the query no time at all).
     return float(seconds or DEFAULT_TIMEOUT_SECONDS)
 
@@ -114,7 +100,7 @@ def _basic_auth(prom: Mapping[str, Any]) -> str | None:
     auth = prom.get("authentication") or {}
     unsupported = sorted(k for k, v in auth.items() if v and k != "basicAuth")
     if unsupported:
-        raise _MeasurementError(
+        raise MeasurementError(
             f"prometheus authentication {', '.join(unsupported)} is not supported by pyrollouts yet "
             "(basicAuth is; or send a token in headers)"
         )
@@ -123,9 +109,9 @@ def _basic_auth(prom: Mapping[str, Any]) -> str | None:
     if not user and not password:
         return None
     if not user:
-        raise _MeasurementError("missing mandatory parameter in metric for basic auth setup: username")
+        raise MeasurementError("missing mandatory parameter in metric for basic auth setup: username")
     if not password:
-        raise _MeasurementError("missing mandatory parameter in metric for basic auth setup: password")
+        raise MeasurementError("missing mandatory parameter in metric for basic auth setup: password")
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
@@ -134,7 +120,7 @@ async def _query(
 ) -> tuple[Mapping[str, Any], list[str]]:
     """The ``data`` of Prometheus' answer to the metric's query, and its warnings."""
     if prom.get("rangeQuery"):
-        raise _MeasurementError(
+        raise MeasurementError(
             "prometheus rangeQuery is not supported by pyrollouts yet: use an instant query"
         )
     status, text = await _post(prom, session)
@@ -143,14 +129,14 @@ async def _query(
     except ValueError:
         body = None
     if not isinstance(body, Mapping):
-        raise _MeasurementError(f"prometheus answered HTTP {status} without a JSON body: {text[:200]!r}")
+        raise MeasurementError(f"prometheus answered HTTP {status} without a JSON body: {text[:200]!r}")
     if body.get("status") != "success":
-        raise _MeasurementError(
+        raise MeasurementError(
             f"{body.get('errorType') or f'HTTP {status}'}: {body.get('error') or text[:200]}"
         )
     data = body.get("data")
     if not isinstance(data, Mapping):
-        raise _MeasurementError("prometheus answered success without data")
+        raise MeasurementError("prometheus answered success without data")
     return data, [str(w) for w in body.get("warnings") or []]
 
 
@@ -167,31 +153,22 @@ async def _post(prom: Mapping[str, Any], session: aiohttp.ClientSession | None) 
     auth = _basic_auth(prom)
     if auth:
         headers["Authorization"] = auth
-    own = session is None
-    client = session or aiohttp.ClientSession()
-    try:
-        async with client.post(
-            url,
-            data=form,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            ssl=not prom.get("insecure"),
-        ) as response:
-            return response.status, await response.text(errors="replace")
-    except TimeoutError as e:
-        raise _MeasurementError(f'Post "{url}": timed out after {timeout:g}s') from e
-    except (aiohttp.ClientError, ValueError) as e:
-        raise _MeasurementError(f'Post "{url}": {e or type(e).__name__}') from e
-    finally:
-        if own:
-            await client.close()
+    return await http(
+        "POST",
+        url,
+        data=form,
+        headers=headers,
+        timeout=timeout,
+        insecure=bool(prom.get("insecure")),
+        session=session,
+    )
 
 
 def _sample(pair: Any) -> float:
     try:
         return float(pair[1])
     except (TypeError, ValueError, IndexError) as e:
-        raise _MeasurementError(f"prometheus answered a sample that is not [time, value]: {pair!r}") from e
+        raise MeasurementError(f"prometheus answered a sample that is not [time, value]: {pair!r}") from e
 
 
 def _result(data: Mapping[str, Any]) -> tuple[Any, str]:
@@ -207,8 +184,8 @@ def _result(data: Mapping[str, Any]) -> tuple[Any, str]:
             _sample(v) for series in raw or [] if series is not None for v in series.get("values") or []
         ]
     else:
-        raise _MeasurementError(f"Prometheus metric type not supported: {kind}")
+        raise MeasurementError(f"Prometheus metric type not supported: {kind}")
     return samples, "[" + ",".join(go_float(x) for x in samples) + "]"
 
 
-__all__ = ["DEFAULT_TIMEOUT_SECONDS", "ENV_ADDRESS", "go_float", "measure"]
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "ENV_ADDRESS", "RESOLVED_QUERY_KEY", "go_float", "measure"]

@@ -13,48 +13,35 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 
-from ...engine.measurement import assess
-from ...model.analysis import PHASE_ERROR
 from ...model.jsonpath import JSONPathError, compile_path
-from ...model.timefmt import rfc3339
+from .common import MeasurementError, http, take, utc_now
 
 DEFAULT_TIMEOUT_SECONDS = 10
 _BODY_METHODS = ("POST", "PUT")
-
-
-class _MeasurementError(Exception):
-    """Ends the measurement in Error with this message."""
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def measure(
     metric: Mapping[str, Any],
     *,
     session: aiohttp.ClientSession | None = None,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Callable[[], datetime] = utc_now,
 ) -> dict[str, Any]:
     """One measurement of a metric whose provider is ``web``: a Measurement dict (``phase``,
     ``value``, ``message``, ``startedAt``, ``finishedAt``). Errors of the request, the response or
     the conditions are the measurement's Error phase, with a message; nothing is raised."""
-    started = rfc3339(clock())
-    try:
-        result, value = await _fetch(metric.get("provider", {}).get("web") or {}, session)
-    except _MeasurementError as e:
-        return {"phase": PHASE_ERROR, "message": str(e), "startedAt": started, "finishedAt": rfc3339(clock())}
-    verdict = assess(result, metric.get("successCondition"), metric.get("failureCondition"))
-    out: dict[str, Any] = {"phase": verdict.phase, "value": value, "startedAt": started}
-    if verdict.message:
-        out["message"] = verdict.message
-    out["finishedAt"] = rfc3339(clock())
-    return out
+    return await take(metric, _measured(metric.get("provider", {}).get("web") or {}, session), clock)
+
+
+async def _measured(
+    web: Mapping[str, Any], session: aiohttp.ClientSession | None
+) -> tuple[Any, str, dict[str, str]]:
+    result, value = await _fetch(web, session)
+    return result, value, {}
 
 
 async def _fetch(web: Mapping[str, Any], session: aiohttp.ClientSession | None) -> tuple[Any, str]:
@@ -62,14 +49,14 @@ async def _fetch(web: Mapping[str, Any], session: aiohttp.ClientSession | None) 
     try:
         path = compile_path(web.get("jsonPath"))
     except JSONPathError as e:
-        raise _MeasurementError(str(e)) from e
+        raise MeasurementError(str(e)) from e
     method = str(web.get("method") or "GET").upper()
     data, headers = _body(web, method)
     for header in web.get("headers") or []:
         headers[str(header.get("key"))] = str(header.get("value"))
     status, text = await _request(web, method, data, headers, session)
     if not 200 <= status < 300:
-        raise _MeasurementError(f"received non 2xx response code: {status}")
+        raise MeasurementError(f"received non 2xx response code: {status}")
     try:
         document = json.loads(text)
     except ValueError:
@@ -77,18 +64,18 @@ async def _fetch(web: Mapping[str, Any], session: aiohttp.ClientSession | None) 
     try:
         found = path.find(document)
     except JSONPathError as e:
-        raise _MeasurementError(f"Could not find JSONPath in body: {e}") from e
+        raise MeasurementError(f"Could not find JSONPath in body: {e}") from e
     if not found:
-        raise _MeasurementError("result of web metric produced no value")
+        raise MeasurementError("result of web metric produced no value")
     return found[0], json.dumps(found[0], separators=(",", ":"))
 
 
 def _body(web: Mapping[str, Any], method: str) -> tuple[bytes | None, dict[str, str]]:
     body, json_body = web.get("body") or "", web.get("jsonBody")
     if body and json_body is not None:
-        raise _MeasurementError("use either Body or JSONBody; both cannot exists for WebMetric payload")
+        raise MeasurementError("use either Body or JSONBody; both cannot exists for WebMetric payload")
     if (body or json_body is not None) and method not in _BODY_METHODS:
-        raise _MeasurementError("Body/JSONBody can only be used with POST or PUT WebMetric Method types")
+        raise MeasurementError("Body/JSONBody can only be used with POST or PUT WebMetric Method types")
     if json_body is not None:
         return json.dumps(json_body).encode(), {"Content-Type": "application/json"}
     return (body.encode() if body else None), {}
@@ -102,29 +89,19 @@ async def _request(
     session: aiohttp.ClientSession | None,
 ) -> tuple[int, str]:
     if (web.get("authentication") or {}).get("oauth2"):
-        raise _MeasurementError("web metric authentication (oauth2) is not supported by pyrollouts yet")
+        raise MeasurementError("web metric authentication (oauth2) is not supported by pyrollouts yet")
     url = str(web.get("url") or "")
     seconds = int(web.get("timeoutSeconds") or 0)
-    timeout = aiohttp.ClientTimeout(total=seconds if seconds > 0 else DEFAULT_TIMEOUT_SECONDS)
-    own = session is None
-    client = session or aiohttp.ClientSession()
-    try:
-        async with client.request(
-            method,
-            url,
-            data=data,
-            headers=headers,
-            timeout=timeout,
-            ssl=not web.get("insecure"),
-        ) as response:
-            return response.status, await response.text(errors="replace")
-    except TimeoutError as e:
-        raise _MeasurementError(f'{method.title()} "{url}": timed out after {timeout.total:g}s') from e
-    except (aiohttp.ClientError, ValueError) as e:
-        raise _MeasurementError(f'{method.title()} "{url}": {e or type(e).__name__}') from e
-    finally:
-        if own:
-            await client.close()
+    timeout = float(seconds if seconds > 0 else DEFAULT_TIMEOUT_SECONDS)
+    return await http(
+        method,
+        url,
+        data=data,
+        headers=headers,
+        timeout=timeout,
+        insecure=bool(web.get("insecure")),
+        session=session,
+    )
 
 
 __all__ = ["DEFAULT_TIMEOUT_SECONDS", "measure"]

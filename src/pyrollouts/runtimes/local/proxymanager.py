@@ -392,6 +392,18 @@ class ProxyManager:
         data: dict[str, Any] = await resp.json()
         return data
 
+    async def counters(self) -> dict[str, Any]:
+        """The proxy's /counters: raw per-revision totals with its pid and uptime. A proxy that
+        predates that route (adopted after an upgrade) is read through /stats instead, which
+        carries the same totals (``traffichistory`` reads both)."""
+        resp = await self._call("GET", "/counters")
+        if resp.status == 404:
+            return await self.stats()
+        if resp.status != 200:
+            raise ProxyError(f"the proxy answered /counters with {resp.status}: {await resp.text()}")
+        data: dict[str, Any] = await resp.json()
+        return data
+
     async def metrics_text(self) -> str:
         """The proxy's /metrics in Prometheus text format."""
         resp = await self._call("GET", "/metrics")

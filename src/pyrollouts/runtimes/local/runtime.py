@@ -1,7 +1,8 @@
-"""``LocalRuntime``: the local runtime assembled: the store, its Cluster, the ReplicaSet controller
-and the process supervisor, all on one state dir.
+"""``LocalRuntime``: the local runtime assembled: the store, its Cluster, the ReplicaSet controller,
+the Job controller and the process supervisor, all on one state dir.
 
 State dir layout: ``state.db`` (the store), ``logs/<ns>/<pod>/<container>.log``,
+``jobs/<ns>/<job>/<container>.log`` (a Job's output: jobs.py),
 ``volumes/<ns>/<pod>/<volume>`` (emptyDir), ``images.yaml`` (the user's image map, optional).
 """
 
@@ -18,6 +19,7 @@ import platformdirs
 from ...model.cluster import Conflict
 from .cluster import LocalCluster
 from .imagemap import ImageMap
+from .jobs import JobController
 from .podspec import check_service_ports, check_template, template_warnings
 from .ports import pod_ports, recorded_ports
 from .replicaset import DEFAULT_MAX_REPLICAS, ReplicaSetController, check_counts
@@ -34,7 +36,11 @@ _TEMPLATE_KINDS = {"Rollout": "spec.template", "ReplicaSet": "spec.template", "D
 OWNED_ANNOTATION_PREFIX = "local.pyrollouts.io/"
 #: Kinds whose status only the local runtime writes (the kubelet's and the ReplicaSet
 #: controller's part): a client status write would mark a dead replica Ready.
-RUNTIME_STATUS_KINDS = {"Pod": "the supervisor", "ReplicaSet": "the ReplicaSet controller"}
+RUNTIME_STATUS_KINDS = {
+    "Pod": "the supervisor",
+    "ReplicaSet": "the ReplicaSet controller",
+    "Job": "the Job controller",
+}
 
 
 def _name(obj: Mapping[str, Any]) -> str:
@@ -87,6 +93,7 @@ class LocalRuntime:
             self.store, self.state_dir, self.imagemap, backoff=backoff, drain_delay=drain_delay
         )
         self.replicasets = ReplicaSetController(self.store, max_replicas=self.max_replicas)
+        self.jobs = JobController(self.store, self.state_dir, self.imagemap)
         self._started = False
         self._lock: TextIO | None = None
 
@@ -130,11 +137,13 @@ class LocalRuntime:
         self._started = True
         await self.supervisor.start()
         await self.replicasets.start()
+        await self.jobs.start()
 
     async def stop(self, terminate_pods: bool = False, grace: float | None = None) -> None:
         """Stop the controllers and close the store. App processes keep running unless
         ``terminate_pods`` (SIGTERM, SIGKILL after ``grace`` or each Pod's grace period)."""
         if self._started:
+            await self.jobs.stop()
             await self.replicasets.stop()
             await self.supervisor.stop(terminate_pods=terminate_pods, grace=grace)
             self._started = False

@@ -35,7 +35,7 @@ from ...model.timefmt import rfc3339
 from ...model.useractions import apply_merge_patch
 
 #: Kinds whose status is a subresource: object writes never change it, status writes change only it.
-STATUS_KINDS = frozenset({"Rollout", "ReplicaSet", "Pod", "Service", "Namespace", "AnalysisRun"})
+STATUS_KINDS = frozenset({"Rollout", "ReplicaSet", "Pod", "Service", "Namespace", "AnalysisRun", "Job"})
 #: How many Events each namespace keeps (the oldest go first).
 DEFAULT_EVENT_CAP = 1000
 

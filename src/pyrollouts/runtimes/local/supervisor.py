@@ -77,6 +77,23 @@ APP_UMASK = 0o022
 # ---- processes ----------------------------------------------------------------------------------
 
 
+def spawn(argv: list[str], env: Mapping[str, str], cwd: str | None, out: Any) -> subprocess.Popen[bytes]:
+    """Start an app's process as the runtime does for a container (a pod's or a Job's): its own
+    session (the runtime stops it as a group), stdin from /dev/null, stdout and stderr into ``out``
+    (a file or descriptor), no inherited descriptors, APP_UMASK."""
+    return subprocess.Popen(
+        argv,
+        env=dict(env),
+        cwd=cwd or None,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        close_fds=True,
+        umask=APP_UMASK,
+    )
+
+
 def _proc_stat(pid: int) -> list[str] | None:
     """/proc/<pid>/stat from field 3 (the state) on, or None when there is no such process."""
     try:
@@ -502,17 +519,7 @@ class PodRunner:
         # rotation's truncate), so it keeps logging while no server runs.
         out = logfiles.open_live(self.log_dir, str(c.get("name")))
         try:
-            popen = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=c.get("workingDir") or None,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                umask=APP_UMASK,
-            )
+            popen = spawn(argv, env, c.get("workingDir"), out)
         finally:
             os.close(out)
         start = proc_start_time(popen.pid)

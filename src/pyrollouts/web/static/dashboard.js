@@ -69,9 +69,11 @@
       if (rows) rows.innerHTML = JSON.parse(ev.data).html;
       filterRows();
     });
-    es.addEventListener("deleted", () => {
+    es.addEventListener("deleted", (ev) => {
       const n = document.getElementById("notice");
-      if (n) n.textContent = "This rollout was deleted.";
+      let msg = "";
+      try { msg = JSON.parse(ev.data).message || ""; } catch (_) { /* no data */ }
+      if (n) n.textContent = msg || "This rollout was deleted.";
       es.close();
     });
   }

@@ -5,8 +5,10 @@
   "port", "error"}]}``, or 400 ``{"error": "..."}`` naming the bad field (nothing changed then).
 - ``GET /table``: the table being served. ``GET /healthz``: pid, start time, version, failed ports.
 - ``GET /metrics``: Prometheus text. ``GET /stats``: the same counters as JSON, plus current routes.
+- ``GET /counters``: the raw running totals per revision, with pid and uptime (the server reads
+  them every second: keep it cheap).
 
-Five routes, one local client (``ProxyManager``), a few requests a second at most: this is a small
+Six routes, one local client (``ProxyManager``), a few requests a second at most: this is a small
 HTTP/1.1 server on asyncio and httptools (which the data path loads anyway) rather than aiohttp's,
 whose import alone took about half of the proxy process's start-up CPU. It answers every request
 with a Content-Length body, keeps connections alive as HTTP/1.1 asks, and handles one request at a
@@ -57,6 +59,7 @@ class ControlHandler:
             b"/healthz": {b"GET": self.healthz},
             b"/metrics": {b"GET": self.metrics},
             b"/stats": {b"GET": self.stats},
+            b"/counters": {b"GET": self.counters},
         }
 
     async def handle(self, method: bytes, path: bytes, body: bytes) -> Reply:
@@ -107,6 +110,11 @@ class ControlHandler:
     async def stats(self, body: bytes) -> Reply:
         """Counters and routes as JSON."""
         return _json(200, self.proxy.stats(), allow_nan=False, default=str)
+
+
+    async def counters(self, body: bytes) -> Reply:
+        """Raw per-revision totals, pid and uptime."""
+        return _json(200, self.proxy.counters(), allow_nan=False, separators=(",", ":"))
 
 
 class _Request:

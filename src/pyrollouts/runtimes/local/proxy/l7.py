@@ -101,6 +101,50 @@ _RESPONSE_HEADERS: dict[bytes, int] = {
 }
 
 
+class _Scan:
+    """What one pass over a head's headers found (``scan_headers``)."""
+
+    __slots__ = ("chunked", "expect", "host", "length", "nonzero_length", "tokens")
+
+    def __init__(self) -> None:
+        self.chunked = self.length = self.nonzero_length = self.expect = False
+        self.host: bytes | None = None
+        self.tokens: set[bytes] | None = None  # Connection tokens, lowercased
+
+
+def scan_headers(headers: list[tuple[bytes, bytes]], kinds: dict[bytes, int], lines: list[bytes]) -> _Scan:
+    """One pass over a request's or a response's headers (``kinds``: _REQUEST_HEADERS or
+    _RESPONSE_HEADERS): append each forwarded header to ``lines`` and note what decides the framing
+    and the forwarding (chunked, Content-Length, Connection tokens, Host, Expect: 100-continue).
+    Transfer-Encoding, Connection, hop-by-hop and a client's X-Forwarded-* are not forwarded."""
+    found = _Scan()
+    for name, value in headers:
+        kind = kinds.get(name.lower())
+        if kind is None:
+            lines += (name, b": ", value, b"\r\n")
+        elif kind == _HOST:
+            if found.host is None:
+                found.host = value
+            lines += (name, b": ", value, b"\r\n")
+        elif kind == _CONTENT_LENGTH:
+            found.length = True
+            if value.strip() != b"0":
+                found.nonzero_length = True
+            lines += (name, b": ", value, b"\r\n")
+        elif kind == _TRANSFER_ENCODING:
+            if b"chunked" in value.lower():
+                found.chunked = True
+        elif kind == _CONNECTION:
+            if found.tokens is None:
+                found.tokens = set()
+            found.tokens.update(t.strip().lower() for t in value.split(b","))
+        elif kind == _EXPECT and value.lower() == b"100-continue":
+            found.expect = True
+        # else _DROP (hop-by-hop, or a client's X-Forwarded-*), or an Expect other than
+        # 100-continue: not forwarded.
+    return found
+
+
 class _HeadRejected(Exception):
     """Raised from a parser callback to stop parsing a head over the limits (its answer is in
     ``HttpProxyProtocol.rejected``)."""
@@ -179,39 +223,14 @@ def forward_request_head(head: _RequestHead, client_ip: bytes) -> tuple[str, byt
         framing = _request_framing(head.headers)
         return framing, _request_head_bytes(head, framing, client_ip), _expects_continue(head.headers)
     lines: list[bytes] = [head.method + b" " + head.url + b" HTTP/1.1\r\n"]
-    chunked = length = expect = False
-    host: bytes | None = None
-    tokens: set[bytes] | None = None
-    kinds = _REQUEST_HEADERS
-    for name, value in head.headers:
-        kind = kinds.get(name.lower())
-        if kind is None:
-            lines += (name, b": ", value, b"\r\n")
-        elif kind == _HOST:
-            if host is None:
-                host = value
-            lines += (name, b": ", value, b"\r\n")
-        elif kind == _CONTENT_LENGTH:
-            if value.strip() != b"0":
-                length = True
-            lines += (name, b": ", value, b"\r\n")
-        elif kind == _TRANSFER_ENCODING:
-            if b"chunked" in value.lower():
-                chunked = True
-        elif kind == _CONNECTION:
-            if tokens is None:
-                tokens = set()
-            tokens.update(t.strip().lower() for t in value.split(b","))
-        elif kind == _EXPECT and value.lower() == b"100-continue":
-            expect = True
-        # else _DROP (hop-by-hop, or a client's X-Forwarded-*), or an Expect other than
-        # 100-continue: not forwarded.
-    framing = "chunked" if chunked else "length" if length else "none"
-    if tokens is not None and _tokens_name_a_header(tokens, head.headers):
+    found = scan_headers(head.headers, _REQUEST_HEADERS, lines)
+    chunked, expect = found.chunked, found.expect
+    framing = "chunked" if chunked else "length" if found.nonzero_length else "none"
+    if found.tokens is not None and _tokens_name_a_header(found.tokens, head.headers):
         return framing, _request_head_bytes(head, framing, client_ip), expect
     lines += (b"X-Forwarded-For: ", client_ip, b"\r\nX-Forwarded-Proto: http\r\n")
-    if host is not None:
-        lines += (b"X-Forwarded-Host: ", host, b"\r\n")
+    if found.host is not None:
+        lines += (b"X-Forwarded-Host: ", found.host, b"\r\n")
     if chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
     lines.append(b"\r\n")
@@ -1012,23 +1031,8 @@ class _Exchange:
         self.status = status
         # One pass: the forwarded lines, and what decides the framing (as _response_framing).
         lines: list[bytes] = [b"%s %d %s\r\n" % (self.version, status, reason_ or b"-")]
-        chunked = has_length = False
-        tokens: set[bytes] | None = None
-        kinds = _RESPONSE_HEADERS
-        for name, value in headers:
-            kind = kinds.get(name.lower())
-            if kind is None:
-                lines += (name, b": ", value, b"\r\n")
-            elif kind == _CONTENT_LENGTH:
-                has_length = True
-                lines += (name, b": ", value, b"\r\n")
-            elif kind == _TRANSFER_ENCODING:
-                if b"chunked" in value.lower():
-                    chunked = True
-            elif kind == _CONNECTION:
-                if tokens is None:
-                    tokens = set()
-                tokens.update(t.strip().lower() for t in value.split(b","))
+        found = scan_headers(headers, _RESPONSE_HEADERS, lines)
+        chunked, has_length, tokens = found.chunked, found.length, found.tokens
         no_body = self.is_head or status in (204, 304) or status == 101
         mode = "none" if no_body else "chunked" if chunked else "length" if has_length else "eof"
         if mode == "length":

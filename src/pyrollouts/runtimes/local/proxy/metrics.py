@@ -126,6 +126,20 @@ class ProxyMetrics:
             "services": services,
         }
 
+    def counters_json(self) -> dict[str, Any]:
+        """The /counters payload: the raw running totals, cheap to make (no quantiles, no routes),
+        for the server's readings every second (runtimes/local/traffichistory.py). ``series`` is a
+        list of ``[namespace, service, revision, classes, otherClasses, buckets, latencySum]``:
+        ``classes`` counts answers by ``status // 100`` (10 slots, 1-5 used), ``buckets`` the
+        latency histogram per bucket (not cumulative) with bounds ``latencyBucketBounds``."""
+        return {
+            "latencyBucketBounds": BUCKETS,
+            "series": [
+                [ns, svc, rev, st.classes, st.other_classes, st.bucket_counts, st.latency_sum]
+                for (ns, svc, rev), st in self.revisions.items()
+            ],
+        }
+
     def prometheus_text(self) -> bytes:
         """The Prometheus text exposition of every counter."""
         # Imported here, at the first scrape: the proxy does not need it to start serving.

@@ -178,6 +178,14 @@ class ProxyServer:
             **self.state.metrics.as_json(),
         }
 
+    def counters(self) -> dict[str, Any]:
+        """The /counters payload: raw per-revision totals, and who counted them since when."""
+        return {
+            "pid": os.getpid(),
+            "uptimeSeconds": time.time() - self.started,
+            **self.state.metrics.counters_json(),
+        }
+
     async def close(self, drain_seconds: float = 2.0) -> None:
         """Stop accepting, give open connections a moment to finish, close the pool."""
         for server, _ in self.listeners.values():

@@ -54,6 +54,9 @@ class RolloutController(QueueController):
         self.on_reconcile = on_reconcile
         self._seen: set[str] = set()
         self._rs_owner: dict[str, str] = {}  # "ns/rs" -> "ns/rollout"
+        # (kind, namespace, name) of a Service or Deployment -> the Rollouts that name it, and back.
+        self._referrers: dict[tuple[str, str, str], set[str]] = {}
+        self._refs_of: dict[str, set[tuple[str, str, str]]] = {}
         self.watches_analysis = True
 
     # -- event routing -------------------------------------------------------------------------
@@ -61,32 +64,59 @@ class RolloutController(QueueController):
         if ev.kind == "Rollout":
             await self._route_rollout(ev)
         elif ev.kind == "ReplicaSet":
-            await self._route_replicaset(ev.obj)
+            await self._route_replicaset(ev.obj, deleted=ev.type == "DELETED")
         elif ev.kind == "Pod":
             await self._route_pod(ev.obj)
         elif ev.kind == "AnalysisRun":
             await self._route_owned(ev.obj)
         elif ev.kind in ("Service", "Deployment"):
             # Services and workloadRef Deployments are referenced by name from the Rollout's spec:
-            # re-queue the namespace's Rollouts; each one reads only what it references.
-            await self._route_namespace(ev.obj.get("metadata", {}).get("namespace", "default"))
+            # re-queue the Rollouts that name this one (not the whole namespace: a selector switch
+            # would otherwise reconcile every Rollout of the namespace, issue 15).
+            await self._route_referenced(ev.kind, ev.obj)
 
     async def _route_rollout(self, ev: WatchEvent) -> None:
         key = key_of(ev.obj)
         if ev.type == "DELETED":
             self._keys.discard(key)
             self._seen.discard(key)
+            self._remember_refs(key, None)
             return
         self._keys.add(key)
+        self._remember_refs(key, ev.obj)
         await self.queue.add(key)
 
-    async def _route_replicaset(self, rs: Obj) -> None:
+    def _remember_refs(self, key: str, rollout: Obj | None) -> None:
+        """Index the Services and the Deployment a Rollout names (None: it is gone)."""
+        refs = _references(rollout) if rollout is not None else set()
+        old = self._refs_of.pop(key, set())
+        for ref in old - refs:
+            keys = self._referrers.get(ref)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._referrers[ref]
+        for ref in refs - old:
+            self._referrers.setdefault(ref, set()).add(key)
+        if refs:
+            self._refs_of[key] = refs
+
+    async def _route_referenced(self, kind: str, obj: Obj) -> None:
+        meta = obj.get("metadata", {})
+        ref = (kind, meta.get("namespace", "default"), meta.get("name", ""))
+        for rkey in list(self._referrers.get(ref, ())):
+            await self.queue.add(rkey)
+
+    async def _route_replicaset(self, rs: Obj, *, deleted: bool = False) -> None:
         meta = rs.get("metadata", {})
         ns = meta.get("namespace", "default")
+        if deleted:  # its pods route no more; the map holds only live ReplicaSets
+            self._rs_owner.pop(f"{ns}/{meta.get('name')}", None)
         for ref in meta.get("ownerReferences") or []:
             if ref.get("kind") == "Rollout":
                 rkey = f"{ns}/{ref.get('name')}"
-                self._rs_owner[f"{ns}/{meta.get('name')}"] = rkey
+                if not deleted:
+                    self._rs_owner[f"{ns}/{meta.get('name')}"] = rkey
                 await self.queue.add(rkey)
 
     async def _route_owned(self, obj: Obj) -> None:
@@ -102,11 +132,6 @@ class RolloutController(QueueController):
         for ref in meta.get("ownerReferences") or []:
             rkey = self._rs_owner.get(f"{ns}/{ref.get('name')}")
             if rkey:
-                await self.queue.add(rkey)
-
-    async def _route_namespace(self, ns: str) -> None:
-        for rkey in list(self._keys):
-            if rkey.startswith(ns + "/"):
                 await self.queue.add(rkey)
 
     def _stream(self) -> Any:
@@ -147,7 +172,10 @@ class RolloutController(QueueController):
         except NotFound:
             self._keys.discard(key)
             self._seen.discard(key)
+            self._remember_refs(key, None)
             return None
+        # Also how the Rollouts of the initial list (no watch event) get their references indexed.
+        self._remember_refs(key, obj)
         if not self.in_scope(obj) or obj.get("metadata", {}).get("deletionTimestamp"):
             return None
         first = key not in self._seen
@@ -220,6 +248,18 @@ class RolloutController(QueueController):
         if again is not None:
             self.queue.add_after(key, again)
         return None
+
+
+def _references(rollout: Obj) -> set[tuple[str, str, str]]:
+    """(kind, namespace, name) of the Services and the workloadRef Deployment the Rollout names."""
+    ns = rollout.get("metadata", {}).get("namespace", "default")
+    spec = rollout.get("spec") or {}
+    bg = (spec.get("strategy") or {}).get("blueGreen") or {}
+    refs = {("Service", ns, str(n)) for n in (bg.get("activeService"), bg.get("previewService")) if n}
+    ref = spec.get("workloadRef") or {}
+    if ref.get("kind") == "Deployment" and ref.get("name"):
+        refs.add(("Deployment", ns, str(ref["name"])))
+    return refs
 
 
 def describe(obj: Any) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..engine.types import AnalysisRunState, Observed, PodState, ReplicaSetState, ServiceState
 from ..model import names
-from ..model.cluster import Cluster, NotFound, Obj
+from ..model.cluster import Cluster, NotFound, Obj, list_owned
 from ..model.owners import owned_by_uid
 
 
@@ -69,7 +69,7 @@ async def gather(cluster: Cluster, rollout: Obj, *, first_seen: bool = False) ->
     """The Observed state for a Rollout: its ReplicaSets, its Services and its Pods, and the
     ReplicaSets named ``<rollout>-...`` that it does not own (``Observed.foreign_replicasets``)."""
     ns = rollout.get("metadata", {}).get("namespace", "default")
-    replicasets, foreign = _replicasets(await cluster.list("ReplicaSet", ns), rollout)
+    replicasets, foreign = await _replicasets(cluster, ns, rollout)
     return Observed(
         replicasets=replicasets,
         services=await _services(cluster, ns, rollout),
@@ -110,7 +110,7 @@ async def _analysis_runs(cluster: Cluster, ns: str, rollout: Obj) -> tuple[Analy
     if not _analysis(rollout) and not had:
         return ()
     uid = rollout.get("metadata", {}).get("uid", "")
-    runs = await cluster.list("AnalysisRun", ns)
+    runs = await list_owned(cluster, "AnalysisRun", ns, (uid,))
     return tuple(analysis_run_state(r) for r in runs if owned_by_uid(r, uid))
 
 
@@ -134,21 +134,18 @@ async def _analysis_templates(cluster: Cluster, ns: str, rollout: Obj) -> dict[t
     return out
 
 
-def _replicasets(
-    all_rs: list[Obj], rollout: Obj
+async def _replicasets(
+    cluster: Cluster, ns: str, rollout: Obj
 ) -> tuple[tuple[ReplicaSetState, ...], tuple[ReplicaSetState, ...]]:
-    """(the ReplicaSets the Rollout owns, those named like its own that it does not own)."""
+    """(the ReplicaSets the Rollout owns, those named like its own that it does not own), read
+    through the owner index where the runtime has one (no list of the namespace)."""
     meta = rollout.get("metadata", {})
     uid = meta.get("uid", "")
-    owned = tuple(replicaset_state(rs) for rs in all_rs if owned_by_uid(rs, uid))
-    # Not ours but named like ours: one of them may hold the name our next RS would get (a hash
-    # collision, which the engine steps around with status.collisionCount).
-    prefix = f"{meta.get('name', '')}-"
-    foreign = tuple(
-        replicaset_state(rs)
-        for rs in all_rs
-        if not owned_by_uid(rs, uid) and str(rs.get("metadata", {}).get("name", "")).startswith(prefix)
-    )
+    # Not ours but named like ours (``<rollout>-<suffix>``): one of them may hold the name our next
+    # RS would get (a hash collision, which the engine steps around with status.collisionCount).
+    related = await list_owned(cluster, "ReplicaSet", ns, (uid,), also_named=str(meta.get("name", "")))
+    owned = tuple(replicaset_state(rs) for rs in related if owned_by_uid(rs, uid))
+    foreign = tuple(replicaset_state(rs) for rs in related if not owned_by_uid(rs, uid))
     return owned, foreign
 
 
@@ -177,7 +174,8 @@ async def _pods(
     if not rs_by_uid:
         return ()
     selector = ((rollout.get("spec") or {}).get("selector") or {}).get("matchLabels") or None
-    states = (pod_state(pod, rs_by_uid) for pod in await cluster.list("Pod", ns, selector))
+    pods = await list_owned(cluster, "Pod", ns, tuple(rs_by_uid), labels=selector)
+    states = (pod_state(pod, rs_by_uid) for pod in pods)
     return tuple(sorted((s for s in states if s is not None), key=lambda p: p.name))
 
 

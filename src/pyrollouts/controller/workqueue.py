@@ -8,13 +8,14 @@ added meanwhile is queued again once the worker is done. Failures back off per k
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import itertools
 
 
 class WorkQueue:
     def __init__(self, base_backoff: float = 0.001, max_backoff: float = 10.0) -> None:
-        self._queue: list[str] = []
+        self._queue: collections.deque[str] = collections.deque()  # popped from the left in O(1)
         self._queued: set[str] = set()
         self._processing: set[str] = set()
         self._dirty: set[str] = set()
@@ -76,7 +77,7 @@ class WorkQueue:
                 await self._cond.wait()
             if self._shutdown:
                 return None
-            key = self._queue.pop(0)
+            key = self._queue.popleft()
             self._queued.discard(key)
             self._processing.add(key)
             return key

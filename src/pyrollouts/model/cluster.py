@@ -7,9 +7,11 @@ apiVersion, kind, metadata, spec, status), so the same controller code runs on e
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+from .owners import owned_by_uid
 
 Obj = dict[str, Any]
 
@@ -78,3 +80,49 @@ class Cluster(Protocol):
     def watch(self, kinds: Sequence[str], namespace: str | None = None) -> AsyncIterator[WatchEvent]:
         """Every change to objects of these kinds from now on, in order, forever."""
         ...
+
+
+@runtime_checkable
+class OwnerIndexedCluster(Cluster, Protocol):
+    """A Cluster that can read the objects of one owner without reading the namespace (the
+    Kubernetes runtime, from its indexed caches). The controller calls it through ``list_owned``,
+    which falls back to ``list`` on a Cluster without it (the local runtime, the simulated one)."""
+
+    async def list_owned(
+        self,
+        kind: str,
+        namespace: str,
+        owner_uids: Collection[str],
+        *,
+        also_named: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> list[Obj]:
+        """The objects of a kind in ``namespace`` that one of ``owner_uids`` owns (an
+        ownerReference with that uid) and, with ``also_named``, those named
+        ``<also_named>-<suffix>`` (a suffix without a dash), owned or not; with ``labels``, only
+        those carrying all of them; by name."""
+        ...
+
+
+async def list_owned(
+    cluster: Cluster,
+    kind: str,
+    namespace: str,
+    owner_uids: Collection[str],
+    *,
+    also_named: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> list[Obj]:
+    """``OwnerIndexedCluster.list_owned`` on any Cluster: the runtime's own index when it has one,
+    else one ``list`` of the namespace, filtered here."""
+    if isinstance(cluster, OwnerIndexedCluster):
+        return await cluster.list_owned(kind, namespace, owner_uids, also_named=also_named, labels=labels)
+    return [
+        obj
+        for obj in await cluster.list(kind, namespace, labels)
+        if any(owned_by_uid(obj, uid) for uid in owner_uids) or (also_named and _stem(obj) == also_named)
+    ]
+
+
+def _stem(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "").rpartition("-")[0]

@@ -13,8 +13,9 @@ precondition of our status write and a stale copy would only cost a lost race an
 
 from __future__ import annotations
 
+import collections
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from lightkube.core.exceptions import ApiError, ConfigError
 from lightkube.types import CascadeType, PatchType
 
 from ...model.cluster import ClusterError, Conflict, Invalid, NotFound, Obj, WatchEvent
-from .informer import InformerSet, matches
+from ...model.owners import owned_by_uid
+from .informer import InformerSet, matches, name_stem
 from .resources import NAMESPACED, resource_of
 
 log = logging.getLogger("pyrollouts.kubernetes")
@@ -111,6 +113,9 @@ class KubeCluster:
         )
         #: Called with every Event this cluster created (the metrics count them).
         self.on_event = on_event
+        #: The requests sent to the API server, as "verb Kind" (list, get, create, patch, delete);
+        #: the caches' own list and watch are not counted. Tests read it.
+        self.requests: collections.Counter[str] = collections.Counter()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self, timeout: float | None = 60.0) -> None:
@@ -142,6 +147,7 @@ class KubeCluster:
             if obj is None:
                 raise NotFound(f"{kind} {namespace}/{name} not found")
             return dict(obj)
+        self.requests[f"get {kind}"] += 1
         try:
             item = await self.client.get(resource_of(kind), name, namespace=self._ns(kind, namespace))
         except ApiError as exc:
@@ -158,6 +164,7 @@ class KubeCluster:
         ns: str | None = None
         if kind in NAMESPACED:
             ns = namespace if namespace is not None else (self.namespace or "*")
+        self.requests[f"list {kind}"] += 1
         try:
             out = [
                 self._with_kind(kind, _plain(i))
@@ -167,6 +174,28 @@ class KubeCluster:
             raise translate(exc, f"list {kind}") from None
         return [o for o in out if matches(o, labels)]
 
+    async def list_owned(
+        self,
+        kind: str,
+        namespace: str,
+        owner_uids: Collection[str],
+        *,
+        also_named: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> list[Obj]:
+        """The objects of one owner (``OwnerIndexedCluster``): from the cache's owner and name-stem
+        indexes, so a reconcile reads only its Rollout's objects and makes no list call; without a
+        synced cache, one list of the namespace filtered here."""
+        cache = self._cache_for(kind, namespace)
+        if cache is not None:
+            return list(cache.owned(namespace, owner_uids, also_named, labels))
+        return [
+            o
+            for o in await self.list(kind, namespace, labels)
+            if any(owned_by_uid(o, uid) for uid in owner_uids)
+            or (also_named and name_stem(str(o.get("metadata", {}).get("name", ""))) == also_named)
+        ]
+
     async def create(self, kind: str, obj: Obj) -> Obj:
         """Create; raises Conflict if the name is taken, Invalid if refused. Returns the stored object."""
         res = resource_of(kind)
@@ -175,6 +204,7 @@ class KubeCluster:
         body.setdefault("kind", kind)
         meta = body.get("metadata") or {}
         ns = self._ns(kind, meta.get("namespace"))
+        self.requests[f"create {kind}"] += 1
         try:
             created = await self.client.create(res(body), namespace=ns)
         except ApiError as exc:
@@ -210,6 +240,7 @@ class KubeCluster:
         if resource_version is not None:
             # The precondition rides in the body: the API server compares it like an update's.
             body["metadata"] = {**(body.get("metadata") or {}), "resourceVersion": resource_version}
+        self.requests[f"patch {kind}"] += 1
         try:
             out = await self.client.patch(
                 res, name, body, namespace=self._ns(kind, namespace), patch_type=PatchType.MERGE
@@ -220,6 +251,7 @@ class KubeCluster:
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete (cascading to owned objects in the background); raises NotFound."""
+        self.requests[f"delete {kind}"] += 1
         try:
             await self.client.delete(
                 resource_of(kind), name, namespace=self._ns(kind, namespace), cascade=CascadeType.BACKGROUND

@@ -6,6 +6,10 @@ a ``410 Gone`` (the version was compacted away) relists and turns the difference
 and the new copy into synthetic events, so no consumer misses a change. Consumers read the copy
 (``get``/``list``) and subscribe to the changes (``subscribe``); the copy is always updated before
 the change is handed on, so a consumer woken by an event reads at least that state.
+
+Reads are indexed (issue 15): by namespace, by owner uid, by label pair and by name stem (the name
+without its last ``-suffix``), so the controller's reconcile of one Rollout reads only that Rollout's
+objects, whatever the number of objects in the cache.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import asyncio
 import contextlib
 import copy
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx2
@@ -44,6 +48,51 @@ def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
     return meta.get("namespace") or "", meta.get("name") or ""
 
 
+Key = tuple[str, str]
+
+
+def name_stem(name: str) -> str:
+    """The name without its last ``-suffix`` ("hello-7d9f" -> "hello"): a ReplicaSet named after a
+    Rollout and a hash has the Rollout's name as its stem."""
+    return name.rpartition("-")[0]
+
+
+class _Index:
+    """The keys of the cached objects by namespace, owner uid, label pair and name stem. Each
+    lookup costs what it returns, not what the cache holds."""
+
+    def __init__(self) -> None:
+        self.by_ns: dict[str, set[Key]] = {}
+        self.by_owner: dict[str, set[Key]] = {}
+        self.by_label: dict[tuple[str, str, str], set[Key]] = {}
+        self.by_stem: dict[tuple[str, str], set[Key]] = {}
+
+    @staticmethod
+    def _terms(key: Key, obj: Mapping[str, Any]) -> Any:
+        meta = obj.get("metadata") or {}
+        ns = key[0]
+        yield "by_ns", ns
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("uid"):
+                yield "by_owner", str(ref["uid"])
+        for k, v in (meta.get("labels") or {}).items():
+            yield "by_label", (ns, str(k), str(v))
+        yield "by_stem", (ns, name_stem(key[1]))
+
+    def add(self, key: Key, obj: Mapping[str, Any]) -> None:
+        for table, term in self._terms(key, obj):
+            getattr(self, table).setdefault(term, set()).add(key)
+
+    def remove(self, key: Key, obj: Mapping[str, Any]) -> None:
+        for table, term in self._terms(key, obj):
+            index = getattr(self, table)
+            keys = index.get(term)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del index[term]
+
+
 class Informer:
     """The cache of one kind in one namespace (or all namespaces when ``namespace`` is None)."""
 
@@ -60,10 +109,13 @@ class Informer:
         self._emit = emit
         self._res = resource_of(kind)
         self._objects: dict[tuple[str, str], Obj] = {}
+        self._index = _Index()
         self.synced = asyncio.Event()
         self.resource_version: str | None = None
         #: How many times the informer listed (1 + relists after 410 Gone); read by tests and logs.
         self.lists = 0
+        #: How many objects reads have copied out of the cache (tests count a reconcile's reads).
+        self.reads = 0
         #: The last failure of a list or watch, until the next success (for a clear startup error).
         self.last_error: str | None = None
 
@@ -71,16 +123,47 @@ class Informer:
     def get(self, namespace: str, name: str) -> Obj | None:
         """A copy of the cached object, or None."""
         obj = self._objects.get((namespace if self.kind in NAMESPACED else "", name))
-        return copy.deepcopy(obj) if obj is not None else None
+        if obj is None:
+            return None
+        self.reads += 1
+        return copy.deepcopy(obj)
 
     def list(self, namespace: str | None = None, labels: Mapping[str, str] | None = None) -> list[Obj]:
-        """Copies of the cached objects, optionally in one namespace and with all the given labels."""
-        out = []
-        for (ns, _), obj in sorted(self._objects.items()):
-            if namespace is not None and self.kind in NAMESPACED and ns != namespace:
-                continue
-            if matches(obj, labels):
-                out.append(copy.deepcopy(obj))
+        """Copies of the cached objects, optionally in one namespace and with all the given labels,
+        by namespace and name. Served from the indexes: the cost follows what is returned."""
+        if self.kind not in NAMESPACED:
+            namespace = None
+        if labels and namespace is not None:
+            # The rarest label pair's keys, then the rest of the selector on those alone.
+            sets = [self._index.by_label.get((namespace, k, v), set()) for k, v in labels.items()]
+            keys: Any = min(sets, key=len)
+        elif namespace is not None:
+            keys = self._index.by_ns.get(namespace, set())
+        else:
+            keys = self._objects.keys()
+        return self._copies(k for k in keys if matches(self._objects[k], labels))
+
+    def owned(
+        self,
+        namespace: str,
+        owner_uids: Collection[str],
+        also_named: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> list[Obj]:
+        """Copies of the objects in ``namespace`` that one of ``owner_uids`` owns and, with
+        ``also_named``, of those named ``<also_named>-<suffix>`` (``suffix`` without a dash); with
+        ``labels``, only those that carry all of them."""
+        ns = namespace if self.kind in NAMESPACED else ""
+        keys: set[Key] = set()
+        for uid in owner_uids:
+            keys.update(k for k in self._index.by_owner.get(uid, ()) if k[0] == ns)
+        if also_named:
+            keys.update(self._index.by_stem.get((ns, also_named), ()))
+        return self._copies(k for k in keys if matches(self._objects[k], labels))
+
+    def _copies(self, keys: Iterable[Key]) -> list[Obj]:
+        out = [copy.deepcopy(self._objects[k]) for k in sorted(keys)]
+        self.reads += len(out)
         return out
 
     def covers(self, namespace: str | None) -> bool:
@@ -100,6 +183,9 @@ class Informer:
         self.lists += 1
         old = self._objects
         self._objects = fresh
+        self._index = _Index()
+        for key, obj in fresh.items():
+            self._index.add(key, obj)
         # After a relist (not the first list) the consumers learn what changed while we were blind.
         if self.synced.is_set():
             for key, obj in fresh.items():
@@ -124,10 +210,13 @@ class Informer:
         rv = obj.get("metadata", {}).get("resourceVersion")
         if rv:
             self.resource_version = rv
-        if type_ == "DELETED":
-            self._objects.pop(key, None)
-        elif type_ in ("ADDED", "MODIFIED"):
-            self._objects[key] = obj
+        if type_ in ("ADDED", "MODIFIED", "DELETED"):
+            before = self._objects.pop(key, None)
+            if before is not None:
+                self._index.remove(key, before)
+            if type_ != "DELETED":
+                self._objects[key] = obj
+                self._index.add(key, obj)
         else:  # BOOKMARK and the like only move the resourceVersion
             return
         self._emit(WatchEvent(type_, self.kind, obj))

@@ -10,18 +10,16 @@ no analysis, so its rollout controller leaves them alone too)."""
 
 from __future__ import annotations
 
-import json
 import re
 import signal
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from cli_support import seed_manifest
 
 from harness.serverharness import ServerProcess
+from harness.support import MetricEndpoint
 
 NAME = "super-hello"
 
@@ -376,36 +374,11 @@ def test_create_analysisrun_from_a_template(server: ServerProcess, tmp_path: Pat
     assert len(runs()) == 4
 
 
-class MetricEndpoint:
-    """A metric a web provider measures: ``GET /ok`` answers ``{"ok": true}``."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = json.dumps({"ok": True}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_a_run_the_controller_made_shows_under_its_revision(server: ServerProcess, tmp_path: Path) -> None:
     """End to end: the server's own controllers make and measure a pre-promotion run, and the CLI
     shows it where Argo's plugin would (under revision 2, by the run's revision annotation)."""
     ns = "cli-ar-e2e"
-    endpoint = MetricEndpoint()
+    endpoint = MetricEndpoint(True)
     try:
         text, _, _ = seed_manifest(ns, replicas=1)
         text = text.replace(
@@ -425,7 +398,7 @@ spec:
     interval: 1s
     successCondition: result == true
     provider:
-      web: {{url: "http://127.0.0.1:{endpoint.port}/ok", jsonPath: "{{$.ok}}"}}
+      web: {{url: "{endpoint.url}/ok", jsonPath: "{{$.value}}"}}
 """
         path = write(tmp_path, "e2e.yaml", text)
         assert server.cli("apply", "-f", path).code == 0

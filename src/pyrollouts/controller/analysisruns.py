@@ -67,13 +67,14 @@ class AnalysisRunController(QueueController):
         run_plan = analysisrun.plan(run, now)
         if run_plan.done:
             return None
-        measurements = await self._measure_all(run, run_plan)
+        ctx = providers.Context(self.cluster, run, clock=self.clock.now)
+        measurements = await self._measure_all(ctx, run_plan)
         now = self.clock.now()
         update = analysisrun.record(run, run_plan, measurements, now)
         if update.status != (run.get("status") or {}):
             try:
                 run = await self.cluster.patch(
-                    "AnalysisRun", ns, name, {"status": _replace_lists(update.status)},
+                    "AnalysisRun", ns, name, {"status": _status_patch(update.status)},
                     subresource="status",
                     resource_version=run.get("metadata", {}).get("resourceVersion"),
                 )  # fmt: skip
@@ -81,14 +82,15 @@ class AnalysisRunController(QueueController):
                 return 0.0  # terminate (or a delete) landed meanwhile: measure again from it
             for ev in update.events:
                 await self._event(run, ev.type, ev.reason, ev.message, now)
-        await self._collect_garbage(run, run_plan)
+        await self._collect_garbage(ctx, run_plan)
         wake = analysisrun.next_reconcile(run, run_plan, now)
         return None if wake is None else max(0.0, (wake - now).total_seconds())
 
-    async def _measure_all(self, run: Obj, run_plan: analysisrun.RunPlan) -> dict[str, dict[str, Any]]:
+    async def _measure_all(
+        self, ctx: providers.Context, run_plan: analysisrun.RunPlan
+    ) -> dict[str, dict[str, Any]]:
         """Each due metric's measurement, taken concurrently: a new one, or an in-flight one (a
         job's) carried on, or ended when the run is terminating."""
-        ctx = providers.Context(self.cluster, run, clock=self.clock.now)
 
         async def one(task: analysisrun.MetricTask) -> tuple[str, dict[str, Any]]:
             name = str(task.metric.get("name"))
@@ -99,7 +101,7 @@ class AnalysisRunController(QueueController):
                     return name, await providers.terminate(task.metric, task.incomplete, ctx)
                 return name, await providers.resume(task.metric, task.incomplete, ctx)
             except Exception as exc:  # a provider must never stop the run: an Error measurement
-                log.warning("measuring %s of %s failed", name, key_of(run), exc_info=True)
+                log.warning("measuring %s of %s failed", name, key_of(dict(ctx.run)), exc_info=True)
                 now = rfc3339(self.clock.now())
                 return name, {"phase": PHASE_ERROR, "message": str(exc), "startedAt": now, "finishedAt": now}
 
@@ -108,9 +110,8 @@ class AnalysisRunController(QueueController):
             return dict([await one(t) for t in tasks])
         return dict(await asyncio.gather(*(one(t) for t in tasks)))
 
-    async def _collect_garbage(self, run: Obj, run_plan: analysisrun.RunPlan) -> None:
+    async def _collect_garbage(self, ctx: providers.Context, run_plan: analysisrun.RunPlan) -> None:
         """What measurements beyond each metric's retention left in the cluster (a job's Jobs)."""
-        ctx = providers.Context(self.cluster, run, clock=self.clock.now)
         for metric in run_plan.metrics:
             if providers.provider_of(metric) != "job":
                 continue
@@ -121,7 +122,10 @@ class AnalysisRunController(QueueController):
                 await providers.garbage_collect(metric, ctx, limit)
             except Exception:  # tried again on the run's next reconcile
                 log.warning(
-                    "cleaning up after %s of %s failed", metric.get("name"), key_of(run), exc_info=True
+                    "cleaning up after %s of %s failed",
+                    metric.get("name"),
+                    key_of(dict(ctx.run)),
+                    exc_info=True,
                 )
 
     async def _event(self, run: Obj, type_: str, reason: str, message: str, now: datetime) -> None:
@@ -160,9 +164,9 @@ class AnalysisRunController(QueueController):
                 await self.queue.done(key)
 
 
-def _replace_lists(status: dict[str, Any]) -> dict[str, Any]:
-    """The status as a merge patch: lists are replaced whole by a merge patch, and keys the new
-    status no longer has are not removed by it, so the few that can go away are set to None."""
+def _status_patch(status: dict[str, Any]) -> dict[str, Any]:
+    """The new status as a merge patch: lists are replaced whole anyway, but a key the new status
+    no longer has would stay, so the ones that can go away (message, completedAt) are set to None."""
     out = dict(status)
     for key in ("message", "completedAt"):
         out.setdefault(key, None)

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import engine
+from ..engine import analysisrun
 from ..model import names
 from ..model.cluster import Cluster, NotFound, Obj, WatchEvent
 from ..model.rollout import Rollout
@@ -270,4 +271,4 @@ def _runs_going(plan: engine.Plan) -> bool:
     """The planned status names an AnalysisRun that has not finished."""
     bg = plan.status.blue_green
     runs = (bg.pre_promotion_analysis_run_status, bg.post_promotion_analysis_run_status) if bg else ()
-    return any(r and r.get("status") not in ("Successful", "Failed", "Error", "Inconclusive") for r in runs)
+    return any(r and not analysisrun.is_completed(r.get("status")) for r in runs)

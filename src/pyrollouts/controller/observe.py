@@ -110,8 +110,7 @@ async def _analysis_runs(cluster: Cluster, ns: str, rollout: Obj) -> tuple[Analy
     if not _analysis(rollout) and not had:
         return ()
     uid = rollout.get("metadata", {}).get("uid", "")
-    runs = await list_owned(cluster, "AnalysisRun", ns, (uid,))
-    return tuple(analysis_run_state(r) for r in runs if owned_by_uid(r, uid))
+    return tuple(analysis_run_state(r) for r in await list_owned(cluster, "AnalysisRun", ns, (uid,)))
 
 
 async def _analysis_templates(cluster: Cluster, ns: str, rollout: Obj) -> dict[tuple[bool, str], Obj]:

@@ -32,13 +32,13 @@ from ..model.analysis import (
 )
 from ..model.analysisargs import ArgsError, merge_args
 from ..model.rollout import PauseCondition, RolloutAnalysis
+from .analysisrun import is_completed
 from .context import Ctx
 from .pause import PauseContext
 from .replicaset import is_saturated
 from .roles import Roles
 from .types import AnalysisRunState, CreateAnalysisRun, DeleteAnalysisRun, TerminateAnalysisRun
 
-_COMPLETED = frozenset({PHASE_SUCCESSFUL, PHASE_FAILED, PHASE_ERROR, PHASE_INCONCLUSIVE})
 _UNSUCCESSFUL = frozenset({PHASE_FAILED, PHASE_ERROR, PHASE_INCONCLUSIVE})
 _PRE, _POST = "prePromotionAnalysis", "postPromotionAnalysis"
 _TEMPLATE_LISTS = ("metrics", "args", "dryRun", "measurementRetention")
@@ -76,17 +76,20 @@ def post_completed(ctx: Ctx, runs: Runs) -> bool:
     return ctx.rollout.bg.post_promotion_analysis is None or _phase(runs.post) == PHASE_SUCCESSFUL
 
 
+def _inconclusive(conditions: list[PauseCondition] | None) -> bool:
+    """Paused on an inconclusive analysis (the InconclusiveAnalysisRun pause condition)."""
+    return any(p.reason == names.PAUSE_INCONCLUSIVE_ANALYSIS for p in conditions or [])
+
+
 def halted(ctx: Ctx, pc: PauseContext) -> bool:
     """Argo's haltProgress: spec.paused, or paused on an inconclusive analysis."""
-    return bool(ctx.rollout.spec.paused) or any(
-        p.reason == names.PAUSE_INCONCLUSIVE_ANALYSIS for p in pc.conditions
-    )
+    return bool(ctx.rollout.spec.paused) or _inconclusive(pc.conditions)
 
 
 def holds_old_replicasets(ctx: Ctx, roles: Roles, runs: Runs) -> bool:
     """Old ReplicaSets are not scaled down while a post-promotion run has not succeeded and no
     scaleDownDelaySeconds is set (Argo), nor while paused on an inconclusive analysis."""
-    if any(p.reason == names.PAUSE_INCONCLUSIVE_ANALYSIS for p in ctx.status.pause_conditions or []):
+    if _inconclusive(ctx.status.pause_conditions):
         return True
     bg = ctx.rollout.bg
     if bg.post_promotion_analysis is None or bg.scale_down_delay_seconds is not None:
@@ -151,7 +154,7 @@ def _name(run_status: Mapping[str, Any]) -> str:
 def _terminate(ctx: Ctx, *runs: AnalysisRunState | None) -> None:
     """Cancel the runs still going (Argo's cancelAnalysisRuns)."""
     for run in runs:
-        if run is not None and not run.terminate and run.phase not in _COMPLETED:
+        if run is not None and not run.terminate and not is_completed(run.phase):
             ctx.actions.append(TerminateAnalysisRun(name=run.name))
 
 
@@ -167,7 +170,7 @@ def _reconcile_one(
     if skip:
         _terminate(ctx, current)
         return current
-    if any(p.reason == names.PAUSE_INCONCLUSIVE_ANALYSIS for p in ctx.status.pause_conditions or []):
+    if _inconclusive(ctx.status.pause_conditions):
         return current
     if not _needs_new(ctx, current):
         return current
@@ -229,7 +232,7 @@ def _verdict(ctx: Ctx, pc: PauseContext, run: AnalysisRunState | None, which: st
     if run is None:
         return
     if run.phase == PHASE_INCONCLUSIVE:
-        if not any(p.reason == names.PAUSE_INCONCLUSIVE_ANALYSIS for p in pc.conditions):
+        if not _inconclusive(pc.conditions):
             pause = PauseCondition(reason=names.PAUSE_INCONCLUSIVE_ANALYSIS, start_time=ctx.now_s)
             pc.conditions.append(pause)
             pc.controller_pause = True

@@ -20,6 +20,7 @@ from ..model.cluster import Cluster, Conflict, Invalid, NotFound, Obj
 from ..model.events import event
 from ..model.owners import owned_by_uid
 from ..model.useractions import merge_patch_to
+from . import routers
 from .clock import Clock, rfc3339
 from .faults import kill_point
 
@@ -196,6 +197,10 @@ async def _emit_event(t: _Target, action: a.EmitEvent) -> None:
     await t.cluster.create("Event", _event(t.rollout, action, t.clock))
 
 
+async def _set_traffic_split(t: _Target, action: a.SetTrafficSplit) -> None:
+    await routers.apply_split(t.cluster, t.ns, action.split)
+
+
 #: One writer per action type: each carries out one write of the plan.
 _WRITERS: dict[type[Any], Callable[[_Target, Any], Awaitable[Obj | None]]] = {
     a.CreateReplicaSet: _create_replicaset,
@@ -212,6 +217,7 @@ _WRITERS: dict[type[Any], Callable[[_Target, Any], Awaitable[Obj | None]]] = {
     a.CreateAnalysisRun: _create_analysis_run,
     a.TerminateAnalysisRun: _terminate_analysis_run,
     a.DeleteAnalysisRun: _delete_analysis_run,
+    a.SetTrafficSplit: _set_traffic_split,
 }
 
 

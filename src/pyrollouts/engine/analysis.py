@@ -515,20 +515,32 @@ def status_of(run: AnalysisRunState | None) -> dict[str, str] | None:
     return {k: v for k, v in out.items() if v}
 
 
+def _analyses(ctx: Ctx) -> list[tuple[str, RolloutAnalysis]]:
+    """(field path, analysis) of every analysis of the Rollout's strategy."""
+    if ctx.rollout.is_canary:
+        steps = ctx.rollout.canary_steps()
+        return [
+            (f"spec.strategy.canary.steps[{i}].analysis", s.analysis)
+            for i, s in enumerate(steps)
+            if s.analysis is not None
+        ]
+    specs = ((f"spec.strategy.blueGreen.{which}", _spec(ctx, which)) for which in (_PRE, _POST))
+    return [(path, spec) for path, spec in specs if spec is not None]
+
+
 def validate(ctx: Ctx) -> tuple[str, str, str] | None:
     """The first analysis of the Rollout that cannot make a run: (field path, value, why)."""
-    for which in (_PRE, _POST):
-        spec = _spec(ctx, which)
-        if spec is None or not spec.templates:
+    for path, spec in _analyses(ctx):
+        if not spec.templates:
             continue
         try:
-            flat = flatten(ctx, spec, which)
+            flat = flatten(ctx, spec, path)
             supplied = [{"name": a.get("name"), "value": "x"} for a in spec.args or []]
             merge_args(flat["args"], supplied)
         except AnalysisSpecError as e:
             return e.path, e.value, str(e)
         except ArgsError as e:
-            return f"spec.strategy.blueGreen.{which}.args", "", str(e)
+            return f"{path}.args", "", str(e)
         if not flat["metrics"]:
-            return f"spec.strategy.blueGreen.{which}.templates", "", "the templates have no metrics"
+            return f"{path}.templates", "", "the templates have no metrics"
     return None

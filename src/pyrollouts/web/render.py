@@ -228,7 +228,7 @@ def events(items: Sequence[Mapping[str, Any]]) -> str:
         return '<p class="none">No events yet.</p>'
     rows = "".join(
         f'<tr class="ev-{e(str(ev.get("type", "")).lower())}">'
-        f'<td>{e(ev.get("time"))}</td><td>{e(ev.get("type"))}</td>'
+        f"<td>{e(ev.get('time'))}</td><td>{e(ev.get('type'))}</td>"
         f'<td class="reason">{e(ev.get("reason"))}</td><td>{e(ev.get("message"))}</td></tr>'
         for ev in reversed(items)
     )
@@ -265,7 +265,7 @@ def _chart(series: Sequence[Mapping[str, Any]], key: str, label: str, fmt: str) 
         )
     return (
         f'<figure class="chart" data-metric="{key}">'
-        f'<figcaption>{e(label)} (max {fmt.format(top)}) {"".join(legend)}'
+        f"<figcaption>{e(label)} (max {fmt.format(top)}) {''.join(legend)}"
         f'</figcaption><svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="{e(label)}"><rect x="0" y="0" width="{width}" height="{height}" class="chart-bg"/>'
         f"{''.join(lines)}</svg></figure>"

@@ -15,6 +15,7 @@ from typing import Any
 from ..model import names
 from . import (
     analysis,
+    antiaffinity,
     bluegreen,
     canaryanalysis,
     canaryscale,
@@ -55,6 +56,8 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     done = step_completed(ctx, steps, pc, at_desired, run)
     run_steps(ctx, roles, pc, steps, done)
 
+    if new.rs is not None and not new.created:  # a create injects canary.antiAffinity itself
+        antiaffinity.reconcile(ctx, new.rs, roles.stable)
     ephemeral.reconcile(ctx, roles.canary_pod_roles(ctx))
     running = [rs for rs in ctx.rss if rs.pod_template_hash in roles.referenced()]
     restarted_at = restart.reconcile(ctx, running, ctx.status.restarted_at)

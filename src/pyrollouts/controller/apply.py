@@ -198,7 +198,12 @@ async def _emit_event(t: _Target, action: a.EmitEvent) -> None:
 
 
 async def _set_traffic_split(t: _Target, action: a.SetTrafficSplit) -> None:
+    """Give the router the split. Where a Kubernetes router applied it, the split is also recorded
+    on the stable Service (the annotation the local proxy reads), so that the engine sees what was
+    given, header and mirror routes included, and plans it again only when it changes."""
     await routers.apply_split(t.cluster, t.ns, action.split)
+    if not routers.routes_in_proxy(t.cluster):
+        await routers.annotate_stable_service(t.cluster, t.ns, action.split)
 
 
 #: One writer per action type: each carries out one write of the plan.

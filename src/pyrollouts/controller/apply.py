@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import types as a
@@ -39,18 +39,28 @@ class _Target:
     cluster: Cluster
     rollout: Obj
     clock: Clock
+    # The ReplicaSets this plan has written so far: their resourceVersion is no longer the one
+    # the plan saw, so a later write of the same plan to them carries no precondition.
+    written: set[str] = field(default_factory=set)
 
     @property
     def ns(self) -> str:
         return str(self.rollout.get("metadata", {}).get("namespace", "default"))
 
 
-async def apply_action(cluster: Cluster, rollout: Obj, action: a.Action, clock: Clock) -> Obj | None:
-    """Carry out one action. Returns the Rollout when the action wrote it (its new resourceVersion)."""
+async def apply_action(
+    cluster: Cluster, rollout: Obj, action: a.Action, clock: Clock, written: set[str] | None = None
+) -> Obj | None:
+    """Carry out one action. Returns the Rollout when the action wrote it (its new resourceVersion).
+    ``written``: the ReplicaSets the plan wrote before this action (updated here)."""
     write = _WRITERS.get(type(action))
     if write is None:
         raise TypeError(f"unknown action {action!r}")
-    return await write(_Target(cluster, rollout, clock), action)
+    target = _Target(cluster, rollout, clock, written if written is not None else set())
+    result = await write(target, action)
+    if isinstance(action, _RS_WRITES):
+        target.written.add(action.name)
+    return result
 
 
 async def _create_replicaset(t: _Target, action: a.CreateReplicaSet) -> None:
@@ -110,12 +120,20 @@ async def _update_replicaset_affinity(t: _Target, action: a.UpdateReplicaSetAffi
 
 
 async def _set_scale_down_deadline(t: _Target, action: a.SetScaleDownDeadline) -> None:
-    await t.cluster.patch(
-        "ReplicaSet",
-        t.ns,
-        action.name,
-        {"metadata": {"annotations": {names.SCALE_DOWN_DEADLINE_ANNOTATION: action.deadline}}},
-    )
+    # A deadline goes only on the RS as the plan saw it (its resourceVersion). After an API
+    # outage a cache can lag behind a deadline written just before it: a plan from that view
+    # would replace the deadline with a later one (tests/k8s/test_apiserver_faults.py).
+    rv = action.resource_version if action.name not in t.written else None
+    try:
+        await t.cluster.patch(
+            "ReplicaSet",
+            t.ns,
+            action.name,
+            {"metadata": {"annotations": {names.SCALE_DOWN_DEADLINE_ANNOTATION: action.deadline}}},
+            resource_version=rv,
+        )
+    except Conflict:
+        raise StaleReplicaSet(f"ReplicaSet {t.ns}/{action.name} changed since it was read") from None
     kill_point("after-deadline-set")
 
 
@@ -196,6 +214,15 @@ async def _emit_event(t: _Target, action: a.EmitEvent) -> None:
     await t.cluster.create("Event", _event(t.rollout, action, t.clock))
 
 
+#: The actions that write a ReplicaSet (each names it in ``name``).
+_RS_WRITES = (
+    a.CreateReplicaSet,
+    a.ScaleReplicaSet,
+    a.AnnotateReplicaSet,
+    a.UpdateReplicaSetAffinity,
+    a.SetScaleDownDeadline,
+)
+
 #: One writer per action type: each carries out one write of the plan.
 _WRITERS: dict[type[Any], Callable[[_Target, Any], Awaitable[Obj | None]]] = {
     a.CreateReplicaSet: _create_replicaset,
@@ -239,6 +266,15 @@ class ReplicaSetNameTaken(Exception):
 class AnalysisRunNameTaken(ReplicaSetNameTaken):
     """The name the engine gave a new AnalysisRun is taken by one the last gather did not see:
     nothing more of the plan is applied, and the replan (after a backoff) names it around it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, held=False)
+
+
+class StaleReplicaSet(ReplicaSetNameTaken):
+    """A deadline write found its ReplicaSet changed since the gather (a cache behind the API
+    server): nothing more of the plan is applied, and the replan waits for the cache (the per-key
+    backoff) instead of writing from a view that is out of date."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, held=False)
@@ -290,12 +326,13 @@ class _PlanWriter:
         self.read = rollout  # as the plan was made from it
         self.current = rollout  # as last written
         self.clock = clock
+        self.written: set[str] = set()  # the ReplicaSets written so far
 
     async def actions(self, actions: Sequence[a.Action]) -> bool:
         """Apply every action; False when the Rollout changed since it was read (plan again)."""
         for action in actions:
             try:
-                updated = await apply_action(self.cluster, self.current, action, self.clock)
+                updated = await apply_action(self.cluster, self.current, action, self.clock, self.written)
             except Conflict:
                 if not (isinstance(action, a.UpdateRollout) and action.replicas is not None):
                     raise

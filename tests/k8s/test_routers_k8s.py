@@ -1,12 +1,16 @@
 """The Kubernetes traffic routers on the real API server: ``apply_split`` writes an HTTPRoute of the
 real Gateway API CRDs (sigs.k8s.io/gateway-api, fetched by `make tools`) and an NGINX canary
-Ingress, read back after each split."""
+Ingress, read back after each split. The routers run as a ServiceAccount holding exactly the Helm
+chart's controller rules (rendered by helm, namespaced mode): no request is refused, and from the
+audit log, the calls they made on HTTPRoutes and Ingresses are the chart's grants for them."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import kube_helpers
@@ -51,16 +55,85 @@ def gateway_crds_fixture(control_plane: ControlPlane) -> None:
     _gateway_done.add(str(control_plane.kubeconfig))
 
 
+def _chart_rules(tmp_path: Path) -> list[dict[str, Any]]:
+    """The controller's rules as the chart renders them (namespaced mode: a Role)."""
+    helpers = kube_helpers._deploy_helpers()
+    text = helpers.helm(
+        tmp_path, "template", "rel", str(helpers.CHART), "--namespace", "x", "--set", "namespaced=true"
+    ).stdout
+    roles = [
+        d
+        for d in yaml.safe_load_all(text)
+        if d and d["kind"] == "Role" and "leader" not in d["metadata"]["name"]
+    ]
+    assert len(roles) == 1, [r["metadata"]["name"] for r in roles]
+    return list(roles[0]["rules"])
+
+
+@dataclass
+class Identity:
+    """A ServiceAccount with the chart's controller rules in the test's namespace."""
+
+    kubeconfig: Path
+    user: str
+    rules: list[dict[str, Any]]
+
+
+@pytest.fixture(name="controller_identity")
+def controller_identity_fixture(control_plane: ControlPlane, namespace: str, tmp_path: Path) -> Identity:
+    rules = _chart_rules(tmp_path)
+    api = control_plane.api
+    base = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+    for path, obj in (
+        (f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": "controller"}}),
+        (f"{base}/roles", {"metadata": {"name": "controller"}, "rules": rules}),
+        (
+            f"{base}/rolebindings",
+            {
+                "metadata": {"name": "controller"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "controller"},
+                "subjects": [{"kind": "ServiceAccount", "name": "controller", "namespace": namespace}],
+            },
+        ),
+    ):
+        status, body = api.request("POST", path, obj)
+        assert status == 201, (path, body)
+    kubeconfig = tmp_path / "controller.kubeconfig"
+    user = kube_helpers.token_kubeconfig(control_plane, namespace, "controller", kubeconfig, namespace)
+    return Identity(kubeconfig, user, rules)
+
+
+def _check_grants(cp: ControlPlane, who: Identity, resource: str) -> None:
+    """No request refused; the calls on ``resource`` are exactly the chart's grants on it."""
+    assert not kube_helpers.refused_requests(cp, who.user)
+    used = {verb for verb, res in kube_helpers.used_pairs(cp, who.user) if res == resource}
+    group, _, plural = resource.partition("/")
+    granted = {
+        verb
+        for rule in who.rules
+        if group in rule["apiGroups"] and plural in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert used == granted, f"{resource}: used {sorted(used)}, the chart grants {sorted(granted)}"
+
+
 def run(aw: Awaitable[T]) -> T:
     return asyncio.run(aw)  # type: ignore[arg-type]
 
 
-async def _with_cluster(cp: ControlPlane, namespace: str, body: Any) -> Any:
-    cluster = KubeCluster(make_client(str(cp.kubeconfig)), namespace=namespace, cache=False)
+Body = Callable[[KubeCluster, KubeCluster], Awaitable[None]]
+
+
+async def _with_clusters(cp: ControlPlane, namespace: str, who: Identity, body: Body) -> None:
+    """``body(admin, controller)``: the test's own reads and writes go through ``admin``, the
+    routers' through ``controller`` (the chart's rules)."""
+    admin = KubeCluster(make_client(str(cp.kubeconfig)), namespace=namespace, cache=False)
+    controller = KubeCluster(make_client(str(who.kubeconfig)), namespace=namespace, cache=False)
     try:
-        return await body(cluster)
+        await body(admin, controller)
     finally:
-        await cluster.close()
+        await admin.close()
+        await controller.close()
 
 
 def _rollout(cp: ControlPlane, namespace: str) -> dict[str, Any]:
@@ -111,22 +184,24 @@ HTTPROUTE = {
 HEADER = HeaderRoute("canary-header", (HeaderMatch("x-canary", StringMatch(exact="yes")),))
 
 
-def test_gateway_api_httproute(control_plane: ControlPlane, namespace: str, gateway_crds: None) -> None:
+def test_gateway_api_httproute(
+    control_plane: ControlPlane, namespace: str, gateway_crds: None, controller_identity: Identity
+) -> None:
     routing = {
         "plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web", "namespace": namespace}},
         "managedRoutes": [{"name": "canary-header"}],
     }
 
-    async def body(cluster: KubeCluster) -> None:
+    async def body(admin: KubeCluster, cluster: KubeCluster) -> None:
         with pytest.raises(TrafficRouterError, match=f"HTTPRoute {namespace}/web not found"):
             await apply_split(cluster, namespace, _split(20, routing))
         route = copy.deepcopy(HTTPROUTE)
         route["metadata"]["namespace"] = namespace
-        await cluster.create("HTTPRoute", route)
-        other = (await cluster.get("HTTPRoute", namespace, "web"))["spec"]["rules"][1]
+        await admin.create("HTTPRoute", route)
+        other = (await admin.get("HTTPRoute", namespace, "web"))["spec"]["rules"][1]
 
         async def read() -> dict[str, Any]:
-            return await cluster.get("HTTPRoute", namespace, "web")
+            return await admin.get("HTTPRoute", namespace, "web")
 
         def weights(obj: dict[str, Any]) -> list[int]:
             return [r["weight"] for r in obj["spec"]["rules"][0]["backendRefs"]]
@@ -161,7 +236,8 @@ def test_gateway_api_httproute(control_plane: ControlPlane, namespace: str, gate
                 cluster, namespace, TrafficSplit("nope", "web-canary", "", "", 10, traffic_routing=bad)
             )
 
-    run(_with_cluster(control_plane, namespace, body))
+    run(_with_clusters(control_plane, namespace, controller_identity, body))
+    _check_grants(control_plane, controller_identity, "gateway.networking.k8s.io/httproutes")
 
 
 def _stable_ingress(namespace: str) -> dict[str, Any]:
@@ -189,7 +265,9 @@ def _stable_ingress(namespace: str) -> dict[str, Any]:
     }
 
 
-def test_nginx_canary_ingress(control_plane: ControlPlane, namespace: str, crds: None) -> None:
+def test_nginx_canary_ingress(
+    control_plane: ControlPlane, namespace: str, crds: None, controller_identity: Identity
+) -> None:
     ro = _rollout(control_plane, namespace)
     routing = {
         "nginx": {
@@ -200,13 +278,13 @@ def test_nginx_canary_ingress(control_plane: ControlPlane, namespace: str, crds:
     prefix = "nginx.ingress.kubernetes.io"
     canary = f"{ro['metadata']['name']}-web-ing-canary"
 
-    async def body(cluster: KubeCluster) -> None:
+    async def body(admin: KubeCluster, cluster: KubeCluster) -> None:
         with pytest.raises(TrafficRouterError, match=f"Ingress {namespace}/web-ing not found"):
             await apply_split(cluster, namespace, _split(20, routing, ro))
-        await cluster.create("Ingress", _stable_ingress(namespace))
+        await admin.create("Ingress", _stable_ingress(namespace))
 
         await apply_split(cluster, namespace, _split(20, routing, ro))
-        obj = await cluster.get("Ingress", namespace, canary)
+        obj = await admin.get("Ingress", namespace, canary)
         ann = obj["metadata"]["annotations"]
         assert ann[f"{prefix}/canary"] == "true" and ann[f"{prefix}/canary-weight"] == "20"
         assert ann[f"{prefix}/canary-by-header"] == "X-Canary"
@@ -217,10 +295,10 @@ def test_nginx_canary_ingress(control_plane: ControlPlane, namespace: str, crds:
         assert (owner["kind"], owner["uid"], owner["controller"]) == ("Rollout", ro["metadata"]["uid"], True)
 
         await apply_split(cluster, namespace, _split(50, routing, ro))
-        ann = (await cluster.get("Ingress", namespace, canary))["metadata"]["annotations"]
+        ann = (await admin.get("Ingress", namespace, canary))["metadata"]["annotations"]
         assert ann[f"{prefix}/canary-weight"] == "50"
         await apply_split(cluster, namespace, _split(0, routing, ro))  # abort
-        ann = (await cluster.get("Ingress", namespace, canary))["metadata"]["annotations"]
+        ann = (await admin.get("Ingress", namespace, canary))["metadata"]["annotations"]
         assert ann[f"{prefix}/canary-weight"] == "0"
         assert ann[f"{prefix}/canary-by-header"] == "X-Canary"
 
@@ -230,11 +308,11 @@ def test_nginx_canary_ingress(control_plane: ControlPlane, namespace: str, crds:
             await apply_split(cluster, namespace, stranger)
 
         # Owned by the Rollout: the garbage collector deletes it with the Rollout.
-        await cluster.delete("Rollout", namespace, ro["metadata"]["name"])
+        await admin.delete("Rollout", namespace, ro["metadata"]["name"])
 
         async def gone() -> bool:
             try:
-                await cluster.get("Ingress", namespace, canary)
+                await admin.get("Ingress", namespace, canary)
             except NotFound:
                 return True
             return False
@@ -245,4 +323,5 @@ def test_nginx_canary_ingress(control_plane: ControlPlane, namespace: str, crds:
             await asyncio.sleep(0.1)
         raise AssertionError(f"the canary Ingress {canary} outlived its Rollout by 60 s")
 
-    run(_with_cluster(control_plane, namespace, body))
+    run(_with_clusters(control_plane, namespace, controller_identity, body))
+    _check_grants(control_plane, controller_identity, "networking.k8s.io/ingresses")

@@ -294,6 +294,11 @@ def test_nginx_canary_ingress(
         owner = obj["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["uid"], owner["controller"]) == ("Rollout", ro["metadata"]["uid"], True)
 
+        rv = obj["metadata"]["resourceVersion"]
+        await apply_split(cluster, namespace, _split(20, routing, ro))
+        assert (await admin.get("Ingress", namespace, canary))["metadata"][
+            "resourceVersion"
+        ] == rv  # no write
         await apply_split(cluster, namespace, _split(50, routing, ro))
         ann = (await admin.get("Ingress", namespace, canary))["metadata"]["annotations"]
         assert ann[f"{prefix}/canary-weight"] == "50"

@@ -86,6 +86,15 @@ def test_header_route_adds_a_rule_to_the_canary_and_removes_it_when_gone() -> No
     assert removed == gatewayapi.route_rules(http_rules(), split(20), use_header_routes=True)
 
 
+def test_a_users_rule_to_the_canary_alone_is_neither_weighted_nor_removed() -> None:
+    preview = {
+        "matches": [{"path": {"type": "PathPrefix", "value": "/preview"}}],
+        "backendRefs": [{"name": "web-canary"}],
+    }
+    rules = gatewayapi.route_rules([*http_rules(), preview], split(20), use_header_routes=True)
+    assert rules[2] == preview
+
+
 def test_header_routes_only_on_routes_that_allow_them() -> None:
     rules = gatewayapi.route_rules(
         http_rules(), split(20, (header("h", exact="1"),)), use_header_routes=False

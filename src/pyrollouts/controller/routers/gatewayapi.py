@@ -120,28 +120,31 @@ def managed_route_names(split: TrafficSplit) -> frozenset[str]:
     return frozenset(names | {r.name for r in split.header_routes})
 
 
-def is_managed_rule(rule: Mapping[str, Any], managed: Iterable[str], canary_service: str) -> bool:
-    """True for a header rule this router added: named after a managed route (``<name>`` or
-    ``<name>-<n>``), or, unnamed, with the canary Service as its only backend (as the plugin's
-    older versions left them)."""
+def is_managed_rule(rule: Mapping[str, Any], managed: Iterable[str]) -> bool:
+    """True for a header rule this router added: named after a managed route (``<name>``, or
+    ``<name>-<n>`` for the rules after the first)."""
     name = rule.get("name")
-    if name:
-        return any(name == m or re.fullmatch(re.escape(m) + r"-\d+", str(name)) for m in managed)
+    return bool(name) and any(name == m or re.fullmatch(re.escape(m) + r"-\d+", str(name)) for m in managed)
+
+
+def _canary_only(rule: Mapping[str, Any], canary_service: str) -> bool:
+    # A rule sending everything to the canary (a header rule the plugin's older versions left
+    # unnamed, or the user's own): not a weighted rule. It is never removed for being unnamed.
     refs = rule.get("backendRefs") or []
     return len(refs) == 1 and refs[0].get("name") == canary_service
 
 
 def weighted_rules(rules: list[Obj], split: TrafficSplit, managed: Iterable[str]) -> list[Obj]:
     """The rules with the canary and stable backendRefs weighted ``w`` and ``100 - w`` (header
-    rules of ours are left as they are); a TrafficRouterError if no rule references the canary
-    Service or none the stable one."""
+    rules of ours, and rules to the canary alone, are left as they are); a TrafficRouterError if
+    no rule references the canary Service or none the stable one."""
     managed = tuple(managed)
     weights = {split.canary_service: split.canary_weight, split.stable_service: 100 - split.canary_weight}
     found: set[str] = set()
     out = []
     for rule in rules:
         rule = copy.deepcopy(rule)
-        if not is_managed_rule(rule, managed, split.canary_service):
+        if not (is_managed_rule(rule, managed) or _canary_only(rule, split.canary_service)):
             for ref in rule.get("backendRefs") or []:
                 if ref.get("name") in weights:
                     ref["weight"] = weights[ref["name"]]
@@ -223,7 +226,7 @@ def route_rules(rules: list[Obj], split: TrafficSplit, use_header_routes: bool) 
     weighted = weighted_rules(rules, split, managed)
     if not use_header_routes:
         return weighted
-    kept = [r for r in weighted if not is_managed_rule(r, managed, split.canary_service)]
+    kept = [r for r in weighted if not is_managed_rule(r, managed)]
     added = [rule for route in split.header_routes for rule in header_rules(kept, route, split)]
     return kept + added
 

@@ -57,6 +57,17 @@ def stop_watching(ctx: typer.Context) -> None:
         close()
 
 
+def _check_output(output: str | None) -> None:
+    """Refuse an ``-o`` other than json or yaml, before anything is read."""
+    if output is not None and output not in ("json", "yaml"):
+        raise typer.BadParameter(f"-o {output}: use json or yaml")
+
+
+def _print_object(obj: Obj, output: str) -> None:
+    """The object as ``-o json`` or ``-o yaml`` prints it."""
+    echo(json.dumps(obj, indent=2) if output == "json" else yaml.safe_dump(obj, sort_keys=False))
+
+
 @get_app.command("rollout")
 def get_rollout(
     ctx: typer.Context,
@@ -70,12 +81,10 @@ def get_rollout(
     ] = None,
 ) -> None:
     """The rollout's header and its tree of revisions, ReplicaSets and Pods."""
-    if output is not None and output not in ("json", "yaml"):
-        raise typer.BadParameter(f"-o {output}: use json or yaml")
+    _check_output(output)
     view = fetch_info(ctx, namespace, name)
     if output is not None:
-        obj = view["rollout"]
-        echo(json.dumps(obj, indent=2) if output == "json" else yaml.safe_dump(obj, sort_keys=False))
+        _print_object(view["rollout"], output)
         return
     if not watch:
         out().print(render_rich(view, info_now(view, 0.0, 0.0)), end="")
@@ -124,11 +133,10 @@ def get_analysis_run(
     from ..service.analysisinfo import run_detail
     from .analysisview import render_run
 
-    if output is not None and output not in ("json", "yaml"):
-        raise typer.BadParameter(f"-o {output}: use json or yaml")
+    _check_output(output)
     run = fetch_analysis_run(ctx, namespace, name)
     if output is not None:
-        echo(json.dumps(run, indent=2) if output == "json" else yaml.safe_dump(run, sort_keys=False))
+        _print_object(run, output)
         return
     now = parse_time(state(ctx).backend().version().get("now")) or datetime.now(UTC)
     out().print(render_run(run_detail(run), now), end="", markup=False)

@@ -63,9 +63,16 @@ def _check_output(output: str | None) -> None:
         raise typer.BadParameter(f"-o {output}: use json or yaml")
 
 
-def _print_object(obj: Obj, output: str) -> None:
-    """The object as ``-o json`` or ``-o yaml`` prints it."""
+def _output_option(kind: str) -> Any:
+    return typer.Option("--output", "-o", help=f"json or yaml: the {kind} object.")
+
+
+def _printed_as_object(obj: Obj, output: str | None) -> bool:
+    """With ``-o json`` or ``-o yaml``, print the object so and say True; else print nothing."""
+    if output is None:
+        return False
     echo(json.dumps(obj, indent=2) if output == "json" else yaml.safe_dump(obj, sort_keys=False))
+    return True
 
 
 @get_app.command("rollout")
@@ -76,15 +83,12 @@ def get_rollout(
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Redraw on every change until Ctrl-C.")
     ] = False,
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", help="json or yaml: the Rollout object.")
-    ] = None,
+    output: Annotated[str | None, _output_option("Rollout")] = None,
 ) -> None:
     """The rollout's header and its tree of revisions, ReplicaSets and Pods."""
     _check_output(output)
     view = fetch_info(ctx, namespace, name)
-    if output is not None:
-        _print_object(view["rollout"], output)
+    if _printed_as_object(view["rollout"], output):
         return
     if not watch:
         out().print(render_rich(view, info_now(view, 0.0, 0.0)), end="")
@@ -123,9 +127,7 @@ def get_analysis_run(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="AnalysisRun name.")],
     namespace: Namespace = "default",
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", help="json or yaml: the AnalysisRun object.")
-    ] = None,
+    output: Annotated[str | None, _output_option("AnalysisRun")] = None,
 ) -> None:
     """An AnalysisRun: its phase and message, and each metric with its measurements."""
     from datetime import UTC, datetime
@@ -135,8 +137,7 @@ def get_analysis_run(
 
     _check_output(output)
     run = fetch_analysis_run(ctx, namespace, name)
-    if output is not None:
-        _print_object(run, output)
+    if _printed_as_object(run, output):
         return
     now = parse_time(state(ctx).backend().version().get("now")) or datetime.now(UTC)
     out().print(render_run(run_detail(run), now), end="", markup=False)

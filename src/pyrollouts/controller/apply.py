@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..engine import types as a
@@ -20,6 +20,8 @@ from ..model.cluster import Cluster, Conflict, Invalid, NotFound, Obj
 from ..model.events import event
 from ..model.owners import owned_by_uid
 from ..model.useractions import merge_patch_to
+from . import routers
+from .routers.errors import TrafficRouterError
 from .clock import Clock, rfc3339
 from .faults import kill_point
 
@@ -220,6 +222,21 @@ _RS_WRITES = (
     a.SetScaleDownDeadline,
 )
 
+
+async def _set_traffic_split(t: _Target, action: a.SetTrafficSplit) -> None:
+    # The Kubernetes routers name and own what they create after the Rollout (NGINX's canary
+    # Ingress); a router that cannot apply the split (a missing HTTPRoute or Ingress, a router we
+    # do not have) is the spec's problem, shown as InvalidSpec and retried like one.
+    meta = t.rollout.get("metadata", {})
+    split = replace(
+        action.split, rollout_name=str(meta.get("name", "")), rollout_uid=str(meta.get("uid", ""))
+    )
+    try:
+        await routers.apply_split(t.cluster, t.ns, split)
+    except TrafficRouterError as exc:
+        raise SpecRejected(str(exc)) from exc
+
+
 #: One writer per action type: each carries out one write of the plan.
 _WRITERS: dict[type[Any], Callable[[_Target, Any], Awaitable[Obj | None]]] = {
     a.CreateReplicaSet: _create_replicaset,
@@ -236,6 +253,7 @@ _WRITERS: dict[type[Any], Callable[[_Target, Any], Awaitable[Obj | None]]] = {
     a.CreateAnalysisRun: _create_analysis_run,
     a.TerminateAnalysisRun: _terminate_analysis_run,
     a.DeleteAnalysisRun: _delete_analysis_run,
+    a.SetTrafficSplit: _set_traffic_split,
 }
 
 

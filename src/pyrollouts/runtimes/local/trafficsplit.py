@@ -41,8 +41,7 @@ def traffic_split_of(service: dict[str, Any], warn: Callable[[str], None]) -> Tr
     except ValueError as exc:
         where = f"Service {meta.get('namespace') or 'default'}/{meta.get('name')}"
         warn(
-            f"{where}: annotation {TRAFFIC_SPLIT_ANNOTATION} ignored, all traffic goes to this "
-            f"Service: {exc}"
+            f"{where}: annotation {TRAFFIC_SPLIT_ANNOTATION} ignored, all traffic goes to this Service: {exc}"
         )
         return None
     return split

@@ -660,7 +660,8 @@ class HttpProxyProtocol(asyncio.Protocol):
     ) -> None:
         """``_start`` for a listener with a canary split: pick the side, maybe mirror, forward."""
         credits = self.state.credits
-        headers = header_dict(head.headers) if split.needs_headers else None
+        names = split.header_names
+        headers = header_dict(head.headers, names) if names else None
         route = choose(split, stable, headers, credits)
         if not route.targets:
             self._observe(route, "", 503, started)

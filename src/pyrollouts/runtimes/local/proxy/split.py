@@ -94,8 +94,9 @@ class Split:
     canary: Route
     header_routes: tuple[tuple[str, tuple[HeaderCondition, ...]], ...]
     mirrors: tuple[MirrorRule, ...]
-    #: Whether any rule looks at headers (the header dict is built only then).
-    needs_headers: bool
+    #: The (lower-cased) header names any rule looks at; empty: none does, and the request's
+    #: headers are not looked at.
+    header_names: frozenset[bytes]
 
 
 def _int(obj: dict[str, Any], key: str, path: str, default: int) -> int:
@@ -154,20 +155,37 @@ def parse_split(obj: Any, path: str, canary: Route) -> Split:
         mirrors.append(
             MirrorRule(str(mirror.get("name", "")), _int(mirror, "percentage", mp, 100), tuple(matches))
         )
-    needs_headers = bool(routes) or any(c.headers for m in mirrors for c in m.matches)
-    return Split(service, weight, canary, tuple(routes), tuple(mirrors), needs_headers)
+    names = {c.name for _, conds in routes for c in conds}
+    names.update(h.name for m in mirrors for c in m.matches for h in c.headers)
+    return Split(service, weight, canary, tuple(routes), tuple(mirrors), frozenset(names))
 
 
-def header_dict(headers: list[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
-    """Request headers by lower-cased name (a header may come more than once)."""
+def header_dict(headers: list[tuple[bytes, bytes]], names: frozenset[bytes]) -> dict[bytes, list[bytes]]:
+    """The request's headers that are among ``names``, by lower-cased name (a header may come
+    more than once)."""
     out: dict[bytes, list[bytes]] = {}
     for name, value in headers:
-        out.setdefault(name.lower(), []).append(value)
+        low = name.lower()
+        if low in names:
+            if low in out:
+                out[low].append(value)
+            else:
+                out[low] = [value]
     return out
 
 
 def _holds(conds: tuple[HeaderCondition, ...], headers: dict[bytes, list[bytes]]) -> bool:
-    return all(any(c.match(v) for v in headers.get(c.name, ())) for c in conds)
+    """Whether every condition holds for some value of its header."""
+    for c in conds:
+        values = headers.get(c.name)
+        if values is None:
+            return False
+        for v in values:
+            if c.match(v):
+                break
+        else:
+            return False
+    return True
 
 
 def choose(

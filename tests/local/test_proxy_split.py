@@ -409,6 +409,25 @@ async def test_a_side_without_ready_endpoints_gets_nothing(
     assert seen == Counter({"503 no ready pods for service my-app/hello-stable": 3}), seen
 
 
+async def test_an_l4_port_moves_new_connections_by_the_weight(
+    manager: ProxyManager, backends: tuple[Backend, Backend]
+) -> None:
+    stable, canary = backends
+    port = free_port()
+    t = table(1, port, stable, canary, 25)
+    t["services"][0]["ports"][0]["appProtocol"] = "tcp"
+    await manager.push(t)
+    seen: Counter[str] = Counter()
+    connector = aiohttp.TCPConnector(force_close=True)  # a new connection per request
+    async with aiohttp.ClientSession(connector=connector) as s:
+        for _ in range(40):
+            async with s.get(f"http://127.0.0.1:{port}/") as r:
+                seen[(await r.text()).strip()] += 1
+    assert abs(seen["CANARY"] - 10) <= 1 and sum(seen.values()) == 40, seen
+    revs = (await revisions(manager))["revisions"]
+    assert revs["bbb"]["tcpConnections"] == seen["CANARY"]
+
+
 # -- through the server's controller: the annotation on a stored Service --------------------------
 
 

@@ -367,6 +367,11 @@ async def test_mirrors_copy_a_share_to_the_canary_and_never_delay_the_client(
     # Mirrored copies are counted apart: the canary revision answered no client request.
     assert "bbb" not in svc["revisions"]
     assert svc["revisions"]["aaa"]["byClass"]["2xx"] == 60
+    text = await manager.metrics_text()
+    assert (
+        'pyrollouts_proxy_mirrored_requests_total{code="2xx",namespace="my-app",revision="bbb",'
+        'service="hello-stable"} 20.0' in text
+    ), text
 
 
 async def test_a_canary_that_hangs_caps_the_copies_in_flight(
@@ -383,6 +388,8 @@ async def test_a_canary_that_hangs_caps_the_copies_in_flight(
     assert seen == Counter({"200 STABLE": 100}), seen
     svc = await revisions(manager)
     assert svc["mirrorsDropped"] == 36, svc
+    text = await manager.metrics_text()
+    assert 'pyrollouts_proxy_mirrors_dropped_total{namespace="my-app",service="hello-stable"} 36.0' in text
     assert canary.seen["/hold"] <= 64
     canary.release.set()
     for _ in range(200):

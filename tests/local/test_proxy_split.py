@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -33,7 +34,7 @@ from pyrollouts.model.traffic import (
 from pyrollouts.runtimes.local.cluster import LocalCluster
 from pyrollouts.runtimes.local.endpoints import PORTS_ANNOTATION, build_table
 from pyrollouts.runtimes.local.proxy.split import choose
-from pyrollouts.runtimes.local.proxy.table import build_routing, validate_table
+from pyrollouts.runtimes.local.proxy.table import TableError, build_routing, validate_table
 from pyrollouts.runtimes.local.proxymanager import ProxyManager, ServiceProxyController
 from pyrollouts.runtimes.local.store import Store
 
@@ -130,6 +131,29 @@ def test_an_unusable_annotation_is_no_split_and_says_why(annotation: str, why: s
     assert all("split" not in s for s in table["services"])
     (message,) = warnings
     assert "Service my-app/hello-stable" in message and why in message, message
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"weight": 101}, "split.weight: expected a whole number 0-100"),
+        ({"canaryEndpoints": [{"host": "127.0.0.1", "ports": {"8088": 0}}]},
+         "split.canaryEndpoints[0].ports"),
+        ({"headerRoutes": [{"name": "h", "match": [{"header": "x", "exact": "a", "prefix": "b"}]}]},
+         "split.headerRoutes[0].match[0]: expected exactly one of exact, prefix, regex"),
+        ({"mirrors": [{"name": "m", "match": [{"path": {"regex": "("}}]}]},
+         "split.mirrors[0].match[0].path.regex: not a regular expression"),
+    ],
+)  # fmt: skip
+def test_the_proxy_refuses_a_malformed_split_naming_the_field(change: dict[str, Any], field: str) -> None:
+    services = [
+        service("hello-stable", "aaa", 8088, {TRAFFIC_SPLIT_ANNOTATION: split(10).dumps()}),
+        service("hello-canary", "bbb", 8089),
+    ]
+    table = build_table(services, [pod("a-1", "aaa", 41001)], 1, "127.0.0.1")
+    table["services"][1]["split"].update(change)
+    with pytest.raises(TableError, match=re.escape(f"table.services[1].{field}")):
+        validate_table(table)
 
 
 def test_smooth_weights_are_exact_over_every_prefix() -> None:

@@ -186,12 +186,14 @@ class Backend:
         self.holds = holds
         self.port = free_port()
         self.seen: Counter[str] = Counter()
+        #: The bodies received, by path (their bytes).
+        self.bodies: dict[str, list[bytes]] = {}
         self.release = asyncio.Event()
         self.runner: web.AppRunner | None = None
 
     async def start(self) -> Backend:
         async def index(request: web.Request) -> web.Response:
-            await request.read()
+            self.bodies.setdefault(request.path, []).append(await request.read())
             self.seen[request.path] += 1
             if self.holds and request.path == "/hold":
                 await self.release.wait()
@@ -457,6 +459,29 @@ async def test_an_l4_port_moves_new_connections_by_the_weight(
     assert abs(seen["CANARY"] - 10) <= 1 and sum(seen.values()) == 40, seen
     revs = (await revisions(manager))["revisions"]
     assert revs["bbb"]["tcpConnections"] == seen["CANARY"]
+
+
+async def test_a_chunked_body_reaches_the_mirror_whole(
+    manager: ProxyManager, backends: tuple[Backend, Backend]
+) -> None:
+    stable, canary = backends
+    port = free_port()
+    await manager.push(table(1, port, stable, canary, 0, mirrors=[{"name": "all", "percentage": 100}]))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(20):
+            yield bytes([65 + i]) * 5000
+
+    # An async generator body is sent chunked.
+    async with aiohttp.ClientSession() as s, s.post(f"http://127.0.0.1:{port}/up", data=chunks()) as r:
+        assert (r.status, await r.text()) == (200, "STABLE\n")
+    want = b"".join(bytes([65 + i]) * 5000 for i in range(20))
+    assert stable.bodies["/up"] == [want]
+    for _ in range(200):
+        if canary.seen["/up"]:
+            break
+        await asyncio.sleep(0.05)
+    assert canary.bodies["/up"] == [want]
 
 
 # -- through the server's controller: the annotation on a stored Service --------------------------

@@ -199,7 +199,7 @@ class Backend:
                 await self.release.wait()
             return web.Response(text=f"{self.name}\n")
 
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 2**20)
         app.router.add_route("*", "/{tail:.*}", index)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
@@ -482,6 +482,39 @@ async def test_a_chunked_body_reaches_the_mirror_whole(
             break
         await asyncio.sleep(0.05)
     assert canary.bodies["/up"] == [want]
+
+
+async def test_a_canary_that_does_not_read_costs_a_bounded_buffer(
+    manager: ProxyManager, backends: tuple[Backend, Backend]
+) -> None:
+    """A canary that accepts the copy and never reads it: the copy is abandoned once 1 MiB waits
+    for it (besides what the kernel buffers), and the client's request is not held up."""
+    stable, _ = backends
+    stuck: list[asyncio.StreamWriter] = []
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stuck.append(writer)
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    mute = Backend("MUTE")
+    mute.port = server.sockets[0].getsockname()[1]
+    port = free_port()
+    try:
+        await manager.push(table(1, port, stable, mute, 0, mirrors=[{"name": "all", "percentage": 100}]))
+        body = b"z" * (16 * 2**20)
+        async with aiohttp.ClientSession() as s, s.post(f"http://127.0.0.1:{port}/big", data=body) as r:
+            assert (r.status, await r.text()) == (200, "STABLE\n")
+        assert [len(b) for b in stable.bodies["/big"]] == [len(body)]
+        for _ in range(200):
+            svc = await revisions(manager)
+            if svc.get("mirrored"):
+                break
+            await asyncio.sleep(0.05)
+        assert svc["mirrored"] == {"bbb": {"none": 1}}, svc
+    finally:
+        for w in stuck:
+            w.close()
+        server.close()
 
 
 # -- through the server's controller: the annotation on a stored Service --------------------------

@@ -296,7 +296,15 @@ async def test_ten_thousand_requests_at_twenty_percent(
 ) -> None:
     stable, canary = backends
     port = free_port()
-    await manager.push(table(1, port, stable, canary, 20))
+    assert (await manager.push(table(1, port, stable, canary, 20)))["splits"] == 1
+    route = (await manager.stats())["routes"][f"127.0.0.1:{port}"]
+    assert route["split"] == {
+        "canaryService": "hello-canary",
+        "weight": 20,
+        "headerRoutes": [],
+        "mirrors": [],
+        "canaryReady": [{"pod": "bbb-1", "revision": "bbb", "hostPort": canary.port}],
+    }
     seen = await answers(port, 10_000, concurrency=8)
     print(f"\n10,000 requests at weight 20: {dict(seen)}")
     assert sum(seen.values()) == 10_000
@@ -564,3 +572,24 @@ async def test_the_controller_applies_the_annotation_and_ignores_a_malformed_one
         with contextlib.suppress(asyncio.CancelledError):
             await task
         store.close()
+
+
+async def test_a_proxy_older_than_splits_is_told_once(caplog: pytest.LogCaptureFixture) -> None:
+    class OldProxy:
+        """Answers a table push as a proxy from before canary splits did (no "splits")."""
+
+        pid = 4242
+
+        async def push(self, table: dict[str, Any]) -> dict[str, Any]:
+            return {"version": table["version"], "listening": [], "failed": []}
+
+    controller = ServiceProxyController(None, OldProxy(), bind="127.0.0.1")  # type: ignore[arg-type]
+    stable = service("hello-stable", "aaa", 8088, {TRAFFIC_SPLIT_ANNOTATION: split(20).dumps()})
+    services = {(NS, "hello-stable"): stable, (NS, "hello-canary"): service("hello-canary", "bbb", 8089)}
+    controller._objects = {"Service": services, "Pod": {(NS, "a-1"): pod("a-1", "aaa", 41001)}}
+    with caplog.at_level(logging.WARNING, logger="pyrollouts.runtimes.local.proxymanager"):
+        assert await controller.sync_once() is not None
+        controller._objects["Pod"][(NS, "b-1")] = pod("b-1", "bbb", 41002)
+        assert await controller.sync_once() is not None
+    told = [r.getMessage() for r in caplog.records if "predates canary traffic splits" in r.getMessage()]
+    assert len(told) == 1 and "pid 4242" in told[0] and "rollouts shutdown --all" in told[0], told

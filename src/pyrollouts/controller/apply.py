@@ -21,9 +21,9 @@ from ..model.events import event
 from ..model.owners import owned_by_uid
 from ..model.useractions import merge_patch_to
 from . import routers
-from .routers.errors import TrafficRouterError
 from .clock import Clock, rfc3339
 from .faults import kill_point
+from .routers.errors import TrafficRouterError
 
 
 def _event(rollout: Obj, ev: a.EmitEvent, clock: Clock) -> Obj:

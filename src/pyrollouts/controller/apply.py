@@ -224,9 +224,12 @@ _RS_WRITES = (
 
 
 async def _set_traffic_split(t: _Target, action: a.SetTrafficSplit) -> None:
-    # The Kubernetes routers name and own what they create after the Rollout (NGINX's canary
-    # Ingress); a router that cannot apply the split (a missing HTTPRoute or Ingress, a router we
-    # do not have) is the spec's problem, shown as InvalidSpec and retried like one.
+    """Give the router the split, with the Rollout's name and uid (NGINX names and owns its
+    canary Ingress by them). Where a Kubernetes router applied it, the split is also recorded on
+    the stable Service (the annotation the local proxy reads), so that the engine sees what was
+    given, header and mirror routes included, and plans it again only when it changes. A router
+    that cannot apply it (a missing HTTPRoute or Ingress, a router we do not have) is the spec's
+    problem, shown as InvalidSpec and retried like one."""
     meta = t.rollout.get("metadata", {})
     split = replace(
         action.split, rollout_name=str(meta.get("name", "")), rollout_uid=str(meta.get("uid", ""))
@@ -235,6 +238,8 @@ async def _set_traffic_split(t: _Target, action: a.SetTrafficSplit) -> None:
         await routers.apply_split(t.cluster, t.ns, split)
     except TrafficRouterError as exc:
         raise SpecRejected(str(exc)) from exc
+    if not routers.routes_in_proxy(t.cluster):
+        await routers.annotate_stable_service(t.cluster, t.ns, split)
 
 
 #: One writer per action type: each carries out one write of the plan.

@@ -96,7 +96,7 @@ class Canary:
 
 def _field(out: str, name: str) -> str:
     """One `Name:   value` line of Argo's `get rollout`."""
-    m = re.search(rf"^{name}:\s+(.*)$", out, re.M)
+    m = re.search(rf"^\s*{name}:\s+(.*)$", out, re.M)
     assert m is not None, f"no {name}: line in\n{out}"
     return m.group(1).strip()
 

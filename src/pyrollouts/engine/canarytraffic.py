@@ -19,7 +19,7 @@ from ..model.traffic import (
     MirrorRoute,
     TrafficSplit,
 )
-from . import service
+from . import canaryscale, service
 from .canarysteps import Steps
 from .context import Ctx
 from .pause import PauseContext
@@ -108,9 +108,20 @@ def reconcile_split(
         mirror_routes=mirrors,
         traffic_routing=routing.wire(),
     )
+    if not _stable_can_take(ctx, split):
+        return _weights_of(ctx.status)  # Argo: no new weight until the stable RS has the pods
     if canary.stable_service in ctx.observed.services and not _given(ctx, split):
         ctx.actions.append(SetTrafficSplit(split=split))
     return _weights(split)
+
+
+def _stable_can_take(ctx: Ctx, split: TrafficSplit) -> bool:
+    """The stable RS has the available pods its share of traffic needs (Argo's
+    checkReplicasAvailable): a split is never given that sends the stable revision more than it
+    can serve (after a dynamicStableScale shrink, on abort)."""
+    stable_rs = ctx.rs_by_hash(split.stable_hash)
+    need = canaryscale.weight_to_replicas(ctx.replicas, canaryscale.MAX_WEIGHT - split.canary_weight)
+    return stable_rs is None or stable_rs.available_replicas >= need
 
 
 def _given(ctx: Ctx, split: TrafficSplit) -> bool:

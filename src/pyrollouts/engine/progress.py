@@ -43,14 +43,24 @@ def check_deadline(ctx: Ctx, roles: Roles, pc: PauseContext) -> bool:
         return False
     if pc.conditions or roles.template_changed:
         return False
-    now = status.counts(ctx, new_rs, ctx.rs_by_hash(roles.active))
-    now["blueGreen"] = {"activeSelector": roles.active, "previewSelector": roles.preview}
-    if not timed_out(ctx, conditions.progress_made(ctx.status_in, now)):
+    if not timed_out(ctx, conditions.progress_made(ctx.status_in, _counts_now(ctx, roles))):
         return False
     old = conditions.find(ctx.status, names.COND_PROGRESSING)
     if old is None or old.reason != names.PROGRESS_DEADLINE_EXCEEDED:
         ctx.event(names.PROGRESS_DEADLINE_EXCEEDED, events.timed_out(new_rs.name), "Warning")
     return True
+
+
+def _counts_now(ctx: Ctx, roles: Roles) -> dict[str, object]:
+    """What progress is measured on, as the ReplicaSets are now (a canary's step moves count
+    when the status is built)."""
+    if ctx.rollout.is_canary:
+        now = status.counts(ctx, roles.new_rs, None)
+        now["currentStepIndex"] = ctx.status_in.get("currentStepIndex")
+        return now
+    now = status.counts(ctx, roles.new_rs, ctx.rs_by_hash(roles.active))
+    now["blueGreen"] = {"activeSelector": roles.active, "previewSelector": roles.preview}
+    return now
 
 
 def timed_out(ctx: Ctx, counts_progress: bool) -> bool:

@@ -219,7 +219,8 @@ def scale(ctx: Ctx, rs: ReplicaSetState, to: int, revision: int | None = None) -
 def set_deadline(ctx: Ctx, rs: ReplicaSetState, at: datetime | None) -> None:
     value = timeutil.rfc3339(at) if at is not None else None
     if rs.annotations.get(names.SCALE_DOWN_DEADLINE_ANNOTATION) != value:
-        ctx.actions.append(SetScaleDownDeadline(name=rs.name, deadline=value))
+        rv = (rs.obj.get("metadata") or {}).get("resourceVersion") if value is not None else None
+        ctx.actions.append(SetScaleDownDeadline(name=rs.name, deadline=value, resource_version=rv))
 
 
 def scale_down_old(ctx: Ctx, old: list[ReplicaSetState], new_deadlines: dict[str, datetime]) -> None:

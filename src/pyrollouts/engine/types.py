@@ -129,10 +129,15 @@ class UpdateReplicaSetAffinity:
 
 @dataclass(frozen=True)
 class SetScaleDownDeadline:
-    """Set (RFC3339 UTC) or clear (None) the ``scale-down-deadline`` annotation."""
+    """Set (RFC3339 UTC) or clear (None) the ``scale-down-deadline`` annotation.
+
+    ``resource_version``: the ReplicaSet's as the plan saw it. A deadline is set only on the RS the
+    engine planned from: on a runtime whose reads come from caches, a view that lags behind a
+    deadline written just before an outage would otherwise replace it with a later one."""
 
     name: str
     deadline: str | None
+    resource_version: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

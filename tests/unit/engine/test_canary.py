@@ -7,13 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from harness.scenarios import load_scenario, run_scenario
-from harness.simcluster import SimDriver
+from harness.simcluster import SimCluster, SimDriver
 from pyrollouts.engine import canaryscale
 from pyrollouts.engine import types as a
 from pyrollouts.engine.canarysteps import describe, step_hash
 from pyrollouts.model.rollout import CanaryStep, Rollout
+from pyrollouts.model.traffic import TRAFFIC_SPLIT_ANNOTATION, TrafficSplit
+from pyrollouts.model.useractions import apply_merge_patch, promote, set_env
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -152,3 +155,51 @@ async def test_surge_and_unavailable_hold_at_every_reconcile(path: Path) -> None
     finally:
         await driver.close()
     assert not problems, problems
+
+
+def test_header_route_reaches_the_stable_service_annotation() -> None:
+    """A setHeaderRoute step puts its route into the split the proxy reads (the stable Service's
+    annotation) beside the weight; the promotion removes it and sends everything to stable."""
+    docs = [d for d in yaml.safe_load_all((SCENARIOS / "manifests" / "canary-hello.yaml").read_text()) if d]
+    canary = {
+        "trafficRouting": {
+            "plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "canary-hello"}},
+            "managedRoutes": [{"name": "beta"}],
+        },
+        "steps": [
+            {"setWeight": 20},
+            {
+                "setHeaderRoute": {
+                    "name": "beta",
+                    "match": [{"headerName": "x-beta", "headerValue": {"exact": "yes"}}],
+                }
+            },
+            {"pause": {}},
+        ],
+    }
+    docs = [
+        apply_merge_patch(d, {"spec": {"strategy": {"canary": canary}}}) if d["kind"] == "Rollout" else d
+        for d in docs
+    ]
+    sim = SimCluster()
+    sim.apply_objects(docs)
+    sim.settle()
+    assert sim.rollout is not None
+    for p in set_env(sim.rollout, "*", "WELCOME", "V3"):
+        sim.patch_rollout(p.body, p.subresource)
+    sim.settle()
+    split = TrafficSplit.loads(
+        sim.services["canary-hello-stable"]["metadata"]["annotations"][TRAFFIC_SPLIT_ANNOTATION]
+    )
+    assert split.canary_weight == 20
+    assert [(r.name, r.matches[0].header_name, r.matches[0].value.exact) for r in split.header_routes] == [
+        ("beta", "x-beta", "yes")
+    ]
+    for p in promote(sim.rollout):
+        sim.patch_rollout(p.body, p.subresource)
+    sim.settle()
+    split = TrafficSplit.loads(
+        sim.services["canary-hello-stable"]["metadata"]["annotations"][TRAFFIC_SPLIT_ANNOTATION]
+    )
+    assert (split.canary_weight, split.header_routes) == (0, ())
+    assert split.stable_hash == split.canary_hash == sim.rollout["status"]["stableRS"]

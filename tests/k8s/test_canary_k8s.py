@@ -20,11 +20,12 @@ import kube_helpers
 import pytest
 import runtime_support
 import yaml
-from kube_helpers import REPO, apply, by_revision, get, rs_hash, wait_for
+from kube_helpers import REPO, apply, by_revision, get, list_objs, rs_hash, wait_for
 from runtime_support import RuntimeEnv
 from test_routers_k8s import gateway_crds_fixture
 
 from harness.k8s_cluster import tool_path
+from harness.support import MetricEndpoint, check_template, metric_endpoint_fixture
 
 _crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
 _client = pytest.fixture(name="client")(kube_helpers.client_fixture)
@@ -188,3 +189,55 @@ def test_gateway_api_example_weights_follow_the_steps(rt: RuntimeEnv, gateway_cr
     )
     stable_sel = get(rt.client, "Service", stable, rt.ns)["spec"]["selector"]
     assert stable_sel.get("rollouts-pod-template-hash") == c.status()["stableRS"], stable_sel
+
+
+_endpoint = pytest.fixture(name="endpoint")(metric_endpoint_fixture)
+
+
+def _with_analysis_steps(objs: list[Obj]) -> list[Obj]:
+    """basic.yaml with Argo's step analysis after the first weight: the `check` template (a web
+    metric asking the test's endpoint) with the canary's hash as its argument."""
+    objs = copy.deepcopy(objs)
+    analysis = {
+        "templates": [{"templateName": "check"}],
+        "args": [{"name": "hash", "valueFrom": {"podTemplateHashValue": "Latest"}}],
+    }
+    _rollout(objs)["spec"]["strategy"]["canary"]["steps"] = [
+        {"setWeight": 20},
+        {"analysis": analysis},
+        {"setWeight": 60},
+        {"pause": {"duration": 10}},
+    ]
+    return objs
+
+
+def test_canary_analysis_step_promotes_a_good_version_and_aborts_a_bad_one(
+    rt: RuntimeEnv, endpoint: MetricEndpoint
+) -> None:
+    apply(rt.client, check_template(endpoint.url), rt.ns)
+    objs = _with_analysis_steps(_load("basic.yaml"))
+    ctrl = rt.deploy(objs)
+    c = Canary(rt, "canary-demo")
+    wait_for(lambda: c.healthy_on(1), 120, f"Healthy on revision 1\n{ctrl.log_tail()}")
+
+    # A good version: the step's run succeeds, the steps go on, the update completes.
+    rt.apply_all(_with_version(objs, "VERSION V2"))
+    wait_for(lambda: c.paused_at(3), 180, f"at the timed pause after the analysis\n{ctrl.log_tail()}")
+    runs = list_objs(rt.client, "AnalysisRun", rt.ns)
+    assert [r["status"]["phase"] for r in runs] == ["Successful"], runs
+    ctrl.advance(15)
+    wait_for(lambda: c.healthy_on(2), 180, f"Healthy on revision 2\n{ctrl.log_tail()}")
+
+    # A bad version: the run fails, the Rollout aborts by itself, all pods back on stable.
+    endpoint.value = False
+    rt.apply_all(_with_version(objs, "VERSION V3"))
+    wait_for(
+        lambda: c.status().get("phase") == "Degraded", 180, f"Degraded by the analysis\n{ctrl.log_tail()}"
+    )
+    st = c.status()
+    assert st.get("abort") is True, st
+    assert "Failed" in (st.get("message") or ""), st
+    wait_for(lambda: c.sizes().get(3) == 0 and c.sizes().get(2) == 5, 120, f"stable back, saw {c.sizes()}")
+    out = argo(rt, "get", "rollout", c.name)
+    assert _field(out, "Status") == "✖ Degraded", out
+    assert "AnalysisRun" in out and "✖ Failed" in out, out

@@ -493,7 +493,11 @@ def snapshot(rollout: Obj, replicasets: list[Obj], services: list[Obj], events: 
             return None
         return revisions.get(h, h)
 
-    bg = (spec.get("strategy") or {}).get("blueGreen") or {}
+    strategy = spec.get("strategy") or {}
+    bg = strategy.get("blueGreen") or {}
+    if "canary" in strategy and not bg:  # a canary's stable and canary Services stand for them
+        canary = strategy.get("canary") or {}
+        bg = {"activeService": canary.get("stableService"), "previewService": canary.get("canaryService")}
     by_name = {s.get("metadata", {}).get("name"): s for s in services}
 
     def svc_hash(name: str | None) -> str | None:

@@ -100,6 +100,9 @@ class SimClock(Clock):
 class SimCluster:
     """One namespace's Rollout, Services, ReplicaSets, Pods and Events, and a virtual clock."""
 
+    #: As the local runtime: a canary's split goes into the stable Service's annotation.
+    proxy_routes_traffic = True
+
     def __init__(
         self,
         *,

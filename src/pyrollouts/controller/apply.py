@@ -20,6 +20,7 @@ from ..model.cluster import Cluster, Conflict, Invalid, NotFound, Obj
 from ..model.events import event
 from ..model.owners import owned_by_uid
 from ..model.useractions import merge_patch_to
+from . import routers
 from .clock import Clock, rfc3339
 from .faults import kill_point
 
@@ -223,6 +224,11 @@ _RS_WRITES = (
     a.SetScaleDownDeadline,
 )
 
+
+async def _set_traffic_split(t: _Target, action: a.SetTrafficSplit) -> None:
+    await routers.apply_split(t.cluster, t.ns, action.split)
+
+
 #: One writer per action type: each carries out one write of the plan.
 _WRITERS: dict[type[Any], Callable[[_Target, Any], Awaitable[Obj | None]]] = {
     a.CreateReplicaSet: _create_replicaset,
@@ -239,6 +245,7 @@ _WRITERS: dict[type[Any], Callable[[_Target, Any], Awaitable[Obj | None]]] = {
     a.CreateAnalysisRun: _create_analysis_run,
     a.TerminateAnalysisRun: _terminate_analysis_run,
     a.DeleteAnalysisRun: _delete_analysis_run,
+    a.SetTrafficSplit: _set_traffic_split,
 }
 
 

@@ -255,8 +255,16 @@ def _references(rollout: Obj) -> set[tuple[str, str, str]]:
     """(kind, namespace, name) of the Services and the workloadRef Deployment the Rollout names."""
     ns = rollout.get("metadata", {}).get("namespace", "default")
     spec = rollout.get("spec") or {}
-    bg = (spec.get("strategy") or {}).get("blueGreen") or {}
-    refs = {("Service", ns, str(n)) for n in (bg.get("activeService"), bg.get("previewService")) if n}
+    strategy = spec.get("strategy") or {}
+    bg = strategy.get("blueGreen") or {}
+    canary = strategy.get("canary") or {}
+    named = (
+        bg.get("activeService"),
+        bg.get("previewService"),
+        canary.get("stableService"),
+        canary.get("canaryService"),
+    )
+    refs = {("Service", ns, str(n)) for n in named if n}
     ref = spec.get("workloadRef") or {}
     if ref.get("kind") == "Deployment" and ref.get("name"):
         refs.add(("Deployment", ns, str(ref["name"])))

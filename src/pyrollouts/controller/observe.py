@@ -149,10 +149,15 @@ async def _replicasets(
 
 
 async def _services(cluster: Cluster, ns: str, rollout: Obj) -> dict[str, ServiceState]:
-    """The active and preview Services that exist (the engine reports a missing one)."""
-    bg = ((rollout.get("spec") or {}).get("strategy") or {}).get("blueGreen") or {}
+    """The Services the strategy names that exist (the engine reports a missing one): active and
+    preview (blueGreen), stable and canary (canary)."""
+    strategy = (rollout.get("spec") or {}).get("strategy") or {}
+    bg = strategy.get("blueGreen") or {}
+    canary = strategy.get("canary") or {}
     services: dict[str, ServiceState] = {}
-    for svc_name in {bg.get("activeService"), bg.get("previewService")} - {None, ""}:
+    named = {bg.get("activeService"), bg.get("previewService")}
+    named |= {canary.get("stableService"), canary.get("canaryService")}
+    for svc_name in named - {None, ""}:
         try:
             svc = await cluster.get("Service", ns, str(svc_name))
         except NotFound:

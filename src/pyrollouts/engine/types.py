@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..model.rollout import Rollout, RolloutStatus
+from ..model.traffic import TrafficSplit
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,13 @@ class DeleteAnalysisRun:
     name: str
 
 
+@dataclass(frozen=True)
+class SetTrafficSplit:
+    """Give a canary's traffic router this split (weights, header and mirror routes)."""
+
+    split: TrafficSplit
+
+
 Action = (
     CreateReplicaSet
     | ScaleReplicaSet
@@ -223,6 +231,7 @@ Action = (
     | CreateAnalysisRun
     | TerminateAnalysisRun
     | DeleteAnalysisRun
+    | SetTrafficSplit
 )
 
 
@@ -254,6 +263,7 @@ __all__ = [
     "ScaleReplicaSet",
     "ServiceState",
     "SetScaleDownDeadline",
+    "SetTrafficSplit",
     "SwitchService",
     "TerminateAnalysisRun",
     "UpdateReplicaSetAffinity",

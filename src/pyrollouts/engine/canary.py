@@ -83,23 +83,31 @@ def promote(ctx: Ctx, roles: Roles, pc: PauseContext, steps: Steps) -> str | Non
     promoteFull). Returns the RolloutCompleted detail when that happens now (a first deploy
     included)."""
     if roles.initial:
-        pc.finish()
+        _finish(pc)
         steps.index = steps.count
         return "Initial deploy"
+    if pc.promote_full or pc.abort:
+        canarysteps.remove_pause(pc)  # Argo clears the pause conditions then
     if pc.promote_full:
         steps.index = steps.count
     new_rs = roles.new_rs
     if roles.new_is_stable or pc.abort or new_rs is None or new_rs.available_replicas < ctx.replicas:
         if roles.new_is_stable:
-            pc.finish()
+            _finish(pc)
         return None
     if not (pc.promote_full or steps.done):
         return None
     detail = "Full promotion requested" if pc.promote_full else f"Completed all {steps.count} canary steps"
     roles.stable = roles.active = roles.new_hash
-    pc.finish()
+    _finish(pc)
     steps.index = steps.count
     return detail
+
+
+def _finish(pc: PauseContext) -> None:
+    """The update is over: its pause, abort and promoteFull go."""
+    pc.finish()
+    canarysteps.remove_pause(pc)
 
 
 def weight_for_sizes(ctx: Ctx, roles: Roles, pc: PauseContext, steps: Steps) -> int:

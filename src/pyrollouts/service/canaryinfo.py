@@ -129,6 +129,41 @@ def steps_view(rollout: Mapping[str, Any]) -> list[Obj]:
     return out
 
 
+def status_split(rollout: Mapping[str, Any], replicasets: Sequence[Mapping[str, Any]]) -> list[Obj]:
+    """The traffic split as the status and the ReplicaSets say it, per revision (newest first):
+    with trafficRouting the weights the router was last given (``status.canary.weights``),
+    without it each ReplicaSet's share of the available pods (what a Service over all of them
+    gives). ``weight`` is a percentage; ``replicasets``: the info view's ReplicaSet rows."""
+    canary = _canary_spec(rollout)
+    if canary is None:
+        return []
+    by_hash = {str(rs.get("podTemplateHash") or ""): rs for rs in replicasets}
+    weights = ((rollout.get("status") or {}).get("canary") or {}).get("weights")
+    shares: dict[str, float] = {}
+    if canary.get("trafficRouting") and isinstance(weights, Mapping):
+        dests = [weights.get("canary"), weights.get("stable"), *(weights.get("additional") or [])]
+        for dest in dests:
+            if isinstance(dest, Mapping) and dest.get("podTemplateHash"):
+                h = str(dest["podTemplateHash"])
+                shares[h] = shares.get(h, 0.0) + float(dest.get("weight") or 0)
+    elif not canary.get("trafficRouting"):
+        total = sum(int(rs.get("availableReplicas") or 0) for rs in replicasets)
+        for h, rs in by_hash.items():
+            if total and int(rs.get("availableReplicas") or 0):
+                shares[h] = round(100.0 * int(rs["availableReplicas"]) / total, 1)
+    out = [
+        {
+            "podTemplateHash": h,
+            "revision": int((by_hash.get(h) or {}).get("revision") or 0),
+            "roles": list((by_hash.get(h) or {}).get("roles") or []),
+            "weight": weight,
+        }
+        for h, weight in shares.items()
+    ]
+    out.sort(key=lambda r: -int(str(r["revision"])))
+    return out
+
+
 def canary_info(rollout: Mapping[str, Any], replicasets: Sequence[Mapping[str, Any]]) -> Obj | None:
     """The canary block of the info view; None for a Rollout that is no canary."""
     canary = _canary_spec(rollout)
@@ -142,6 +177,7 @@ def canary_info(rollout: Mapping[str, Any], replicasets: Sequence[Mapping[str, A
         "steps": steps_view(rollout),
         "trafficRouting": bool(canary.get("trafficRouting")),
         "weights": dict(weights) if isinstance(weights, Mapping) else None,
+        "statusSplit": status_split(rollout, replicasets),
         "stableService": canary.get("stableService") or "",
         "canaryService": canary.get("canaryService") or "",
     }

@@ -212,6 +212,8 @@ def argo_info(view: Mapping[str, Any]) -> Obj:
             "setWeight": str(canary.get("setWeight", 0)),
             "actualWeight": str(canary.get("actualWeight", 0)),
             "steps": list(((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []),
+            # ours beside Argo's: each step's text and state, the services, the status split
+            "canary": dict(canary),
         }
         if canary
         else {}

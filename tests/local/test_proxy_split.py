@@ -186,18 +186,20 @@ class Backend:
         self.holds = holds
         self.port = free_port()
         self.seen: Counter[str] = Counter()
+        #: The bodies received, by path (their bytes).
+        self.bodies: dict[str, list[bytes]] = {}
         self.release = asyncio.Event()
         self.runner: web.AppRunner | None = None
 
     async def start(self) -> Backend:
         async def index(request: web.Request) -> web.Response:
-            await request.read()
+            self.bodies.setdefault(request.path, []).append(await request.read())
             self.seen[request.path] += 1
             if self.holds and request.path == "/hold":
                 await self.release.wait()
             return web.Response(text=f"{self.name}\n")
 
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 2**20)
         app.router.add_route("*", "/{tail:.*}", index)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
@@ -294,7 +296,15 @@ async def test_ten_thousand_requests_at_twenty_percent(
 ) -> None:
     stable, canary = backends
     port = free_port()
-    await manager.push(table(1, port, stable, canary, 20))
+    assert (await manager.push(table(1, port, stable, canary, 20)))["splits"] == 1
+    route = (await manager.stats())["routes"][f"127.0.0.1:{port}"]
+    assert route["split"] == {
+        "canaryService": "hello-canary",
+        "weight": 20,
+        "headerRoutes": [],
+        "mirrors": [],
+        "canaryReady": [{"pod": "bbb-1", "revision": "bbb", "hostPort": canary.port}],
+    }
     seen = await answers(port, 10_000, concurrency=8)
     print(f"\n10,000 requests at weight 20: {dict(seen)}")
     assert sum(seen.values()) == 10_000
@@ -459,6 +469,62 @@ async def test_an_l4_port_moves_new_connections_by_the_weight(
     assert revs["bbb"]["tcpConnections"] == seen["CANARY"]
 
 
+async def test_a_chunked_body_reaches_the_mirror_whole(
+    manager: ProxyManager, backends: tuple[Backend, Backend]
+) -> None:
+    stable, canary = backends
+    port = free_port()
+    await manager.push(table(1, port, stable, canary, 0, mirrors=[{"name": "all", "percentage": 100}]))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(20):
+            yield bytes([65 + i]) * 5000
+
+    # An async generator body is sent chunked.
+    async with aiohttp.ClientSession() as s, s.post(f"http://127.0.0.1:{port}/up", data=chunks()) as r:
+        assert (r.status, await r.text()) == (200, "STABLE\n")
+    want = b"".join(bytes([65 + i]) * 5000 for i in range(20))
+    assert stable.bodies["/up"] == [want]
+    for _ in range(200):
+        if canary.seen["/up"]:
+            break
+        await asyncio.sleep(0.05)
+    assert canary.bodies["/up"] == [want]
+
+
+async def test_a_canary_that_does_not_read_costs_a_bounded_buffer(
+    manager: ProxyManager, backends: tuple[Backend, Backend]
+) -> None:
+    """A canary that accepts the copy and never reads it: the copy is abandoned once 1 MiB waits
+    for it (besides what the kernel buffers), and the client's request is not held up."""
+    stable, _ = backends
+    stuck: list[asyncio.StreamWriter] = []
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stuck.append(writer)
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    mute = Backend("MUTE")
+    mute.port = server.sockets[0].getsockname()[1]
+    port = free_port()
+    try:
+        await manager.push(table(1, port, stable, mute, 0, mirrors=[{"name": "all", "percentage": 100}]))
+        body = b"z" * (16 * 2**20)
+        async with aiohttp.ClientSession() as s, s.post(f"http://127.0.0.1:{port}/big", data=body) as r:
+            assert (r.status, await r.text()) == (200, "STABLE\n")
+        assert [len(b) for b in stable.bodies["/big"]] == [len(body)]
+        for _ in range(200):
+            svc = await revisions(manager)
+            if svc.get("mirrored"):
+                break
+            await asyncio.sleep(0.05)
+        assert svc["mirrored"] == {"bbb": {"none": 1}}, svc
+    finally:
+        for w in stuck:
+            w.close()
+        server.close()
+
+
 # -- through the server's controller: the annotation on a stored Service --------------------------
 
 
@@ -506,3 +572,24 @@ async def test_the_controller_applies_the_annotation_and_ignores_a_malformed_one
         with contextlib.suppress(asyncio.CancelledError):
             await task
         store.close()
+
+
+async def test_a_proxy_older_than_splits_is_told_once(caplog: pytest.LogCaptureFixture) -> None:
+    class OldProxy:
+        """Answers a table push as a proxy from before canary splits did (no "splits")."""
+
+        pid = 4242
+
+        async def push(self, table: dict[str, Any]) -> dict[str, Any]:
+            return {"version": table["version"], "listening": [], "failed": []}
+
+    controller = ServiceProxyController(None, OldProxy(), bind="127.0.0.1")  # type: ignore[arg-type]
+    stable = service("hello-stable", "aaa", 8088, {TRAFFIC_SPLIT_ANNOTATION: split(20).dumps()})
+    services = {(NS, "hello-stable"): stable, (NS, "hello-canary"): service("hello-canary", "bbb", 8089)}
+    controller._objects = {"Service": services, "Pod": {(NS, "a-1"): pod("a-1", "aaa", 41001)}}
+    with caplog.at_level(logging.WARNING, logger="pyrollouts.runtimes.local.proxymanager"):
+        assert await controller.sync_once() is not None
+        controller._objects["Pod"][(NS, "b-1")] = pod("b-1", "bbb", 41002)
+        assert await controller.sync_once() is not None
+    told = [r.getMessage() for r in caplog.records if "predates canary traffic splits" in r.getMessage()]
+    assert len(told) == 1 and "pid 4242" in told[0] and "rollouts shutdown --all" in told[0], told

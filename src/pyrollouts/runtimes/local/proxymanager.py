@@ -474,6 +474,12 @@ class ServiceProxyController:
         result = await self.manager.push(table)
         self._pushed_services = table["services"]
         self.last_result = result
+        if "splits" not in result and any("split" in svc for svc in table["services"]):
+            self._warn_once(
+                f"the running proxy (pid {self.manager.pid}) predates canary traffic splits and sends "
+                "every request to the stable Service; stop it (`rollouts shutdown --all`) and start the "
+                "server again to run the current one"
+            )
         return result
 
     async def _relist(self) -> None:

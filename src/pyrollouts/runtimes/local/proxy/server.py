@@ -146,6 +146,8 @@ class ProxyServer:
             "failed": failed,
             # From the start of apply to the snapshot swap: how long the switch itself took.
             "switchSeconds": switched,
+            # Listeners applying a canary split (a proxy older than splits does not answer this).
+            "splits": sum(1 for r in routing.routes.values() if r.split is not None),
         }
 
     def _persist(self, table: dict[str, Any]) -> None:

@@ -81,6 +81,11 @@ def test_measured_split_comes_first() -> None:
     assert "no requests in the last 10 s" in quiet
 
 
+def test_list_row_shows_step_and_weight() -> None:
+    row = render.list_rows([_info(canary_paused)])
+    assert '<div class="step-badge" title="step / set weight">step 1/5 · weight 20</div>' in row
+
+
 def test_page_has_the_canary_panel_only_for_a_canary() -> None:
     parts = render.rollout_fragments(_info(canary_paused), [], None)
     assert "canary" in parts and "Promote: go on to the next step?" in parts["actions"]

@@ -80,6 +80,16 @@ def page(title: str, body: str, *, data: Mapping[str, str], head: str = "") -> s
 # the list
 
 
+def _step_badge(info: Mapping[str, Any]) -> str:
+    """A canary's step and set weight under its strategy in the list (as Argo's list shows them)."""
+    if not info.get("step"):
+        return ""
+    return (
+        f'<div class="step-badge" title="step / set weight">step {e(info["step"])} · '
+        f"weight {e(info.get('setWeight', ''))}</div>"
+    )
+
+
 def list_rows(infos: Sequence[Mapping[str, Any]]) -> str:
     """The rows of the rollout list (the part the stream replaces)."""
     if not infos:
@@ -97,7 +107,7 @@ def list_rows(infos: Sequence[Mapping[str, Any]]) -> str:
             f'<tr class="rollout-row" data-name="{e(name)}" data-phase="{e(phase)}">'
             f'<td><a href="/rollouts/{quote(ns)}/{quote(name)}">{e(name)}</a></td>'
             f'<td><span class="phase {PHASE_CLASS.get(phase, "wait")}">{e(phase)}</span></td>'
-            f"<td>{e(i.get('strategy', ''))}</td><td>{images}</td>"
+            f"<td>{e(i.get('strategy', ''))}{_step_badge(i)}</td><td>{images}</td>"
             f'<td class="num" title="desired / current / updated / ready / available">'
             f"{i['desired']} / {i['current']} / {i['updated']} / {i['ready']} / {i['available']}</td>"
             f'<td class="msg">{e(i.get("message", ""))}</td></tr>'

@@ -114,7 +114,7 @@ def test_step_hash_and_descriptions() -> None:
     assert [describe(s) for s in steps] == ["setWeight: 20", "pause: 1m0s", "pause"]
 
 
-CANARY_FILES = sorted(SCENARIOS.glob("canary-*.yaml"))
+CANARY_FILES = sorted(SCENARIOS.glob("canary-*.yaml")) + sorted(SCENARIOS.glob("proxy-routed/canary-*.yaml"))
 
 
 @pytest.mark.parametrize("path", CANARY_FILES, ids=[p.stem for p in CANARY_FILES])

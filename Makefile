@@ -35,7 +35,8 @@ test-fast: install lint
 # leave docs/ alone otherwise).
 screenshots: install browser
 	PYROLLOUTS_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q -p no:cacheprovider tests/web/test_browser.py \
-		-k "promote_from_the_page or analysis_runs_and_the_run_page"
+		tests/web/test_canary_browser.py \
+		-k "promote_from_the_page or analysis_runs_and_the_run_page or canary_steps_and_measured_split"
 
 # DEMO=canary: the canary story (measured traffic shares at each step, a bad version aborted).
 demo: install

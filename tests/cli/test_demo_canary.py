@@ -87,6 +87,8 @@ def test_canary_demo_prints_measured_shares_within_bounds() -> None:
     # what `get rollout` showed on the way, as Argo's plugin shows it
     assert "  Step:          1/5\n  SetWeight:     20\n  ActualWeight:  20\n" in out
     assert "  Step:          3/5\n  SetWeight:     50\n  ActualWeight:  50\n" in out
+    listed = re.search(r"^canary-hello +Canary +Paused +1/5 +20 +3/3 +2 +1 +3$", out, re.MULTILINE)
+    assert listed is not None, out[:6000]
     assert "RolloutAborted: Rollout aborted update to revision 3" in out
     run = re.search(r"run \S+: Failed; measured error rate of V3: ([\d.]+)%", out)
     assert run is not None and 20.0 <= float(run.group(1)) <= 80.0, out[-3000:]

@@ -4,6 +4,7 @@ Service, following a promote over the page's EventSource (no navigation)."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -18,6 +19,8 @@ pytestmark = pytest.mark.browser
 
 EXAMPLE = REPO / "examples" / "canary" / "canary-hello.yaml"
 NAME = "canary-hello"
+# `make screenshots` (PYROLLOUTS_UPDATE_SCREENSHOTS=1) refreshes the one docs/dashboard.md shows.
+DOCS_SCREENSHOT = REPO / "docs" / "img" / "dashboard-canary.png"
 
 
 def deploy_canary(server: ServerProcess, ns: str) -> Deployed:
@@ -87,7 +90,10 @@ def test_canary_steps_and_measured_split(server: ServerProcess, page: Page, tmp_
     expect(canary.locator('.split[data-source="status"] .split-rev[data-role="canary"]')).to_have_attribute(
         "data-percent", "20.0"
     )
-    page.screenshot(path=str(tmp_path / "canary-paused.png"))
+    update_docs = os.environ.get("PYROLLOUTS_UPDATE_SCREENSHOTS") == "1"
+    shot = DOCS_SCREENSHOT if update_docs else tmp_path / "canary-paused.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000, f"{shot}: the screenshot is nearly empty"
 
     # Promote: setWeight 50, the 10 s pause, setWeight 100, then every step is done.
     confirm(page, "#btn-promote")

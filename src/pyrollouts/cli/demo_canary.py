@@ -241,6 +241,7 @@ class CanaryDemo(Demo):
         self.rollouts("status", ROLLOUT, *ns, "--until", "paused", "--timeout", STEP_TIMEOUT)
         self.wait_for("the canary to take 20%", lambda: self.at_step("1/5", 20))
         self.rollouts("get", "rollout", ROLLOUT, *ns)
+        self.rollouts("list", "rollouts", *ns)
         self.show_shares("the proxy splits them: setWeight 20")
 
         self.say("3. Promote: on to setWeight 50, then a 10 s pause.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..engine import types as a
@@ -23,6 +23,7 @@ from ..model.useractions import merge_patch_to
 from . import routers
 from .clock import Clock, rfc3339
 from .faults import kill_point
+from .routers.errors import TrafficRouterError
 
 
 def _event(rollout: Obj, ev: a.EmitEvent, clock: Clock) -> Obj:
@@ -88,17 +89,27 @@ async def _create_replicaset(t: _Target, action: a.CreateReplicaSet) -> None:
     kill_point("after-rs-create")
 
 
+async def _patch_then(
+    t: _Target,
+    kind: str,
+    name: str,
+    annotation: tuple[str, str | None],
+    spec: Obj | None,
+    point: str,
+    resource_version: str | None = None,
+) -> None:
+    """One merge patch of an annotation and (when given) spec fields, then the kill point after it.
+    With ``resource_version``: Conflict unless the object still has that version."""
+    patch: dict[str, Any] = {"metadata": {"annotations": dict([annotation])}}
+    if spec is not None:
+        patch["spec"] = spec
+    await t.cluster.patch(kind, t.ns, name, patch, resource_version=resource_version)
+    kill_point(point)
+
+
 async def _scale_replicaset(t: _Target, action: a.ScaleReplicaSet) -> None:
-    await t.cluster.patch(
-        "ReplicaSet",
-        t.ns,
-        action.name,
-        {
-            "metadata": {"annotations": {names.DESIRED_REPLICAS_ANNOTATION: str(action.desired_replicas)}},
-            "spec": {"replicas": action.replicas},
-        },
-    )
-    kill_point("after-scale")
+    desired = (names.DESIRED_REPLICAS_ANNOTATION, str(action.desired_replicas))
+    await _patch_then(t, "ReplicaSet", action.name, desired, {"replicas": action.replicas}, "after-scale")
 
 
 async def _annotate_replicaset(t: _Target, action: a.AnnotateReplicaSet) -> None:
@@ -125,30 +136,17 @@ async def _set_scale_down_deadline(t: _Target, action: a.SetScaleDownDeadline) -
     # outage a cache can lag behind a deadline written just before it: a plan from that view
     # would replace the deadline with a later one (tests/k8s/test_apiserver_faults.py).
     rv = action.resource_version if action.name not in t.written else None
+    deadline = (names.SCALE_DOWN_DEADLINE_ANNOTATION, action.deadline)
     try:
-        await t.cluster.patch(
-            "ReplicaSet",
-            t.ns,
-            action.name,
-            {"metadata": {"annotations": {names.SCALE_DOWN_DEADLINE_ANNOTATION: action.deadline}}},
-            resource_version=rv,
-        )
+        await _patch_then(t, "ReplicaSet", action.name, deadline, None, "after-deadline-set", rv)
     except Conflict:
         raise StaleReplicaSet(f"ReplicaSet {t.ns}/{action.name} changed since it was read") from None
-    kill_point("after-deadline-set")
 
 
 async def _switch_service(t: _Target, action: a.SwitchService) -> None:
-    await t.cluster.patch(
-        "Service",
-        t.ns,
-        action.service,
-        {
-            "metadata": {"annotations": {names.MANAGED_BY_ANNOTATION: action.managed_by}},
-            "spec": {"selector": {names.POD_TEMPLATE_HASH_LABEL: action.pod_template_hash}},
-        },
-    )
-    kill_point("after-selector-switch")
+    managed_by = (names.MANAGED_BY_ANNOTATION, action.managed_by)
+    selector = {"selector": {names.POD_TEMPLATE_HASH_LABEL: action.pod_template_hash}}
+    await _patch_then(t, "Service", action.service, managed_by, selector, "after-selector-switch")
 
 
 async def _patch_pod_metadata(t: _Target, action: a.PatchPodMetadata) -> None:
@@ -226,7 +224,22 @@ _RS_WRITES = (
 
 
 async def _set_traffic_split(t: _Target, action: a.SetTrafficSplit) -> None:
-    await routers.apply_split(t.cluster, t.ns, action.split)
+    """Give the router the split, with the Rollout's name and uid (NGINX names and owns its
+    canary Ingress by them). Where a Kubernetes router applied it, the split is also recorded on
+    the stable Service (the annotation the local proxy reads), so that the engine sees what was
+    given, header and mirror routes included, and plans it again only when it changes. A router
+    that cannot apply it (a missing HTTPRoute or Ingress, a router we do not have) is the spec's
+    problem, shown as InvalidSpec and retried like one."""
+    meta = t.rollout.get("metadata", {})
+    split = replace(
+        action.split, rollout_name=str(meta.get("name", "")), rollout_uid=str(meta.get("uid", ""))
+    )
+    try:
+        await routers.apply_split(t.cluster, t.ns, split)
+    except TrafficRouterError as exc:
+        raise SpecRejected(str(exc)) from exc
+    if not routers.routes_in_proxy(t.cluster):
+        await routers.annotate_stable_service(t.cluster, t.ns, split)
 
 
 #: One writer per action type: each carries out one write of the plan.

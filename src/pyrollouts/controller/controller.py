@@ -277,6 +277,8 @@ def describe(obj: Any) -> str:
 
 def _runs_going(plan: engine.Plan) -> bool:
     """The planned status names an AnalysisRun that has not finished."""
-    bg = plan.status.blue_green
+    bg, canary = plan.status.blue_green, plan.status.canary
     runs = (bg.pre_promotion_analysis_run_status, bg.post_promotion_analysis_run_status) if bg else ()
+    if canary is not None:
+        runs += (canary.current_step_analysis_run_status, canary.current_background_analysis_run_status)
     return any(r and not analysisrun.is_completed(r.get("status")) for r in runs)

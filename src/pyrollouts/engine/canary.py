@@ -14,7 +14,10 @@ from typing import Any
 
 from ..model import names
 from . import (
+    analysis,
+    antiaffinity,
     bluegreen,
+    canaryanalysis,
     canaryscale,
     canarysteps,
     canarytraffic,
@@ -30,7 +33,7 @@ from .canarysteps import Steps
 from .context import Ctx, revision_of
 from .pause import PauseContext
 from .roles import Roles
-from .types import ReplicaSetState
+from .types import AnalysisRunState, ReplicaSetState
 
 
 def reconcile(ctx: Ctx) -> dict[str, Any]:
@@ -43,33 +46,50 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     pc = PauseContext.read(ctx, roles)
     steps = Steps.read(ctx, roles, pc)
     bluegreen.not_completed(ctx, roles)
+    run = canaryanalysis.reconcile(ctx, roles, pc, steps)
     timed_out = progress.reconcile(ctx, roles, pc)
     completed = promote(ctx, roles, pc, steps)
 
     at_desired = reconcile_replicasets(ctx, roles, pc, steps)
     canarytraffic.reconcile_services(ctx, roles, pc)
     weights = canarytraffic.reconcile_split(ctx, roles, pc, steps, at_desired)
-    run_steps(ctx, roles, pc, steps, at_desired)
+    done = step_completed(ctx, steps, pc, at_desired, run)
+    run_steps(ctx, roles, pc, steps, done)
 
+    if new.rs is not None and not new.created:  # a create injects canary.antiAffinity itself
+        antiaffinity.reconcile(ctx, new.rs, roles.stable)
     ephemeral.reconcile(ctx, roles.canary_pod_roles(ctx))
     running = [rs for rs in ctx.rss if rs.pod_template_hash in roles.referenced()]
     restarted_at = restart.reconcile(ctx, running, ctx.status.restarted_at)
     if completed is not None and new.rs is not None:
         ctx.event(names.ROLLOUT_COMPLETED, events.completed(new.revision, new.pod_hash, completed))
-    block = status.CanaryBlock(
+    return status.build(
+        ctx, status.Outcome(roles, pc, timed_out, restarted_at, canary=_block(steps, weights, run, done))
+    )
+
+
+def _block(
+    steps: Steps, weights: dict[str, Any] | None, run: AnalysisRunState | None, advanced: bool
+) -> status.CanaryBlock:
+    """The canary's own status: the step, its hash, the weights, the current step's run (gone
+    once its step is done)."""
+    canary: dict[str, Any] = {"weights": weights} if weights is not None else {}
+    run_status = None if advanced else analysis.status_of(run)
+    if run_status is not None:
+        canary["currentStepAnalysisRunStatus"] = run_status
+    return status.CanaryBlock(
         step_index=steps.index if steps.count else None,
         step_hash=steps.hash,
-        canary={"weights": weights} if weights is not None else {},
+        canary=canary,
         steps_done=steps.done,
     )
-    return status.build(ctx, status.Outcome(roles, pc, timed_out, restarted_at, canary=block))
 
 
-def run_steps(ctx: Ctx, roles: Roles, pc: PauseContext, steps: Steps, at_desired_now: bool) -> None:
+def run_steps(ctx: Ctx, roles: Roles, pc: PauseContext, steps: Steps, done: bool) -> None:
     """The pause step, then the current step's completion (not while halted or aborted)."""
     canarysteps.reconcile_pause(ctx, steps, pc)
-    if not steps.reset and not pc.abort and not ctx.rollout.spec.paused:
-        canarysteps.advance(ctx, steps, pc, completed=step_completed(ctx, steps, pc, at_desired_now))
+    if not steps.reset and not pc.abort and not analysis.halted(ctx, pc):
+        canarysteps.advance(ctx, steps, pc, completed=done)
     if pc.abort and not roles.new_is_stable:
         steps.index = 0  # Argo: an aborted update starts its steps over on retry
     if not pc.conditions:
@@ -172,7 +192,7 @@ def reconcile_replicasets(ctx: Ctx, roles: Roles, pc: PauseContext, steps: Steps
     old = replicaset.old_replicasets(ctx, roles)
     new_size, stable_size = sizes(ctx, roles, pc, steps, old)
     new_rs, stable_rs = roles.new_rs, ctx.rs_by_hash(roles.stable)
-    halted = bool(ctx.rollout.spec.paused)
+    halted = analysis.halted(ctx, pc)
     if not halted:
         _scale_stable(ctx, roles, stable_rs, stable_size)
         _scale_new(ctx, roles, pc, new_rs, stable_rs, new_size)
@@ -265,14 +285,18 @@ def at_desired(
     return canary.traffic_routing is not None or sum(rs.available_replicas for rs in old) == 0
 
 
-def step_completed(ctx: Ctx, steps: Steps, pc: PauseContext, at_desired_now: bool) -> bool:
+def step_completed(
+    ctx: Ctx, steps: Steps, pc: PauseContext, at_desired_now: bool, run: AnalysisRunState | None
+) -> bool:
     """Is the current step done? Argo's completedCurrentCanaryStep."""
     step = steps.current
-    if step is None:
+    if step is None or steps.reset or pc.abort or analysis.halted(ctx, pc):
         return False
+    if step.analysis is not None:
+        return canaryanalysis.step_succeeded(run)
     if step.pause is not None:
         return canarysteps.pause_completed(ctx, step, pc)
     if step.set_weight is not None or step.set_canary_scale is not None:
         return at_desired_now
-    # Route steps are done once given; analysis steps wait for analysis (docs/canary.md "Not yet").
+    # Route steps are done once given.
     return step.set_header_route is not None or step.set_mirror_route is not None

@@ -4,8 +4,8 @@ split the router is given (docs/canary.md "Traffic").
 Without trafficRouting the share of traffic is the share of pods, and the Services only follow
 the revisions (stableService the stable RS, canaryService the new one, back to stable on abort).
 With trafficRouting the engine plans a ``TrafficSplit`` whenever the one wanted differs from the
-one last given: the stable Service's split annotation where the runtime's proxy routes (local),
-else status.canary.weights.
+one last given: the stable Service's split annotation (the controller records every split given
+there, whatever the router), else, before any, status.canary.weights.
 """
 
 from __future__ import annotations

@@ -247,7 +247,9 @@ def _canary_block(s: dict[str, Any], o: Outcome) -> None:
     if o.canary is not None:
         s["canary"] = o.canary.canary
         s["currentStepHash"] = o.canary.step_hash
-        s["currentStepIndex"] = None
+    else:  # a Rollout switched from canary to blueGreen keeps nothing of it
+        s["canary"], s["currentStepHash"] = {}, None
+    s["currentStepIndex"] = None
 
 
 def _blue_green(s: dict[str, Any], o: Outcome) -> dict[str, Any]:

@@ -27,6 +27,9 @@ PAUSE_INCONCLUSIVE_ANALYSIS = "InconclusiveAnalysisRun"
 ROLLOUT_TYPE_LABEL = "rollout-type"
 ROLLOUT_TYPE_PRE_PROMOTION = "PrePromotion"
 ROLLOUT_TYPE_POST_PROMOTION = "PostPromotion"
+ROLLOUT_TYPE_STEP = "Step"
+ROLLOUT_TYPE_BACKGROUND = "Background"
+STEP_INDEX_LABEL = "step-index"
 #: spec.analysis's defaults: finished runs of earlier revisions kept, per outcome.
 DEFAULT_SUCCESSFUL_RUN_HISTORY = 5
 DEFAULT_UNSUCCESSFUL_RUN_HISTORY = 5

@@ -390,6 +390,15 @@ class Rollout(_Wire):
             v = self.bg.abort_scale_down_delay_seconds
         return names.DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS if v is None else v
 
+    def anti_affinity(self) -> AntiAffinity | None:
+        """The strategy's antiAffinity (blueGreen's, or a canary's)."""
+        return self.canary.anti_affinity if self.is_canary else self.bg.anti_affinity
+
+    def scale_down_delay_revision_limit(self) -> int | None:
+        """The strategy's scaleDownDelayRevisionLimit (None: no limit)."""
+        strategy = self.canary if self.is_canary else self.bg
+        return strategy.scale_down_delay_revision_limit
+
     # The canary strategy ---------------------------------------------------------------------
     @property
     def is_canary(self) -> bool:

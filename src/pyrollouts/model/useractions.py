@@ -59,6 +59,17 @@ def promote(rollout: dict[str, Any], full: bool = False) -> list[Patch]:
     )
     name = rollout.get("metadata", {}).get("name", "")
     next_step = _next_canary_step(rollout)
+    reasons = {p.get("reason") for p in status.get("pauseConditions") or [] if isinstance(p, dict)}
+    if (
+        not full
+        and next_step is not None
+        and "InconclusiveAnalysisRun" in reasons
+        and status.get("controllerPause")
+    ):
+        # As Argo's plugin: promoting a canary paused on an inconclusive analysis skips that step.
+        body = {"pauseConditions": None, "controllerPause": False, "currentStepIndex": next_step}
+        unpause = [Patch({"spec": {"paused": False}})] if _spec_paused(rollout) else []
+        return [Patch({"status": body}, "status"), *unpause]
     if not full and not _spec_paused(rollout) and not status.get("pauseConditions") and next_step is not None:
         return [Patch({"status": {"pauseConditions": None, "currentStepIndex": next_step}}, "status")]
     if not full and not paused:

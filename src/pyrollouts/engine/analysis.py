@@ -314,7 +314,9 @@ def run_body(ctx: Ctx, roles: Roles, spec: RolloutAnalysis, which: str | RunKind
         "apiVersion": names.API_VERSION,
         "kind": "AnalysisRun",
         "metadata": {
-            "name": _free_name(ctx, f"{ctx.name}-{roles.new_hash}-{revision}-{infix}"),
+            "name": _free_name(
+                ctx, f"{ctx.name}-{roles.new_hash}-{revision}" + (f"-{infix}" if infix else "")
+            ),
             "namespace": ctx.namespace,
             "labels": labels,
             "annotations": annotations,
@@ -519,11 +521,13 @@ def _analyses(ctx: Ctx) -> list[tuple[str, RolloutAnalysis]]:
     """(field path, analysis) of every analysis of the Rollout's strategy."""
     if ctx.rollout.is_canary:
         steps = ctx.rollout.canary_steps()
-        return [
+        found: list[tuple[str, RolloutAnalysis]] = [
             (f"spec.strategy.canary.steps[{i}].analysis", s.analysis)
             for i, s in enumerate(steps)
             if s.analysis is not None
         ]
+        background = ctx.rollout.canary.analysis
+        return found + ([("spec.strategy.canary.analysis", background)] if background is not None else [])
     specs = ((f"spec.strategy.blueGreen.{which}", _spec(ctx, which)) for which in (_PRE, _POST))
     return [(path, spec) for path, spec in specs if spec is not None]
 

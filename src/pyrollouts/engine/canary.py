@@ -46,14 +46,14 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     pc = PauseContext.read(ctx, roles)
     steps = Steps.read(ctx, roles, pc)
     bluegreen.not_completed(ctx, roles)
-    run = canaryanalysis.reconcile(ctx, roles, pc, steps)
+    runs = canaryanalysis.reconcile(ctx, roles, pc, steps)
     timed_out = progress.reconcile(ctx, roles, pc)
     completed = promote(ctx, roles, pc, steps)
 
     at_desired = reconcile_replicasets(ctx, roles, pc, steps)
     canarytraffic.reconcile_services(ctx, roles, pc)
     weights = canarytraffic.reconcile_split(ctx, roles, pc, steps, at_desired)
-    done = step_completed(ctx, steps, pc, at_desired, run)
+    done = step_completed(ctx, steps, pc, at_desired, runs.step)
     run_steps(ctx, roles, pc, steps, done)
 
     if new.rs is not None and not new.created:  # a create injects canary.antiAffinity itself
@@ -64,19 +64,22 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     if completed is not None and new.rs is not None:
         ctx.event(names.ROLLOUT_COMPLETED, events.completed(new.revision, new.pod_hash, completed))
     return status.build(
-        ctx, status.Outcome(roles, pc, timed_out, restarted_at, canary=_block(steps, weights, run, done))
+        ctx, status.Outcome(roles, pc, timed_out, restarted_at, canary=_block(steps, weights, runs, done))
     )
 
 
 def _block(
-    steps: Steps, weights: dict[str, Any] | None, run: AnalysisRunState | None, advanced: bool
+    steps: Steps, weights: dict[str, Any] | None, runs: canaryanalysis.Runs, advanced: bool
 ) -> status.CanaryBlock:
     """The canary's own status: the step, its hash, the weights, the current step's run (gone
-    once its step is done)."""
+    once its step is done) and the background run."""
     canary: dict[str, Any] = {"weights": weights} if weights is not None else {}
-    run_status = None if advanced else analysis.status_of(run)
+    run_status = None if advanced else analysis.status_of(runs.step)
     if run_status is not None:
         canary["currentStepAnalysisRunStatus"] = run_status
+    background = analysis.status_of(runs.background)
+    if background is not None:
+        canary["currentBackgroundAnalysisRunStatus"] = background
     return status.CanaryBlock(
         step_index=steps.index if steps.count else None,
         step_hash=steps.hash,

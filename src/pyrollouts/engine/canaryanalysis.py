@@ -1,5 +1,6 @@
-"""A canary's analysis steps: the AnalysisRun of the current ``analysis`` step, with the canary's
-"when" rules (docs/canary.md "Analysis"), on the run machinery of ``engine.analysis``.
+"""A canary's analysis: the AnalysisRun of the current ``analysis`` step and the background run
+(``canary.analysis``), with the canary's "when" rules (docs/canary.md "Analysis"), on the run
+machinery of ``engine.analysis``.
 
 - The current run is the one status.canary.currentStepAnalysisRunStatus names; every other run
   the Rollout owns is cancelled while going and deleted beyond the history limits.
@@ -9,16 +10,19 @@
 - Successful completes the step; Failed or Error aborts the update; Inconclusive adds the
   InconclusiveAnalysisRun pause, which halts the update until a promote (which skips the step).
 
-Background analysis (canary.analysis) is not run yet (docs/canary.md "Not yet").
+- The background run (``<rollout>-<hash>-<revision>``, rollout-type Background) goes from
+  ``startingStep`` (default the first) until the update completes; its verdict is the same.
+  status.canary.currentBackgroundAnalysisRunStatus names it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..model import names
 from ..model.analysis import PHASE_ERROR, PHASE_FAILED, PHASE_INCONCLUSIVE, PHASE_SUCCESSFUL
-from ..model.rollout import PauseCondition
+from ..model.rollout import PauseCondition, RolloutAnalysis
 from . import analysis
 from .canarysteps import Steps
 from .context import Ctx
@@ -27,25 +31,57 @@ from .roles import Roles
 from .types import AnalysisRunState, CreateAnalysisRun, DeleteAnalysisRun
 
 
-def _current_name(ctx: Ctx) -> str:
+@dataclass
+class Runs:
+    """The current step and background runs after this step (None: none)."""
+
+    step: AnalysisRunState | None = None
+    background: AnalysisRunState | None = None
+
+
+def _current(ctx: Ctx, field: str, forget: bool) -> AnalysisRunState | None:
+    """The run status.canary names in ``field`` (none when the update started over)."""
     st = ctx.status.canary
-    run_status: dict[str, Any] = (st.current_step_analysis_run_status if st is not None else None) or {}
-    return str(run_status.get("name") or "")
+    run_status: dict[str, Any] = (getattr(st, field) if st is not None else None) or {}
+    name = "" if forget else str(run_status.get("name") or "")
+    return next((r for r in ctx.observed.analysis_runs if name and r.name == name), None)
 
 
-def reconcile(ctx: Ctx, roles: Roles, pc: PauseContext, steps: Steps) -> AnalysisRunState | None:
-    """Create, cancel and clean up the step runs; turn the current run's verdict into an abort or
-    a pause. Returns the current step run (for the step's completion and status)."""
-    name = "" if roles.template_changed or steps.reset else _current_name(ctx)
-    current = next((r for r in ctx.observed.analysis_runs if name and r.name == name), None)
-    others = [r for r in ctx.observed.analysis_runs if r is not current]
-    run = _reconcile_step(ctx, roles, pc, steps, current)
-    if current is not None and run is not current:
-        others.append(current)
+def reconcile(ctx: Ctx, roles: Roles, pc: PauseContext, steps: Steps) -> Runs:
+    """Create, cancel and clean up the step and background runs; turn a current run's verdict
+    into an abort or a pause. Returns the current runs (for the step's completion and status)."""
+    forget = roles.template_changed or steps.reset
+    step_run = _current(ctx, "current_step_analysis_run_status", forget)
+    bg_run = _current(ctx, "current_background_analysis_run_status", forget)
+    runs = Runs(
+        _reconcile_step(ctx, roles, pc, steps, step_run), _reconcile_background(ctx, roles, pc, steps, bg_run)
+    )
+    kept = {r.name for r in (runs.step, runs.background) if r is not None}
+    others = [r for r in ctx.observed.analysis_runs if r.name not in kept]
     analysis._terminate(ctx, *others)
     for old in analysis._beyond_history(ctx, others):
         ctx.actions.append(DeleteAnalysisRun(name=old.name))
-    return run
+    return runs
+
+
+def _reconcile_background(
+    ctx: Ctx, roles: Roles, pc: PauseContext, steps: Steps, current: AnalysisRunState | None
+) -> AnalysisRunState | None:
+    """Argo's reconcileBackgroundAnalysisRun: from startingStep until the update completes."""
+    spec = ctx.rollout.canary.analysis
+    if spec is None or not spec.templates or roles.new_is_stable or pc.promote_full:
+        return None
+    if pc.abort and not pc.retrying:
+        return current
+    if steps.index < (spec.starting_step or 0):
+        return None
+    if any(p.reason == names.PAUSE_INCONCLUSIVE_ANALYSIS for p in pc.conditions):
+        return current
+    if current is None or pc.retrying or _promoted_inconclusive(ctx, current):
+        kind = analysis.RunKind("", names.ROLLOUT_TYPE_BACKGROUND, "spec.strategy.canary.analysis")
+        return _create(ctx, roles, spec, kind, {})
+    _verdict(ctx, pc, current, "Background")
+    return current
 
 
 def _reconcile_step(
@@ -58,11 +94,13 @@ def _reconcile_step(
     step = steps.current
     if step is None or step.analysis is None or not step.analysis.templates:
         return None
-    if current is not None and current.labels.get(names.STEP_INDEX_LABEL) != str(steps.index):
-        return _create(ctx, roles, steps)  # a run of another step
-    if current is None or pc.retrying or _promoted_inconclusive(ctx, current):
-        return _create(ctx, roles, steps)
-    _verdict(ctx, pc, current)
+    stale = current is not None and current.labels.get(names.STEP_INDEX_LABEL) != str(steps.index)
+    if current is None or stale or pc.retrying or _promoted_inconclusive(ctx, current):
+        kind = analysis.RunKind(
+            str(steps.index), names.ROLLOUT_TYPE_STEP, f"spec.strategy.canary.steps[{steps.index}].analysis"
+        )
+        return _create(ctx, roles, step.analysis, kind, {names.STEP_INDEX_LABEL: str(steps.index)})
+    _verdict(ctx, pc, current, "Step-based")
     return current
 
 
@@ -75,18 +113,14 @@ def _promoted_inconclusive(ctx: Ctx, run: AnalysisRunState) -> bool:
     )
 
 
-def _create(ctx: Ctx, roles: Roles, steps: Steps) -> AnalysisRunState | None:
-    step = steps.current
-    if step is None or step.analysis is None:
-        return None
-    kind = analysis.RunKind(
-        str(steps.index), names.ROLLOUT_TYPE_STEP, f"spec.strategy.canary.steps[{steps.index}].analysis"
-    )
+def _create(
+    ctx: Ctx, roles: Roles, spec: RolloutAnalysis, kind: analysis.RunKind, labels: dict[str, str]
+) -> AnalysisRunState | None:
     try:
-        body = analysis.run_body(ctx, roles, step.analysis, kind)
+        body = analysis.run_body(ctx, roles, spec, kind)
     except analysis.AnalysisSpecError:
         return None
-    body["metadata"]["labels"][names.STEP_INDEX_LABEL] = str(steps.index)
+    body["metadata"]["labels"].update(labels)
     run_name = body["metadata"]["name"]
     ctx.actions.append(CreateAnalysisRun(name=run_name, body=body))
     meta = body["metadata"]
@@ -96,15 +130,16 @@ def _create(ctx: Ctx, roles: Roles, steps: Steps) -> AnalysisRunState | None:
     )  # fmt: skip
 
 
-def _verdict(ctx: Ctx, pc: PauseContext, run: AnalysisRunState) -> None:
-    """Inconclusive pauses, Failed or Error aborts (Argo's reconcileStepBasedAnalysisRun)."""
+def _verdict(ctx: Ctx, pc: PauseContext, run: AnalysisRunState, what: str) -> None:
+    """Inconclusive pauses, Failed or Error aborts (Argo's reconcileStepBasedAnalysisRun and
+    reconcileBackgroundAnalysisRun)."""
     if run.phase == PHASE_INCONCLUSIVE:
         if not any(p.reason == names.PAUSE_INCONCLUSIVE_ANALYSIS for p in pc.conditions):
             pause = PauseCondition(reason=names.PAUSE_INCONCLUSIVE_ANALYSIS, start_time=ctx.now_s)
             pc.conditions.append(pause)
             pc.controller_pause = True
     elif run.phase in (PHASE_FAILED, PHASE_ERROR):
-        message = "Step-based analysis phase error/failed"
+        message = f"{what} analysis phase error/failed"
         if run.message:
             message += f": {run.message}"
         pc.request_abort(message)

@@ -15,9 +15,7 @@ version answered how many.
    analysis step after setWeight 20, running the AnalysisTemplate `error-rate` on the proxy's own
    counts of the canary's answers through the stable Service (no Prometheus). While a trickle of
    GETs runs, the analysis fails and the update is aborted: all traffic is back on V2.
-
-   While the controller does not run canary analysis steps yet, the demo says so and runs the same
-   template itself (`rollouts create analysisrun`), then aborts on its verdict (`rollouts abort`).
+   The controller runs the step's AnalysisRun and aborts the update by itself.
 """
 
 from __future__ import annotations
@@ -40,8 +38,6 @@ STABLE_SERVICE, CANARY_SERVICE = "canary-hello-stable", "canary-hello-canary"
 STABLE_PORT, CANARY_PORT = 8090, 8091
 #: GETs per measurement.
 SAMPLE = 200
-#: How long the demo waits for the controller to start the analysis step's run by itself.
-STEP_RUN_WAIT = 20.0
 
 
 def canary_manifest_text() -> str:
@@ -192,19 +188,14 @@ class CanaryDemo(Demo):
         return line
 
     def runs_of(self, revision: str) -> list[dict[str, Any]]:
-        """The AnalysisRuns of a revision: by the revision annotation the controller writes, or
-        by the pod-template hash label of the run the demo made itself."""
-        h = self.canary_hash()
-        out = []
-        for run in self.backend.list("AnalysisRun", NAMESPACE):
-            meta = run["metadata"]
-            rev = (meta.get("annotations") or {}).get("rollout.argoproj.io/revision")
-            if rev == revision or (h and (meta.get("labels") or {}).get("rollouts-pod-template-hash") == h):
-                out.append(run)
-        return sorted(out, key=lambda r: r["metadata"].get("creationTimestamp") or "")
-
-    def canary_hash(self) -> str:
-        return str(self.info().get("currentPodHash") or "")
+        """The AnalysisRuns of a revision (the revision annotation the controller writes on them)."""
+        runs = self.backend.list("AnalysisRun", NAMESPACE)
+        mine = [
+            r
+            for r in runs
+            if (r["metadata"].get("annotations") or {}).get("rollout.argoproj.io/revision") == revision
+        ]
+        return sorted(mine, key=lambda r: r["metadata"].get("creationTimestamp") or "")
 
     def report_runs(self, runs: list[dict[str, Any]]) -> None:
         for run in runs:
@@ -269,7 +260,7 @@ class CanaryDemo(Demo):
         self.say(
             "5. V3 answers half its requests with 500 (ERROR_RATE=0.5). Its steps gain an analysis "
             "step after setWeight 20: the AnalysisTemplate error-rate, on the proxy's own counts of "
-            "V3's answers through the stable Service (no Prometheus)."
+            "V3's answers through the stable Service (no Prometheus). A failed run aborts the update."
         )
         broken = self.write("canary-hello-v3.yaml", {"WELCOME": "VERSION V3", "ERROR_RATE": "0.5"}, True)
         self.rollouts("apply", "-f", broken)
@@ -277,13 +268,11 @@ class CanaryDemo(Demo):
             self.say("   A trickle of GETs starts: one every 50 ms through the stable Service.\n")
             self.wait_for("the canary to take 20%", lambda: self.at_step("1/6", 20))
             self.show_shares("setWeight 20 while the analysis runs", errors_of="V3")
-            by_controller = self.wait_step_run()
-            if not by_controller:
-                self.analyse_by_hand(ns)
-            self.wait_for("the update to be aborted", lambda: self.info().get("status") == "Degraded", 120)
+            self.wait_for(
+                "the analysis to abort the update", lambda: self.info().get("status") == "Degraded", 150
+            )
             self.rollouts("get", "rollout", ROLLOUT, *ns)
-            if by_controller:
-                self.report_runs(self.runs_of(str(self.info_revision())))
+            self.report_runs(self.runs_of(str(self.info_revision())))
             self.wait_for(
                 "all traffic back on stable", lambda: self.info().get("canary", {}).get("actualWeight") == 0
             )
@@ -292,47 +281,6 @@ class CanaryDemo(Demo):
     def info_revision(self) -> int:
         revisions = self.info().get("revisions") or []
         return int(revisions[0]["revision"]) if revisions else 0
-
-    def wait_step_run(self) -> bool:
-        """Whether the controller started the analysis step's run by itself (within STEP_RUN_WAIT)."""
-        deadline = time.monotonic() + STEP_RUN_WAIT
-        while time.monotonic() < deadline:
-            if self.runs_of(str(self.info_revision())) or self.info().get("status") == "Degraded":
-                return True
-            time.sleep(0.5)
-        return False
-
-    def analyse_by_hand(self, ns: list[str]) -> None:
-        self.console.print(
-            "[yellow]  This controller does not run canary analysis steps yet: the demo runs the "
-            "step's template itself and aborts on its verdict, as the controller will.[/yellow]"
-        )
-        self.rollouts(
-            "create",
-            "analysisrun",
-            "--from",
-            "error-rate",
-            "--name",
-            f"{ROLLOUT}-v3-error-rate",
-            "-a",
-            f"service-name={STABLE_SERVICE}",
-            "-a",
-            f"hash={self.canary_hash()}",
-            *ns,
-        )
-        name = f"{ROLLOUT}-v3-error-rate"
-        run = self.wait_for(
-            "the analysis run to end",
-            lambda: (
-                (r := self.backend.get("AnalysisRun", NAMESPACE, name))
-                and (r.get("status") or {}).get("phase") in ("Successful", "Failed", "Error", "Inconclusive")
-                and r
-            ),
-            90,
-        )
-        self.report_runs([run])
-        if (run.get("status") or {}).get("phase") != "Successful":
-            self.rollouts("abort", ROLLOUT, *ns)
 
 
 def _is_number(value: Any) -> bool:

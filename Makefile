@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test test-fast lint demo demo-analysis clean screenshots
+.PHONY: install test test-fast lint demo demo-analysis demo-canary clean screenshots
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,15 +35,20 @@ test-fast: install lint
 # leave docs/ alone otherwise).
 screenshots: install browser
 	PYROLLOUTS_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q -p no:cacheprovider tests/web/test_browser.py \
-		-k "promote_from_the_page or analysis_runs_and_the_run_page"
+		tests/web/test_canary_browser.py \
+		-k "promote_from_the_page or analysis_runs_and_the_run_page or canary_steps_and_measured_split"
 
+# DEMO=canary: the canary story (measured traffic shares at each step, a bad version aborted).
 demo: install
-	$(BIN)/rollouts demo $(DEMO_ARGS)
+	$(BIN)/rollouts demo $(if $(DEMO),--$(DEMO)) $(DEMO_ARGS)
 
 # The story with automated analysis: a broken version aborted and a good one promoted by the error
 # rate the local proxy measured (no Prometheus).
 demo-analysis: install
 	$(BIN)/rollouts demo --analysis $(DEMO_ARGS)
+
+demo-canary: install
+	$(BIN)/rollouts demo --canary $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build

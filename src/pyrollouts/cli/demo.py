@@ -231,12 +231,18 @@ class Demo:
                 time.sleep(0.5)
         print()
 
+    def keep_hint(self) -> list[str]:
+        """What to type to look at a demo left running (--keep)."""
+        return [
+            f"  rollouts --server {self.url} get rollout {ROLLOUT} -n {NAMESPACE} -w",
+            f"  curl http://127.0.0.1:{self.prod}/   curl http://127.0.0.1:{self.preview}/",
+        ]
+
     def cleanup(self) -> None:
         if self.keep:
+            hint = "\n".join(self.keep_hint())
             self.console.print(
-                f"\nThe demo keeps running (state in {self.state_dir}).\n"
-                f"  rollouts --server {self.url} get rollout {ROLLOUT} -n {NAMESPACE} -w\n"
-                f"  curl http://127.0.0.1:{self.prod}/   curl http://127.0.0.1:{self.preview}/\n"
+                f"\nThe demo keeps running (state in {self.state_dir}).\n{hint}\n"
                 f"Stop it, with its pods and proxy:\n"
                 f"  rollouts --server {self.url} shutdown --all && rm -rf {self.workdir}"
             )
@@ -301,6 +307,7 @@ class Demo:
             self.rollouts("delete", "rollout", ROLLOUT, *ns)
         self.console.print("[green]Demo complete.[/green]")
         self.console.print("Next: the same story with automated analysis: make demo-analysis")
+        self.console.print("      the canary strategy, step by step: make demo DEMO=canary")
 
 
 def demo(
@@ -319,8 +326,23 @@ def demo(
             "their measured error rate (make demo-analysis).",
         ),
     ] = False,
+    canary: Annotated[
+        bool,
+        typer.Option(
+            "--canary",
+            help="The canary story: a version promoted step by step with the measured share of traffic "
+            "at each step, and a bad one aborted by analysis (make demo DEMO=canary).",
+        ),
+    ] = False,
 ) -> None:
     """Tell the seed's blue-green story with a real local server (about a minute)."""
+    if analysis and canary:
+        raise typer.BadParameter("--analysis and --canary are two stories: give one")
+    if canary:
+        from .demo_canary import run_canary_demo
+
+        run_canary_demo(port_offset, keep)
+        return
     if analysis:
         from .demo_analysis import run_analysis_demo
 

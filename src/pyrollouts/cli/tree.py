@@ -102,7 +102,8 @@ def status_cell(status: str) -> str:
 
 
 def header_lines(info: Mapping[str, Any]) -> list[str]:
-    """The header block: Name, Namespace, Status, Message, Strategy, Images, Replicas."""
+    """The header block: Name, Namespace, Status, Message, Strategy (for a canary its Step,
+    SetWeight and ActualWeight), Images, Replicas."""
 
     def row(key: str, value: Any) -> str:
         return f"{key:<{HEADER_WIDTH}}{value}".rstrip()
@@ -115,6 +116,12 @@ def header_lines(info: Mapping[str, Any]) -> list[str]:
     if info.get("message"):
         lines.append(row("Message:", info["message"]))
     lines.append(row("Strategy:", info.get("strategy", "")))
+    canary = info.get("canary")
+    if info.get("strategy") == "Canary" and canary:
+        # as Argo's plugin: Step only once the status has an index, the two weights always
+        lines.append(row("  Step:", canary.get("step", "")))
+        lines.append(row("  SetWeight:", canary.get("setWeight", 0)))
+        lines.append(row("  ActualWeight:", canary.get("actualWeight", 0)))
     images = info.get("images") or []
     for i, img in enumerate(images):
         roles = img.get("roles") or []

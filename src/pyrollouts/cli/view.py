@@ -11,6 +11,7 @@ import typer
 import yaml
 from rich.live import Live
 
+from ..service.canaryinfo import set_weight, step_text
 from .client import ApiError, CliError, Obj
 from .common import Namespace, echo, kind_display, out, state
 from .tree import age, info_now, parse_time, render, render_rich, table_lines
@@ -230,7 +231,7 @@ def list_rollouts(
     namespace: Namespace = "default",
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")] = False,
 ) -> None:
-    """One line per rollout: strategy, status, replica counts."""
+    """One line per rollout: strategy, status, a canary's step and set weight, replica counts."""
     items = state(ctx).backend().list("rollout", None if all_namespaces else namespace)
     if not items:
         echo("No resources found." if all_namespaces else f"No resources found in {namespace} namespace.")
@@ -245,9 +246,9 @@ def list_rollouts(
             r["metadata"]["name"],
             strategy,
             st.get("phase", "") or "Progressing",
-            "-",
-            "-",
-            f"{st.get('readyReplicas', 0)}/{desired}",
+            (step_text(r) or "-") if strategy == "Canary" else "-",
+            str(set_weight(r)) if strategy == "Canary" else "-",
+            f"{st.get('readyReplicas', 0)}/{st.get('replicas', 0)}",
             str(desired),
             str(st.get("updatedReplicas", 0)),
             str(st.get("availableReplicas", 0)),

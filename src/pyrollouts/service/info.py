@@ -3,7 +3,8 @@
 A pure function from objects (the Rollout, its ReplicaSets, their Pods) and a time to plain JSON
 data: the header (phase, message, images with their roles, replica counts) and the revision tree
 (newest revision first, each ReplicaSet with its roles and scale-down deadline, each Pod with
-readiness, restarts and, on the local runtime, its host port). The HTTP API, the dashboard and the
+readiness, restarts and, on the local runtime, its host port), and for a canary its step and weights
+(``service.canaryinfo``). The HTTP API, the dashboard and the
 CLI's Kubernetes backend compute it the same way, so the CLI renders one shape only.
 """
 
@@ -18,6 +19,7 @@ from ..model import names, owners
 from ..model.cluster import Cluster
 from ..model.timefmt import rfc3339
 from .analysisinfo import rollout_runs
+from .canaryinfo import canary_info
 from .verbs import get_rollout
 
 Obj = dict[str, Any]
@@ -111,6 +113,22 @@ def _merge_image(image_roles: dict[str, list[str]], image: str, roles: list[str]
         image_roles[image] = sorted(set(image_roles[image]) | set(roles))
 
 
+def _roles(h: str, stable: str, current: str, active: str, preview: str, is_canary: bool) -> list[str]:
+    """A ReplicaSet's roles as Argo's plugin tags it. Canary: ``stable``, else ``canary`` for the
+    current pod-template hash. Blue-green: ``stable``, then ``active``, else ``preview`` (the
+    preview role only when the RS is not also the active one)."""
+    if not h:
+        return []
+    if is_canary:
+        return ["stable"] if h == stable else (["canary"] if h == current else [])
+    roles = ["stable"] if h == stable else []
+    if h == active:
+        roles.append("active")
+    elif h == preview:
+        roles.append("preview")
+    return roles
+
+
 def rollout_info(
     rollout: Mapping[str, Any],
     replicasets: Sequence[Mapping[str, Any]],
@@ -131,6 +149,8 @@ def rollout_info(
     active_sel = bg_status.get("activeSelector") or ""
     preview_sel = bg_status.get("previewSelector") or ""
     stable = status.get("stableRS") or ""
+    current_hash = status.get("currentPodHash") or ""
+    is_canary = "canary" in strategy and "blueGreen" not in strategy
 
     own_rs = owners.owned(replicasets, {"kind": "Rollout", **rollout})
     rs_infos: list[Obj] = []
@@ -143,14 +163,7 @@ def rollout_info(
             key=lambda p: (p.get("metadata", {}).get("creationTimestamp") or "", p["metadata"]["name"])
         )
         h = (rmeta.get("labels") or {}).get(names.POD_TEMPLATE_HASH_LABEL, "")
-        roles: list[str] = []
-        if h and h == stable:
-            roles.append("stable")
-        # As Argo shows it: the preview role only when the RS is not also the active one.
-        if h and h == active_sel:
-            roles.append("active")
-        elif h and h == preview_sel:
-            roles.append("preview")
+        roles = _roles(h, stable, current_hash, active_sel, preview_sel, is_canary)
         ann = rmeta.get("annotations") or {}
         deadline = ann.get(names.SCALE_DOWN_DEADLINE_ANNOTATION) or None
         rs_spec = rs.get("spec") or {}
@@ -207,7 +220,8 @@ def rollout_info(
         "activeSelector": active_sel,
         "previewSelector": preview_sel,
         "stableRS": stable,
-        "currentPodHash": status.get("currentPodHash") or "",
+        "currentPodHash": current_hash,
+        "canary": canary_info(rollout, rs_infos),
         "revisions": revisions,
         "analysisRuns": runs,
         "now": rfc3339(now),

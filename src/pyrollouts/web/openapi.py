@@ -78,6 +78,7 @@ def openapi_document() -> dict[str, Any]:
             "stable": {"type": "boolean"},
             "active": {"type": "boolean"},
             "preview": {"type": "boolean"},
+            "canary": {"type": "boolean"},
             "replicas": {"type": "integer"},
             "available": {"type": "integer"},
             "template": {"type": "string", "description": "pod-template hash"},
@@ -248,6 +249,18 @@ def openapi_document() -> dict[str, Any]:
                             "items": {"$ref": "#/components/schemas/ReplicaSetInfo"},
                         },
                         "actions": {"type": "object", "description": "which actions apply now"},
+                        "step": {"type": "string", "description": "a canary's currentStepIndex/steps"},
+                        "setWeight": {"type": "string", "description": "the weight a canary's steps ask for"},
+                        "actualWeight": {"type": "string", "description": "a canary's weight in force"},
+                        "steps": {
+                            "type": "array",
+                            "items": {"type": "object"},
+                            "description": "canary steps",
+                        },
+                        "canary": {
+                            "type": "object",
+                            "description": "ours: each step's text and state, the Services, statusSplit",
+                        },
                     },
                 },
                 "RolloutInfoList": {

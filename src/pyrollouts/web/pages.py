@@ -120,7 +120,7 @@ async def _fragments(ctx: WebContext, ns: str, name: str) -> tuple[dict[str, Any
     info = await ctx.source.info(ns, name)
     items = await ctx.source.events(ns, name)
     series = await ctx.traffic_of(info) if ctx.traffic is not None else None
-    return info, render.rollout_fragments(info, items, series)
+    return info, render.rollout_fragments(info, items, series, ctx.canary_split(info))
 
 
 @_authorized
@@ -134,9 +134,8 @@ async def rollout_page(request: web.Request) -> web.StreamResponse:
     except VerbError as exc:
         return _error_page(exc)
     series = await ctx.traffic_of(info) if ctx.traffic is not None else None
-    return web.Response(
-        text=render.rollout_page(info, items, series, _token_for_page(request)), content_type="text/html"
-    )
+    html = render.rollout_page(info, items, series, _token_for_page(request), ctx.canary_split(info))
+    return web.Response(text=html, content_type="text/html")
 
 
 @streams.limited

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .analysisview import revision_runs
+from .canaryview import canary_panel
 from .escape import e, newest_first_table
 
 PHASE_CLASS = {"Healthy": "ok", "Progressing": "wait", "Paused": "paused", "Degraded": "bad"}
@@ -28,6 +29,14 @@ BUTTONS = (
 )
 
 
+#: A canary's buttons ask in its own words (the same verbs: Argo's promote moves one step).
+CANARY_QUESTIONS = {
+    "promote": "Promote: go on to the next step?",
+    "promoteFull": "Promote full: skip the remaining steps and send all traffic to the new revision?",
+    "abort": "Abort: send all traffic back to the stable revision?",
+}
+
+
 def pod_class(pod: Mapping[str, Any]) -> str:
     """The colour of a pod tile: ok (running and ready), bad, term (terminating) or wait."""
     status = str(pod.get("status", ""))
@@ -41,7 +50,7 @@ def pod_class(pod: Mapping[str, Any]) -> str:
 
 
 def _roles(rs: Mapping[str, Any]) -> list[str]:
-    return [r for r in ("stable", "active", "preview") if rs.get(r)]
+    return [r for r in ("stable", "canary", "active", "preview") if rs.get(r)]
 
 
 def _role_badges(roles: Iterable[str]) -> str:
@@ -71,6 +80,16 @@ def page(title: str, body: str, *, data: Mapping[str, str], head: str = "") -> s
 # the list
 
 
+def _step_badge(info: Mapping[str, Any]) -> str:
+    """A canary's step and set weight under its strategy in the list (as Argo's list shows them)."""
+    if not info.get("step"):
+        return ""
+    return (
+        f'<div class="step-badge" title="step / set weight">step {e(info["step"])} · '
+        f"weight {e(info.get('setWeight', ''))}</div>"
+    )
+
+
 def list_rows(infos: Sequence[Mapping[str, Any]]) -> str:
     """The rows of the rollout list (the part the stream replaces)."""
     if not infos:
@@ -88,7 +107,7 @@ def list_rows(infos: Sequence[Mapping[str, Any]]) -> str:
             f'<tr class="rollout-row" data-name="{e(name)}" data-phase="{e(phase)}">'
             f'<td><a href="/rollouts/{quote(ns)}/{quote(name)}">{e(name)}</a></td>'
             f'<td><span class="phase {PHASE_CLASS.get(phase, "wait")}">{e(phase)}</span></td>'
-            f"<td>{e(i.get('strategy', ''))}</td><td>{images}</td>"
+            f"<td>{e(i.get('strategy', ''))}{_step_badge(i)}</td><td>{images}</td>"
             f'<td class="num" title="desired / current / updated / ready / available">'
             f"{i['desired']} / {i['current']} / {i['updated']} / {i['ready']} / {i['available']}</td>"
             f'<td class="msg">{e(i.get("message", ""))}</td></tr>'
@@ -156,6 +175,8 @@ def actions(info: Mapping[str, Any]) -> str:
     allowed = info.get("actions") or {}
     out = []
     for key, label, question in BUTTONS:
+        if info.get("canary") and key in CANARY_QUESTIONS:
+            question = CANARY_QUESTIONS[key]
         url = f"{base}/promote" if key.startswith("promote") else f"{base}/{key}"
         body = json.dumps({"full": key == "promoteFull"}) if key.startswith("promote") else "{}"
         disabled = "" if allowed.get(key) else " disabled"
@@ -280,15 +301,21 @@ def traffic(series: Sequence[Mapping[str, Any]]) -> str:
 
 
 def rollout_fragments(
-    info: Mapping[str, Any], items: Sequence[Mapping[str, Any]], series: Sequence[Mapping[str, Any]] | None
+    info: Mapping[str, Any],
+    items: Sequence[Mapping[str, Any]],
+    series: Sequence[Mapping[str, Any]] | None,
+    split: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Element id -> inner HTML, for the page and for each stream update."""
+    """Element id -> inner HTML, for the page and for each stream update. ``split``: a canary's
+    measured traffic split (local runtime), None elsewhere."""
     parts = {
         "summary": summary(info),
         "actions": actions(info),
         "revisions": revisions(info),
         "events": events(items),
     }
+    if info.get("canary"):
+        parts["canary"] = canary_panel(info, split)
     if series is not None:
         parts["traffic"] = traffic(series)
     return parts
@@ -299,10 +326,15 @@ def rollout_page(
     items: Sequence[Mapping[str, Any]],
     series: Sequence[Mapping[str, Any]] | None,
     token: str | None,
+    split: Mapping[str, Any] | None = None,
 ) -> str:
-    """One rollout: summary, actions, revisions, traffic (local runtime), event log."""
+    """One rollout: summary, actions, a canary's steps and split, revisions, traffic (local
+    runtime), event log."""
     ns, name = info["objectMeta"]["namespace"], info["objectMeta"]["name"]
-    parts = rollout_fragments(info, items, series)
+    parts = rollout_fragments(info, items, series, split)
+    canary_section = (
+        f'<section class="panel" id="canary">{parts["canary"]}</section>' if "canary" in parts else ""
+    )
     traffic_section = (
         f'<section class="panel"><h2>Traffic</h2><div id="traffic">{parts["traffic"]}</div></section>'
         if "traffic" in parts
@@ -314,6 +346,7 @@ def rollout_page(
         f'<section class="panel" id="summary">{parts["summary"]}</section>'
         f'<div id="actions" class="actions">{parts["actions"]}</div>'
         '<p id="notice" class="notice" role="status"></p>'
+        f"{canary_section}"
         f'<section class="panel"><h2>Revisions</h2><div id="revisions">{parts["revisions"]}</div></section>'
         f"{traffic_section}"
         f'<section class="panel"><h2>Events</h2><div id="events">{parts["events"]}</div></section>'

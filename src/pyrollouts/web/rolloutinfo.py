@@ -175,7 +175,7 @@ def argo_info(view: Mapping[str, Any]) -> Obj:
                     # Argo marks the preview role also on the active RS when the preview Service
                     # points there too; the info view shows it once, as active, and so do we.
                     "preview": "preview" in roles,
-                    "canary": False,
+                    "canary": "canary" in roles,
                     "replicas": int(rs.get("replicas") or 0),
                     "available": int(rs.get("availableReplicas") or 0),
                     "ready": int(rs.get("readyReplicas") or 0),
@@ -204,8 +204,23 @@ def argo_info(view: Mapping[str, Any]) -> Obj:
         {"name": c.get("name", ""), "image": c.get("image", "")}
         for c in ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
     ]
+    canary = view.get("canary") or {}
+    canary_fields = (
+        {
+            # Argo's RolloutInfo carries these as strings, and the steps as the spec wrote them
+            "step": str(canary.get("step") or ""),
+            "setWeight": str(canary.get("setWeight", 0)),
+            "actualWeight": str(canary.get("actualWeight", 0)),
+            "steps": list(((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []),
+            # ours beside Argo's: each step's text and state, the services, the status split
+            "canary": dict(canary),
+        }
+        if canary
+        else {}
+    )
     return {
         "objectMeta": _object_meta(rollout, ns),
+        **canary_fields,
         "status": view.get("status", ""),
         "phase": view.get("status", ""),
         "message": view.get("message", ""),

@@ -113,6 +113,13 @@ class _Walker:
                 )
                 return
             for k, v in data.items():
+                if v is None and not isinstance(node.value, Open):
+                    # A map's value, like a list item, is never "not set": the typed model (and a
+                    # Go client) cannot read a null label or annotation value.
+                    self.report(
+                        (*path, k), "the value is null", 'give it a value ("" for empty) or remove the key'
+                    )
+                    continue
                 self.value(v, node.value, (*path, k), frames)
         else:
             self.obj(data, node, path, frames)

@@ -103,48 +103,73 @@ _RESPONSE_HEADERS: dict[bytes, int] = {
 }
 
 
-class _Scan:
-    """What one pass over a head's headers found (``scan_headers``)."""
+# What scan_headers gives for a name that needs nothing (forwarded as it came).
+_FORWARD = -1
+# The kind of each header name as it was sent (any case), filled as names are seen: one dict
+# lookup per header on the hot path instead of a lower-cased copy of the name and its lookup.
+# Bounded: names longer than _RAW_NAME_MAX are not kept, and a client sending ever new names
+# only refills it.
+_RAW_KINDS_MAX = 1024
+_RAW_NAME_MAX = 64
+_RAW_REQUEST_KINDS: dict[bytes, int] = {}
+_RAW_RESPONSE_KINDS: dict[bytes, int] = {}
 
-    __slots__ = ("chunked", "expect", "host", "length", "nonzero_length", "tokens")
 
-    def __init__(self) -> None:
-        self.chunked = self.length = self.nonzero_length = self.expect = False
-        self.host: bytes | None = None
-        self.tokens: set[bytes] | None = None  # Connection tokens, lowercased
+def _raw_kind(name: bytes, kinds: dict[bytes, int], raw: dict[bytes, int]) -> int:
+    """The kind of a header name not seen yet in this spelling (and remember it)."""
+    kind = kinds.get(name.lower(), _FORWARD)
+    if len(name) <= _RAW_NAME_MAX:
+        if len(raw) >= _RAW_KINDS_MAX:
+            raw.clear()
+        raw[name] = kind
+    return kind
 
 
-def scan_headers(headers: list[tuple[bytes, bytes]], kinds: dict[bytes, int], lines: list[bytes]) -> _Scan:
+# (chunked, has Content-Length, Content-Length other than 0, Expect: 100-continue, the first
+# Host, the Connection tokens lower-cased or None)
+Scan = tuple[bool, bool, bool, bool, "bytes | None", "set[bytes] | None"]
+
+
+def scan_headers(
+    headers: list[tuple[bytes, bytes]], kinds: dict[bytes, int], lines: list[bytes],
+    raw: dict[bytes, int] | None = None,
+) -> Scan:  # fmt: skip
     """One pass over a request's or a response's headers (``kinds``: _REQUEST_HEADERS or
-    _RESPONSE_HEADERS): append each forwarded header to ``lines`` and note what decides the framing
-    and the forwarding (chunked, Content-Length, Connection tokens, Host, Expect: 100-continue).
+    _RESPONSE_HEADERS; ``raw``: its cache by name as sent): append each forwarded header to
+    ``lines`` and note what decides the framing and the forwarding (see ``Scan``).
     Transfer-Encoding, Connection, hop-by-hop and a client's X-Forwarded-* are not forwarded."""
-    found = _Scan()
+    if raw is None:
+        raw = _RAW_REQUEST_KINDS if kinds is _REQUEST_HEADERS else _RAW_RESPONSE_KINDS
+    chunked = length = nonzero_length = expect = False
+    host: bytes | None = None
+    tokens: set[bytes] | None = None
     for name, value in headers:
-        kind = kinds.get(name.lower())
+        kind = raw.get(name)
         if kind is None:
+            kind = _raw_kind(name, kinds, raw)
+        if kind == _FORWARD:
             lines += (name, b": ", value, b"\r\n")
         elif kind == _HOST:
-            if found.host is None:
-                found.host = value
+            if host is None:
+                host = value
             lines += (name, b": ", value, b"\r\n")
         elif kind == _CONTENT_LENGTH:
-            found.length = True
+            length = True
             if value.strip() != b"0":
-                found.nonzero_length = True
+                nonzero_length = True
             lines += (name, b": ", value, b"\r\n")
         elif kind == _TRANSFER_ENCODING:
             if b"chunked" in value.lower():
-                found.chunked = True
+                chunked = True
         elif kind == _CONNECTION:
-            if found.tokens is None:
-                found.tokens = set()
-            found.tokens.update(t.strip().lower() for t in value.split(b","))
+            if tokens is None:
+                tokens = set()
+            tokens.update(t.strip().lower() for t in value.split(b","))
         elif kind == _EXPECT and value.lower() == b"100-continue":
-            found.expect = True
+            expect = True
         # else _DROP (hop-by-hop, or a client's X-Forwarded-*), or an Expect other than
         # 100-continue: not forwarded.
-    return found
+    return chunked, length, nonzero_length, expect, host, tokens
 
 
 class _HeadRejected(Exception):
@@ -225,14 +250,15 @@ def forward_request_head(head: _RequestHead, client_ip: bytes) -> tuple[str, byt
         framing = _request_framing(head.headers)
         return framing, _request_head_bytes(head, framing, client_ip), _expects_continue(head.headers)
     lines: list[bytes] = [head.method + b" " + head.url + b" HTTP/1.1\r\n"]
-    found = scan_headers(head.headers, _REQUEST_HEADERS, lines)
-    chunked, expect = found.chunked, found.expect
-    framing = "chunked" if chunked else "length" if found.nonzero_length else "none"
-    if found.tokens is not None and _tokens_name_a_header(found.tokens, head.headers):
+    chunked, _, nonzero_length, expect, host, tokens = scan_headers(
+        head.headers, _REQUEST_HEADERS, lines, _RAW_REQUEST_KINDS
+    )
+    framing = "chunked" if chunked else "length" if nonzero_length else "none"
+    if tokens is not None and _tokens_name_a_header(tokens, head.headers):
         return framing, _request_head_bytes(head, framing, client_ip), expect
     lines += (b"X-Forwarded-For: ", client_ip, b"\r\nX-Forwarded-Proto: http\r\n")
-    if found.host is not None:
-        lines += (b"X-Forwarded-Host: ", found.host, b"\r\n")
+    if host is not None:
+        lines += (b"X-Forwarded-Host: ", host, b"\r\n")
     if chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
     lines.append(b"\r\n")
@@ -891,8 +917,9 @@ class _Upstream(asyncio.Protocol):
         ex.status = status
         # One pass: the forwarded lines, and what decides the framing (as _response_framing).
         lines: list[bytes] = [b"%s %d %s\r\n" % (ex.version, status, reason_ or b"-")]
-        found = scan_headers(headers, _RESPONSE_HEADERS, lines)
-        chunked, has_length, tokens = found.chunked, found.length, found.tokens
+        chunked, has_length, _, _, _, tokens = scan_headers(
+            headers, _RESPONSE_HEADERS, lines, _RAW_RESPONSE_KINDS
+        )
         no_body = ex.is_head or status in (204, 304) or status == 101
         mode = "none" if no_body else "chunked" if chunked else "length" if has_length else "eof"
         if mode == "length":

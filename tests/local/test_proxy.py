@@ -910,7 +910,10 @@ async def test_the_pooled_connection_keeps_its_parser_only_between_whole_respons
         if head.startswith(b"HEAD "):
             return b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
         if head.startswith(b"GET /info "):
-            return b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            return (
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            )
         if head.startswith(b"GET /chunked "):
             return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
         return None
@@ -929,7 +932,8 @@ async def test_the_pooled_connection_keeps_its_parser_only_between_whole_respons
         assert got == (
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
             b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\nGET /one HTTP/1.1"
-            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
             b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\nGET /two HTTP/1.1"
         ), got

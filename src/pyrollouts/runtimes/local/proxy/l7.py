@@ -515,7 +515,10 @@ class HttpProxyProtocol(asyncio.Protocol):
         if self.events or (ex is not None and not ex.ready):
             self.events.append((_END, None))
         elif ex is not None:
-            ex.send_end()
+            if ex.framing == "chunked":
+                ex.send_end()
+            else:
+                ex.request_done = True  # send_end, inline: nothing to send
 
     # -- flow ---------------------------------------------------------------------------------------
 
@@ -999,10 +1002,13 @@ class _Upstream(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             ex.upstream_failed(f"invalid response: {exc}", retriable=False)
             return
-        # One write to the client per read from the endpoint, then finish if complete.
+        # One write to the client per read from the endpoint (as client._write, inline), then
+        # finish if complete.
         out = ex.out
         if out:
-            ex.client._write(out[0] if len(out) == 1 else b"".join(out))
+            t = ex.client.transport
+            if t is not None and not t.is_closing():
+                t.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
         if ex.response_done and not ex.finished:
             ex.finish()

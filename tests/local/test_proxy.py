@@ -943,6 +943,28 @@ async def test_the_pooled_connection_keeps_its_parser_only_between_whole_respons
     up.close()
 
 
+async def test_a_switch_opens_a_connection_to_new_endpoints_before_their_first_request() -> None:
+    """An endpoint new to the table gets a pooled connection before the switch, which its first
+    request uses (the switch latency of issue 17 without a connect); an endpoint that leaves the
+    table loses its idle ones (as before)."""
+    seen: list[bytes] = []
+    conns_a: dict[str, int] = {}
+    conns_b: dict[str, int] = {}
+    a = await raw_endpoint(seen, conns=conns_a)
+    b = await raw_endpoint(seen, conns=conns_b)
+    async with inproc_proxy(a.sockets[0].getsockname()[1]) as (srv, port):
+        assert await _settled(lambda: conns_a["open"] == 1)  # before any request
+        got = await talk(port, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", idle=0.3)
+        assert got.endswith(b"GET /a HTTP/1.1"), got
+        await srv.apply(table(2, port, [("p-2", "r2", b.sockets[0].getsockname()[1], True)]), persist=False)
+        assert await _settled(lambda: conns_b["open"] == 1 and conns_a["open"] == 0)
+        got = await talk(port, b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n", idle=0.3)
+        assert got.endswith(b"GET /b HTTP/1.1"), got
+        assert conns_b["open"] == 1 and [h.split(b" ", 2)[1] for h in seen] == [b"/a", b"/b"]
+    a.close()
+    b.close()
+
+
 def test_header_kinds_by_name_as_sent_match_the_lower_cased_ones() -> None:
     """scan_headers looks each name up as it was sent, in a cache filled from the lower-cased kinds:
     any spelling of a special header is still found, and the cache stays bounded in entries and

@@ -830,6 +830,20 @@ def _response_head_bytes(
     return b"".join(lines)
 
 
+async def open_upstream(host: str, port: int) -> _Upstream | None:
+    """A new keep-alive connection to an endpoint, to pool ahead of its first request (the server
+    opens one to each endpoint new to a table); None if it cannot be opened (then the requests
+    connect, move on to the next endpoint or answer 502 as usual)."""
+    loop = asyncio.get_running_loop()
+    try:
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: _Upstream(host, port), host, port), CONNECT_TIMEOUT
+        )
+    except (OSError, TimeoutError):
+        return None
+    return conn
+
+
 class _Upstream(asyncio.Protocol):
     """A connection to an endpoint; pooled between exchanges. It is the protocol of its own
     response parser, made once and kept across exchanges while each response ends where the

@@ -900,6 +900,93 @@ async def test_connection_header_cannot_drop_framing_or_host() -> None:
     up.close()
 
 
+async def test_the_pooled_connection_keeps_its_parser_only_between_whole_responses() -> None:
+    """The endpoint connection keeps its response parser across exchanges (l7.py's hot path). After
+    a HEAD (whose Content-Length announces a body that never comes), a 1xx and a chunked answer,
+    the next responses on the same pooled connection must still be framed right."""
+    seen: list[bytes] = []
+    conns: dict[str, int] = {}
+
+    def answer(head: bytes) -> bytes | None:
+        if head.startswith(b"HEAD "):
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+        if head.startswith(b"GET /info "):
+            return (
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            )
+        if head.startswith(b"GET /chunked "):
+            return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        return None
+
+    up = await raw_endpoint(seen, answer, conns=conns)
+    async with inproc_proxy(up.sockets[0].getsockname()[1]) as (_, port):
+        got = await talk(
+            port,
+            b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /info HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n",
+            idle=0.5,
+        )
+        assert got == (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\nGET /one HTTP/1.1"
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\nGET /two HTTP/1.1"
+        ), got
+        # One endpoint connection carried all five (requests on one client connection run in turn).
+        assert [h.split(b" ", 2)[1] for h in seen] == [b"/h", b"/one", b"/info", b"/chunked", b"/two"]
+        assert conns["open"] == 1
+    up.close()
+
+
+async def test_a_switch_opens_a_connection_to_new_endpoints_before_their_first_request() -> None:
+    """An endpoint new to the table gets a pooled connection before the switch, which its first
+    request uses (the switch latency of issue 17 without a connect); an endpoint that leaves the
+    table loses its idle ones (as before)."""
+    seen: list[bytes] = []
+    conns_a: dict[str, int] = {}
+    conns_b: dict[str, int] = {}
+    a = await raw_endpoint(seen, conns=conns_a)
+    b = await raw_endpoint(seen, conns=conns_b)
+    async with inproc_proxy(a.sockets[0].getsockname()[1]) as (srv, port):
+        assert await _settled(lambda: conns_a["open"] == 1)  # before any request
+        got = await talk(port, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", idle=0.3)
+        assert got.endswith(b"GET /a HTTP/1.1"), got
+        await srv.apply(table(2, port, [("p-2", "r2", b.sockets[0].getsockname()[1], True)]), persist=False)
+        assert await _settled(lambda: conns_b["open"] == 1 and conns_a["open"] == 0)
+        got = await talk(port, b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n", idle=0.3)
+        assert got.endswith(b"GET /b HTTP/1.1"), got
+        assert conns_b["open"] == 1 and [h.split(b" ", 2)[1] for h in seen] == [b"/a", b"/b"]
+    a.close()
+    b.close()
+
+
+def test_header_kinds_by_name_as_sent_match_the_lower_cased_ones() -> None:
+    """scan_headers looks each name up as it was sent, in a cache filled from the lower-cased kinds:
+    any spelling of a special header is still found, and the cache stays bounded in entries and
+    in the length of the names it keeps."""
+    from pyrollouts.runtimes.local.proxy import l7
+
+    headers = [(b"HOST", b"h"), (b"transfer-ENCODING", b"chunked"), (b"CONNECTION", b"X-A"), (b"X-a", b"1"),
+               (b"Keep-Alive", b"5"), (b"X-FORWARDED-FOR", b"1.2.3.4"), (b"content-length", b"0"),
+               (b"User-Agent", b"u")]  # fmt: skip
+    for _ in range(2):  # the second time from the cache
+        lines: list[bytes] = []
+        chunked, length, nonzero, expect, host, tokens = l7.scan_headers(headers, l7._REQUEST_HEADERS, lines)
+        assert (chunked, length, nonzero, expect, host, tokens) == (True, True, False, False, b"h", {b"x-a"})
+        assert b"".join(lines) == b"HOST: h\r\nX-a: 1\r\ncontent-length: 0\r\nUser-Agent: u\r\n"
+    raw = l7._RAW_REQUEST_KINDS
+    l7.scan_headers([(b"X-" + b"n" * 100, b"v")], l7._REQUEST_HEADERS, [])
+    assert not any(len(name) > l7._RAW_NAME_MAX for name in raw)
+    l7.scan_headers([(b"X-%d" % i, b"v") for i in range(3 * l7._RAW_KINDS_MAX)], l7._REQUEST_HEADERS, [])
+    assert len(raw) <= l7._RAW_KINDS_MAX
+
+
 async def test_chunked_trailers_do_not_become_headers_of_the_next_request() -> None:
     seen: list[bytes] = []
     up = await raw_endpoint(seen)

@@ -103,48 +103,73 @@ _RESPONSE_HEADERS: dict[bytes, int] = {
 }
 
 
-class _Scan:
-    """What one pass over a head's headers found (``scan_headers``)."""
+# What scan_headers gives for a name that needs nothing (forwarded as it came).
+_FORWARD = -1
+# The kind of each header name as it was sent (any case), filled as names are seen: one dict
+# lookup per header on the hot path instead of a lower-cased copy of the name and its lookup.
+# Bounded: names longer than _RAW_NAME_MAX are not kept, and a client sending ever new names
+# only refills it.
+_RAW_KINDS_MAX = 1024
+_RAW_NAME_MAX = 64
+_RAW_REQUEST_KINDS: dict[bytes, int] = {}
+_RAW_RESPONSE_KINDS: dict[bytes, int] = {}
 
-    __slots__ = ("chunked", "expect", "host", "length", "nonzero_length", "tokens")
 
-    def __init__(self) -> None:
-        self.chunked = self.length = self.nonzero_length = self.expect = False
-        self.host: bytes | None = None
-        self.tokens: set[bytes] | None = None  # Connection tokens, lowercased
+def _raw_kind(name: bytes, kinds: dict[bytes, int], raw: dict[bytes, int]) -> int:
+    """The kind of a header name not seen yet in this spelling (and remember it)."""
+    kind = kinds.get(name.lower(), _FORWARD)
+    if len(name) <= _RAW_NAME_MAX:
+        if len(raw) >= _RAW_KINDS_MAX:
+            raw.clear()
+        raw[name] = kind
+    return kind
 
 
-def scan_headers(headers: list[tuple[bytes, bytes]], kinds: dict[bytes, int], lines: list[bytes]) -> _Scan:
+# (chunked, has Content-Length, Content-Length other than 0, Expect: 100-continue, the first
+# Host, the Connection tokens lower-cased or None)
+Scan = tuple[bool, bool, bool, bool, "bytes | None", "set[bytes] | None"]
+
+
+def scan_headers(
+    headers: list[tuple[bytes, bytes]], kinds: dict[bytes, int], lines: list[bytes],
+    raw: dict[bytes, int] | None = None,
+) -> Scan:  # fmt: skip
     """One pass over a request's or a response's headers (``kinds``: _REQUEST_HEADERS or
-    _RESPONSE_HEADERS): append each forwarded header to ``lines`` and note what decides the framing
-    and the forwarding (chunked, Content-Length, Connection tokens, Host, Expect: 100-continue).
+    _RESPONSE_HEADERS; ``raw``: its cache by name as sent): append each forwarded header to
+    ``lines`` and note what decides the framing and the forwarding (see ``Scan``).
     Transfer-Encoding, Connection, hop-by-hop and a client's X-Forwarded-* are not forwarded."""
-    found = _Scan()
+    if raw is None:
+        raw = _RAW_REQUEST_KINDS if kinds is _REQUEST_HEADERS else _RAW_RESPONSE_KINDS
+    chunked = length = nonzero_length = expect = False
+    host: bytes | None = None
+    tokens: set[bytes] | None = None
     for name, value in headers:
-        kind = kinds.get(name.lower())
+        kind = raw.get(name)
         if kind is None:
+            kind = _raw_kind(name, kinds, raw)
+        if kind == _FORWARD:
             lines += (name, b": ", value, b"\r\n")
         elif kind == _HOST:
-            if found.host is None:
-                found.host = value
+            if host is None:
+                host = value
             lines += (name, b": ", value, b"\r\n")
         elif kind == _CONTENT_LENGTH:
-            found.length = True
+            length = True
             if value.strip() != b"0":
-                found.nonzero_length = True
+                nonzero_length = True
             lines += (name, b": ", value, b"\r\n")
         elif kind == _TRANSFER_ENCODING:
             if b"chunked" in value.lower():
-                found.chunked = True
+                chunked = True
         elif kind == _CONNECTION:
-            if found.tokens is None:
-                found.tokens = set()
-            found.tokens.update(t.strip().lower() for t in value.split(b","))
+            if tokens is None:
+                tokens = set()
+            tokens.update(t.strip().lower() for t in value.split(b","))
         elif kind == _EXPECT and value.lower() == b"100-continue":
-            found.expect = True
+            expect = True
         # else _DROP (hop-by-hop, or a client's X-Forwarded-*), or an Expect other than
         # 100-continue: not forwarded.
-    return found
+    return chunked, length, nonzero_length, expect, host, tokens
 
 
 class _HeadRejected(Exception):
@@ -225,14 +250,15 @@ def forward_request_head(head: _RequestHead, client_ip: bytes) -> tuple[str, byt
         framing = _request_framing(head.headers)
         return framing, _request_head_bytes(head, framing, client_ip), _expects_continue(head.headers)
     lines: list[bytes] = [head.method + b" " + head.url + b" HTTP/1.1\r\n"]
-    found = scan_headers(head.headers, _REQUEST_HEADERS, lines)
-    chunked, expect = found.chunked, found.expect
-    framing = "chunked" if chunked else "length" if found.nonzero_length else "none"
-    if found.tokens is not None and _tokens_name_a_header(found.tokens, head.headers):
+    chunked, _, nonzero_length, expect, host, tokens = scan_headers(
+        head.headers, _REQUEST_HEADERS, lines, _RAW_REQUEST_KINDS
+    )
+    framing = "chunked" if chunked else "length" if nonzero_length else "none"
+    if tokens is not None and _tokens_name_a_header(tokens, head.headers):
         return framing, _request_head_bytes(head, framing, client_ip), expect
     lines += (b"X-Forwarded-For: ", client_ip, b"\r\nX-Forwarded-Proto: http\r\n")
-    if found.host is not None:
-        lines += (b"X-Forwarded-Host: ", found.host, b"\r\n")
+    if host is not None:
+        lines += (b"X-Forwarded-Host: ", host, b"\r\n")
     if chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
     lines.append(b"\r\n")
@@ -489,7 +515,10 @@ class HttpProxyProtocol(asyncio.Protocol):
         if self.events or (ex is not None and not ex.ready):
             self.events.append((_END, None))
         elif ex is not None:
-            ex.send_end()
+            if ex.framing == "chunked":
+                ex.send_end()
+            else:
+                ex.request_done = True  # send_end, inline: nothing to send
 
     # -- flow ---------------------------------------------------------------------------------------
 
@@ -801,11 +830,29 @@ def _response_head_bytes(
     return b"".join(lines)
 
 
-class _Upstream(asyncio.Protocol):
-    """A connection to an endpoint; pooled between exchanges. Its response parser calls the
-    exchange it serves directly (the exchange is the parser's protocol)."""
+async def open_upstream(host: str, port: int) -> _Upstream | None:
+    """A new keep-alive connection to an endpoint, to pool ahead of its first request (the server
+    opens one to each endpoint new to a table); None if it cannot be opened (then the requests
+    connect, move on to the next endpoint or answer 502 as usual)."""
+    loop = asyncio.get_running_loop()
+    try:
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: _Upstream(host, port), host, port), CONNECT_TIMEOUT
+        )
+    except (OSError, TimeoutError):
+        return None
+    return conn
 
-    __slots__ = ("closed", "eof", "exchange", "host", "idle_since", "parser", "paused", "port", "transport")
+
+class _Upstream(asyncio.Protocol):
+    """A connection to an endpoint; pooled between exchanges. It is the protocol of its own
+    response parser, made once and kept across exchanges while each response ends where the
+    parser expects (a new one otherwise): the callbacks below fill in the exchange it serves."""
+
+    __slots__ = (
+        "clean", "closed", "eof", "exchange", "host", "idle_since", "parser", "paused", "port", "reason",
+        "rheaders", "transport",
+    )  # fmt: skip
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
@@ -817,6 +864,12 @@ class _Upstream(asyncio.Protocol):
         self.eof = False
         self.paused = False
         self.parser: httptools.HttpResponseParser | None = None
+        # Whether the parser stands between two messages (the last one ended with
+        # on_message_complete), so the next exchange may keep it.
+        self.clean = False
+        # The response being parsed: status reason and headers.
+        self.reason = b""
+        self.rheaders: list[tuple[bytes, bytes]] = []
 
     def usable(self) -> bool:
         """False once the endpoint closed it (or it broke) while idle."""
@@ -828,20 +881,123 @@ class _Upstream(asyncio.Protocol):
             self.transport.close()
 
     def begin(self, exchange: _Exchange) -> None:
-        """Start an exchange on this connection: a fresh parser, since a HEAD response may have left
-        the previous one waiting for a body that never comes, and the parser calls the exchange."""
+        """Start an exchange on this connection. The parser is kept if the previous response ended
+        as the parser framed it; after a HEAD (the parser may wait for a body the endpoint never
+        sends: it does not know the method), a 101 or a read cut short, a fresh one."""
         self.exchange = exchange
-        self.parser = httptools.HttpResponseParser(exchange)
+        if not self.clean:
+            self.parser = httptools.HttpResponseParser(self)
+            self.clean = True
         if self.paused and self.transport is not None:
             # Paused for a slow client of the previous exchange.
             self.transport.resume_reading()
             self.paused = False
 
     def detach(self) -> None:
-        """The exchange is over: drop the references between it and this connection (they would
-        otherwise form a cycle through the parser)."""
+        """The exchange is over (or failed): forget it, and the parser with whatever state it holds."""
         self.exchange = None
         self.parser = None
+        self.clean = False
+
+    # -- response (httptools callbacks of this connection's parser) ----------------------------
+
+    def on_message_begin(self) -> None:
+        # A chunked message's trailers come through on_header after its head is complete: each
+        # message (a 1xx, then the final response) starts from no headers.
+        self.clean = False
+        self.rheaders = []
+        self.reason = b""
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.rheaders.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        """The endpoint's status line and headers are complete."""
+        ex = self.exchange
+        p = self.parser
+        if ex is None or p is None or ex.response_done:
+            return
+        status = p.get_status_code()
+        headers = self.rheaders
+        reason_ = self.reason
+        self.rheaders = []
+        self.reason = b""
+        head = ex.head
+        if 100 <= status < 200 and status != 101:
+            ex.skip_end = True
+            if head.version == "1.1" and status != 100:
+                ex.out.append(_response_head_bytes(ex.version, status, reason_, headers, "none", True))
+            return
+        ex.status = status
+        # One pass: the forwarded lines, and what decides the framing (as _response_framing).
+        lines: list[bytes] = [b"%s %d %s\r\n" % (ex.version, status, reason_ or b"-")]
+        chunked, has_length, _, _, _, tokens = scan_headers(
+            headers, _RESPONSE_HEADERS, lines, _RAW_RESPONSE_KINDS
+        )
+        no_body = ex.is_head or status in (204, 304) or status == 101
+        mode = "none" if no_body else "chunked" if chunked else "length" if has_length else "eof"
+        if mode == "length":
+            ex.up_keep = p.should_keep_alive()  # the common case, in short
+            ex.mode = mode
+        else:
+            ex.eof_body = mode == "eof"
+            ex.up_keep = p.should_keep_alive() and mode != "eof"
+            if mode == "eof" or (mode == "chunked" and head.version != "1.1"):
+                if head.version == "1.1":
+                    mode = "rechunk"
+                else:
+                    mode = "raw"
+                    ex.client_keep = False
+            elif mode == "chunked":
+                mode = "rechunk"
+            ex.mode = mode
+        if not ex.request_done:
+            # Answered before the request was complete: the client connection cannot be reused.
+            ex.client_keep = False
+        if (has_length and mode in ("rechunk", "raw")) or (
+            tokens is not None and _tokens_name_a_header(tokens, headers)
+        ):
+            # Rare: headers to drop that the pass above kept.
+            ex.out.append(_response_head_bytes(ex.version, status, reason_, headers, mode, ex.client_keep))
+        else:
+            if mode == "rechunk":
+                lines.append(b"Transfer-Encoding: chunked\r\n")
+            if not ex.client_keep:
+                lines.append(b"Connection: close\r\n")
+            elif ex.version == b"HTTP/1.0":
+                lines.append(b"Connection: keep-alive\r\n")
+            lines.append(b"\r\n")
+            ex.out.append(b"".join(lines))
+        ex.head_sent = True
+        if no_body:
+            ex.response_done = True
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.exchange
+        if ex is None or ex.response_done:
+            return
+        if ex.mode == "rechunk":
+            ex.out.append(b"%x\r\n%s\r\n" % (len(body), body))
+        else:
+            ex.out.append(body)
+
+    def on_message_complete(self) -> None:
+        """The endpoint's response (or a 1xx) is complete: as ``_Exchange.on_response_end``."""
+        self.clean = True
+        ex = self.exchange
+        if ex is None or ex.response_done:
+            return
+        if ex.skip_end:
+            ex.skip_end = False
+            return
+        if ex.mode == "rechunk":
+            ex.out.append(b"0\r\n\r\n")
+        ex.response_done = True
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -856,14 +1012,17 @@ class _Upstream(asyncio.Protocol):
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            pass  # a 101 to a plain request; its head is already handled
+            self.clean = False  # a 101 to a plain request; its head is already handled
         except httptools.HttpParserError as exc:
             ex.upstream_failed(f"invalid response: {exc}", retriable=False)
             return
-        # One write to the client per read from the endpoint, then finish if complete.
+        # One write to the client per read from the endpoint (as client._write, inline), then
+        # finish if complete.
         out = ex.out
         if out:
-            ex.client._write(out[0] if len(out) == 1 else b"".join(out))
+            t = ex.client.transport
+            if t is not None and not t.is_closing():
+                t.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
         if ex.response_done and not ex.finished:
             ex.finish()
@@ -876,6 +1035,8 @@ class _Upstream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.parser = None  # it refers to this object: no cycle left behind
+        self.clean = False
         if self.exchange is not None:
             self.exchange.upstream_eof()
 
@@ -889,8 +1050,8 @@ class _Upstream(asyncio.Protocol):
 
 
 class _Exchange:
-    """One request forwarded to one endpoint and its response streamed back. It is also the
-    protocol of the endpoint connection's response parser (the on_* methods)."""
+    """One request forwarded to one endpoint and its response streamed back (the endpoint
+    connection's parser callbacks, in ``_Upstream``, fill in its response state)."""
 
     # No __slots__: most of the state starts at these class-level defaults, so a new exchange
     # sets only what differs (this object is made once per request).
@@ -916,7 +1077,6 @@ class _Exchange:
     wait_mark: float | None = None
     #: Why endpoints failed, for the 502 body; a list once there is one.
     errors: tuple[str, ...] | list[str] = ()
-    _reason = b""
 
     def __init__(
         self, client: HttpProxyProtocol, route: Route, head: _RequestHead, version: bytes, started: float
@@ -982,8 +1142,6 @@ class _Exchange:
         self.upstream = conn
         self.reused = reused
         self.got_bytes = False
-        self._reason = b""
-        self._rheaders: list[tuple[bytes, bytes]] = []
         conn.begin(self)
         assert conn.transport is not None
         conn.transport.write(self.head_bytes)
@@ -1029,88 +1187,6 @@ class _Exchange:
             else:
                 up.transport.resume_reading()
 
-    # -- response (httptools callbacks of the endpoint connection's parser) ------------------------
-
-    def on_message_begin(self) -> None:
-        # A chunked message's trailers come through on_header after its head is complete: each
-        # message (a 1xx, then the final response) starts from no headers.
-        self._rheaders = []
-        self._reason = b""
-
-    def on_status(self, status: bytes) -> None:
-        self._reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._rheaders.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        """The endpoint's status line and headers are complete."""
-        up = self.upstream
-        if up is None or up.parser is None or self.response_done:
-            return
-        p = up.parser
-        status = p.get_status_code()
-        headers = self._rheaders
-        reason_ = self._reason
-        self._rheaders = []
-        self._reason = b""
-        if 100 <= status < 200 and status != 101:
-            self.skip_end = True
-            if self.head.version == "1.1" and status != 100:
-                self.out.append(_response_head_bytes(self.version, status, reason_, headers, "none", True))
-            return
-        self.status = status
-        # One pass: the forwarded lines, and what decides the framing (as _response_framing).
-        lines: list[bytes] = [b"%s %d %s\r\n" % (self.version, status, reason_ or b"-")]
-        found = scan_headers(headers, _RESPONSE_HEADERS, lines)
-        chunked, has_length, tokens = found.chunked, found.length, found.tokens
-        no_body = self.is_head or status in (204, 304) or status == 101
-        mode = "none" if no_body else "chunked" if chunked else "length" if has_length else "eof"
-        if mode == "length":
-            self.up_keep = p.should_keep_alive()  # the common case, in short
-            self.mode = mode
-        else:
-            self.eof_body = mode == "eof"
-            self.up_keep = p.should_keep_alive() and mode != "eof"
-            if mode == "eof" or (mode == "chunked" and self.head.version != "1.1"):
-                if self.head.version == "1.1":
-                    mode = "rechunk"
-                else:
-                    mode = "raw"
-                    self.client_keep = False
-            elif mode == "chunked":
-                mode = "rechunk"
-            self.mode = mode
-        if not self.request_done:
-            # Answered before the request was complete: the client connection cannot be reused.
-            self.client_keep = False
-        if (has_length and mode in ("rechunk", "raw")) or (
-            tokens is not None and _tokens_name_a_header(tokens, headers)
-        ):
-            # Rare: headers to drop that the pass above kept.
-            keep_client = self.client_keep
-            self.out.append(_response_head_bytes(self.version, status, reason_, headers, mode, keep_client))
-        else:
-            if mode == "rechunk":
-                lines.append(b"Transfer-Encoding: chunked\r\n")
-            if not self.client_keep:
-                lines.append(b"Connection: close\r\n")
-            elif self.version == b"HTTP/1.0":
-                lines.append(b"Connection: keep-alive\r\n")
-            lines.append(b"\r\n")
-            self.out.append(b"".join(lines))
-        self.head_sent = True
-        if no_body:
-            self.response_done = True
-
-    def on_body(self, body: bytes) -> None:
-        if self.response_done:
-            return
-        if self.mode == "rechunk":
-            self.out.append(b"%x\r\n%s\r\n" % (len(body), body))
-        else:
-            self.out.append(body)
-
     def on_response_end(self) -> None:
         """The endpoint's response is complete."""
         if self.response_done:
@@ -1121,8 +1197,6 @@ class _Exchange:
         if self.mode == "rechunk":
             self.out.append(b"0\r\n\r\n")
         self.response_done = True
-
-    on_message_complete = on_response_end
 
     def after_feed(self) -> None:
         """After a read from the endpoint: one write to the client, then finish if complete."""
@@ -1220,7 +1294,6 @@ class _Exchange:
         up, self.upstream = self.upstream, None
         if up is not None:
             up.exchange = None  # as up.detach(), inline on the common path
-            up.parser = None
             if self.up_keep and self.request_done:
                 client.state.pool.release(up)  # closes it if it is not usable any more
             else:

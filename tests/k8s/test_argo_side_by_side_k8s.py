@@ -10,7 +10,9 @@ fails the test, unless docs/argo-compat.md lists it as intended (``INTENDED`` be
 reason there).
 
 The stories are in ``argo_stories/`` in the scenario format (tests/scenarios/README.md); their
-``expect`` says when a step has settled on both sides. Time is real time on both sides (Argo's
+``expect`` says when a step has settled on both sides. User actions (promote, promote --full,
+abort, retry, pause, restart, undo, set image) are sent with Argo's own kubectl plugin on both
+sides, so every verb of it is also proven against our operator. Time is real time on both sides (Argo's
 controller has no test clock): a ``wait`` step lets its seconds pass, then polls.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +54,18 @@ STEP_TIMEOUT = 180.0
 STABLE_FOR = 2.0
 pytestmark = pytest.mark.timeout(1200)
 
+#: User actions go through Argo's own kubectl plugin on both sides (its verb and arguments before
+#: the Rollout's name); the others (``patch``, ``resume``) are the scenario's own patches.
+ARGO_PLUGIN_VERBS: dict[str, tuple[str, ...]] = {
+    "promote": ("promote",),
+    "promote-full": ("promote", "--full"),
+    "abort": ("abort",),
+    "retry": ("retry", "rollout"),
+    "pause": ("pause",),
+    "restart": ("restart",),
+    "undo": ("undo",),
+    "image": ("set", "image"),
+}
 #: The status fields compared as values (the rest are compared by presence: ``status_fields``).
 STATUS_COUNTS = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas", "HPAReplicas")
 #: Status fields whose values are hashes, times or names: compared by presence only.
@@ -201,12 +216,33 @@ class Side:
             self.before = _occurrences(evs)
         except LookupError:
             self.before = {}
+        if step.do in ARGO_PLUGIN_VERBS:
+            await asyncio.to_thread(self.argo_plugin, step)
+            return
         if step.do in USER_ACTIONS:
             ro, rss, _, _ = await self.driver.objects()
             step = dataclasses.replace(
                 step, patches=tuple(user_patches(step, ro, rss, await self.driver.now()))
             )
         await self.driver.do(step)
+
+    def argo_plugin(self, step: Step) -> None:
+        """The user action as a user of Argo sends it: Argo's own kubectl plugin, on both sides."""
+        args = list(ARGO_PLUGIN_VERBS[step.do])
+        name = self.driver.name
+        if step.do == "image":
+            container = self.driver._objects()[0]["spec"]["template"]["spec"]["containers"][0]["name"]
+            args += [name, f"{container}={step.raw['image']}"]
+        else:
+            args.append(name)
+        if step.do == "undo" and step.raw.get("toRevision") is not None:
+            args.append(f"--to-revision={step.raw['toRevision']}")
+        cmd = [str(tool_path("kubectl-argo-rollouts")), *args, "-n", self.driver.ns]
+        cmd += ["--kubeconfig", str(self.driver.cp.kubeconfig)]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, (
+            f"{self.name}: {' '.join(cmd)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
+        )
 
 
 async def run_side_by_side(story: Scenario, argo: Side, ours: Side) -> list[str]:

@@ -12,6 +12,8 @@
 # The Terraform providers (hashicorp/helm 2.x, hashicorp/kubernetes 2.x) are built from their release
 # source tarballs (sha256 pinned in versions.env), found in $PYROLLOUTS_TF_PROVIDER_SOURCES, else in
 # a shared/terraform-providers folder beside or above the checkout, else /work/shared/terraform-providers.
+# The Gateway API CRDs (config/crd/standard/ of the sigs.k8s.io/gateway-api module, its
+# CustomResourceDefinitions only) are downloaded, not built, into <tools>/gateway-api-<version>/crds/.
 # A failing step prints the command and the tail of its output, and exits non-zero.
 #
 # Usage: tools/build-tools.sh            build what is missing
@@ -65,6 +67,10 @@ provider_sha256_of() {
 }
 provider_tarball_name() { echo "terraform-provider-$1-$(provider_version_of "$1").src.tar.gz"; }
 
+# The Gateway API CRDs: a folder of YAML files, complete once its .complete marker exists.
+GATEWAY_API_CRDS="$TOOLS_DIR/gateway-api-$GATEWAY_API_VERSION/crds"
+gateway_api_ready() { [[ -f "$GATEWAY_API_CRDS/.complete" ]]; }
+
 # The folder that holds the provider source tarballs, or nothing.
 provider_sources_dir() {
     if [[ -n "${PYROLLOUTS_TF_PROVIDER_SOURCES:-}" ]]; then
@@ -111,12 +117,14 @@ missing_providers=()
 for p in "${TF_PROVIDERS[@]}"; do
     [[ -x "$(provider_bin_of "$p")" ]] || missing_providers+=("$p")
 done
+missing_data=()
+gateway_api_ready || missing_data+=(gateway-api-crds)
 
 case "${1:-}" in
     --print-dir) echo "$TOOLS_DIR"; exit 0 ;;
     --check)
-        if ((${#missing[@]} + ${#missing_providers[@]})); then
-            echo "tools: missing: ${missing[*]} ${missing_providers[*]/#/terraform-provider-}" >&2
+        if ((${#missing[@]} + ${#missing_providers[@]} + ${#missing_data[@]})); then
+            echo "tools: missing: ${missing[*]} ${missing_providers[*]/#/terraform-provider-} ${missing_data[*]}" >&2
             exit 1
         fi
         exit 0 ;;
@@ -125,7 +133,7 @@ case "${1:-}" in
 esac
 
 # The fast path: `make test` calls this every time, so once everything is built it must cost nothing.
-if ((${#missing[@]} == 0 && ${#missing_providers[@]} == 0)); then
+if ((${#missing[@]} == 0 && ${#missing_providers[@]} == 0 && ${#missing_data[@]} == 0)); then
     echo "tools: all built in $TOOLS_DIR (versions from tools/versions.env)"
     exit 0
 fi
@@ -307,6 +315,32 @@ build_provider() {
     mv -f "$tmp" "$out"
 }
 
+# The module's standard-channel CRDs, copied (CustomResourceDefinitions only: the folder also holds
+# a ValidatingAdmissionPolicy) into a temporary folder renamed into place once complete.
+fetch_gateway_api_crds() {
+    STEP=gateway-api-crds
+    : >"$LOG_DIR/$STEP.log"
+    local json src tmp f
+    json="$(cd "$TOOLS_DIR" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" 2>&1 || true)"
+    echo "$json" >>"$LOG_DIR/$STEP.log"
+    src="$(sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p' <<<"$json")"
+    if grep -q '"Error"' <<<"$json" || [[ ! -d "$src/config/crd/standard" ]]; then
+        echo "tools: could not download sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION:" >&2
+        echo "$json" >&2
+        exit 1
+    fi
+    tmp="$GATEWAY_API_CRDS.partial.$$"
+    rm -rf "$tmp" "$GATEWAY_API_CRDS"
+    mkdir -p "$tmp"
+    for f in "$src"/config/crd/standard/*.yaml; do
+        grep -q '^kind: CustomResourceDefinition$' "$f" && cp "$f" "$tmp/"
+    done
+    ls "$tmp"/*httproutes.yaml >/dev/null 2>&1 || { echo "tools: no HTTPRoute CRD in $src/config/crd/standard" >&2; exit 1; }
+    chmod -R u+w "$tmp"
+    touch "$tmp/.complete"
+    mv "$tmp" "$GATEWAY_API_CRDS"
+}
+
 build_tool() {
     local t="$1" version out tmp
     version="$(version_of "$t")"
@@ -424,5 +458,13 @@ for p in "${missing_providers[@]}"; do
             "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$TIMES"
         echo "tools: provider $p built in ${took}s -> $(provider_bin_of "$p")"
     fi
+done
+for d in "${missing_data[@]}"; do
+    echo "tools: $d $GATEWAY_API_VERSION ..."
+    start=$SECONDS
+    fetch_gateway_api_crds
+    took=$((SECONDS - start))
+    printf '%s\t%s\t%s\t%s\n' "$d" "$GATEWAY_API_VERSION" "$took" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$TIMES"
+    echo "tools: $d fetched in ${took}s -> $GATEWAY_API_CRDS"
 done
 echo "tools: done in $((SECONDS - total_start))s (per-tool times appended to $TIMES)"

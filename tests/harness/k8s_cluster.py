@@ -146,6 +146,27 @@ def tool_path(name: str) -> Path:
     return path
 
 
+def _pin(key: str) -> str:
+    """One pin of tools/versions.env (``GATEWAY_API_VERSION``, ...)."""
+    for line in _versions_file().read_text().splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and name.strip() == key:
+            return value.strip().strip('"')
+    raise ControlPlaneError(f"{_versions_file()}: {key} is not set; add a line {key}=vX.Y.Z")
+
+
+def gateway_api_crds() -> list[Path]:
+    """The Gateway API CRD files `make tools` fetched (sigs.k8s.io/gateway-api's standard channel);
+    raise if it did not."""
+    version = _pin("GATEWAY_API_VERSION")
+    folder = tools_dir() / f"gateway-api-{version}" / "crds"
+    if not (folder / ".complete").is_file():
+        raise ControlPlaneError(
+            f"the Gateway API CRDs {version} are not fetched ({folder}): run `make tools`"
+        )
+    return sorted(folder.glob("*.yaml"))
+
+
 # --------------------------------------------------------------------------------------------------
 # Certificates and keys
 

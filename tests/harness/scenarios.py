@@ -196,6 +196,8 @@ def _load_manifest(path: Path, name: Any) -> list[Obj]:
     if not isinstance(name, str) or not name:
         raise _err(path, "manifest", "must name a file in manifests/ (e.g. `manifest: super-hello`)")
     mpath = path.parent / "manifests" / f"{name}.yaml"
+    if not mpath.is_file():  # a subdirectory of the corpus (proxy-routed/) shares its manifests
+        mpath = path.parent.parent / "manifests" / f"{name}.yaml"
     if not mpath.is_file():
         raise _err(path, "manifest", f"{mpath} does not exist; add it or name an existing manifest")
     with mpath.open(encoding="utf-8") as f:
@@ -387,9 +389,15 @@ def load_scenario(path: str | Path) -> Scenario:
     )
 
 
-def scenario_files(directory: str | Path) -> list[Path]:
-    """Every scenario file in a directory (``*.yaml``, not the manifests), sorted by name."""
-    return sorted(p for p in Path(directory).glob("*.yaml") if p.is_file())
+def scenario_files(directory: str | Path, *, proxy_routes_traffic: bool = False) -> list[Path]:
+    """Every scenario file in a directory (``*.yaml``, not the manifests), sorted by name. With
+    ``proxy_routes_traffic`` (a driver whose runtime's proxy is the canary's traffic router: the
+    engine's simulated cluster, the local runtime) also those of ``proxy-routed/``: canaries with
+    trafficRouting, which on Kubernetes need the router's own objects (Ingress, HTTPRoute)."""
+    files = sorted(p for p in Path(directory).glob("*.yaml") if p.is_file())
+    if proxy_routes_traffic:
+        files += sorted(p for p in (Path(directory) / "proxy-routed").glob("*.yaml") if p.is_file())
+    return files
 
 
 #: scenario step -> (verb, its fixed arguments) of service/verbs.py
@@ -493,7 +501,11 @@ def snapshot(rollout: Obj, replicasets: list[Obj], services: list[Obj], events: 
             return None
         return revisions.get(h, h)
 
-    bg = (spec.get("strategy") or {}).get("blueGreen") or {}
+    strategy = spec.get("strategy") or {}
+    bg = strategy.get("blueGreen") or {}
+    if "canary" in strategy and not bg:  # a canary's stable and canary Services stand for them
+        canary = strategy.get("canary") or {}
+        bg = {"activeService": canary.get("stableService"), "previewService": canary.get("canaryService")}
     by_name = {s.get("metadata", {}).get("name"): s for s in services}
 
     def svc_hash(name: str | None) -> str | None:

@@ -100,6 +100,9 @@ class SimClock(Clock):
 class SimCluster:
     """One namespace's Rollout, Services, ReplicaSets, Pods and Events, and a virtual clock."""
 
+    #: As the local runtime: a canary's split goes into the stable Service's annotation.
+    proxy_routes_traffic = True
+
     def __init__(
         self,
         *,
@@ -454,6 +457,7 @@ class SimCluster:
             if meta["name"] in self.replicasets:
                 raise Conflict(f"ReplicaSet {_ns(new)}/{meta['name']} already exists")
             meta.update(uid=self._uid(), generation=1, creationTimestamp=rfc3339(self.now))
+            meta["resourceVersion"] = str(self._next())
             new["status"] = {"replicas": 0}
             self.replicasets[meta["name"]] = new
         elif kind == "AnalysisRun":
@@ -489,6 +493,8 @@ class SimCluster:
             _merge_in_place(stored.setdefault("status", {}), copy.deepcopy(patch.get("status") or {}))
         else:
             _merge_in_place(stored, copy.deepcopy({k: v for k, v in patch.items() if k != "status"}))
+        if kind == "ReplicaSet":  # versioned, as the deadline write's precondition needs
+            stored["metadata"]["resourceVersion"] = str(self._next())
         self._written("MODIFIED", kind, stored)
         return copy.deepcopy(stored)
 

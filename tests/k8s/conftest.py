@@ -66,7 +66,10 @@ def namespace(control_plane: ControlPlane) -> Iterator[str]:
 @pytest.fixture
 def kube(control_plane: ControlPlane, namespace: str) -> Iterator[Client]:
     """A lightkube Client logged in as the admin, defaulting to the test's namespace."""
-    client = Client(KubeConfig.from_file(str(control_plane.kubeconfig)), namespace=namespace,
-                    field_manager="pyrollouts-tests")
+    client = Client(
+        KubeConfig.from_file(str(control_plane.kubeconfig)),
+        namespace=namespace,
+        field_manager="pyrollouts-tests",
+    )
     yield client
     client.close()

@@ -31,29 +31,33 @@ IMAGE = "example.invalid/app:1"  # never pulled: kwok runs no containers
 
 
 def _pod(name: str, labels: dict[str, str], annotations: dict[str, str] | None = None) -> Any:
-    return from_dict({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": labels, "annotations": annotations or {}},
-        "spec": {"containers": [{"name": "app", "image": IMAGE}]},
-    })
+    return from_dict(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": labels, "annotations": annotations or {}},
+            "spec": {"containers": [{"name": "app", "image": IMAGE}]},
+        }
+    )
 
 
 def _deployment(name: str, replicas: int) -> Any:
     labels = {"app": name}
-    return from_dict({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "app", "image": IMAGE}]},
+    return from_dict(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "app", "image": IMAGE}]},
+                },
             },
-        },
-    })
+        }
+    )
 
 
 def _is_ready(pod: Any) -> bool:
@@ -87,8 +91,11 @@ def test_deployment_gets_three_running_ready_pods(kube: Client) -> None:
     assert {p.spec.nodeName for p in kube.list(Pod, labels={"app": "web"})} <= {
         f"kwok-node-{i}" for i in range(3)
     }
-    wait_until(lambda: kube.get(Deployment, "web").status.readyReplicas == 3, 120,
-               "Deployment web to report 3 ready replicas")
+    wait_until(
+        lambda: kube.get(Deployment, "web").status.readyReplicas == 3,
+        120,
+        "Deployment web to report 3 ready replicas",
+    )
 
 
 def test_pod_annotated_never_ready_stays_unready(kube: Client) -> None:
@@ -129,12 +136,16 @@ def test_service_gets_endpointslices_with_the_ready_pods(kube: Client) -> None:
     kube.create(_pod("ready-1", labels))
     kube.create(_pod("ready-2", labels))
     kube.create(_pod("unready", labels, {ANNOTATION_READY: "never"}))
-    kube.create(from_dict({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "svc"},
-        "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
-    }))
+    kube.create(
+        from_dict(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "svc"},
+                "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
+            }
+        )
+    )
 
     def endpoints() -> dict[str, bool]:
         found: dict[str, bool] = {}
@@ -143,8 +154,11 @@ def test_service_gets_endpointslices_with_the_ready_pods(kube: Client) -> None:
                 found[ep.targetRef.name] = bool(ep.conditions.ready)
         return found
 
-    wait_until(lambda: endpoints() == {"ready-1": True, "ready-2": True, "unready": False}, 120,
-               "EndpointSlices of svc listing ready-1 and ready-2 as ready, unready as not ready")
+    wait_until(
+        lambda: endpoints() == {"ready-1": True, "ready-2": True, "unready": False},
+        120,
+        "EndpointSlices of svc listing ready-1 and ready-2 as ready, unready as not ready",
+    )
     ips = {kube.get(Pod, n).status.podIP for n in ("ready-1", "ready-2")}
     ready_addresses = {
         address
@@ -160,9 +174,19 @@ def _kubectl_as(cp: ControlPlane, token: str, namespace: str, *args: str) -> sub
     kubectl = str(tool_path("kubectl"))
     ca = cp.root / "pki" / "ca.crt"
     return subprocess.run(
-        [kubectl, f"--server={cp.server}", f"--certificate-authority={ca}", f"--token={token}",
-         "--kubeconfig=/dev/null", "-n", namespace, *args],
-        capture_output=True, text=True, timeout=30,
+        [
+            kubectl,
+            f"--server={cp.server}",
+            f"--certificate-authority={ca}",
+            f"--token={token}",
+            "--kubeconfig=/dev/null",
+            "-n",
+            namespace,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -170,23 +194,38 @@ def test_service_account_rbac(control_plane: ControlPlane, kube: Client, namespa
     api = control_plane.api
     for name in ("nobody", "reader"):
         api.create(f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": name}})
-    kube.create(from_dict({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": "pod-reader"},
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
-    }))
-    kube.create(from_dict({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "reader-reads-pods"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
-        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
-    }))
+    kube.create(
+        from_dict(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": "pod-reader"},
+                "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+            }
+        )
+    )
+    kube.create(
+        from_dict(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "reader-reads-pods"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
+            }
+        )
+    )
 
     # A bound token from the TokenRequest API: signed with the apiserver's signing key.
     def token_for(sa: str) -> str:
-        created = api.create(f"/api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token",
-                             {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                              "spec": {"expirationSeconds": 600}})
+        created = api.create(
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": 600},
+            },
+        )
         return str(created["status"]["token"])
 
     denied = _kubectl_as(control_plane, token_for("nobody"), namespace, "get", "pods")
@@ -202,10 +241,19 @@ def test_service_account_rbac(control_plane: ControlPlane, kube: Client, namespa
     assert _kubectl_as(control_plane, token_for("reader"), namespace, "get", "configmaps").returncode != 0
 
     # A legacy token Secret, filled in by kube-controller-manager with its service-account key.
-    kube.create(from_dict({
-        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
-        "metadata": {"name": "reader-token", "annotations": {"kubernetes.io/service-account.name": "reader"}},
-    }))
+    kube.create(
+        from_dict(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "kubernetes.io/service-account-token",
+                "metadata": {
+                    "name": "reader-token",
+                    "annotations": {"kubernetes.io/service-account.name": "reader"},
+                },
+            }
+        )
+    )
 
     def legacy_token() -> str | None:
         data = api.get(f"/api/v1/namespaces/{namespace}/secrets/reader-token").get("data") or {}
@@ -218,8 +266,9 @@ def test_service_account_rbac(control_plane: ControlPlane, kube: Client, namespa
 
 def _raw_as(cp: ControlPlane, token: str, path: str) -> tuple[int, str]:
     context = ssl.create_default_context(cafile=str(cp.root / "pki" / "ca.crt"))
-    conn = http.client.HTTPSConnection("127.0.0.1", int(cp.server.rsplit(":", 1)[1]), context=context,
-                                       timeout=10)
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", int(cp.server.rsplit(":", 1)[1]), context=context, timeout=10
+    )
     try:
         conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
         resp = conn.getresponse()
@@ -230,27 +279,47 @@ def _raw_as(cp: ControlPlane, token: str, path: str) -> tuple[int, str]:
 
 def test_deleting_an_owner_garbage_collects_what_it_owns(kube: Client) -> None:
     kube.create(_deployment("owned", 2))
-    wait_until(lambda: len([p for p in kube.list(Pod, labels={"app": "owned"}) if _is_ready(p)]) == 2, 120,
-               "2 ready pods of Deployment owned")
+    wait_until(
+        lambda: len([p for p in kube.list(Pod, labels={"app": "owned"}) if _is_ready(p)]) == 2,
+        120,
+        "2 ready pods of Deployment owned",
+    )
     replicasets = list(kube.list(ReplicaSet, labels={"app": "owned"}))
     assert len(replicasets) == 1
 
     owner = kube.create(from_dict({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}}))
-    kube.create(from_dict({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "dependent", "ownerReferences": [
-            {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
-        ]},
-    }))
+    kube.create(
+        from_dict(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": "dependent",
+                    "ownerReferences": [
+                        {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
+                    ],
+                },
+            }
+        )
+    )
 
     kube.delete(Deployment, "owned")
     kube.delete(ConfigMap, "owner")
-    wait_until(lambda: _gone(lambda: kube.get(ReplicaSet, replicasets[0].metadata.name)), 120,
-               "the ReplicaSet of the deleted Deployment to be collected")
-    wait_until(lambda: not list(kube.list(Pod, labels={"app": "owned"})), 120,
-               "the pods of the deleted Deployment to be collected")
-    wait_until(lambda: _gone(lambda: kube.get(ConfigMap, "dependent")), 120,
-               "ConfigMap dependent to be collected with its owner")
+    wait_until(
+        lambda: _gone(lambda: kube.get(ReplicaSet, replicasets[0].metadata.name)),
+        120,
+        "the ReplicaSet of the deleted Deployment to be collected",
+    )
+    wait_until(
+        lambda: not list(kube.list(Pod, labels={"app": "owned"})),
+        120,
+        "the pods of the deleted Deployment to be collected",
+    )
+    wait_until(
+        lambda: _gone(lambda: kube.get(ConfigMap, "dependent")),
+        120,
+        "ConfigMap dependent to be collected with its owner",
+    )
 
 
 def test_deleted_namespace_goes_away(control_plane: ControlPlane) -> None:
@@ -276,8 +345,12 @@ def test_audit_log_records_request_metadata(
             for line in f:
                 event = json.loads(line)
                 ref = event.get("objectRef") or {}
-                if (event["verb"] == "create" and ref.get("resource") == "configmaps"
-                        and ref.get("namespace") == namespace and event["stage"] == "ResponseComplete"):
+                if (
+                    event["verb"] == "create"
+                    and ref.get("resource") == "configmaps"
+                    and ref.get("namespace") == namespace
+                    and event["stage"] == "ResponseComplete"
+                ):
                     assert event["level"] == "Metadata"
                     assert event["user"]["username"] == "pyrollouts-admin"
                     return True

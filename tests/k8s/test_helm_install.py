@@ -60,6 +60,12 @@ UNUSED_BY_THE_SEED_STORY = {
     ("list", "batch/jobs"),
     ("create", "batch/jobs"),
     ("delete", "batch/jobs"),
+    # Canary traffic routers (the seed is blue-green; tests/k8s/test_routers_k8s.py drives them).
+    ("get", "gateway.networking.k8s.io/httproutes"),
+    ("patch", "gateway.networking.k8s.io/httproutes"),
+    ("get", "networking.k8s.io/ingresses"),
+    ("create", "networking.k8s.io/ingresses"),
+    ("patch", "networking.k8s.io/ingresses"),
 }
 
 

@@ -240,9 +240,17 @@ class KubeDriver:
         except ApiError as exc:
             raise LookupError(str(exc)) from None
         rss = owned_replicasets(self.client, ro)
-        bg = (ro.get("spec") or {}).get("strategy", {}).get("blueGreen") or {}
+        strategy = (ro.get("spec") or {}).get("strategy") or {}
+        bg = strategy.get("blueGreen") or {}
+        canary = strategy.get("canary") or {}
         svcs = []
-        for n in (bg.get("activeService"), bg.get("previewService")):
+        named = (
+            bg.get("activeService"),
+            bg.get("previewService"),
+            canary.get("stableService"),
+            canary.get("canaryService"),
+        )
+        for n in named:
             if n:
                 try:
                     svcs.append(get(self.client, "Service", n, self.ns))

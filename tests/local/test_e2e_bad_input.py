@@ -106,9 +106,7 @@ def test_bad_input_is_refused_with_what_to_do_and_nothing_stored(
     where = "Rollout e2e-bad/super-hello: spec.template.spec."
 
     # 2. A Secret reference in env.
-    secret_env = [
-        {"name": "WELCOME", "valueFrom": {"secretKeyRef": {"name": "greeting", "key": "text"}}}
-    ]
+    secret_env = [{"name": "WELCOME", "valueFrom": {"secretKeyRef": {"name": "greeting", "key": "text"}}}]
     _, details = _refused(srv, _with_pod_spec(base, env=secret_env), work / "secret.yaml")
     assert details == [
         f"{where}containers[0].env[0].valueFrom.secretKeyRef: Secrets do not exist on the local runtime; "

@@ -95,8 +95,13 @@ def _failing(docs: list[dict[str, Any]], case: str, held_port: int) -> list[dict
 
 def _pods_of(srv: E2EServer, ns: str, revision: int) -> list[dict[str, Any]]:
     info = srv.info(ns)
-    return [p for rev in info["revisions"] if rev["revision"] == revision for rs in rev["replicaSets"]
-            for p in rs["pods"]]
+    return [
+        p
+        for rev in info["revisions"]
+        if rev["revision"] == revision
+        for rs in rev["replicaSets"]
+        for p in rs["pods"]
+    ]
 
 
 def _pod_obj(srv: E2EServer, ns: str, name: str) -> dict[str, Any]:
@@ -121,8 +126,10 @@ def test_failing_apps_show_why_and_leave_production_alone(servers: Servers) -> N
             srv.wait_for(f"{case}: V2 in production", lambda c=case: http_body(prod[c]) == "V2", timeout=10)
         # The production pods, to check that nothing touches them: name -> (uid, pid).
         v2 = {case: _pod_obj(srv, case, _pods_of(srv, case, 1)[0]["name"]) for case in CASES}
-        v2_procs = {case: app_processes(servers.state_dir)[(p["metadata"]["uid"], "super-hello")]
-                    for case, p in v2.items()}
+        v2_procs = {
+            case: app_processes(servers.state_dir)[(p["metadata"]["uid"], "super-hello")]
+            for case, p in v2.items()
+        }
 
         watcher = ProdWatcher(prod, "V2")
         watcher.start()

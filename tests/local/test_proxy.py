@@ -481,6 +481,7 @@ async def test_a_proxy_whose_state_dir_is_removed_stops(state_dir: Path) -> None
     await m.push(table(1, port, []))
     await m.aclose()
     shutil.rmtree(state_dir)
+
     def running() -> bool:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # ours when started here: reap it once it has exited

@@ -60,9 +60,7 @@ async def limited(
     await backend.stop()
 
 
-async def exchange(
-    port: int, data: bytes, *, idle: float = 10.0, more: bytes = b""
-) -> tuple[bytes, bool]:
+async def exchange(port: int, data: bytes, *, idle: float = 10.0, more: bytes = b"") -> tuple[bytes, bool]:
     """Send bytes (and ``more`` bytes 0.3 s later, if given; read from 0.6 s on then), then read
     until the proxy closes or is silent for ``idle`` seconds. Returns (what came back, whether
     the proxy closed the connection)."""

@@ -13,7 +13,7 @@ from pyrollouts.runtimes.local.proxy.server import process_start_time
 from pyrollouts.runtimes.local.supervisor import find_pod_processes
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
-FILES = scenario_files(SCENARIOS)
+FILES = scenario_files(SCENARIOS, proxy_routes_traffic=True)
 #: Per step: real pods are ready in about a second; minReadySeconds and crash loops take longer.
 POLL_TIMEOUT = 20.0
 

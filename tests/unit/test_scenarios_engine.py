@@ -16,7 +16,7 @@ from harness.scenarios import (
 from harness.simcluster import SimDriver
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
-FILES = scenario_files(SCENARIOS)
+FILES = scenario_files(SCENARIOS, proxy_routes_traffic=True)
 
 
 def test_the_corpus_is_not_empty() -> None:

@@ -1,8 +1,9 @@
 """`rollouts controller` (the operator on Kubernetes) and `rollouts install-crds`.
 
 The operator's flags are Argo's: --kubeconfig, --namespace, --instance-id, --leader-elect,
---metrics-port, --healthz-port, --rollout-threads, --loglevel, --logformat, and the leader election
-timings. This module is where the app layer hands the RolloutController to the Kubernetes runtime.
+--metrics-port, --healthz-port, --rollout-threads, --rollout-resync, --loglevel, --logformat, and
+the leader election timings. This module is where the app layer hands the RolloutController to
+the Kubernetes runtime.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ def controller(
         str, typer.Option("--listen-address", help="Address for metrics and health.")
     ] = "0.0.0.0",
     rollout_threads: Annotated[int, typer.Option("--rollout-threads", min=1)] = 10,
+    rollout_resync: Annotated[
+        int,
+        typer.Option(
+            "--rollout-resync", min=0, help="Seconds between resyncs of every Rollout (Argo's; 0: never)."
+        ),
+    ] = 900,
     loglevel: Annotated[str, typer.Option("--loglevel", help="debug|info|warn|error")] = "info",
     logformat: Annotated[str, typer.Option("--logformat", help="text|json")] = "text",
     test_clock: Annotated[
@@ -110,6 +117,7 @@ def controller(
         lease_namespace=leader_election_namespace or None,
         timings=timings,
         advance_clock=clock.advance if test_clock else None,
+        resync_seconds=float(rollout_resync),
     )
     raise typer.Exit(code)
 

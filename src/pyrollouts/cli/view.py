@@ -57,6 +57,24 @@ def stop_watching(ctx: typer.Context) -> None:
         close()
 
 
+def _check_output(output: str | None) -> None:
+    """Refuse an ``-o`` other than json or yaml, before anything is read."""
+    if output is not None and output not in ("json", "yaml"):
+        raise typer.BadParameter(f"-o {output}: use json or yaml")
+
+
+def _output_option(kind: str) -> Any:
+    return typer.Option("--output", "-o", help=f"json or yaml: the {kind} object.")
+
+
+def _printed_as_object(obj: Obj, output: str | None) -> bool:
+    """With ``-o json`` or ``-o yaml``, print the object so and say True; else print nothing."""
+    if output is None:
+        return False
+    echo(json.dumps(obj, indent=2) if output == "json" else yaml.safe_dump(obj, sort_keys=False))
+    return True
+
+
 @get_app.command("rollout")
 def get_rollout(
     ctx: typer.Context,
@@ -65,17 +83,12 @@ def get_rollout(
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Redraw on every change until Ctrl-C.")
     ] = False,
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", help="json or yaml: the Rollout object.")
-    ] = None,
+    output: Annotated[str | None, _output_option("Rollout")] = None,
 ) -> None:
     """The rollout's header and its tree of revisions, ReplicaSets and Pods."""
-    if output is not None and output not in ("json", "yaml"):
-        raise typer.BadParameter(f"-o {output}: use json or yaml")
+    _check_output(output)
     view = fetch_info(ctx, namespace, name)
-    if output is not None:
-        obj = view["rollout"]
-        echo(json.dumps(obj, indent=2) if output == "json" else yaml.safe_dump(obj, sort_keys=False))
+    if _printed_as_object(view["rollout"], output):
         return
     if not watch:
         out().print(render_rich(view, info_now(view, 0.0, 0.0)), end="")
@@ -114,9 +127,7 @@ def get_analysis_run(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="AnalysisRun name.")],
     namespace: Namespace = "default",
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", help="json or yaml: the AnalysisRun object.")
-    ] = None,
+    output: Annotated[str | None, _output_option("AnalysisRun")] = None,
 ) -> None:
     """An AnalysisRun: its phase and message, and each metric with its measurements."""
     from datetime import UTC, datetime
@@ -124,11 +135,9 @@ def get_analysis_run(
     from ..service.analysisinfo import run_detail
     from .analysisview import render_run
 
-    if output is not None and output not in ("json", "yaml"):
-        raise typer.BadParameter(f"-o {output}: use json or yaml")
+    _check_output(output)
     run = fetch_analysis_run(ctx, namespace, name)
-    if output is not None:
-        echo(json.dumps(run, indent=2) if output == "json" else yaml.safe_dump(run, sort_keys=False))
+    if _printed_as_object(run, output):
         return
     now = parse_time(state(ctx).backend().version().get("now")) or datetime.now(UTC)
     out().print(render_run(run_detail(run), now), end="", markup=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..engine import types as a
@@ -20,8 +20,10 @@ from ..model.cluster import Cluster, Conflict, Invalid, NotFound, Obj
 from ..model.events import event
 from ..model.owners import owned_by_uid
 from ..model.useractions import merge_patch_to
+from . import routers
 from .clock import Clock, rfc3339
 from .faults import kill_point
+from .routers.errors import TrafficRouterError
 
 
 def _event(rollout: Obj, ev: a.EmitEvent, clock: Clock) -> Obj:
@@ -39,18 +41,28 @@ class _Target:
     cluster: Cluster
     rollout: Obj
     clock: Clock
+    # The ReplicaSets this plan has written so far: their resourceVersion is no longer the one
+    # the plan saw, so a later write of the same plan to them carries no precondition.
+    written: set[str] = field(default_factory=set)
 
     @property
     def ns(self) -> str:
         return str(self.rollout.get("metadata", {}).get("namespace", "default"))
 
 
-async def apply_action(cluster: Cluster, rollout: Obj, action: a.Action, clock: Clock) -> Obj | None:
-    """Carry out one action. Returns the Rollout when the action wrote it (its new resourceVersion)."""
+async def apply_action(
+    cluster: Cluster, rollout: Obj, action: a.Action, clock: Clock, written: set[str] | None = None
+) -> Obj | None:
+    """Carry out one action. Returns the Rollout when the action wrote it (its new resourceVersion).
+    ``written``: the ReplicaSets the plan wrote before this action (updated here)."""
     write = _WRITERS.get(type(action))
     if write is None:
         raise TypeError(f"unknown action {action!r}")
-    return await write(_Target(cluster, rollout, clock), action)
+    target = _Target(cluster, rollout, clock, written if written is not None else set())
+    result = await write(target, action)
+    if isinstance(action, _RS_WRITES):
+        target.written.add(action.name)
+    return result
 
 
 async def _create_replicaset(t: _Target, action: a.CreateReplicaSet) -> None:
@@ -77,17 +89,27 @@ async def _create_replicaset(t: _Target, action: a.CreateReplicaSet) -> None:
     kill_point("after-rs-create")
 
 
+async def _patch_then(
+    t: _Target,
+    kind: str,
+    name: str,
+    annotation: tuple[str, str | None],
+    spec: Obj | None,
+    point: str,
+    resource_version: str | None = None,
+) -> None:
+    """One merge patch of an annotation and (when given) spec fields, then the kill point after it.
+    With ``resource_version``: Conflict unless the object still has that version."""
+    patch: dict[str, Any] = {"metadata": {"annotations": dict([annotation])}}
+    if spec is not None:
+        patch["spec"] = spec
+    await t.cluster.patch(kind, t.ns, name, patch, resource_version=resource_version)
+    kill_point(point)
+
+
 async def _scale_replicaset(t: _Target, action: a.ScaleReplicaSet) -> None:
-    await t.cluster.patch(
-        "ReplicaSet",
-        t.ns,
-        action.name,
-        {
-            "metadata": {"annotations": {names.DESIRED_REPLICAS_ANNOTATION: str(action.desired_replicas)}},
-            "spec": {"replicas": action.replicas},
-        },
-    )
-    kill_point("after-scale")
+    desired = (names.DESIRED_REPLICAS_ANNOTATION, str(action.desired_replicas))
+    await _patch_then(t, "ReplicaSet", action.name, desired, {"replicas": action.replicas}, "after-scale")
 
 
 async def _annotate_replicaset(t: _Target, action: a.AnnotateReplicaSet) -> None:
@@ -110,26 +132,21 @@ async def _update_replicaset_affinity(t: _Target, action: a.UpdateReplicaSetAffi
 
 
 async def _set_scale_down_deadline(t: _Target, action: a.SetScaleDownDeadline) -> None:
-    await t.cluster.patch(
-        "ReplicaSet",
-        t.ns,
-        action.name,
-        {"metadata": {"annotations": {names.SCALE_DOWN_DEADLINE_ANNOTATION: action.deadline}}},
-    )
-    kill_point("after-deadline-set")
+    # A deadline goes only on the RS as the plan saw it (its resourceVersion). After an API
+    # outage a cache can lag behind a deadline written just before it: a plan from that view
+    # would replace the deadline with a later one (tests/k8s/test_apiserver_faults.py).
+    rv = action.resource_version if action.name not in t.written else None
+    deadline = (names.SCALE_DOWN_DEADLINE_ANNOTATION, action.deadline)
+    try:
+        await _patch_then(t, "ReplicaSet", action.name, deadline, None, "after-deadline-set", rv)
+    except Conflict:
+        raise StaleReplicaSet(f"ReplicaSet {t.ns}/{action.name} changed since it was read") from None
 
 
 async def _switch_service(t: _Target, action: a.SwitchService) -> None:
-    await t.cluster.patch(
-        "Service",
-        t.ns,
-        action.service,
-        {
-            "metadata": {"annotations": {names.MANAGED_BY_ANNOTATION: action.managed_by}},
-            "spec": {"selector": {names.POD_TEMPLATE_HASH_LABEL: action.pod_template_hash}},
-        },
-    )
-    kill_point("after-selector-switch")
+    managed_by = (names.MANAGED_BY_ANNOTATION, action.managed_by)
+    selector = {"selector": {names.POD_TEMPLATE_HASH_LABEL: action.pod_template_hash}}
+    await _patch_then(t, "Service", action.service, managed_by, selector, "after-selector-switch")
 
 
 async def _patch_pod_metadata(t: _Target, action: a.PatchPodMetadata) -> None:
@@ -196,6 +213,35 @@ async def _emit_event(t: _Target, action: a.EmitEvent) -> None:
     await t.cluster.create("Event", _event(t.rollout, action, t.clock))
 
 
+#: The actions that write a ReplicaSet (each names it in ``name``).
+_RS_WRITES = (
+    a.CreateReplicaSet,
+    a.ScaleReplicaSet,
+    a.AnnotateReplicaSet,
+    a.UpdateReplicaSetAffinity,
+    a.SetScaleDownDeadline,
+)
+
+
+async def _set_traffic_split(t: _Target, action: a.SetTrafficSplit) -> None:
+    """Give the router the split, with the Rollout's name and uid (NGINX names and owns its
+    canary Ingress by them). Where a Kubernetes router applied it, the split is also recorded on
+    the stable Service (the annotation the local proxy reads), so that the engine sees what was
+    given, header and mirror routes included, and plans it again only when it changes. A router
+    that cannot apply it (a missing HTTPRoute or Ingress, a router we do not have) is the spec's
+    problem, shown as InvalidSpec and retried like one."""
+    meta = t.rollout.get("metadata", {})
+    split = replace(
+        action.split, rollout_name=str(meta.get("name", "")), rollout_uid=str(meta.get("uid", ""))
+    )
+    try:
+        await routers.apply_split(t.cluster, t.ns, split)
+    except TrafficRouterError as exc:
+        raise SpecRejected(str(exc)) from exc
+    if not routers.routes_in_proxy(t.cluster):
+        await routers.annotate_stable_service(t.cluster, t.ns, split)
+
+
 #: One writer per action type: each carries out one write of the plan.
 _WRITERS: dict[type[Any], Callable[[_Target, Any], Awaitable[Obj | None]]] = {
     a.CreateReplicaSet: _create_replicaset,
@@ -212,6 +258,7 @@ _WRITERS: dict[type[Any], Callable[[_Target, Any], Awaitable[Obj | None]]] = {
     a.CreateAnalysisRun: _create_analysis_run,
     a.TerminateAnalysisRun: _terminate_analysis_run,
     a.DeleteAnalysisRun: _delete_analysis_run,
+    a.SetTrafficSplit: _set_traffic_split,
 }
 
 
@@ -239,6 +286,15 @@ class ReplicaSetNameTaken(Exception):
 class AnalysisRunNameTaken(ReplicaSetNameTaken):
     """The name the engine gave a new AnalysisRun is taken by one the last gather did not see:
     nothing more of the plan is applied, and the replan (after a backoff) names it around it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, held=False)
+
+
+class StaleReplicaSet(ReplicaSetNameTaken):
+    """A deadline write found its ReplicaSet changed since the gather (a cache behind the API
+    server): nothing more of the plan is applied, and the replan waits for the cache (the per-key
+    backoff) instead of writing from a view that is out of date."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, held=False)
@@ -290,12 +346,13 @@ class _PlanWriter:
         self.read = rollout  # as the plan was made from it
         self.current = rollout  # as last written
         self.clock = clock
+        self.written: set[str] = set()  # the ReplicaSets written so far
 
     async def actions(self, actions: Sequence[a.Action]) -> bool:
         """Apply every action; False when the Rollout changed since it was read (plan again)."""
         for action in actions:
             try:
-                updated = await apply_action(self.cluster, self.current, action, self.clock)
+                updated = await apply_action(self.cluster, self.current, action, self.clock, self.written)
             except Conflict:
                 if not (isinstance(action, a.UpdateRollout) and action.replicas is not None):
                     raise

@@ -255,8 +255,16 @@ def _references(rollout: Obj) -> set[tuple[str, str, str]]:
     """(kind, namespace, name) of the Services and the workloadRef Deployment the Rollout names."""
     ns = rollout.get("metadata", {}).get("namespace", "default")
     spec = rollout.get("spec") or {}
-    bg = (spec.get("strategy") or {}).get("blueGreen") or {}
-    refs = {("Service", ns, str(n)) for n in (bg.get("activeService"), bg.get("previewService")) if n}
+    strategy = spec.get("strategy") or {}
+    bg = strategy.get("blueGreen") or {}
+    canary = strategy.get("canary") or {}
+    named = (
+        bg.get("activeService"),
+        bg.get("previewService"),
+        canary.get("stableService"),
+        canary.get("canaryService"),
+    )
+    refs = {("Service", ns, str(n)) for n in named if n}
     ref = spec.get("workloadRef") or {}
     if ref.get("kind") == "Deployment" and ref.get("name"):
         refs.add(("Deployment", ns, str(ref["name"])))
@@ -269,6 +277,8 @@ def describe(obj: Any) -> str:
 
 def _runs_going(plan: engine.Plan) -> bool:
     """The planned status names an AnalysisRun that has not finished."""
-    bg = plan.status.blue_green
+    bg, canary = plan.status.blue_green, plan.status.canary
     runs = (bg.pre_promotion_analysis_run_status, bg.post_promotion_analysis_run_status) if bg else ()
+    if canary is not None:
+        runs += (canary.current_step_analysis_run_status, canary.current_background_analysis_run_status)
     return any(r and not analysisrun.is_completed(r.get("status")) for r in runs)

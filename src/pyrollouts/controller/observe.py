@@ -97,16 +97,23 @@ def analysis_run_state(run: Obj) -> AnalysisRunState:
 
 
 def _analysis(rollout: Obj) -> list[dict[str, Any]]:
-    bg = ((rollout.get("spec") or {}).get("strategy") or {}).get("blueGreen") or {}
-    both = (bg.get("prePromotionAnalysis"), bg.get("postPromotionAnalysis"))
-    return [a for a in both if isinstance(a, dict)]
+    """The Rollout's analyses: blue-green's pre/post-promotion, a canary's steps' and background."""
+    strategy = (rollout.get("spec") or {}).get("strategy") or {}
+    bg = strategy.get("blueGreen") or {}
+    canary = strategy.get("canary") or {}
+    found = [bg.get("prePromotionAnalysis"), bg.get("postPromotionAnalysis"), canary.get("analysis")]
+    found += [s.get("analysis") for s in canary.get("steps") or [] if isinstance(s, dict)]
+    return [a for a in found if isinstance(a, dict)]
 
 
 async def _analysis_runs(cluster: Cluster, ns: str, rollout: Obj) -> tuple[AnalysisRunState, ...]:
     """The AnalysisRuns the Rollout controls (none are listed for a Rollout with no analysis that
     never had a run: status names none)."""
-    bgst = ((rollout.get("status") or {}).get("blueGreen")) or {}
+    status = rollout.get("status") or {}
+    bgst = status.get("blueGreen") or {}
+    cst = status.get("canary") or {}
     had = bgst.get("prePromotionAnalysisRunStatus") or bgst.get("postPromotionAnalysisRunStatus")
+    had = had or cst.get("currentStepAnalysisRunStatus") or cst.get("currentBackgroundAnalysisRunStatus")
     if not _analysis(rollout) and not had:
         return ()
     uid = rollout.get("metadata", {}).get("uid", "")
@@ -149,10 +156,15 @@ async def _replicasets(
 
 
 async def _services(cluster: Cluster, ns: str, rollout: Obj) -> dict[str, ServiceState]:
-    """The active and preview Services that exist (the engine reports a missing one)."""
-    bg = ((rollout.get("spec") or {}).get("strategy") or {}).get("blueGreen") or {}
+    """The Services the strategy names that exist (the engine reports a missing one): active and
+    preview (blueGreen), stable and canary (canary)."""
+    strategy = (rollout.get("spec") or {}).get("strategy") or {}
+    bg = strategy.get("blueGreen") or {}
+    canary = strategy.get("canary") or {}
     services: dict[str, ServiceState] = {}
-    for svc_name in {bg.get("activeService"), bg.get("previewService")} - {None, ""}:
+    named = {bg.get("activeService"), bg.get("previewService")}
+    named |= {canary.get("stableService"), canary.get("canaryService")}
+    for svc_name in named - {None, ""}:
         try:
             svc = await cluster.get("Service", ns, str(svc_name))
         except NotFound:

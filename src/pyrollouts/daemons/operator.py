@@ -53,6 +53,19 @@ def in_scope(rollout: Obj, instance_id: str | None) -> bool:
     return names.INSTANCE_ID_LABEL not in labels
 
 
+#: Argo's default --rollout-resync: every Rollout is reconciled again every 15 minutes.
+DEFAULT_RESYNC_SECONDS = 900.0
+
+
+async def resync_every(ctrl: Any, seconds: float) -> None:
+    """Queue every object of ``ctrl`` again each ``seconds`` (0 or less: never)."""
+    if seconds <= 0:
+        return
+    while True:
+        await asyncio.sleep(seconds)
+        await ctrl.requeue_all()
+
+
 def default_identity() -> str:
     """hostname_uuid, as client-go names leader-election candidates."""
     return f"{socket.gethostname()}_{uuid.uuid4()}"
@@ -75,9 +88,12 @@ async def operate(
     timings: LeaseTimings | None = None,
     identity: str | None = None,
     advance_clock: Callable[[float], None] | None = None,
+    resync_seconds: float = DEFAULT_RESYNC_SECONDS,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Run the operator until ``stop`` is set or the task is cancelled."""
+    """Run the operator until ``stop`` is set or the task is cancelled. While leading, every
+    Rollout is queued again each ``resync_seconds`` (0: never), as Argo's --rollout-resync does:
+    the backstop for a change whose event was lost."""
     client = make_client(kubeconfig, context)
     lease_ns = lease_namespace or os.environ.get("POD_NAMESPACE") or namespace or "default"
     lease = lease_name or (f"{DEFAULT_LEASE_NAME}-{instance_id}" if instance_id else DEFAULT_LEASE_NAME)
@@ -137,9 +153,11 @@ async def operate(
     async def lead() -> None:
         ctrl = factory(cluster, namespace, instance_id, rollout_threads, on_reconcile)
         state["controller"] = ctrl
+        resync = asyncio.create_task(resync_every(ctrl, resync_seconds), name="resync")
         try:
             await ctrl.run()
         finally:
+            resync.cancel()
             state["controller"] = None
 
     def on_change(leading: bool) -> None:
@@ -189,7 +207,7 @@ def run_operator(
     """Run the operator in this process until SIGTERM/SIGINT; returns the exit code.
 
     ``options`` are passed to ``operate`` (listen_address, lease_namespace, lease_name, timings,
-    identity, advance_clock)."""
+    identity, advance_clock, resync_seconds)."""
     configure_logging(loglevel, logformat)
 
     async def main() -> None:

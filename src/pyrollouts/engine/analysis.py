@@ -272,17 +272,36 @@ def _free_name(ctx: Ctx, base: str) -> str:
     return name
 
 
-def run_body(ctx: Ctx, roles: Roles, spec: RolloutAnalysis, which: str) -> dict[str, Any]:
-    """The AnalysisRun a Rollout analysis makes now: ``<rollout>-<hash>-<revision>-pre|post``,
-    owned by the Rollout, labelled with the hash and the rollout-type, its templates flattened and
-    its args resolved (podTemplateHashValue, fieldRef) and merged. AnalysisSpecError otherwise."""
+@dataclass(frozen=True)
+class RunKind:
+    """What kind of run a Rollout analysis makes: its name's suffix, its rollout-type label and
+    where its spec is (for errors)."""
+
+    suffix: str
+    type_label: str
+    path: str
+
+
+def kind_of(which: str) -> RunKind:
+    """The blue-green pre- or post-promotion kind."""
+    if which == _PRE:
+        return RunKind("pre", names.ROLLOUT_TYPE_PRE_PROMOTION, f"spec.strategy.blueGreen.{which}")
+    return RunKind("post", names.ROLLOUT_TYPE_POST_PROMOTION, f"spec.strategy.blueGreen.{which}")
+
+
+def run_body(ctx: Ctx, roles: Roles, spec: RolloutAnalysis, which: str | RunKind) -> dict[str, Any]:
+    """The AnalysisRun a Rollout analysis makes now: ``<rollout>-<hash>-<revision>-pre|post``
+    (a canary step's: ``-<step index>``), owned by the Rollout, labelled with the hash and the
+    rollout-type, its templates flattened and its args resolved (podTemplateHashValue, fieldRef)
+    and merged. AnalysisSpecError otherwise."""
     revision = str(roles.new.revision)
-    infix = "pre" if which == _PRE else "post"
-    flat = flatten(ctx, spec, which)
+    kind = which if isinstance(which, RunKind) else kind_of(which)
+    infix = kind.suffix
+    flat = flatten(ctx, spec, kind.path)
     try:
         args = merge_args(flat["args"], rollout_args(ctx, roles, spec.args or []))
     except ArgsError as e:
-        raise AnalysisSpecError(f"spec.strategy.blueGreen.{which}.args", "", str(e)) from None
+        raise AnalysisSpecError(f"{kind.path}.args", "", str(e)) from None
     run_spec: dict[str, Any] = {"metrics": flat["metrics"]}
     extra = {
         "args": args,
@@ -290,12 +309,14 @@ def run_body(ctx: Ctx, roles: Roles, spec: RolloutAnalysis, which: str) -> dict[
         "measurementRetention": [*(spec.measurement_retention or []), *flat["measurementRetention"]],
     }
     run_spec.update({k: v for k, v in extra.items() if v})
-    labels, annotations = _run_metadata(ctx, roles, spec, which)
+    labels, annotations = _run_metadata(ctx, roles, spec, kind.type_label)
     return {
         "apiVersion": names.API_VERSION,
         "kind": "AnalysisRun",
         "metadata": {
-            "name": _free_name(ctx, f"{ctx.name}-{roles.new_hash}-{revision}-{infix}"),
+            "name": _free_name(
+                ctx, f"{ctx.name}-{roles.new_hash}-{revision}" + (f"-{infix}" if infix else "")
+            ),
             "namespace": ctx.namespace,
             "labels": labels,
             "annotations": annotations,
@@ -315,11 +336,10 @@ def run_body(ctx: Ctx, roles: Roles, spec: RolloutAnalysis, which: str) -> dict[
 
 
 def _run_metadata(
-    ctx: Ctx, roles: Roles, spec: RolloutAnalysis, which: str
+    ctx: Ctx, roles: Roles, spec: RolloutAnalysis, kind: str
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The run's labels (hash, rollout-type, instance id, analysisRunMetadata's, the Rollout's
     selector) and annotations (the revision, analysisRunMetadata's)."""
-    kind = names.ROLLOUT_TYPE_PRE_PROMOTION if which == _PRE else names.ROLLOUT_TYPE_POST_PROMOTION
     meta = spec.analysis_run_metadata or {}
     labels: dict[str, str] = {names.POD_TEMPLATE_HASH_LABEL: roles.new_hash, names.ROLLOUT_TYPE_LABEL: kind}
     instance = (ctx.rollout.metadata.labels or {}).get(names.INSTANCE_ID_LABEL)
@@ -340,12 +360,12 @@ def template_refs(spec: RolloutAnalysis | None) -> list[tuple[bool, str]]:
     return [(bool(t.get("clusterScope")), str(t.get("templateName") or "")) for t in spec.templates or []]
 
 
-def flatten(ctx: Ctx, spec: RolloutAnalysis, which: str) -> dict[str, list[dict[str, Any]]]:
+def flatten(ctx: Ctx, spec: RolloutAnalysis, where: str) -> dict[str, list[dict[str, Any]]]:
     """The templates a Rollout analysis names, nested ones included, each once, as one: their
     metrics, args, dryRun and measurementRetention in order (Argo's FlattenTemplates).
     AnalysisSpecError for a template that is missing, two metrics with one name, or one arg with
-    two different values."""
-    path = f"spec.strategy.blueGreen.{which}.templates"
+    two different values. ``where``: the analysis's field path (or blue-green's pre/post name)."""
+    path = f"{where if '.' in where else 'spec.strategy.blueGreen.' + where}.templates"
     seen: set[tuple[bool, str]] = set()
     out: dict[str, list[dict[str, Any]]] = {k: [] for k in _TEMPLATE_LISTS}
     _collect(ctx, template_refs(spec), path, seen, out)
@@ -497,20 +517,34 @@ def status_of(run: AnalysisRunState | None) -> dict[str, str] | None:
     return {k: v for k, v in out.items() if v}
 
 
+def _analyses(ctx: Ctx) -> list[tuple[str, RolloutAnalysis]]:
+    """(field path, analysis) of every analysis of the Rollout's strategy."""
+    if ctx.rollout.is_canary:
+        steps = ctx.rollout.canary_steps()
+        found: list[tuple[str, RolloutAnalysis]] = [
+            (f"spec.strategy.canary.steps[{i}].analysis", s.analysis)
+            for i, s in enumerate(steps)
+            if s.analysis is not None
+        ]
+        background = ctx.rollout.canary.analysis
+        return found + ([("spec.strategy.canary.analysis", background)] if background is not None else [])
+    specs = ((f"spec.strategy.blueGreen.{which}", _spec(ctx, which)) for which in (_PRE, _POST))
+    return [(path, spec) for path, spec in specs if spec is not None]
+
+
 def validate(ctx: Ctx) -> tuple[str, str, str] | None:
     """The first analysis of the Rollout that cannot make a run: (field path, value, why)."""
-    for which in (_PRE, _POST):
-        spec = _spec(ctx, which)
-        if spec is None or not spec.templates:
+    for path, spec in _analyses(ctx):
+        if not spec.templates:
             continue
         try:
-            flat = flatten(ctx, spec, which)
+            flat = flatten(ctx, spec, path)
             supplied = [{"name": a.get("name"), "value": "x"} for a in spec.args or []]
             merge_args(flat["args"], supplied)
         except AnalysisSpecError as e:
             return e.path, e.value, str(e)
         except ArgsError as e:
-            return f"spec.strategy.blueGreen.{which}.args", "", str(e)
+            return f"{path}.args", "", str(e)
         if not flat["metrics"]:
-            return f"spec.strategy.blueGreen.{which}.templates", "", "the templates have no metrics"
+            return f"{path}.templates", "", "the templates have no metrics"
     return None

@@ -42,6 +42,7 @@ from ..model.analysisrules import analysis_rules
 from ..model.findings import ERROR, Severity
 from ..model.yamlsafe import FieldPath
 from .timeutil import parse, rfc3339
+from .types import EmitEvent
 
 #: Measurements kept per metric when no measurementRetention rule says otherwise (Argo's default).
 DEFAULT_MEASUREMENT_HISTORY_LIMIT: Final = 10
@@ -91,13 +92,9 @@ class RunPlan:
     retention: Mapping[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class RunEvent:
-    """An Event the reconcile records on the run (Argo's reasons and messages)."""
-
-    type: str
-    reason: str
-    message: str
+#: An Event the reconcile records on the run (Argo's reasons and messages): the same
+#: type-reason-message shape as the Rollout's, so one builder writes both.
+RunEvent = EmitEvent
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ _REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
 
 def stable_to_avoid(ctx: Ctx, stable: str | None, cur: str) -> str | None:
     """The stable hash the new RS must avoid: set, not the new RS's own, and its RS still exists."""
-    if ctx.rollout.bg.anti_affinity is None or not stable or stable == cur:
+    if ctx.rollout.anti_affinity() is None or not stable or stable == cur:
         return None
     return stable if ctx.rs_by_hash(stable) is not None else None
 
@@ -35,7 +35,7 @@ def desired_affinity(ctx: Ctx, stable: str | None) -> dict[str, Any] | None:
     (from ``stable_to_avoid``) is set. None when there is no affinity at all."""
     tspec = (ctx.rollout.spec.template or {}).get("spec") or {}
     affinity: dict[str, Any] = copy.deepcopy(dict(tspec.get("affinity") or {}))
-    strategy = ctx.rollout.bg.anti_affinity
+    strategy = ctx.rollout.anti_affinity()
     if strategy is not None and stable:
         term = {
             "labelSelector": {
@@ -61,7 +61,7 @@ def reconcile(ctx: Ctx, new_rs: ReplicaSetState, stable: str | None) -> None:
     keep what they were scheduled with; only pods created later see the change. Without
     antiAffinity in the spec, RS templates are left as they are (a term Argo left behind is
     harmless and ignored by template comparison; taking over from Argo must write nothing)."""
-    if ctx.rollout.bg.anti_affinity is None:
+    if ctx.rollout.anti_affinity() is None:
         return
     want = desired_affinity(ctx, stable_to_avoid(ctx, stable, new_rs.pod_template_hash))
     have = ((new_rs.template.get("spec") or {}) if isinstance(new_rs.template, Mapping) else {}).get(

@@ -87,4 +87,5 @@ def progress_made(old: dict[str, Any], new: dict[str, Any]) -> bool:
         or n(new, "availableReplicas") > n(old, "availableReplicas")
         or old_bg.get("activeSelector") != new_bg.get("activeSelector")
         or old_bg.get("previewSelector") != new_bg.get("previewSelector")
+        or old.get("currentStepIndex") != new.get("currentStepIndex")  # a canary's step
     )

@@ -53,9 +53,15 @@ def _changes(
 
 
 def reconcile(ctx: Ctx, roles: Mapping[str, str]) -> None:
-    """``roles`` maps RS name -> "active" or "preview"; every other RS loses what it was given."""
-    bg = ctx.rollout.bg
-    wanted_by_role = {"active": _as_dict(bg.active_metadata), "preview": _as_dict(bg.preview_metadata)}
+    """``roles`` maps RS name -> "active" or "preview" (blue-green), "canary" or "stable" (canary);
+    every other RS loses what it was given."""
+    bg, canary = ctx.rollout.bg, ctx.rollout.canary
+    wanted_by_role = {
+        "active": _as_dict(bg.active_metadata),
+        "preview": _as_dict(bg.preview_metadata),
+        "canary": _as_dict(canary.canary_metadata),
+        "stable": _as_dict(canary.stable_metadata),
+    }
     pods_by_rs: dict[str, list[Any]] = {}
     for pod in ctx.observed.pods:
         pods_by_rs.setdefault(pod.replicaset, []).append(pod)

@@ -45,9 +45,20 @@ def _progressing(rollout: Rollout, status: RolloutStatus) -> tuple[str, str] | N
     if available < updated:
         return names.PHASE_PROGRESSING, "updated replicas are still becoming available"
     current = status.current_pod_hash
+    if rollout.is_canary:
+        return _canary_progressing(rollout, status)
     active = status.blue_green.active_selector if status.blue_green is not None else None
     if not active or active != current:
         return names.PHASE_PROGRESSING, "active service cutover pending"
     if status.stable_rs != current:
         return names.PHASE_PROGRESSING, "waiting for analysis to complete"
+    return None
+
+
+def _canary_progressing(rollout: Rollout, status: RolloutStatus) -> tuple[str, str] | None:
+    """A canary's last rules: old pods still to go (without trafficRouting), steps to run."""
+    if rollout.canary.traffic_routing is None and (status.replicas or 0) > (status.updated_replicas or 0):
+        return names.PHASE_PROGRESSING, "old replicas are pending termination"
+    if not status.stable_rs or status.stable_rs != status.current_pod_hash:
+        return names.PHASE_PROGRESSING, "waiting for all steps to complete"
     return None

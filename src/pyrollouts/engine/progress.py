@@ -53,9 +53,19 @@ def check_deadline(ctx: Ctx, roles: Roles, pc: PauseContext) -> bool:
         return False
     if pc.conditions or roles.template_changed:
         return False
-    now = status.counts(ctx, new_rs, ctx.rs_by_hash(roles.active))
+    return timed_out(ctx, conditions.progress_made(ctx.status_in, _counts_now(ctx, roles)))
+
+
+def _counts_now(ctx: Ctx, roles: Roles) -> dict[str, object]:
+    """What progress is measured on, as the ReplicaSets are now (a canary's step moves count
+    when the status is built)."""
+    if ctx.rollout.is_canary:
+        now = status.counts(ctx, roles.new_rs, None)
+        now["currentStepIndex"] = ctx.status_in.get("currentStepIndex")
+        return now
+    now = status.counts(ctx, roles.new_rs, ctx.rs_by_hash(roles.active))
     now["blueGreen"] = {"activeSelector": roles.active, "previewSelector": roles.preview}
-    return timed_out(ctx, conditions.progress_made(ctx.status_in, now))
+    return now
 
 
 def timed_out(ctx: Ctx, counts_progress: bool) -> bool:

@@ -222,7 +222,8 @@ def scale(
 def set_deadline(ctx: Ctx, rs: ReplicaSetState, at: datetime | None) -> None:
     value = timeutil.rfc3339(at) if at is not None else None
     if rs.annotations.get(names.SCALE_DOWN_DEADLINE_ANNOTATION) != value:
-        ctx.actions.append(SetScaleDownDeadline(name=rs.name, deadline=value))
+        rv = (rs.obj.get("metadata") or {}).get("resourceVersion") if value is not None else None
+        ctx.actions.append(SetScaleDownDeadline(name=rs.name, deadline=value, resource_version=rv))
 
 
 def scale_down_old(ctx: Ctx, old: list[ReplicaSetState], new_deadlines: dict[str, datetime]) -> None:
@@ -232,7 +233,7 @@ def scale_down_old(ctx: Ctx, old: list[ReplicaSetState], new_deadlines: dict[str
     an old RS that still runs pods without a deadline (one that was only ever preview: an update
     abandoned by a new template, an undo or a rollback) gets one too, scaleDownDelaySeconds from
     now, instead of going to 0 at once; a delay of 0 scales it down at once (docs/argo-compat.md)."""
-    limit = ctx.rollout.bg.scale_down_delay_revision_limit
+    limit = ctx.rollout.scale_down_delay_revision_limit()
     delay = ctx.rollout.scale_down_delay_seconds()
     waiting = 0
     for rs in sorted(old, key=lambda r: (revision_of(r), r.name), reverse=True):

@@ -45,6 +45,35 @@ class Roles:
             template_changed=previous is not None and previous != new.pod_hash,
         )
 
+    @classmethod
+    def assign_canary(cls, ctx: Ctx, new: NewReplicaSet) -> Roles:
+        """The roles of a canary: new and stable only. The stable RS is what serves, so it also
+        holds the "active" role the shared steps read (progress, status). With no stable RS to
+        be found (a first deploy) the new RS is stable at once, as Argo's "Initial deploy"."""
+        previous = ctx.status.current_pod_hash or None
+        stable = ctx.status.stable_rs or None
+        initial = new.rs is not None and stable != new.pod_hash and ctx.rs_by_hash(stable) is None
+        stable = new.pod_hash if initial else stable
+        return cls(
+            new=new,
+            stable=stable,
+            active=stable,
+            preview=None,
+            initial=initial,
+            template_changed=previous is not None and previous != new.pod_hash,
+        )
+
+    def canary_pod_roles(self, ctx: Ctx) -> dict[str, str]:
+        """RS name -> "canary" / "stable", for canaryMetadata and stableMetadata."""
+        out: dict[str, str] = {}
+        new_rs = self.new.rs
+        if new_rs is not None and not self.new_is_stable and not self.new.created:
+            out[new_rs.name] = "canary"
+        stable_rs = ctx.rs_by_hash(self.stable)
+        if stable_rs is not None:
+            out[stable_rs.name] = "stable"
+        return out
+
     @property
     def new_hash(self) -> str:
         return self.new.pod_hash

@@ -33,6 +33,18 @@ class Outcome:
     # status.blueGreen.pre/postPromotionAnalysisRunStatus (None: no current run).
     pre_run: dict[str, str] | None = None
     post_run: dict[str, str] | None = None
+    # A canary's own block: currentStepIndex, currentStepHash and status.canary (None: blue-green).
+    canary: CanaryBlock | None = None
+
+
+@dataclass(frozen=True)
+class CanaryBlock:
+    """What a canary reconcile writes besides the shared fields."""
+
+    step_index: int | None
+    step_hash: str
+    canary: dict[str, Any]
+    steps_done: bool  # every step has run (or there are none)
 
 
 def format_selector(labels: dict[str, str]) -> str:
@@ -74,7 +86,12 @@ def _progressing(ctx: Ctx, o: Outcome, new: dict[str, Any]) -> dict[str, Any]:
     rs_name = roles.new_rs.name if roles.new_rs is not None else f"{ctx.name}-{cur}"
     t = names.COND_PROGRESSING
     prev = cond.get(old, t)
-    complete = roles.stable == cur and roles.active == cur and is_saturated(roles.new_rs, ctx.replicas)
+    complete = (
+        roles.stable == cur
+        and roles.active == cur
+        and is_saturated(roles.new_rs, ctx.replicas)
+        and (o.canary is None or _canary_done(ctx, o, new))
+    )
     if pc.abort:
         return cond.make(prev, t, "False", names.ROLLOUT_ABORTED, _abort_message(o, prev), now)
     if complete:  # as Argo: a completed rollout that is paused by hand still reads available
@@ -114,8 +131,12 @@ def _conditions(ctx: Ctx, o: Outcome, new: dict[str, Any]) -> list[dict[str, Any
     roles, replicas = o.roles, ctx.replicas
     cur = roles.new_hash
     out: dict[str, dict[str, Any]] = {names.COND_PROGRESSING: _progressing(ctx, o, new)}
-    # Argo: available when the active ReplicaSet is saturated (sized for spec.replicas, all available).
-    available = is_saturated(ctx.rs_by_hash(roles.active), replicas)
+    # Argo: available when the active ReplicaSet is saturated (sized for spec.replicas, all available);
+    # a canary when its ReplicaSets together have spec.replicas pods available.
+    if o.canary is not None:
+        available = int(new.get("availableReplicas") or 0) >= replicas
+    else:
+        available = is_saturated(ctx.rs_by_hash(roles.active), replicas)
     out[names.COND_AVAILABLE] = _make(
         ctx,
         names.COND_AVAILABLE,
@@ -174,11 +195,17 @@ def _healthy_condition(ctx: Ctx, o: Outcome, new: dict[str, Any]) -> dict[str, A
         and (not ctx.rollout.bg.preview_service or roles.preview == cur)
         and not o.pause.abort
         and not o.pause.paused(ctx)
+        and (o.canary is None or _canary_done(ctx, o, new))
     )
     if not healthy and cond.get(ctx.status_in, names.COND_HEALTHY) is None:
         return None
     message = "Rollout is healthy" if healthy else "Rollout is not healthy"
     return _make(ctx, names.COND_HEALTHY, healthy, names.ROLLOUT_HEALTHY, message)
+
+
+def _canary_done(ctx: Ctx, o: Outcome, new: dict[str, Any]) -> bool:
+    """Argo's canary completion: every step run, and no pods left beyond spec.replicas."""
+    return o.canary is not None and o.canary.steps_done and int(new.get("replicas") or 0) == ctx.replicas
 
 
 def replica_failure(ctx: Ctx, new_rs: ReplicaSetState | None) -> dict[str, Any] | None:
@@ -201,14 +228,15 @@ def build(ctx: Ctx, o: Outcome) -> dict[str, Any]:
     s["observedGeneration"] = str(gen) if gen is not None else s.get("observedGeneration")
     s["currentPodHash"] = roles.new_hash
     s["stableRS"] = roles.stable
-    s["blueGreen"] = _blue_green(s, o)
+    s["blueGreen"] = _blue_green(s, o) if o.canary is None else {}
+    _canary_block(s, o)
     s["pauseConditions"] = [p.wire() for p in pc.conditions] or None
     s["controllerPause"] = True if pc.controller_pause else None
     s["abort"] = True if pc.abort else None
     s["abortedAt"] = pc.aborted_at if pc.abort else None
     s["promoteFull"] = True if pc.promote_full else None
     s["restartedAt"] = o.restarted_at
-    s.update(counts(ctx, roles.new_rs, ctx.rs_by_hash(roles.active)))
+    s.update(counts(ctx, roles.new_rs, ctx.rs_by_hash(roles.active) if o.canary is None else None))
     s["conditions"] = _conditions(ctx, o, s)
     s["phase"], s["message"] = phase_rules.phase(ctx.rollout, RolloutStatus.model_validate(s))
     out = _omit_empty(s)
@@ -216,7 +244,19 @@ def build(ctx: Ctx, o: Outcome) -> dict[str, Any]:
         # A retry writes abort: false; Argo's controller never writes abort itself unless it is
         # true (omitempty), so the user's false stays in the stored status. So does ours.
         out["abort"] = False
+    if o.canary is not None and o.canary.step_index is not None:
+        out["currentStepIndex"] = o.canary.step_index  # 0 is a value here (Argo: a pointer)
     return out
+
+
+def _canary_block(s: dict[str, Any], o: Outcome) -> None:
+    """A canary's own fields (its step index is written after the empty values are dropped)."""
+    if o.canary is not None:
+        s["canary"] = o.canary.canary
+        s["currentStepHash"] = o.canary.step_hash
+    else:  # a Rollout switched from canary to blueGreen keeps nothing of it
+        s["canary"], s["currentStepHash"] = {}, None
+    s["currentStepIndex"] = None
 
 
 def _blue_green(s: dict[str, Any], o: Outcome) -> dict[str, Any]:

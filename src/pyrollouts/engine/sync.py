@@ -6,7 +6,7 @@ from datetime import datetime
 
 from ..model import names
 from ..model.rollout import Rollout, RolloutStatus
-from . import analysis, bluegreen, events, status, timeutil, validation, workload
+from . import analysis, bluegreen, canary, events, status, timeutil, validation, workload
 from .context import Ctx
 from .types import Observed, Plan, UpdateRollout
 
@@ -32,6 +32,8 @@ def plan(rollout: Rollout, observed: Observed, now: datetime) -> Plan:
     if problem is not None:
         new_status = status.invalid(ctx, problem)
         ctx.requeues.append(float(names.INVALID_SPEC_RETRY_SECONDS))
+    elif rollout.is_canary:
+        new_status = canary.reconcile(ctx)
     else:
         new_status = bluegreen.reconcile(ctx)
     waits = [w for w in ctx.requeues if w > 0]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..model.rollout import Rollout, RolloutStatus
+from ..model.traffic import TrafficSplit
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,15 @@ class UpdateReplicaSetAffinity:
 
 @dataclass(frozen=True)
 class SetScaleDownDeadline:
-    """Set (RFC3339 UTC) or clear (None) the ``scale-down-deadline`` annotation."""
+    """Set (RFC3339 UTC) or clear (None) the ``scale-down-deadline`` annotation.
+
+    ``resource_version``: the ReplicaSet's as the plan saw it. A deadline is set only on the RS the
+    engine planned from: on a runtime whose reads come from caches, a view that lags behind a
+    deadline written just before an outage would otherwise replace it with a later one."""
 
     name: str
     deadline: str | None
+    resource_version: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -203,6 +209,13 @@ class DeleteAnalysisRun:
     name: str
 
 
+@dataclass(frozen=True)
+class SetTrafficSplit:
+    """Give a canary's traffic router this split (weights, header and mirror routes)."""
+
+    split: TrafficSplit
+
+
 Action = (
     CreateReplicaSet
     | ScaleReplicaSet
@@ -218,6 +231,7 @@ Action = (
     | CreateAnalysisRun
     | TerminateAnalysisRun
     | DeleteAnalysisRun
+    | SetTrafficSplit
 )
 
 
@@ -249,6 +263,7 @@ __all__ = [
     "ScaleReplicaSet",
     "ServiceState",
     "SetScaleDownDeadline",
+    "SetTrafficSplit",
     "SwitchService",
     "TerminateAnalysisRun",
     "UpdateReplicaSetAffinity",

@@ -18,10 +18,21 @@ def invalid_spec(rollout: Rollout, observed: Observed) -> str | None:
     problem = _selector_problem(rollout) or _strategy_problem(rollout)
     if problem is not None:
         return problem
-    bg = rollout.bg
-    for field, svc_name in (("activeService", bg.active_service), ("previewService", bg.preview_service)):
+    if rollout.is_canary:
+        canary = rollout.canary
+        strategy, refs = (
+            "canary",
+            (("stableService", canary.stable_service), ("canaryService", canary.canary_service)),
+        )
+    else:
+        bg = rollout.bg
+        strategy, refs = (
+            "blueGreen",
+            (("activeService", bg.active_service), ("previewService", bg.preview_service)),
+        )
+    for field, svc_name in refs:
         if svc_name:
-            problem = _service_problem(rollout, observed, field, svc_name)
+            problem = _service_problem(rollout, observed, f"spec.strategy.{strategy}.{field}", svc_name)
             if problem is not None:
                 return problem
     return None
@@ -52,8 +63,10 @@ def _selector_problem(rollout: Rollout) -> str | None:
 def _strategy_problem(rollout: Rollout) -> str | None:
     """A blueGreen strategy with an active Service (distinct from the preview one) and sane limits."""
     strategy = rollout.spec.strategy
-    if strategy.canary is not None and strategy.blue_green is None:
-        return "The canary strategy is not supported yet; use spec.strategy.blueGreen"
+    if strategy.canary is not None and strategy.blue_green is not None:
+        return "Multiple Strategies can not be listed"
+    if rollout.is_canary:
+        return _canary_problem(rollout)
     bg = strategy.blue_green
     if bg is None:
         return "Rollout has missing field '.spec.strategy.blueGreen'"
@@ -65,6 +78,35 @@ def _strategy_problem(rollout: Rollout) -> str | None:
             "but two different services are required."
         )
     return _limits_problem(rollout, bg)
+
+
+def _canary_problem(rollout: Rollout) -> str | None:
+    """What Argo refuses in a canary strategy that the engine would trip on (the linter reports
+    the rest with the file and field): the steps it cannot run, two roles on one Service, and
+    trafficRouting without both Services."""
+    canary, name = rollout.canary, rollout.metadata.name
+    path = "spec.strategy.canary"
+    if canary.canary_service and canary.canary_service == canary.stable_service:
+        return (
+            "This rollout uses the same service for the stable and canary services, "
+            "but two different services are required."
+        )
+    if canary.traffic_routing is not None and not (canary.stable_service and canary.canary_service):
+        why = "Canary service and Stable service must to be set to use Traffic Routing"
+        return invalid(name, f"{path}.stableService", canary.stable_service or "", why)
+    for i, step in enumerate(canary.steps or []):
+        if step.experiment is not None or step.plugin is not None:
+            return invalid(
+                name, f"{path}.steps[{i}]", "experiment", "experiment and plugin steps are not supported"
+            )
+    if rollout.progress_deadline_seconds() <= rollout.min_ready_seconds():
+        return invalid(
+            name,
+            "spec.progressDeadlineSeconds",
+            str(rollout.progress_deadline_seconds()),
+            "progressDeadlineSeconds must be greater than minReadySeconds",
+        )
+    return None
 
 
 def _limits_problem(rollout: Rollout, bg: BlueGreenStrategy) -> str | None:
@@ -84,10 +126,9 @@ def _limits_problem(rollout: Rollout, bg: BlueGreenStrategy) -> str | None:
     return None
 
 
-def _service_problem(rollout: Rollout, observed: Observed, field: str, svc_name: str) -> str | None:
+def _service_problem(rollout: Rollout, observed: Observed, path: str, svc_name: str) -> str | None:
     """The Service exists, is not managed by another Rollout, and selects the template's labels."""
     name = rollout.metadata.name
-    path = f"spec.strategy.blueGreen.{field}"
     svc = observed.services.get(svc_name)
     if svc is None:
         return invalid(name, path, svc_name, f'service "{svc_name}" not found')

@@ -45,6 +45,10 @@ EVENT = Kind("Event", "", "v1", "events", ("ev",))
 NAMESPACE = Kind("Namespace", "", "v1", "namespaces", ("ns",), namespaced=False)
 #: What a ``job`` metric provider creates (its pod template runs to completion).
 JOB = Kind("Job", "batch", "v1", "jobs")
+#: The objects a canary's Kubernetes traffic routers write (controller/routers): the Gateway API's
+#: HTTPRoute (its backendRef weights and header rules) and the NGINX canary Ingress.
+HTTPROUTE = Kind("HTTPRoute", "gateway.networking.k8s.io", "v1", "httproutes")
+INGRESS = Kind("Ingress", "networking.k8s.io", "v1", "ingresses", ("ing",))
 
 #: kind name -> Kind, for every kind the object model stores (a Deployment is stored only as a
 #: Rollout's spec.workloadRef; a Job is what a ``job`` metric creates, run to completion).
@@ -64,6 +68,10 @@ KINDS: dict[str, Kind] = {
         JOB,
     )
 }
+
+#: The kinds only the Kubernetes runtime's Cluster carries, for the traffic routers (not stored by
+#: the local runtime, not in manifests: a user applies them with kubectl, as for Argo Rollouts).
+TRAFFIC_KINDS: tuple[Kind, ...] = (HTTPROUTE, INGRESS)
 
 #: The kinds clients name (the CLI's kind arguments, the HTTP API's URLs), in listing order.
 CLIENT_KINDS: tuple[Kind, ...] = (
@@ -90,7 +98,7 @@ MANIFEST_KINDS: tuple[Kind, ...] = (
 )
 
 #: Stored kinds that live in a namespace.
-NAMESPACED = frozenset(k.name for k in KINDS.values() if k.namespaced)
+NAMESPACED = frozenset(k.name for k in (*KINDS.values(), *TRAFFIC_KINDS) if k.namespaced)
 #: Every known kind that lives outside namespaces.
 CLUSTER_SCOPED = frozenset(k.name for k in (*KINDS.values(), *MANIFEST_KINDS) if not k.namespaced)
 

@@ -20,12 +20,16 @@ PORTS_ANNOTATION = "local.pyrollouts.io/ports"
 
 # Pause reasons
 PAUSE_BLUE_GREEN = "BlueGreenPause"
+PAUSE_CANARY_STEP = "CanaryPauseStep"
 PAUSE_INCONCLUSIVE_ANALYSIS = "InconclusiveAnalysisRun"
 
 # AnalysisRuns a Rollout creates: the label saying which analysis made them, and its values.
 ROLLOUT_TYPE_LABEL = "rollout-type"
 ROLLOUT_TYPE_PRE_PROMOTION = "PrePromotion"
 ROLLOUT_TYPE_POST_PROMOTION = "PostPromotion"
+ROLLOUT_TYPE_STEP = "Step"
+ROLLOUT_TYPE_BACKGROUND = "Background"
+STEP_INDEX_LABEL = "step-index"
 #: spec.analysis's defaults: finished runs of earlier revisions kept, per outcome.
 DEFAULT_SUCCESSFUL_RUN_HISTORY = 5
 DEFAULT_UNSUCCESSFUL_RUN_HISTORY = 5
@@ -50,6 +54,8 @@ ROLLOUT_ABORTED = "RolloutAborted"
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 ROLLOUT_HEALTHY = "RolloutHealthy"
 ROLLOUT_COMPLETED = "RolloutCompleted"
+ROLLOUT_STEP_COMPLETED = "RolloutStepCompleted"
+SKIP_STEPS = "SkipSteps"
 ROLLOUT_NOT_COMPLETED = "RolloutNotCompleted"
 AVAILABLE_REASON = "AvailableReason"
 INVALID_SPEC_REASON = "InvalidSpec"
@@ -69,4 +75,6 @@ DEFAULT_REVISION_HISTORY_LIMIT = 10
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 DEFAULT_SCALE_DOWN_DELAY_SECONDS = 30
 DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS = 30
+DEFAULT_MAX_SURGE = "25%"  # canary.maxSurge
+DEFAULT_MAX_UNAVAILABLE = "25%"  # canary.maxUnavailable
 INVALID_SPEC_RETRY_SECONDS = 20

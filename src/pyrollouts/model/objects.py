@@ -38,4 +38,3 @@ NAMESPACED = kinds.NAMESPACED
 def api_version_of(kind: str) -> str:
     """The apiVersion for a kind of the object model; KeyError for an unknown kind."""
     return KINDS[kind]
-

@@ -1,4 +1,4 @@
-"""The Rollout object (argoproj.io/v1alpha1), blue-green subset, as typed pydantic models.
+"""The Rollout object (argoproj.io/v1alpha1), blue-green and canary, as typed pydantic models.
 
 This module is the single source of the Rollout's schema: the parser, the linter's schema walk
 and the CRD's openAPIV3Schema are all derived from these classes. Wire names are camelCase
@@ -105,9 +105,126 @@ class BlueGreenStrategy(_Wire):
     anti_affinity: AntiAffinity | None = None
 
 
+class RolloutAnalysisBackground(RolloutAnalysis):
+    """canary.analysis: the background analysis, run from ``startingStep`` (default: the first
+    step) until the update completes."""
+
+    starting_step: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
+
+
+class CanaryPause(_Wire):
+    """A pause step: ``duration`` (seconds as a number, or a duration such as ``30s``, ``5m``,
+    ``1h``); no duration waits for a promote."""
+
+    duration: int | str | None = None
+
+
+class SetCanaryScale(_Wire):
+    """setCanaryScale (with trafficRouting): size the canary by ``replicas`` or ``weight``
+    instead of by the traffic weight, or go back to matching it (``matchTrafficWeight``)."""
+
+    weight: int | None = Field(default=None, json_schema_extra={"minimum": 0, "maximum": 100})
+    replicas: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
+    match_traffic_weight: bool | None = None
+
+
+class StringMatchSpec(_Wire):
+    """Argo's StringMatch: exactly one of exact, prefix, regex."""
+
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = None
+
+
+class HeaderRoutingMatch(_Wire):
+    header_name: str = Field(default="", json_schema_extra=_REQUIRED)
+    header_value: StringMatchSpec | None = Field(default=None, json_schema_extra=_REQUIRED)
+
+
+class SetHeaderRoute(_Wire):
+    """setHeaderRoute: the requests matching every header go to the canary (a route with no
+    match removes the route)."""
+
+    name: str = Field(default="", json_schema_extra=_REQUIRED)
+    match: list[HeaderRoutingMatch] | None = None
+
+
+class RouteMatch(_Wire):
+    method: StringMatchSpec | None = None
+    path: StringMatchSpec | None = None
+    headers: dict[str, StringMatchSpec] | None = None
+
+
+class SetMirrorRoute(_Wire):
+    """setMirrorRoute: ``percentage`` of the requests matching any ``match`` are copied to the
+    canary and its answers dropped (no match removes the mirror)."""
+
+    name: str = Field(default="", json_schema_extra=_REQUIRED)
+    percentage: int | None = Field(default=None, json_schema_extra={"minimum": 0, "maximum": 100})
+    match: list[RouteMatch] | None = None
+
+
+class CanaryStep(_Wire):
+    """One step of canary.steps: exactly one of its fields is set."""
+
+    set_weight: int | None = Field(default=None, json_schema_extra={"minimum": 0, "maximum": 100})
+    pause: CanaryPause | None = None
+    set_canary_scale: SetCanaryScale | None = None
+    analysis: RolloutAnalysis | None = None
+    set_header_route: SetHeaderRoute | None = None
+    set_mirror_route: SetMirrorRoute | None = None
+    experiment: dict[str, Any] | None = None
+    plugin: dict[str, Any] | None = None
+
+
+class NginxTrafficRouting(_Wire):
+    """trafficRouting.nginx: the stable Ingress(es) whose canary twin carries the weight."""
+
+    stable_ingress: str | None = None
+    stable_ingresses: list[str] | None = None
+    annotation_prefix: str | None = None
+    additional_ingress_annotations: dict[str, str] | None = None
+    canary_ingress_annotations: dict[str, str] | None = None
+
+
+class TrafficRouting(_Wire):
+    """canary.trafficRouting: which router carries the weights. Typed for the routers we drive
+    (the Gateway API plugin, NGINX); the others Argo knows are kept as written."""
+
+    plugins: dict[str, Any] | None = None
+    nginx: NginxTrafficRouting | None = None
+    managed_routes: list[dict[str, Any]] | None = None
+    max_traffic_weight: int | None = Field(default=None, json_schema_extra={"minimum": 1})
+    istio: dict[str, Any] | None = None
+    alb: dict[str, Any] | None = None
+    smi: dict[str, Any] | None = None
+    ambassador: dict[str, Any] | None = None
+    app_mesh: dict[str, Any] | None = None
+    traefik: dict[str, Any] | None = None
+    apisix: dict[str, Any] | None = None
+
+
+class CanaryStrategy(_Wire):
+    steps: list[CanaryStep] | None = None
+    canary_service: str | None = None
+    stable_service: str | None = None
+    max_surge: int | str | None = None
+    max_unavailable: int | str | None = None
+    dynamic_stable_scale: bool | None = None
+    scale_down_delay_seconds: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
+    scale_down_delay_revision_limit: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
+    abort_scale_down_delay_seconds: int | None = Field(default=None, json_schema_extra=_NON_NEGATIVE)
+    analysis: RolloutAnalysisBackground | None = None
+    canary_metadata: PodMetadata | None = None
+    stable_metadata: PodMetadata | None = None
+    anti_affinity: AntiAffinity | None = None
+    min_pods_per_replica_set: int | None = Field(default=None, json_schema_extra={"minimum": 1})
+    traffic_routing: TrafficRouting | None = None
+
+
 class RolloutStrategy(_Wire):
     blue_green: BlueGreenStrategy | None = None
-    canary: dict[str, Any] | None = None
+    canary: CanaryStrategy | None = None
 
 
 class ObjectRef(_Wire):
@@ -162,6 +279,29 @@ class BlueGreenStatus(_Wire):
     post_promotion_analysis_run_status: dict[str, Any] | None = None
 
 
+class TrafficWeightDestination(_Wire):
+    pod_template_hash: str | None = None
+    weight: int = 0
+    service_name: str | None = None
+
+
+class TrafficWeights(_Wire):
+    """status.canary.weights: the split the router was last given (canary, stable, additional)."""
+
+    canary: TrafficWeightDestination = Field(default_factory=TrafficWeightDestination)
+    stable: TrafficWeightDestination = Field(default_factory=TrafficWeightDestination)
+    additional: list[TrafficWeightDestination] | None = None
+    verified: bool | None = None
+
+
+class CanaryStatus(_Wire):
+    weights: TrafficWeights | None = None
+    current_step_analysis_run_status: dict[str, Any] | None = None
+    current_background_analysis_run_status: dict[str, Any] | None = None
+    current_experiment: str | None = None
+    stable_ping_pong: str | None = None
+
+
 class RolloutStatus(_Wire):
     phase: str | None = None
     message: str | None = None
@@ -183,7 +323,9 @@ class RolloutStatus(_Wire):
     restarted_at: str | None = None
     collision_count: int | None = None
     conditions: list[Condition] | None = None
-    canary: dict[str, Any] | None = None
+    current_step_index: int | None = None
+    current_step_hash: str | None = None
+    canary: CanaryStatus | None = None
 
 
 class Rollout(_Wire):
@@ -225,9 +367,88 @@ class Rollout(_Wire):
         return True if v is None else v
 
     def scale_down_delay_seconds(self) -> int:
-        v = self.bg.scale_down_delay_seconds
+        """scaleDownDelaySeconds: 30 by default for blue-green and for a canary with
+        trafficRouting; a canary without it scales old ReplicaSets down at once (as Argo)."""
+        canary = self.spec.strategy.canary
+        if canary is not None and self.spec.strategy.blue_green is None:
+            if canary.traffic_routing is None:
+                return 0
+            v = canary.scale_down_delay_seconds
+        else:
+            v = self.bg.scale_down_delay_seconds
         return names.DEFAULT_SCALE_DOWN_DELAY_SECONDS if v is None else v
 
     def abort_scale_down_delay_seconds(self) -> int:
-        v = self.bg.abort_scale_down_delay_seconds
+        """abortScaleDownDelaySeconds: 30 by default for blue-green and for a canary with
+        trafficRouting; 0 (no delay) for a canary without it, whose weight is its replicas."""
+        canary = self.spec.strategy.canary
+        if canary is not None and self.spec.strategy.blue_green is None:
+            if canary.traffic_routing is None:
+                return 0
+            v = canary.abort_scale_down_delay_seconds
+        else:
+            v = self.bg.abort_scale_down_delay_seconds
         return names.DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS if v is None else v
+
+    def anti_affinity(self) -> AntiAffinity | None:
+        """The strategy's antiAffinity (blueGreen's, or a canary's)."""
+        return self.canary.anti_affinity if self.is_canary else self.bg.anti_affinity
+
+    def scale_down_delay_revision_limit(self) -> int | None:
+        """The strategy's scaleDownDelayRevisionLimit (None: no limit)."""
+        strategy = self.canary if self.is_canary else self.bg
+        return strategy.scale_down_delay_revision_limit
+
+    # The canary strategy ---------------------------------------------------------------------
+    @property
+    def is_canary(self) -> bool:
+        """The Rollout runs the canary strategy (blueGreen alone, or both, is not canary)."""
+        return self.spec.strategy.canary is not None and self.spec.strategy.blue_green is None
+
+    @property
+    def canary(self) -> CanaryStrategy:
+        return self.spec.strategy.canary or CanaryStrategy()
+
+    def canary_steps(self) -> list[CanaryStep]:
+        return list(self.canary.steps or [])
+
+    def max_surge(self) -> int:
+        """maxSurge resolved against spec.replicas (rounded up; default 25%), Argo's fenceposts."""
+        return _fenceposts(self)[0]
+
+    def max_unavailable(self) -> int:
+        """maxUnavailable resolved against spec.replicas (rounded down; default 25%; 1 when both
+        resolve to 0), at most spec.replicas."""
+        return min(_fenceposts(self)[1], self.effective_replicas())
+
+
+def int_or_percent(value: int | str | None, total: int, *, round_up: bool) -> int:
+    """An IntOrString as Kubernetes resolves it: a number as is, ``N%`` of ``total`` rounded up or
+    down. A value that does not parse counts as 0 (validation reports it)."""
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value
+    text = value.strip()
+    if not text.endswith("%"):
+        return int(text) if text.isdigit() else 0
+    try:
+        pct = int(text[:-1])
+    except ValueError:
+        return 0
+    whole, rest = divmod(pct * total, 100)
+    return whole + (1 if round_up and rest else 0)
+
+
+def _fenceposts(rollout: Rollout) -> tuple[int, int]:
+    replicas = rollout.effective_replicas()
+    canary = rollout.canary
+    surge_v = canary.max_surge if canary.max_surge is not None else names.DEFAULT_MAX_SURGE
+    unavail_v = (
+        canary.max_unavailable if canary.max_unavailable is not None else names.DEFAULT_MAX_UNAVAILABLE
+    )
+    surge = int_or_percent(surge_v, replicas, round_up=True)
+    unavailable = int_or_percent(unavail_v, replicas, round_up=False)
+    if surge == 0 and unavailable == 0:
+        unavailable = 1
+    return surge, unavailable

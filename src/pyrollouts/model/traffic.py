@@ -153,6 +153,10 @@ class TrafficSplit:
     # The router config of the Rollout's spec.strategy.canary.trafficRouting, as written (the
     # Kubernetes routers read their objects' names from it; the local proxy ignores it).
     traffic_routing: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # The Rollout the split belongs to (its name and uid): the NGINX router names the canary
+    # Ingress after it and makes the Rollout its owner. Not part of the annotation's JSON.
+    rollout_name: str = field(default="", compare=False)
+    rollout_uid: str = field(default="", compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """The annotation's JSON (the router config is not part of it)."""

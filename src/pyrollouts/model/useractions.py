@@ -34,13 +34,44 @@ def _spec_paused(rollout: dict[str, Any]) -> bool:
     return bool(rollout.get("spec", {}).get("paused"))
 
 
-def promote(rollout: dict[str, Any], full: bool = False) -> list[Patch]:
-    """promote: unpause and clear pause conditions; --full: skip remaining pauses/steps."""
+def _next_canary_step(rollout: dict[str, Any]) -> int | None:
+    """The step after the current one of a canary update in flight (None: not a canary, no steps,
+    or nothing in flight): what Argo's plugin writes to move a canary that is not paused on."""
     status = rollout.get("status") or {}
-    paused = _spec_paused(rollout) or bool(status.get("pauseConditions")) or bool(
-        status.get("controllerPause")
+    canary = ((rollout.get("spec") or {}).get("strategy") or {}).get("canary")
+    steps = canary.get("steps") if isinstance(canary, dict) else None
+    if not isinstance(steps, list) or not steps:
+        return None
+    if status.get("stableRS") and status.get("stableRS") == status.get("currentPodHash"):
+        return None
+    index = status.get("currentStepIndex")
+    index = index if isinstance(index, int) and not isinstance(index, bool) else 0
+    return min(index + 1, len(steps))
+
+
+def promote(rollout: dict[str, Any], full: bool = False) -> list[Patch]:
+    """promote: unpause and clear pause conditions (a canary that is not paused moves on one
+    step, status.currentStepIndex + 1, as Argo's plugin does); --full: skip the remaining
+    pauses, steps and analysis."""
+    status = rollout.get("status") or {}
+    paused = (
+        _spec_paused(rollout) or bool(status.get("pauseConditions")) or bool(status.get("controllerPause"))
     )
     name = rollout.get("metadata", {}).get("name", "")
+    next_step = _next_canary_step(rollout)
+    reasons = {p.get("reason") for p in status.get("pauseConditions") or [] if isinstance(p, dict)}
+    if (
+        not full
+        and next_step is not None
+        and "InconclusiveAnalysisRun" in reasons
+        and status.get("controllerPause")
+    ):
+        # As Argo's plugin: promoting a canary paused on an inconclusive analysis skips that step.
+        body = {"pauseConditions": None, "controllerPause": False, "currentStepIndex": next_step}
+        unpause = [Patch({"spec": {"paused": False}})] if _spec_paused(rollout) else []
+        return [Patch({"status": body}, "status"), *unpause]
+    if not full and not _spec_paused(rollout) and not status.get("pauseConditions") and next_step is not None:
+        return [Patch({"status": {"pauseConditions": None, "currentStepIndex": next_step}}, "status")]
     if not full and not paused:
         raise ActionError(f"rollout '{name}' is not paused")
     promoted = bool(status.get("stableRS")) and status.get("stableRS") == status.get("currentPodHash")

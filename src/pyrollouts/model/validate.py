@@ -21,6 +21,7 @@ from lightkube.models.core_v1 import PodTemplateSpec
 from . import names
 from .analysis import ANALYSIS_KINDS
 from .analysisrules import analysis_rules, rollout_analysis_rules
+from .canaryrules import canary_rules
 from .findings import ERROR, WARNING, Finding, Severity, format_path
 from .parse import CLUSTER_SCOPED, Parsed
 from .rollout import Rollout
@@ -492,12 +493,21 @@ def _strategy_rules(spec: Mapping[str, Any], report: Report) -> None:
         report(path, "Multiple Strategies can not be listed", "keep blueGreen or canary, not both", ERROR)
         return
     if canary is not None:
-        report(
-            (*path, "canary"),
-            "the canary strategy is not supported yet (only blueGreen)",
-            "use strategy.blueGreen",
-            ERROR,
-        )
+        if isinstance(canary, Mapping):
+            rhl = _int(spec.get("revisionHistoryLimit"))
+            effective = names.DEFAULT_REVISION_HISTORY_LIMIT if rhl is None else rhl
+            canary_rules(canary, (*path, "canary"), effective, report)
+            for key in ("canaryService", "stableService"):
+                ref = canary.get(key)
+                if isinstance(ref, str) and ref and not (_DNS1035_LABEL.match(ref) and len(ref) <= 63):
+                    report(
+                        (*path, "canary", key),
+                        f"{key} {ref!r} is not a valid Service name (a DNS-1035 label)",
+                        "name the Service: lower case letters, digits and '-', starting with a letter",
+                        ERROR,
+                    )
+            for key in ("canaryMetadata", "stableMetadata"):
+                label_rules(_get(canary, key, "labels"), (*path, "canary", key, "labels"), report)
         return
     if not isinstance(bg, Mapping):
         return
@@ -1076,6 +1086,10 @@ def _reference_rules(
     missing_severity: Severity | None,
 ) -> None:
     bg = _get(obj, "spec", "strategy", "blueGreen")
+    strategy, keys = "blueGreen", ("activeService", "previewService")
+    if not isinstance(bg, Mapping):
+        bg = _get(obj, "spec", "strategy", "canary")
+        strategy, keys = "canary", ("stableService", "canaryService")
     if not isinstance(bg, Mapping):
         return
     rollout_name = _get(obj, "metadata", "name")
@@ -1083,11 +1097,11 @@ def _reference_rules(
     check_labels = isinstance(_get(obj, "spec", "template"), Mapping)
     labels = _get(obj, "spec", "template", "metadata", "labels")
     labels = labels if isinstance(labels, Mapping) else {}
-    for key in ("activeService", "previewService"):
+    for key in keys:
         svc_name = bg.get(key)
         if not isinstance(svc_name, str) or not svc_name:
             continue
-        path: FieldPath = ("spec", "strategy", "blueGreen", key)
+        path: FieldPath = ("spec", "strategy", strategy, key)
         svc = services.get(svc_name)
         if svc is None:
             if missing_severity is not None:

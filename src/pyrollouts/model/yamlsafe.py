@@ -100,6 +100,16 @@ class _Refused(Exception):
         """The refusal of ``node``, at its first line (1-based, as editors count)."""
         return cls(node.start_mark.line + 1, path, problem, fix)
 
+    @classmethod
+    def not_plain(cls, node: yaml.Node, path: FieldPath) -> _Refused:
+        """The refusal of a node whose explicit tag makes it something other than plain data."""
+        return cls.at(
+            node,
+            path,
+            f"the YAML tag {node.tag!r} is not plain data",
+            "remove the tag (Kubernetes manifests hold strings, numbers, booleans, lists and maps)",
+        )
+
 
 def decode(data: bytes, source: str, *, max_bytes: int = MAX_BYTES) -> str:
     """The text of a manifest file's bytes; ManifestError when too large or not UTF-8."""
@@ -295,10 +305,7 @@ class _Builder:
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 raise _Refused.at(
-                    key_node,
-                    path,
-                    "a mapping key is not a plain value",
-                    "use a string as the key",
+                    key_node, path, "a mapping key is not a plain value", "use a string as the key"
                 )
             key = _key_string(self._scalar(key_node, path))
             if key in out:
@@ -321,10 +328,7 @@ class _Builder:
         for src in sources:
             if not isinstance(src, yaml.MappingNode):
                 raise _Refused.at(
-                    src,
-                    path,
-                    "a merge key (<<) must refer to a mapping",
-                    "merge only mappings",
+                    src, path, "a merge key (<<) must refer to a mapping", "merge only mappings"
                 )
             data = self.build(src, path, depth)
             pairs.extend(data.items())
@@ -332,12 +336,7 @@ class _Builder:
 
     def _scalar(self, node: yaml.ScalarNode, path: FieldPath) -> Any:
         if node.tag not in _SCALAR_TAGS:
-            raise _Refused.at(
-                node,
-                path,
-                f"the YAML tag {node.tag!r} is not plain data",
-                "remove the tag (Kubernetes manifests hold strings, numbers, booleans, lists and maps)",
-            )
+            raise _Refused.not_plain(node, path)
         if node.tag in _NUMBER_TAGS:
             if ":" in node.value:
                 # YAML 1.1's base-60 numbers (1:30 is 90 to PyYAML); Kubernetes' decoder reads a
@@ -364,12 +363,7 @@ class _Builder:
 
     def _check_tag(self, node: yaml.Node, expected: str, path: FieldPath) -> None:
         if node.tag != expected:
-            raise _Refused.at(
-                node,
-                path,
-                f"the YAML tag {node.tag!r} is not plain data",
-                "remove the tag",
-            )
+            raise _Refused.not_plain(node, path)
 
 
 def _key_string(key: Any) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..service.analysisinfo import COUNT_ICONS, analysis_icon, counts_text, run_detail
-from .escape import e
+from .escape import e, newest_first_table
 from .metricchart import metric_chart
 
 #: A run's (or metric's, or measurement's) phase -> its CSS class (as Argo's status colours:
@@ -123,18 +123,18 @@ def run_summary(detail: Mapping[str, Any]) -> str:
 
 
 def _measurements_table(measurements: Sequence[Mapping[str, Any]]) -> str:
-    if not measurements:
-        return '<p class="none">No measurements yet.</p>'
-    rows = "".join(
+    # Newest first, as a log reads; the chart runs oldest to newest.
+    columns = ("Phase", "Value", "Started", "Finished", "Message")
+    return newest_first_table(measurements, "measurements", columns, _measurement_row, "No measurements yet.")
+
+
+def _measurement_row(m: Mapping[str, Any]) -> str:
+    return (
         f'<tr class="measurement" data-phase="{e(m.get("phase"))}">'
         f"<td>{phase_badge(str(m.get('phase') or ''))}</td>"
         f'<td class="value">{e(_measurement_value(m))}</td><td>{e(m.get("startedAt"))}</td>'
         f'<td>{e(m.get("finishedAt"))}</td><td class="msg">{e(m.get("message"))}</td></tr>'
-        # Newest first, as a log reads; the chart runs oldest to newest.
-        for m in reversed(measurements)
     )
-    head = "<tr><th>Phase</th><th>Value</th><th>Started</th><th>Finished</th><th>Message</th></tr>"
-    return f'<table class="measurements"><thead>{head}</thead><tbody>{rows}</tbody></table>'
 
 
 def provider_text(provider: Mapping[str, Any]) -> str:

@@ -73,15 +73,22 @@ def connected(request: web.Request) -> Callable[[], bool]:
 
 
 async def stream_changes(
-    request: web.Request, ns: str, each: Callable[[streams.EventStream], Awaitable[bool]]
+    request: web.Request,
+    ns: str,
+    each: Callable[[streams.EventStream], Awaitable[bool]],
+    *,
+    heartbeat: bool = True,
 ) -> web.StreamResponse:
     """Open an event stream and call ``each`` with it once at the start and again on every change
-    in ``ns``, until ``each`` returns False or the client leaves; the stream's response."""
+    in ``ns``, until ``each`` returns False or the client leaves; the stream's response. With
+    ``heartbeat``, a stream idle for a while gets its ping after each call."""
     stream = await streams.EventStream.start(request)
     try:
         async for _ in _ctx(request).source.changes(ns, connected(request)):
             if not await each(stream):
                 break
+            if heartbeat:
+                await stream.ping_if_idle()
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     return stream.resp
@@ -217,7 +224,6 @@ async def watch_info(request: web.Request) -> web.StreamResponse:
             if fp != sent[key]:
                 await stream.send(data, event)
                 sent[key] = fp
-        await stream.ping_if_idle()
         return True
 
     return await stream_changes(request, ns, each)
@@ -244,7 +250,6 @@ async def watch_list(request: web.Request) -> web.StreamResponse:
             gone = {"objectMeta": {"name": name, "namespace": ns}}
             await stream.send({"result": {"type": "DELETED", "rolloutInfo": gone}})
             del known[name]
-        await stream.ping_if_idle()
         return True
 
     return await stream_changes(request, ns, each)

@@ -9,6 +9,7 @@ pages need it once as ``?token=`` (it becomes an HttpOnly, SameSite=Strict cooki
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
@@ -73,6 +74,18 @@ def _error_page(exc: VerbError) -> web.Response:
     )
 
 
+def _stream_refused(exc: VerbError) -> web.Response:
+    """A stream's answer when what it would follow is missing or not allowed (before it starts)."""
+    return web.json_response({"error": exc.message}, status=exc.code)
+
+
+def _changed(last: dict[str, str], parts: Mapping[str, str]) -> dict[str, str]:
+    """The page fragments that differ from ``last``, which now records them."""
+    changed = {k: v for k, v in parts.items() if last.get(k) != v}
+    last.update(changed)
+    return changed
+
+
 def _token_for_page(request: web.Request) -> str | None:
     """The token the page's script sends actions with: only to a browser that logged in with it
     (its cookie), never to a client that sent it as a header (the relay of `rollouts dashboard`
@@ -135,7 +148,7 @@ async def rollout_stream(request: web.Request) -> web.StreamResponse:
     try:
         await ctx.source.rollout(ns, name)
     except VerbError as exc:
-        return web.json_response({"error": exc.message}, status=exc.code)
+        return _stream_refused(exc)
     last: dict[str, str] = {}
 
     async def each(stream: streams.EventStream) -> bool:
@@ -146,11 +159,10 @@ async def rollout_stream(request: web.Request) -> web.StreamResponse:
             return False
         # Only the fragments that changed: the traffic chart moves every second, the rest
         # rarely, and replacing an unchanged fragment would reset what the user is hovering.
-        changed = {k: v for k, v in parts.items() if last.get(k) != v}
+        changed = _changed(last, parts)
         if changed:
             data = {"phase": info["status"], "now": info["now"], "parts": changed}
             await stream.send(data, "fragments")
-            last.update(changed)
         else:
             # Keeps the page's clock in step (countdowns) and the connection known to be alive.
             await stream.send({"now": info["now"]}, "tick")
@@ -187,7 +199,7 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
     try:
         await ctx.source.analysis_run(ns, name, run_name)
     except VerbError as exc:
-        return web.json_response({"error": exc.message}, status=exc.code)
+        return _stream_refused(exc)
     last: dict[str, str] = {}
 
     async def each(stream: streams.EventStream) -> bool:
@@ -196,13 +208,10 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
         except VerbError as exc:
             await stream.send({"name": run_name, "message": exc.message}, "deleted")
             return False
-        parts = analysisview.run_fragments(run)
-        changed = {k: v for k, v in parts.items() if last.get(k) != v}
+        changed = _changed(last, analysisview.run_fragments(run))
         if changed:
             phase = str((run.get("status") or {}).get("phase") or "")
             await stream.send({"phase": phase, "parts": changed}, "fragments")
-            last.update(changed)
-        await stream.ping_if_idle()
         return True
 
     return await stream_changes(request, ns, each)
@@ -217,7 +226,7 @@ async def list_stream(request: web.Request) -> web.StreamResponse:
     try:
         ctx.source.check_namespace(ns)
     except VerbError as exc:
-        return web.json_response({"error": exc.message}, status=exc.code)
+        return _stream_refused(exc)
     last = [""]
 
     async def each(stream: streams.EventStream) -> bool:
@@ -227,7 +236,7 @@ async def list_stream(request: web.Request) -> web.StreamResponse:
             last[0] = rows
         return True
 
-    return await stream_changes(request, ns, each)
+    return await stream_changes(request, ns, each, heartbeat=False)
 
 
 async def static(request: web.Request) -> web.StreamResponse:

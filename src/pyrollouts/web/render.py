@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .analysisview import revision_runs
-from .escape import e
+from .escape import e, newest_first_table
 
 PHASE_CLASS = {"Healthy": "ok", "Progressing": "wait", "Paused": "paused", "Degraded": "bad"}
 RS_CLASS = {"Healthy": "ok", "Progressing": "wait", "ScaledDown": "off"}
@@ -224,16 +224,16 @@ def revisions(info: Mapping[str, Any]) -> str:
 
 def events(items: Sequence[Mapping[str, Any]]) -> str:
     """The event log, newest first."""
-    if not items:
-        return '<p class="none">No events yet.</p>'
-    rows = "".join(
+    columns = ("Time", "Type", "Reason", "Message")
+    return newest_first_table(items, "events", columns, _event_row, "No events yet.")
+
+
+def _event_row(ev: Mapping[str, Any]) -> str:
+    return (
         f'<tr class="ev-{e(str(ev.get("type", "")).lower())}">'
-        f'<td>{e(ev.get("time"))}</td><td>{e(ev.get("type"))}</td>'
+        f"<td>{e(ev.get('time'))}</td><td>{e(ev.get('type'))}</td>"
         f'<td class="reason">{e(ev.get("reason"))}</td><td>{e(ev.get("message"))}</td></tr>'
-        for ev in reversed(items)
     )
-    head = "<tr><th>Time</th><th>Type</th><th>Reason</th><th>Message</th></tr>"
-    return f'<table class="events"><thead>{head}</thead><tbody>{rows}</tbody></table>'
 
 
 def _chart(series: Sequence[Mapping[str, Any]], key: str, label: str, fmt: str) -> str:
@@ -265,7 +265,7 @@ def _chart(series: Sequence[Mapping[str, Any]], key: str, label: str, fmt: str) 
         )
     return (
         f'<figure class="chart" data-metric="{key}">'
-        f'<figcaption>{e(label)} (max {fmt.format(top)}) {"".join(legend)}'
+        f"<figcaption>{e(label)} (max {fmt.format(top)}) {''.join(legend)}"
         f'</figcaption><svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="{e(label)}"><rect x="0" y="0" width="{width}" height="{height}" class="chart-bg"/>'
         f"{''.join(lines)}</svg></figure>"

@@ -87,9 +87,7 @@ async def running(ctl: RolloutController) -> AsyncIterator[asyncio.Task[None]]:
 async def _reconciled(cluster: LocalCluster) -> bool:
     rollout = await cluster.get("Rollout", NS, "super-hello")
     rss = await owned_replicasets(cluster, rollout)
-    return bool((rollout.get("status") or {}).get("phase")) and [
-        rs["spec"]["replicas"] for rs in rss
-    ] == [3]
+    return bool((rollout.get("status") or {}).get("phase")) and [rs["spec"]["replicas"] for rs in rss] == [3]
 
 
 async def test_a_rollout_listed_at_start_gets_its_replicaset_and_status(cluster: LocalCluster) -> None:
@@ -128,8 +126,13 @@ async def test_a_pod_of_its_replicaset_requeues_the_rollout(cluster: LocalCluste
                     "namespace": NS,
                     "labels": dict(rs["spec"]["template"]["metadata"]["labels"]),
                     "ownerReferences": [
-                        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs["metadata"]["name"],
-                         "uid": rs["metadata"]["uid"], "controller": True}
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "ReplicaSet",
+                            "name": rs["metadata"]["name"],
+                            "uid": rs["metadata"]["uid"],
+                            "controller": True,
+                        }
                     ],
                 },
                 "spec": copy.deepcopy(rs["spec"]["template"]["spec"]),

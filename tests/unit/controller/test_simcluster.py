@@ -37,7 +37,7 @@ async def test_a_new_rollout_controller_finds_a_settled_world_settled() -> None:
     rollout, rss, services, events = sim.objects()
     assert (rollout, rss, services) == before[:3]  # planned from the same state: nothing to change
     # A controller that starts says it has seen the Rollout, as Argo's does; nothing else.
-    assert [e["reason"] for e in events[len(before[3]):]] == ["RolloutAddedToInformer"]
+    assert [e["reason"] for e in events[len(before[3]) :]] == ["RolloutAddedToInformer"]
 
 
 async def test_a_watch_sees_the_controller_writes_and_the_simulated_pods() -> None:

@@ -29,8 +29,14 @@ def _template() -> dict[str, Any]:
     return copy.deepcopy(next(d for d in manifest() if d["kind"] == "Rollout")["spec"]["template"])
 
 
-def _squatter(pod_hash: str, *, image: str = "ghcr.io/gbaeke/super:0.0.1", replicas: int = 1,
-              owner_uid: str | None = None, label_hash: str | None = None) -> dict[str, Any]:
+def _squatter(
+    pod_hash: str,
+    *,
+    image: str = "ghcr.io/gbaeke/super:0.0.1",
+    replicas: int = 1,
+    owner_uid: str | None = None,
+    label_hash: str | None = None,
+) -> dict[str, Any]:
     """A ReplicaSet named as our RS for ``pod_hash`` would be, with another template (another image)."""
     label = label_hash or pod_hash
     template = _template()
@@ -45,8 +51,14 @@ def _squatter(pod_hash: str, *, image: str = "ghcr.io/gbaeke/super:0.0.1", repli
     }
     if owner_uid is not None:
         meta["ownerReferences"] = [
-            {"apiVersion": names.API_VERSION, "kind": "Rollout", "name": NAME, "uid": owner_uid,
-             "controller": True, "blockOwnerDeletion": True}
+            {
+                "apiVersion": names.API_VERSION,
+                "kind": "Rollout",
+                "name": NAME,
+                "uid": owner_uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
         ]
     return {
         "apiVersion": "apps/v1",
@@ -80,7 +92,8 @@ def _owned_names(sim: SimCluster) -> list[str]:
     assert sim.rollout is not None
     uid = sim.rollout["metadata"]["uid"]
     return sorted(
-        n for n, rs in sim.replicasets.items()
+        n
+        for n, rs in sim.replicasets.items()
         if any(ref.get("uid") == uid for ref in rs["metadata"].get("ownerReferences") or [])
     )
 

@@ -6,15 +6,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pyrollouts.model.lint import lint_file
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples").rglob("*.yaml"))
+ALL = sorted((Path(__file__).resolve().parents[3] / "examples").rglob("*.yaml"))
+#: ``*.k8s.yaml``: objects for ``kubectl apply`` on Kubernetes only (a Gateway API HTTPRoute a
+#: Rollout's traffic router writes to), which pyrollouts' own apply and lint do not take.
+KUBECTL_ONLY = [p for p in ALL if p.name.endswith(".k8s.yaml")]
+EXAMPLES = [p for p in ALL if p not in KUBECTL_ONLY]
 
 
 def test_the_examples_are_found() -> None:
     names = {p.name for p in EXAMPLES}
-    assert {"super-hello.yaml", "error-rate-web.yaml"} <= names
+    assert {"super-hello.yaml", "error-rate-web.yaml", "basic.yaml", "gatewayapi.yaml"} <= names
+
+
+def test_the_kubectl_only_files_hold_only_router_objects() -> None:
+    assert KUBECTL_ONLY
+    for path in KUBECTL_ONLY:
+        kinds = {d["kind"] for d in yaml.safe_load_all(path.read_text()) if d}
+        assert kinds <= {"HTTPRoute", "Ingress"}, (path.name, kinds)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

@@ -196,11 +196,121 @@ RULES: list[tuple[str, Mut, Mut, str, str, str]] = [
         "error",
     ),
     (
-        "canary not supported",
+        "canary setWeight 0-100",
+        lambda d: spec(d).update(strategy={"canary": {"steps": [{"setWeight": 120}]}}),
+        lambda d: spec(d).update(strategy={"canary": {"steps": [{"setWeight": 20}]}}),
+        "spec.strategy.canary.steps[0].setWeight",
+        "100",
+        "error",
+    ),
+    (
+        "canary step has one kind",
+        lambda d: spec(d).update(strategy={"canary": {"steps": [{"setWeight": 20, "pause": {}}]}}),
+        lambda d: spec(d).update(strategy={"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}),
+        "spec.strategy.canary.steps[0]",
+        "Multiple Steps",
+        "error",
+    ),
+    (
+        "canary pause duration parses",
+        lambda d: spec(d).update(strategy={"canary": {"steps": [{"pause": {"duration": "soon"}}]}}),
+        lambda d: spec(d).update(strategy={"canary": {"steps": [{"pause": {"duration": "1m30s"}}]}}),
+        "spec.strategy.canary.steps[0].pause.duration",
+        "not a duration",
+        "error",
+    ),
+    (
+        "canary maxSurge and maxUnavailable not both 0",
+        lambda d: spec(d).update(strategy={"canary": {"maxSurge": 0, "maxUnavailable": "0%"}}),
+        lambda d: spec(d).update(strategy={"canary": {"maxSurge": 0, "maxUnavailable": 1}}),
+        "spec.strategy.canary.maxSurge",
+        "both can not be zero",
+        "error",
+    ),
+    (
+        "canary services differ",
+        lambda d: spec(d).update(
+            strategy={"canary": {"canaryService": "super-hello-prod", "stableService": "super-hello-prod"}}
+        ),
+        lambda d: spec(d).update(
+            strategy={"canary": {"canaryService": "super-hello-preview", "stableService": "super-hello-prod"}}
+        ),
+        "spec.strategy.canary.stableService",
+        "two different services",
+        "error",
+    ),
+    (
+        "canary dynamicStableScale needs trafficRouting",
+        lambda d: spec(d).update(strategy={"canary": {"dynamicStableScale": True}}),
         lambda d: spec(d).update(strategy={"canary": {}}),
-        lambda d: None,
-        "spec.strategy.canary",
-        "not supported yet",
+        "spec.strategy.canary.dynamicStableScale",
+        "traffic routing",
+        "error",
+    ),
+    (
+        "canary trafficRouting needs both services",
+        lambda d: spec(d).update(
+            strategy={
+                "canary": {
+                    "stableService": "super-hello-prod",
+                    "trafficRouting": {"nginx": {"stableIngress": "i"}},
+                }
+            }
+        ),
+        lambda d: spec(d).update(
+            strategy={
+                "canary": {
+                    "stableService": "super-hello-prod",
+                    "canaryService": "super-hello-preview",
+                    "trafficRouting": {"nginx": {"stableIngress": "i"}},
+                }
+            }
+        ),
+        "spec.strategy.canary.canaryService",
+        "must to be set",
+        "error",
+    ),
+    (
+        "canary setHeaderRoute needs a managed route",
+        lambda d: spec(d).update(
+            strategy={
+                "canary": {
+                    "stableService": "super-hello-prod",
+                    "canaryService": "super-hello-preview",
+                    "trafficRouting": {"plugins": {"argoproj-labs/gatewayAPI": {}}},
+                    "steps": [
+                        {
+                            "setHeaderRoute": {
+                                "name": "h",
+                                "match": [{"headerName": "x", "headerValue": {"exact": "1"}}],
+                            }
+                        }
+                    ],
+                }
+            }
+        ),
+        lambda d: spec(d).update(
+            strategy={
+                "canary": {
+                    "stableService": "super-hello-prod",
+                    "canaryService": "super-hello-preview",
+                    "trafficRouting": {
+                        "plugins": {"argoproj-labs/gatewayAPI": {}},
+                        "managedRoutes": [{"name": "h"}],
+                    },
+                    "steps": [
+                        {
+                            "setHeaderRoute": {
+                                "name": "h",
+                                "match": [{"headerName": "x", "headerValue": {"exact": "1"}}],
+                            }
+                        }
+                    ],
+                }
+            }
+        ),
+        "spec.strategy.canary.steps[0].setHeaderRoute",
+        "managedRoutes",
         "error",
     ),
     (

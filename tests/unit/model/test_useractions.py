@@ -138,3 +138,17 @@ def test_undo_drops_injected_anti_affinity() -> None:
     (p,) = useractions.undo(r, [rs1, rs2], 1)
     restored = apply_merge_patch(r["spec"]["template"], p.body["spec"]["template"])
     assert "affinity" not in restored["spec"]
+
+
+def test_promote_moves_a_canary_that_is_not_paused_on_one_step() -> None:
+    r = {
+        "metadata": {"name": "c"},
+        "spec": {"strategy": {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}},
+        "status": {"currentStepIndex": 0, "stableRS": "a", "currentPodHash": "b"},
+    }
+    assert useractions.promote(r) == [
+        Patch({"status": {"pauseConditions": None, "currentStepIndex": 1}}, "status")
+    ]
+    r["status"]["pauseConditions"] = [{"reason": "CanaryPauseStep", "startTime": "2026-01-01T00:00:00Z"}]
+    assert useractions.promote(r) == [Patch({"status": {"pauseConditions": None}}, "status")]
+    assert useractions.promote(r, full=True) == [Patch({"status": {"promoteFull": True}}, "status")]

@@ -64,7 +64,11 @@ The controller's grants, exactly what it calls (tests/k8s/test_helm_install.py c
 the apiserver audit log). ReplicaSets, Services and Pods are read from watch caches, so no `get`.
 AnalysisRuns are watched (their Rollouts follow them) and read fresh before a measurement; the
 analysis controller writes their status; templates are read when a run is made from them; the job
-metric provider creates, reads, lists and deletes Jobs (their pods are read from the cache).
+metric provider creates, reads, lists and deletes Jobs (their pods are read from the cache). The
+canary's traffic routers read and patch HTTPRoutes (Gateway API) and read, create and patch the
+NGINX canary Ingresses, always fresh from the API server (no watch: the router reads an object
+before each write; Argo's chart grants more, list, watch and update, which this controller never
+calls).
 Used as ClusterRole rules, or as Role rules in namespaced mode. Leases are
 granted separately, in the release namespace only.
 */}}
@@ -99,6 +103,12 @@ granted separately, in the release namespace only.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "create", "delete"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "patch"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["get", "create", "patch"]
 {{- end -}}
 
 {{/*

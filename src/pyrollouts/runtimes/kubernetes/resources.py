@@ -44,10 +44,11 @@ def _global(group: str, version: str, kind: str, plural: str) -> Any:
 
 
 #: kind -> resource class, for every kind the Cluster protocol carries (model/kinds.py; a
-#: Deployment is read, never written, for a Rollout's spec.workloadRef).
+#: Deployment is read, never written, for a Rollout's spec.workloadRef; HTTPRoutes and Ingresses
+#: are the traffic routers').
 RESOURCES: dict[str, Any] = {
     k.name: (_namespaced if k.namespaced else _global)(k.group, k.version, k.name, k.plural)
-    for k in kinds.KINDS.values()
+    for k in (*kinds.KINDS.values(), *kinds.TRAFFIC_KINDS)
 }
 
 LEASE = _namespaced("coordination.k8s.io", "v1", "Lease", "leases")

@@ -15,6 +15,10 @@ from .store import Store
 class LocalCluster:
     """The local runtime's Cluster: objects in the SQLite store, changes from its in-process watch."""
 
+    #: The local proxy routes every request, so it is the canary's traffic router (the split goes
+    #: into the stable Service's annotation, controller/routers).
+    proxy_routes_traffic = True
+
     def __init__(self, store: Store) -> None:
         self.store = store
 

@@ -30,14 +30,9 @@ from .imagemap import ImageMap
 from .store import Store, Subscription, now_rfc3339
 from .supervisor import (
     DEFAULT_GRACE,
-    ENV_CONTAINER,
-    ENV_POD,
-    ENV_POD_UID,
-    ENV_STATE_DIR,
-    INHERITED_ENV,
     Proc,
+    container_env,
     expand,
-    field_ref,
     find_pod_processes,
     proc_start_time,
     spawn,
@@ -172,23 +167,8 @@ class JobController:
 
     def _env(self, job: Mapping[str, Any], c: Mapping[str, Any]) -> dict[str, str]:
         ns, name = _key(job)
-        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
-        env["HOSTNAME"] = name
-        for e in c.get("env") or []:
-            var = str(e.get("name", ""))
-            if not var:
-                continue
-            if "value" in e:
-                env[var] = expand(str(e.get("value") if e.get("value") is not None else ""), env)
-            elif isinstance((e.get("valueFrom") or {}).get("fieldRef"), dict):
-                env[var] = field_ref(job, str(e["valueFrom"]["fieldRef"].get("fieldPath", "")))
-            else:
-                env.setdefault(var, "")
-        env[ENV_STATE_DIR] = str(self.state_dir.resolve())
-        env[ENV_POD_UID] = str((job.get("metadata") or {}).get("uid"))
-        env[ENV_POD] = f"{ns}/{name}"
-        env[ENV_CONTAINER] = str(c.get("name"))
-        return env
+        uid = str((job.get("metadata") or {}).get("uid"))
+        return container_env(job, c, self.state_dir, {}, ns=ns, name=name, uid=uid)
 
     async def _attempt(self, job: Mapping[str, Any], c: Mapping[str, Any]) -> tuple[int | None, str]:
         """Run the container once: its exit code and the last line of its output."""

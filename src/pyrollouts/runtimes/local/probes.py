@@ -57,14 +57,8 @@ def _port(value: Any, ports: Mapping[int | str, int]) -> int:
     raise ValueError(f"port {value!r} is not a port of this pod")
 
 
-async def check_http(
-    get: Mapping[str, Any], ports: Mapping[int | str, int], timeout: float
-) -> tuple[bool, str]:
-    """One httpGet check against 127.0.0.1 at the container port's host port."""
-    try:
-        port = _port(get.get("port"), ports)
-    except ValueError as e:
-        return False, str(e)
+async def check_http(get: Mapping[str, Any], port: int, timeout: float) -> tuple[bool, str]:
+    """One httpGet check against 127.0.0.1 at ``port`` (the container port's host port)."""
     path = str(get.get("path") or "/")
     if not path.startswith("/"):
         path = "/" + path
@@ -107,14 +101,9 @@ async def check_http(
     return False, f"HTTP probe failed with statuscode: {code}"
 
 
-async def check_tcp(
-    sock: Mapping[str, Any], ports: Mapping[int | str, int], timeout: float
-) -> tuple[bool, str]:
-    """One tcpSocket check: a connection to 127.0.0.1 at the container port's host port opens."""
-    try:
-        port = _port(sock.get("port"), ports)
-    except ValueError as e:
-        return False, str(e)
+async def check_tcp(port: int, timeout: float) -> tuple[bool, str]:
+    """One tcpSocket check: a connection to 127.0.0.1 at ``port`` (the container port's host port)
+    opens."""
     try:
         async with asyncio.timeout(timeout):
             _, writer = await asyncio.open_connection(POD_IP, port)
@@ -163,10 +152,17 @@ async def check(
 ) -> tuple[bool, str]:
     """Run a probe's handler once: (success, message on failure)."""
     timeout = ProbeTiming.of(probe).timeout
-    if isinstance(probe.get("httpGet"), dict):
-        return await check_http(probe["httpGet"], ports, timeout)
-    if isinstance(probe.get("tcpSocket"), dict):
-        return await check_tcp(probe["tcpSocket"], ports, timeout)
+    for key in ("httpGet", "tcpSocket"):
+        handler = probe.get(key)
+        if not isinstance(handler, dict):
+            continue
+        try:
+            port = _port(handler.get("port"), ports)
+        except ValueError as e:
+            return False, str(e)
+        if key == "httpGet":
+            return await check_http(handler, port, timeout)
+        return await check_tcp(port, timeout)
     if isinstance(probe.get("exec"), dict):
         return await check_exec(probe["exec"], env, cwd, timeout)
     return False, "probe has no httpGet, tcpSocket or exec handler"

@@ -453,6 +453,13 @@ class ServiceProxyController:
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] | None = None
         #: The last push's answer (see ProxyManager.push).
         self.last_result: dict[str, Any] | None = None
+        #: Problems with Services' traffic splits already logged (each is logged once).
+        self._warned: set[str] = set()
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            log.warning("%s", message)
 
     async def sync_once(self) -> dict[str, Any] | None:
         """Build the table from the objects known now and push it; returns the push result, or None
@@ -461,12 +468,18 @@ class ServiceProxyController:
             return None
         services, pods = list(self._objects["Service"].values()), list(self._objects["Pod"].values())
         self._version = max(self._version + 1, int(time.time() * 1000))
-        table = build_table(services, pods, self._version, self.bind)
+        table = build_table(services, pods, self._version, self.bind, self._warn_once)
         if table["services"] == self._pushed_services:
             return None
         result = await self.manager.push(table)
         self._pushed_services = table["services"]
         self.last_result = result
+        if "splits" not in result and any("split" in svc for svc in table["services"]):
+            self._warn_once(
+                f"the running proxy (pid {self.manager.pid}) predates canary traffic splits and sends "
+                "every request to the stable Service; stop it (`rollouts shutdown --all`) and start the "
+                "server again to run the current one"
+            )
         return result
 
     async def _relist(self) -> None:

@@ -345,6 +345,39 @@ def field_ref(pod: Mapping[str, Any], path: str) -> str:
     return str(simple.get(path, ""))
 
 
+def container_env(
+    obj: Mapping[str, Any],
+    c: Mapping[str, Any],
+    state_dir: Path,
+    runtime: Mapping[str, str],
+    *,
+    ns: str,
+    name: str,
+    uid: str,
+) -> dict[str, str]:
+    """The process environment of container ``c`` of ``obj`` (a Pod, or a Job run as one): the
+    inherited variables, HOSTNAME, the ``runtime``'s own (ports, volumes), the container's ``env``
+    in order (``$(VAR)`` expanded, fieldRefs read from ``obj``), then the PYROLLOUTS_* variables."""
+    env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+    env["HOSTNAME"] = name
+    env.update(runtime)
+    for e in c.get("env") or []:
+        var = str(e.get("name", ""))
+        if not var:
+            continue
+        if "value" in e:
+            env[var] = expand(str(e.get("value") if e.get("value") is not None else ""), env)
+        elif isinstance((e.get("valueFrom") or {}).get("fieldRef"), dict):
+            env[var] = field_ref(obj, str(e["valueFrom"]["fieldRef"].get("fieldPath", "")))
+        else:
+            env.setdefault(var, "")
+    env[ENV_STATE_DIR] = str(state_dir.resolve())
+    env[ENV_POD_UID] = uid
+    env[ENV_POD] = f"{ns}/{name}"
+    env[ENV_CONTAINER] = str(c.get("name"))
+    return env
+
+
 def record_event(
     store: Store, obj: Mapping[str, Any], type_: str, reason: str, message: str, component: str = COMPONENT
 ) -> None:
@@ -475,26 +508,12 @@ class PodRunner:
 
     def env_for(self, c: Mapping[str, Any]) -> dict[str, str]:
         """The process environment of a container."""
-        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
-        env["HOSTNAME"] = self.name
-        env.update(portmap.port_env(self.spec, c, portmap.recorded_ports(self.pod)))
+        runtime = portmap.port_env(self.spec, c, portmap.recorded_ports(self.pod))
         for vm in c.get("volumeMounts") or []:
-            env[f"VOLUME_{_env_name(str(vm.get('name')))}"] = str(self.volume_dir / str(vm.get("name")))
-        for e in c.get("env") or []:
-            name = str(e.get("name", ""))
-            if not name:
-                continue
-            if "value" in e:
-                env[name] = expand(str(e.get("value") if e.get("value") is not None else ""), env)
-            elif isinstance((e.get("valueFrom") or {}).get("fieldRef"), dict):
-                env[name] = field_ref(self.pod, str(e["valueFrom"]["fieldRef"].get("fieldPath", "")))
-            else:
-                env.setdefault(name, "")
-        env[ENV_STATE_DIR] = str(self.sup.state_dir.resolve())
-        env[ENV_POD_UID] = self.uid
-        env[ENV_POD] = f"{self.ns}/{self.name}"
-        env[ENV_CONTAINER] = str(c.get("name"))
-        return env
+            runtime[f"VOLUME_{_env_name(str(vm.get('name')))}"] = str(self.volume_dir / str(vm.get("name")))
+        return container_env(
+            self.pod, c, self.sup.state_dir, runtime, ns=self.ns, name=self.name, uid=self.uid
+        )
 
     def argv_for(self, c: Mapping[str, Any], env: Mapping[str, str]) -> list[str] | None:
         argv = self.sup.imagemap.argv(c)

@@ -111,7 +111,6 @@ class ControlHandler:
         """Counters and routes as JSON."""
         return _json(200, self.proxy.stats(), allow_nan=False, default=str)
 
-
     async def counters(self, body: bytes) -> Reply:
         """Raw per-revision totals, pid and uptime."""
         return _json(200, self.proxy.counters(), allow_nan=False, separators=(",", ":"))

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from .split import choose
 from .state import ProxyState
 from .table import Target
 from .upstream import CONNECT_TIMEOUT
@@ -158,6 +159,9 @@ class TcpProxyProtocol(asyncio.Protocol):
             client.close()
             return
         route = self.state.route(self.key)
+        if route is not None and route.split is not None:
+            # A canary split moves new connections by its weight (no headers to route by at L4).
+            route = choose(route.split, route, None, self.state.credits)
         if route is None or not route.targets:
             # No HTTP here to explain with: closing at once is the clearest TCP answer.
             log.info("tcp %s:%s: no ready endpoint, closing", *self.key)
@@ -165,7 +169,7 @@ class TcpProxyProtocol(asyncio.Protocol):
             return
         self.pipe = ClientPipe(client)
         client.pause_reading()  # until the upstream connection exists
-        start = self.state.next_index(self.key)
+        start = self.state.next_index(route.balance)
         connecting = self._connect(route.namespace, route.service, route.targets, start, client)
         self.task = asyncio.get_running_loop().create_task(connecting)
 

@@ -39,6 +39,8 @@ from typing import Any
 import httptools
 
 from .l4 import ClientPipe, connect_pipe, reason
+from .mirror import Mirror, start_mirror
+from .split import Split, choose, header_dict, mirror_of
 from .state import ProxyState
 from .table import Route, Target
 from .upstream import CONNECT_TIMEOUT
@@ -639,6 +641,10 @@ class HttpProxyProtocol(asyncio.Protocol):
             self._observe(route, "", 405, started)
             self._answer(version, 405, "CONNECT is not supported\n", False)
             return
+        split = route.split
+        if split is not None:
+            self._start_split(route, split, head, version, started)
+            return
         if not route.targets:
             self._observe(route, "", 503, started)
             self._answer(version, 503, f"no ready pods for service {route.service_key}\n", head.keep_alive)
@@ -647,6 +653,26 @@ class HttpProxyProtocol(asyncio.Protocol):
             self._start_tunnel(route, head, version, started)
             return
         self.exchange = ex = _Exchange(self, route, head, version, started)
+        ex.connect_next()
+
+    def _start_split(
+        self, stable: Route, split: Split, head: _RequestHead, version: bytes, started: float
+    ) -> None:
+        """``_start`` for a listener with a canary split: pick the side, maybe mirror, forward."""
+        credits = self.state.credits
+        names = split.header_names
+        headers = header_dict(head.headers, names) if names else None
+        route = choose(split, stable, headers, credits)
+        if not route.targets:
+            self._observe(route, "", 503, started)
+            self._answer(version, 503, f"no ready pods for service {route.service_key}\n", head.keep_alive)
+            return
+        if head.upgrade:
+            self._start_tunnel(route, head, version, started)
+            return
+        self.exchange = ex = _Exchange(self, route, head, version, started)
+        if split.mirrors and mirror_of(split, stable, head.method, head.url, headers, credits):
+            ex.mirror = start_mirror(self.state, split.canary, ex.head_bytes)
         ex.connect_next()
 
     def _answer(self, version: bytes, status: int, text: str, keep_alive: bool) -> None:
@@ -697,7 +723,7 @@ class HttpProxyProtocol(asyncio.Protocol):
             self._observe(route, chosen[0].revision if chosen else "", status, started)
 
         end, target, errors = await connect_pipe(
-            self.loop, route.targets, self.state.next_index(self.key), self.transport, first_data
+            self.loop, route.targets, self.state.next_index(route.balance), self.transport, first_data
         )
         if self.closed:
             if end is not None and end.transport is not None:
@@ -884,6 +910,8 @@ class _Exchange:
     skip_end = False
     up_keep = False
     task: asyncio.Task[None] | None = None
+    #: A copy of this request going to the canary (``mirror.py``), or None.
+    mirror: Mirror | None = None
     #: When the sweeper first saw this request sent whole and its response not begun.
     wait_mark: float | None = None
     #: Why endpoints failed, for the 502 body; a list once there is one.
@@ -902,7 +930,7 @@ class _Exchange:
         self.framing = framing
         self.replayable = framing == "none" and head.method in IDEMPOTENT
         self.is_head = head.method == b"HEAD"
-        self.start = client.state.next_index(client.key)
+        self.start = client.state.next_index(route.balance)
         self.target: Target = route.targets[self.start % len(route.targets)]
         self.client_keep = head.keep_alive
         self.out: list[bytes] = []
@@ -972,18 +1000,21 @@ class _Exchange:
 
     def send_body(self, data: bytes) -> None:
         """A piece of the request body, framed for the endpoint."""
+        if self.framing == "chunked":
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        if self.mirror is not None:
+            self.mirror.send(data)
         up = self.upstream
         if up is None or up.transport is None or up.transport.is_closing():
             return
-        if self.framing == "chunked":
-            up.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
-        else:
-            up.transport.write(data)
+        up.transport.write(data)
 
     def send_end(self) -> None:
         """The request is complete."""
         self.request_done = True
         if self.framing == "chunked":
+            if self.mirror is not None:
+                self.mirror.send(b"0\r\n\r\n")
             up = self.upstream
             if up is not None and up.transport is not None:
                 up.transport.write(b"0\r\n\r\n")
@@ -1205,4 +1236,6 @@ class _Exchange:
         self.finished = True
         if self.task is not None and not self.task.done():
             self.task.cancel()
+        if self.mirror is not None and not self.request_done:
+            self.mirror.abort()  # its request will never be whole
         self._drop_upstream()

@@ -59,6 +59,13 @@ class RevisionStats:
         return float("inf")
 
 
+def _mirror_classes(slots: list[int]) -> dict[str, int]:
+    """A mirror's answers by class: "none" (no answer) and every class seen."""
+    out = {"none": slots[0]}
+    out.update({_CLASS_NAMES[i]: n for i, n in enumerate(slots) if i and n})
+    return out
+
+
 def _finite(seconds: float | None) -> float | None:
     # A quantile past the last bucket is +Inf, which strict JSON cannot carry: null instead.
     return None if seconds is None or seconds == float("inf") else seconds
@@ -72,6 +79,12 @@ class ProxyMetrics:
         self.active_connections = 0
         #: Client connections turned away because max_connections were open.
         self.refused_connections = 0
+        #: Mirrored copies by (namespace, service, revision): answers by ``status // 100`` (slot
+        #: 0: no answer: refused, broken, timed out or abandoned). Never part of ``revisions``: a
+        #: copy is not a request any client made.
+        self.mirrored: dict[tuple[str, str, str], list[int]] = {}
+        #: Copies not sent because too many were in flight, by (namespace, service).
+        self.mirrors_dropped: dict[tuple[str, str], int] = {}
 
     def _get(self, namespace: str, service: str, revision: str) -> RevisionStats:
         key = (namespace, service, revision or "none")
@@ -92,6 +105,18 @@ class ProxyMetrics:
             stats.other_classes[name] = stats.other_classes.get(name, 0) + 1
         stats.bucket_counts[bisect_left(BUCKETS, seconds)] += 1
         stats.latency_sum += seconds
+
+    def observe_mirror(self, namespace: str, service: str, revision: str, status: int) -> None:
+        """Count one finished mirrored copy (status 0: it got no answer)."""
+        key = (namespace, service, revision or "none")
+        slots = self.mirrored.get(key)
+        if slots is None:
+            slots = self.mirrored[key] = [0] * 10
+        slots[status // 100 if 100 <= status < 1000 else 0] += 1
+
+    def mirror_dropped(self, namespace: str, service: str) -> None:
+        """Count one copy not sent (too many in flight)."""
+        self.mirrors_dropped[(namespace, service)] = self.mirrors_dropped.get((namespace, service), 0) + 1
 
     def observe_tcp(self, namespace: str, service: str, revision: str) -> None:
         """Count one L4 connection forwarded to a revision."""
@@ -119,6 +144,12 @@ class ProxyMetrics:
                 "latencyP99Seconds": _finite(st.quantile(0.99)),
                 "tcpConnections": st.tcp_connections,
             }
+        for (ns, svc, rev), slots in sorted(self.mirrored.items()):
+            entry = services.setdefault(f"{ns}/{svc}", {"namespace": ns, "name": svc, "revisions": {}})
+            entry.setdefault("mirrored", {})[rev] = _mirror_classes(slots)
+        for (ns, svc), n in sorted(self.mirrors_dropped.items()):
+            entry = services.setdefault(f"{ns}/{svc}", {"namespace": ns, "name": svc, "revisions": {}})
+            entry["mirrorsDropped"] = n
         return {
             "activeConnections": self.active_connections,
             "refusedConnections": self.refused_connections,
@@ -185,6 +216,22 @@ class ProxyMetrics:
                 buckets.append((bound, cumulative))
             latency.add_metric([ns, svc, rev], buckets, st.latency_sum)
             tcp.add_metric([ns, svc, rev], st.tcp_connections)
+        mirrored = CounterMetricFamily(
+            "pyrollouts_proxy_mirrored_requests",
+            "Copies of requests mirrored to a canary revision, by the class of its (dropped) answer "
+            "(none: no answer)",
+            labels=[*labels, "code"],
+        )
+        for (ns, svc, rev), slots in sorted(self.mirrored.items()):
+            for cls, n in _mirror_classes(slots).items():
+                mirrored.add_metric([ns, svc, rev, cls], n)
+        dropped = CounterMetricFamily(
+            "pyrollouts_proxy_mirrors_dropped",
+            "Copies of requests not mirrored because too many were in flight",
+            labels=["namespace", "service"],
+        )
+        for (ns, svc), n in sorted(self.mirrors_dropped.items()):
+            dropped.add_metric([ns, svc], n)
         active = GaugeMetricFamily(
             "pyrollouts_proxy_active_connections", "Client connections open on the proxy's listeners"
         )
@@ -197,5 +244,7 @@ class ProxyMetrics:
         yield requests
         yield latency
         yield tcp
+        yield mirrored
+        yield dropped
         yield active
         yield refused

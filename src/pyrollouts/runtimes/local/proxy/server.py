@@ -16,7 +16,7 @@ from .l4 import TcpProxyProtocol
 from .l7 import HttpProxyProtocol
 from .limits import Limits
 from .state import ProxyState
-from .table import EMPTY_TABLE, TableError, build_routing, validate_table
+from .table import EMPTY_TABLE, Route, TableError, Target, build_routing, validate_table
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,11 @@ def process_start_time(pid: int) -> int | None:
     # Field 22; the command name (field 2) may contain spaces, so split after its closing paren.
     fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[19])
+
+
+def _all_targets(route: Route) -> tuple[Target, ...]:
+    """A route's endpoints, with its canary side's."""
+    return route.targets if route.split is None else route.targets + route.split.canary.targets
 
 
 def _factory(cls: Any, state: ProxyState, key: tuple[str, int]) -> Any:
@@ -100,7 +105,7 @@ class ProxyServer:
             switched = time.perf_counter() - t0
             self.table = table
             self.state.pool.retain_only(
-                {(t.host, t.port) for r in routing.routes.values() for t in r.targets}
+                {(t.host, t.port) for r in routing.routes.values() for t in _all_targets(r)}
             )
             failed = [dict(c) for c in routing.conflicts]
             wanted = {key: route.tcp for key, route in routing.routes.items()}
@@ -141,6 +146,8 @@ class ProxyServer:
             "failed": failed,
             # From the start of apply to the snapshot swap: how long the switch itself took.
             "switchSeconds": switched,
+            # Listeners applying a canary split (a proxy older than splits does not answer this).
+            "splits": sum(1 for r in routing.routes.values() if r.split is not None),
         }
 
     def _persist(self, table: dict[str, Any]) -> None:
@@ -170,6 +177,17 @@ class ProxyServer:
                 "tcp": r.tcp,
                 "ready": [{"pod": t.pod, "revision": t.revision, "hostPort": t.port} for t in r.targets],
             }
+            if r.split is not None:
+                routes[f"{bind}:{port}"]["split"] = {
+                    "canaryService": r.split.canary_service,
+                    "weight": r.split.weight,
+                    "headerRoutes": [name for name, _ in r.split.header_routes],
+                    "mirrors": [m.name for m in r.split.mirrors],
+                    "canaryReady": [
+                        {"pod": t.pod, "revision": t.revision, "hostPort": t.port}
+                        for t in r.split.canary.targets
+                    ],
+                }
         return {
             "pid": os.getpid(),
             "uptimeSeconds": time.time() - self.started,

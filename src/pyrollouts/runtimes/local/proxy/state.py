@@ -20,7 +20,11 @@ class ProxyState:
         self.metrics = ProxyMetrics()
         # Round-robin position per listener; kept apart from the snapshot so a table switch does
         # not reset the spread of load.
-        self._rr: dict[tuple[str, int], int] = {}
+        self._rr: dict[tuple[Any, ...], int] = {}
+        #: Canary splits' credit counters (``split.py``), kept across table switches as ``_rr``.
+        self.credits: dict[Any, int] = {}
+        #: Mirrored requests not finished yet (``mirror.py`` caps them).
+        self.mirrors_in_flight = 0
         #: Open HTTP client connections (for the idle sweep).
         self.clients: set[Any] = set()
 
@@ -28,8 +32,8 @@ class ProxyState:
         """The route a new request or connection on listener ``key`` should use now."""
         return self.routing.routes.get(key)
 
-    def next_index(self, key: tuple[str, int]) -> int:
-        """The next round-robin position for a listener."""
+    def next_index(self, key: tuple[Any, ...]) -> int:
+        """The next round-robin position for a listener (or its canary side: ``Route.balance``)."""
         i = self._rr.get(key, 0)
         self._rr[key] = i + 1
         return i

@@ -21,10 +21,26 @@ Wire format (``PUT /table`` body, ``GET /table`` answer, ``<state-dir>/proxy-tab
                                            # already resolved through targetPort
               "ready": true
             }
-          ]
+          ],
+          "split": {                       # optional: a canary split of this (the stable) Service
+            "canaryService": "super-hello-canary",
+            "weight": 20,                  # 0-100: the share of ordinary requests for the canary
+            "canaryEndpoints": [...],      # as "endpoints", resolved for THIS Service's ports
+            "headerRoutes": [              # requests matching every condition go to the canary
+              {"name": "beta", "match": [{"header": "x-canary", "exact": "yes"}]}
+            ],
+            "mirrors": [                   # percentage of matching requests also go to the canary
+              {"name": "m", "percentage": 50,
+               "match": [{"method": {"exact": "GET"}, "path": {"prefix": "/api"},
+                          "headers": {"x-user": {"regex": "a.*"}}}]}
+            ]
+          }
         }
       ]
     }
+
+A string match is an object with exactly one of ``exact``, ``prefix``, ``regex`` (whole value).
+How a split routes is in ``split.py``.
 
 Only ready endpoints that have the service port in their ``ports`` receive traffic. A snapshot
 (``Routing``) is never modified after it is built: the proxy replaces its reference in one
@@ -33,8 +49,10 @@ assignment, so a request reads either the old table or the new one, never a mix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from .split import Split, SplitError, parse_split
 
 
 class TableError(ValueError):
@@ -62,6 +80,11 @@ class Route:
     bind: str
     tcp: bool
     targets: tuple[Target, ...]
+    #: The round-robin counter this route's requests use (the listener key; its canary side has
+    #: its own, so that neither side's spread depends on the other's share).
+    balance: tuple[Any, ...] = ()
+    #: A canary split of this listener, or None (all requests to ``targets``, as without canary).
+    split: Split | None = None
 
     @property
     def service_key(self) -> str:
@@ -80,6 +103,9 @@ class Routing:
 
 
 EMPTY_TABLE: dict[str, Any] = {"version": 0, "services": []}
+
+# Stands in for the canary route while a split is only being validated.
+_NO_ROUTE = Route(namespace="", service="", port_name="", port=0, bind="", tcp=False, targets=())
 
 
 def _req(obj: Any, key: str, kind: type | tuple[type, ...], path: str) -> Any:
@@ -121,18 +147,60 @@ def validate_table(table: Any) -> dict[str, Any]:
             ap = port.get("appProtocol")
             if ap is not None and not isinstance(ap, str):
                 raise TableError(f"{pp}.appProtocol: expected null or a string such as 'tcp'")
-        for j, ep in enumerate(_req(svc, "endpoints", list, p)):
-            ep_path = f"{p}.endpoints[{j}]"
-            _req(ep, "host", str, ep_path)
-            ports = _req(ep, "ports", dict, ep_path)
-            for k, v in ports.items():
-                _port_number(v, f"{ep_path}.ports[{k!r}]")
-            if not isinstance(ep.get("ready", False), bool):
-                raise TableError(f"{ep_path}.ready: expected true or false")
-            for opt in ("pod", "revision"):
-                if ep.get(opt) is not None and not isinstance(ep[opt], str):
-                    raise TableError(f"{ep_path}.{opt}: expected a string")
+        _validate_endpoints(_req(svc, "endpoints", list, p), f"{p}.endpoints")
+        split = svc.get("split")
+        if split is not None:
+            _validate_endpoints(
+                _req(split, "canaryEndpoints", list, f"{p}.split"), f"{p}.split.canaryEndpoints"
+            )
+            try:
+                parse_split(split, f"{p}.split", _NO_ROUTE)
+            except SplitError as exc:
+                raise TableError(str(exc)) from exc
     return table  # type: ignore[no-any-return]
+
+
+def _validate_endpoints(endpoints: list[Any], path: str) -> None:
+    for j, ep in enumerate(endpoints):
+        ep_path = f"{path}[{j}]"
+        _req(ep, "host", str, ep_path)
+        ports = _req(ep, "ports", dict, ep_path)
+        for k, v in ports.items():
+            _port_number(v, f"{ep_path}.ports[{k!r}]")
+        if not isinstance(ep.get("ready", False), bool):
+            raise TableError(f"{ep_path}.ready: expected true or false")
+        for opt in ("pod", "revision"):
+            if ep.get(opt) is not None and not isinstance(ep[opt], str):
+                raise TableError(f"{ep_path}.{opt}: expected a string")
+
+
+def _targets(endpoints: list[dict[str, Any]], port: str) -> tuple[Target, ...]:
+    """The ready endpoints that serve a Service port."""
+    return tuple(
+        Target(
+            host=ep["host"],
+            port=int(ep["ports"][port]),
+            pod=ep.get("pod") or "",
+            revision=ep.get("revision") or "",
+        )
+        for ep in endpoints
+        if ep.get("ready", False) and port in ep["ports"]
+    )
+
+
+def _split(svc: dict[str, Any], stable: Route, path: str) -> Split | None:
+    """The split of a validated Service entry for one of its routes, or None when it has none or
+    it would change nothing (weight 0 and no header route and no mirror)."""
+    raw = svc.get("split")
+    if raw is None:
+        return None
+    key = str(stable.port)
+    targets = _targets(raw["canaryEndpoints"], key)
+    canary = replace(stable, targets=targets, balance=(*stable.balance, "canary"))
+    split = parse_split(raw, path, canary)
+    if split.weight == 0 and not split.header_routes and not split.mirrors:
+        return None
+    return split
 
 
 def build_routing(table: dict[str, Any], default_bind: str) -> Routing:
@@ -145,16 +213,7 @@ def build_routing(table: dict[str, Any], default_bind: str) -> Routing:
         for port in svc["ports"]:
             number = int(port["port"])
             key_str = str(number)
-            targets = tuple(
-                Target(
-                    host=ep["host"],
-                    port=int(ep["ports"][key_str]),
-                    pod=ep.get("pod") or "",
-                    revision=ep.get("revision") or "",
-                )
-                for ep in svc["endpoints"]
-                if ep.get("ready", False) and key_str in ep["ports"]
-            )
+            targets = _targets(svc["endpoints"], key_str)
             route = Route(
                 namespace=svc["namespace"],
                 service=svc["name"],
@@ -163,7 +222,11 @@ def build_routing(table: dict[str, Any], default_bind: str) -> Routing:
                 bind=bind,
                 tcp=(port.get("appProtocol") or "").lower() == "tcp",
                 targets=targets,
+                balance=(bind, number),
             )
+            split = _split(svc, route, f"services[{svc['namespace']}/{svc['name']}].split")
+            if split is not None:
+                route = replace(route, split=split)
             key = (bind, number)
             if key in routes:
                 other = routes[key]

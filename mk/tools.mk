@@ -1,6 +1,7 @@
 # Kubernetes test tools (issue 8): etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 # kubectl, kwok and helm, built from Go modules into ~/.cache/pyrollouts/tools (outside the repo);
-# also OpenTofu and a filesystem mirror of the Terraform providers it needs (deploy/terraform).
+# also OpenTofu and a filesystem mirror of the Terraform providers it needs (deploy/terraform), and
+# Argo Rollouts' own kubectl plugin and controller (the parity and side-by-side tests).
 # `make tools` is a quick no-op once they are built; versions are pinned in tools/versions.env.
 .PHONY: tools cluster-up cluster-down
 

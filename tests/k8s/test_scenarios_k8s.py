@@ -102,6 +102,10 @@ class KubeDriver:
         self.ctrl = ControllerProc(self.cp.kubeconfig, self.ns, self.log_dir / "controller.log")
         self.procs.append(self.ctrl)
         await asyncio.to_thread(self.ctrl.start)
+        await self._start_enforcer()
+
+    async def _start_enforcer(self) -> None:
+        """Start the thread that keeps pods in their policy's state (see ``_enforce``)."""
         self._enforcer = threading.Thread(target=self._enforce, daemon=True)
         self._enforcer.start()
 

@@ -39,7 +39,6 @@ def reconcile(ctx: Ctx) -> dict[str, Any]:
     new = replicaset.reconcile_new(ctx, *current)
     roles = Roles.assign(ctx, new)
     pc = PauseContext.read(ctx, roles)
-    not_completed(ctx, roles)
     runs = analysis.reconcile(ctx, roles, pc, fast_rollback=fast_rollback(ctx, roles, pc))
     timed_out, deadlines, completed = cutover(ctx, roles, pc, runs)
 
@@ -72,13 +71,27 @@ def cutover(
     RolloutCompleted detail)."""
     halted = analysis.halted(ctx, pc)
     service.reconcile_preview(ctx, roles, halted=halted)
+    not_completed(ctx, roles)  # as Argo: after the preview Service's SwitchService, before the scaling
     timed_out = progress.reconcile(ctx, roles, pc)
     fast = fast_tracked(ctx, roles, pc)
+    why = completion_detail(ctx, roles, pc)
     pre_done = analysis.pre_completed(ctx, runs)
     promotion_ok = pause.reconcile(ctx, roles, pc, fast=fast, pre_done=pre_done, halted=halted)
     deadlines = service.reconcile_active(ctx, roles, pc, promotion_ok=promotion_ok, halted=halted)
-    completed = mark_stable(ctx, roles, pc, post_done=fast or analysis.post_completed(ctx, runs))
+    post_done = fast or analysis.post_completed(ctx, runs)
+    completed = mark_stable(ctx, roles, pc, post_done=post_done, detail=why)
     return timed_out, deadlines, completed
+
+
+def completion_detail(ctx: Ctx, roles: Roles, pc: PauseContext) -> str:
+    """Why the update completes, for the RolloutCompleted event, in Argo's words and order:
+    promote --full, a fast rollback (within rollbackWindow or the scale-down delay), else the
+    ordinary end of a blue-green update. Read before the cutover changes what it looks at."""
+    if pc.promote_full:
+        return "Full promotion requested"
+    if fast_rollback(ctx, roles, pc):
+        return "Rollback within window" if replicaset.rollback_within_window(ctx, roles) else "Fast rollback"
+    return "Completed blue-green update"
 
 
 def fast_tracked(ctx: Ctx, roles: Roles, pc: PauseContext) -> bool:
@@ -110,12 +123,19 @@ def fast_rollback(ctx: Ctx, roles: Roles, pc: PauseContext) -> bool:
     return inside_delay or replicaset.rollback_within_window(ctx, roles)
 
 
-def mark_stable(ctx: Ctx, roles: Roles, pc: PauseContext, *, post_done: bool = True) -> str | None:
+def mark_stable(
+    ctx: Ctx,
+    roles: Roles,
+    pc: PauseContext,
+    *,
+    post_done: bool = True,
+    detail: str = "Completed blue-green update",
+) -> str | None:
     """The new RS becomes stable once the active Service selects it and it is saturated (and its
     post-promotion analysis, if any, succeeded: ``post_done``); that ends the update (pause, abort,
     promoteFull, checkpoint). Returns the RolloutCompleted detail when the update completed in this
-    reconcile (a first deploy included), else None."""
-    detail: str | None = "Initial deploy" if roles.initial else None
+    reconcile (a first deploy included; else ``detail``), else None."""
+    completed: str | None = "Initial deploy" if roles.initial else None
     new_rs = roles.new_rs
     if (
         not pc.abort
@@ -126,10 +146,10 @@ def mark_stable(ctx: Ctx, roles: Roles, pc: PauseContext, *, post_done: bool = T
         and replicaset.is_saturated(new_rs, ctx.replicas)
     ):
         roles.stable = roles.new_hash
-        detail = "Completed blue-green update"
+        completed = detail
     if roles.new_is_stable:
         pc.finish()
-    return detail
+    return completed
 
 
 def not_completed(ctx: Ctx, roles: Roles) -> None:

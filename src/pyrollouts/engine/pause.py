@@ -48,12 +48,11 @@ class PauseContext:
         st = ctx.status
         paused_condition = conditions.find(st, names.COND_PAUSED)
         was_paused = paused_condition is not None and paused_condition.status == "True"
+        # What status.pauseConditions held as read. A promote clears them before we look, so it
+        # yields no RolloutResumed event: Argo's controller compares the same two lists (side by
+        # side with Argo's controller, tests/k8s/argo_stories/seed.yaml); a pause the controller
+        # lifts itself (autoPromotionSeconds, promote --full, a new template) does yield one.
         before = [p.model_copy() for p in st.pause_conditions or []]
-        # A promote clears status.pauseConditions before we look, so a pause we had recorded (Paused
-        # condition, controllerPause) counts as "before" too; that promote then yields RolloutResumed.
-        recorded = was_paused and st.controller_pause and not roles.template_changed
-        if not before and recorded and not ctx.rollout.spec.paused:
-            before = [PauseCondition(reason=names.PAUSE_BLUE_GREEN, start_time="")]
         if roles.template_changed:
             pc = cls([], False, was_paused=was_paused, before=before)
         else:

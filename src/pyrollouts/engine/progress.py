@@ -26,8 +26,17 @@ def reconcile(ctx: Ctx, roles: Roles, pc: PauseContext) -> bool:
     if pc.retrying and new_rs is not None and replicaset.has_deadline(new_rs):
         replicaset.set_deadline(ctx, new_rs, None)  # the abort's scale-down is called off
     timed_out = check_deadline(ctx, roles, pc)
-    if timed_out and ctx.rollout.spec.progress_deadline_abort and roles.new_hash != roles.stable:
-        pc.request_abort()  # a first deploy has no stable RS to go back to: it only reports the timeout
+    if (
+        timed_out
+        and new_rs is not None
+        and ctx.rollout.spec.progress_deadline_abort
+        and roles.new_hash != roles.stable
+    ):
+        # A first deploy has no stable RS to go back to: it only reports the timeout. As Argo: a
+        # RolloutAborted Warning with the timeout, then the abort's own (which names it too).
+        why = events.timed_out(new_rs.name)
+        ctx.event(names.ROLLOUT_ABORTED, why, "Warning")
+        pc.request_abort(why)
     if pc.abort and pc.aborted_at is None and new_rs is not None:
         pc.start_abort(ctx, roles.new.revision)
     if pc.retrying:
@@ -37,18 +46,14 @@ def reconcile(ctx: Ctx, roles: Roles, pc: PauseContext) -> bool:
 
 def check_deadline(ctx: Ctx, roles: Roles, pc: PauseContext) -> bool:
     """Has an update in flight (not paused, not aborted) gone progressDeadlineSeconds without
-    progress? Emits the Warning event the first time it has."""
+    progress? (No event: Argo's controller emits none for the timeout itself, only for the abort
+    that progressDeadlineAbort makes of it.)"""
     new_rs = roles.new_rs
     if new_rs is None or not roles.in_flight or pc.abort or ctx.rollout.spec.paused:
         return False
     if pc.conditions or roles.template_changed:
         return False
-    if not timed_out(ctx, conditions.progress_made(ctx.status_in, _counts_now(ctx, roles))):
-        return False
-    old = conditions.find(ctx.status, names.COND_PROGRESSING)
-    if old is None or old.reason != names.PROGRESS_DEADLINE_EXCEEDED:
-        ctx.event(names.PROGRESS_DEADLINE_EXCEEDED, events.timed_out(new_rs.name), "Warning")
-    return True
+    return timed_out(ctx, conditions.progress_made(ctx.status_in, _counts_now(ctx, roles)))
 
 
 def _counts_now(ctx: Ctx, roles: Roles) -> dict[str, object]:

@@ -202,9 +202,12 @@ def has_deadline(rs: ReplicaSetState) -> bool:
     return names.SCALE_DOWN_DEADLINE_ANNOTATION in rs.annotations
 
 
-def scale(ctx: Ctx, rs: ReplicaSetState, to: int, revision: int | None = None) -> None:
+def scale(
+    ctx: Ctx, rs: ReplicaSetState, to: int, revision: int | None = None, *, keep_deadline: bool = False
+) -> None:
     """Size an RS (and stamp desired-replicas); emits ScalingReplicaSet when the size changes.
-    A full scale-down also removes the scale-down deadline, which has then been honoured."""
+    A full scale-down also removes the scale-down deadline, which has then been honoured, unless
+    ``keep_deadline`` (an aborted new RS keeps it, as in Argo)."""
     rev = revision if revision is not None else revision_of(rs)
     size_changes = rs.replicas != to
     stamp_changes = to > 0 and desired_annotation(rs) != str(ctx.replicas)
@@ -212,7 +215,7 @@ def scale(ctx: Ctx, rs: ReplicaSetState, to: int, revision: int | None = None) -
         ctx.actions.append(ScaleReplicaSet(name=rs.name, replicas=to, desired_replicas=ctx.replicas))
     if size_changes:
         ctx.event(names.SCALING_REPLICASET, events.scaling(rs.name, rev, rs.replicas, to))
-    if to == 0 and size_changes and has_deadline(rs):
+    if to == 0 and size_changes and has_deadline(rs) and not keep_deadline:
         ctx.actions.append(SetScaleDownDeadline(name=rs.name, deadline=None))
 
 
@@ -386,7 +389,7 @@ def abort_scale_down(
         set_deadline(ctx, new_rs, at)
         ctx.requeue_at(at)
     elif deadline <= ctx.now:
-        scale(ctx, new_rs, 0)
+        scale(ctx, new_rs, 0, keep_deadline=True)
     else:
         ctx.requeue_at(deadline)
 

@@ -93,9 +93,7 @@ def _progressing(ctx: Ctx, o: Outcome, new: dict[str, Any]) -> dict[str, Any]:
         and (o.canary is None or _canary_done(ctx, o, new))
     )
     if pc.abort:
-        revision = roles.new.revision
-        message = events.aborted(revision, pc.abort_message)
-        return cond.make(prev, t, "False", names.ROLLOUT_ABORTED, message, now)
+        return cond.make(prev, t, "False", names.ROLLOUT_ABORTED, _abort_message(o, prev), now)
     if complete:  # as Argo: a completed rollout that is paused by hand still reads available
         message = f'ReplicaSet "{rs_name}" has successfully progressed.'
         return cond.make(prev, t, "True", names.NEW_RS_AVAILABLE, message, now)
@@ -112,6 +110,15 @@ def _progressing(ctx: Ctx, o: Outcome, new: dict[str, Any]) -> dict[str, Any]:
         return cond.make(prev, t, "False", names.PROGRESS_DEADLINE_EXCEEDED, message, now)
     message = f'ReplicaSet "{rs_name}" is progressing.'
     return cond.make(prev, t, "True", names.RS_UPDATED, message, now, touch=cond.progress_made(old, new))
+
+
+def _abort_message(o: Outcome, prev: dict[str, Any] | None) -> str:
+    """The aborted Progressing condition's message. As Argo, it keeps the message it was made with
+    (naming the timeout or analysis that caused the abort), which later reconciles no longer know."""
+    pc = o.pause
+    if not pc.abort_message and prev is not None and prev.get("reason") == names.ROLLOUT_ABORTED:
+        return str(prev.get("message") or events.aborted(o.roles.new.revision))
+    return events.aborted(o.roles.new.revision, pc.abort_message)
 
 
 def _make(ctx: Ctx, type_: str, true: bool, reason: str, message: str) -> dict[str, Any]:

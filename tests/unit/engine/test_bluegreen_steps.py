@@ -64,3 +64,18 @@ def test_no_stable_mark_before_the_cutover_or_during_an_abort() -> None:
     assert bluegreen.mark_stable(c, roles, pc) is None and roles.stable == OLD
     c, roles, pc = _world(active=NEW, abort=True)
     assert bluegreen.mark_stable(c, roles, pc) is None and roles.stable == OLD and pc.abort
+
+
+def test_the_completion_detail_says_why_in_argos_words_and_order() -> None:
+    assert bluegreen.completion_detail(*_world()) == "Completed blue-green update"
+    # promote --full comes first, even for a rollback (Argo checks it before the fast rollback)
+    deadline = {names.SCALE_DOWN_DEADLINE_ANNOTATION: rfc3339(NOW + timedelta(seconds=10))}
+    earlier = "2026-01-01T10:00:00Z"
+    world = _world(new_annotations=deadline, new_created=earlier)
+    assert bluegreen.completion_detail(*world) == "Fast rollback"
+    world = _world(new_annotations=deadline, new_created=earlier, promoteFull=True)
+    assert bluegreen.completion_detail(*world) == "Full promotion requested"
+    c, roles, pc = _world(active=NEW, promoteFull=True)
+    assert bluegreen.mark_stable(c, roles, pc, detail=bluegreen.completion_detail(c, roles, pc)) == (
+        "Full promotion requested"
+    )

@@ -201,8 +201,7 @@ def test_promote_switches_and_sets_the_scale_down_deadline(new_sim: Callable[...
     sim.patch_rollout({"status": {"pauseConditions": None}}, "status")
     p = plan_now(sim)
     deadline = "2026-01-01T12:00:32Z"
-    assert p.actions == (
-        ev("RolloutResumed", "Rollout is resumed"),
+    assert p.actions == (  # no RolloutResumed: the promote cleared the pause conditions (as Argo)
         SwitchService("super-hello-prod", h2, "super-hello"),
         ev("SwitchService", f"Switched selector for service 'super-hello-prod' from '{h1}' to '{h2}'"),
         SetScaleDownDeadline(f"super-hello-{h1}", deadline),

@@ -27,7 +27,7 @@ source "$HERE/versions.env"
 
 TOOLS_DIR="${PYROLLOUTS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pyrollouts/tools}"
 K8S_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-ALL_TOOLS=(etcd "${K8S_TOOLS[@]}" kwok helm tofu kubectl-argo-rollouts)
+ALL_TOOLS=(etcd "${K8S_TOOLS[@]}" kwok helm tofu kubectl-argo-rollouts rollouts-controller)
 # Terraform providers, installed as a filesystem mirror that tofu's CLI config (tofu.rc) points at.
 TF_PROVIDERS=(helm kubernetes)
 
@@ -37,7 +37,7 @@ version_of() {
         kwok) echo "$KWOK_VERSION" ;;
         helm) echo "$HELM_VERSION" ;;
         tofu) echo "$OPENTOFU_VERSION" ;;
-        kubectl-argo-rollouts) echo "$ARGO_ROLLOUTS_VERSION" ;;
+        kubectl-argo-rollouts|rollouts-controller) echo "$ARGO_ROLLOUTS_VERSION" ;;
         *) echo "$KUBERNETES_VERSION" ;;
     esac
 }
@@ -403,9 +403,11 @@ build_tool() {
             run env GOBIN="$gobin" go install "${BUILD_FLAGS[@]}" -ldflags "$ld" "$h/cmd/helm@$version"
             mv "$gobin/helm" "$tmp"
             rm -rf "$gobin" ;;
-        kubectl-argo-rollouts)
+        kubectl-argo-rollouts|rollouts-controller)
             # Its go.mod has replace directives, so `go install pkg@version` refuses it: build inside
             # a copy of the released module (its own go.mod and go.sum, as upstream builds it).
+            # rollouts-controller is Argo's own controller (cmd/rollouts-controller of the same
+            # module): the side-by-side tests run it next to our operator on the same control plane.
             local src
             src="$(go mod download -json "github.com/argoproj/argo-rollouts@$version" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
             [[ -d "$src" ]] || { echo "tools: could not download github.com/argoproj/argo-rollouts@$version" >&2; exit 1; }
@@ -416,7 +418,7 @@ build_tool() {
             cd "$work"
             local v=github.com/argoproj/argo-rollouts/utils/version
             run go build "${BUILD_FLAGS[@]}" -ldflags "-s -w -X $v.version=${version#v} -X $v.gitTreeState=clean" \
-                -o "$tmp" ./cmd/kubectl-argo-rollouts
+                -o "$tmp" "./cmd/$t"
             cd - >/dev/null
             rm -rf "$work" ;;
         tofu)

@@ -54,6 +54,7 @@ TOOLS = (
     "helm",
     "tofu",
     "kubectl-argo-rollouts",
+    "rollouts-controller",
 )
 _VERSION_KEYS = {
     "etcd": "ETCD_VERSION",
@@ -61,9 +62,10 @@ _VERSION_KEYS = {
     "helm": "HELM_VERSION",
     "tofu": "OPENTOFU_VERSION",
     "kubectl-argo-rollouts": "ARGO_ROLLOUTS_VERSION",
+    "rollouts-controller": "ARGO_ROLLOUTS_VERSION",
 }
 #: Client tools: built by `make tools`, but not needed to start the control plane.
-_CLIENT_TOOLS = ("kubectl", "helm", "tofu", "kubectl-argo-rollouts")
+_CLIENT_TOOLS = ("kubectl", "helm", "tofu", "kubectl-argo-rollouts", "rollouts-controller")
 
 # Cluster-internal ranges: they only ever appear inside API objects. Nothing dials them (there is no
 # kube-proxy and no container runtime); kwok's nodes report 127.0.0.1 as their own address.

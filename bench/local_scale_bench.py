@@ -1,0 +1,185 @@
+"""The local runtime's controller at scale (issue 15): N rollouts on one `rollouts server`.
+
+    .venv/bin/python bench/local_scale_bench.py --rollouts 100,300 [--json docs/bench/local-scale.jsonl]
+    .venv/bin/python bench/local_scale_bench.py --smoke
+
+The same story as bench/scale_bench.py, on the local runtime: for each count a fresh state dir and
+server (the store, the controller, the supervisor that runs each replica as a process, the proxy),
+then
+
+1. applies N copies of examples/super-hello.yaml (``--replicas`` each: Rollout ``hello-NNNN`` and its
+   two Services, each Service on a port of its own) and waits until every Rollout is Healthy;
+2. sets WELCOME on every Rollout and waits until every one is Paused (each now has its old and its
+   new replicas running: 2N processes at 1 replica);
+3. leaves the settled server alone for ``--idle`` seconds (its readiness probes go on: the seed probes
+   every second).
+
+It reports the time of each phase; the CPU seconds (user + system, from /proc) of the server process
+(store, controller, supervisor, probes and API in one process) and of the proxy process, counted
+from the first apply; the server's peak RSS; the number of app processes at the end; and the
+server's CPU over the idle window. Then it shuts everything down (POST /api/shutdown) and checks
+that no process of the state dir is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from scale_bench import LoadSampler, cpu_seconds, rss_mib, seed  # noqa: E402
+
+from harness.serverharness import ServerProcess, app_processes, state_dir_processes  # noqa: E402
+from harness.support import free_port  # noqa: E402
+
+Obj = dict[str, Any]
+NS = "scale"
+
+
+def objects(i: int, replicas: int) -> list[Obj]:
+    """Copy ``i`` of the seed (bench/scale_bench.py's), in namespace NS, each Service on a free port."""
+    out = []
+    for o in seed(i, replicas):
+        o["metadata"]["namespace"] = NS
+        if o["kind"] == "Service":
+            o["spec"]["ports"][0]["port"] = free_port()
+        out.append(o)
+    return out
+
+
+def phases(server: ServerProcess) -> collections.Counter[str]:
+    items = server.http("GET", f"/api/rollouts?namespace={NS}", timeout=60)["items"]
+    return collections.Counter(str((r.get("status") or {}).get("phase")) for r in items)
+
+
+def wait_all(server: ServerProcess, phase: str, n: int, limit: float) -> float:
+    started = time.monotonic()
+    while True:
+        got = phases(server)
+        if got.get(phase, 0) >= n:
+            return time.monotonic() - started
+        if not server.alive():
+            raise SystemExit(f"the server exited:\n{server.log_tail()}")
+        if time.monotonic() - started > limit:
+            raise SystemExit(f"not all {phase} after {limit:.0f} s: {dict(got)}")
+        time.sleep(1.0)
+
+
+def proxy_pid(server: ServerProcess) -> int | None:
+    """The proxy: the process of the state dir that is neither the server nor an app process."""
+    apps = {pid for pids in app_processes(server.state_dir).values() for pid in pids}
+    rest = [p for p in state_dir_processes(server.state_dir) if p != server.proc.pid and p not in apps]
+    return min(rest) if rest else None
+
+
+def cpu_of(pid: int | None) -> float:
+    try:
+        return cpu_seconds(pid) if pid else 0.0
+    except FileNotFoundError:
+        return 0.0
+
+
+def run_one(n: int, opts: argparse.Namespace) -> Obj:
+    root = Path(tempfile.mkdtemp(prefix="pyrollouts-local-scale-"))
+    sampler = LoadSampler()
+    server = ServerProcess(root / "state", test_clock=False, env={"PYROLLOUTS_MAX_REPLICAS": "100"})
+    try:
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+        server.http("POST", "/api/apply", {"text": json.dumps(namespace), "source": "ns"})
+        cpu0 = cpu_seconds(server.proc.pid)
+        docs = [objects(i, opts.replicas) for i in range(n)]
+        t0 = time.monotonic()
+        for start in range(0, n, opts.batch):
+            text = "\n---\n".join(json.dumps(o) for d in docs[start : start + opts.batch] for o in d)
+            server.http("POST", "/api/apply", {"text": text, "source": f"scale-{start}", "namespace": NS},
+                        timeout=300)  # fmt: skip
+        wait_all(server, "Healthy", n, opts.limit)
+        healthy = time.monotonic() - t0
+        cpu_healthy = cpu_seconds(server.proc.pid) - cpu0
+        proxy = proxy_pid(server)
+        proxy0 = cpu_of(proxy)
+
+        def update(i: int) -> None:
+            body = {"container": "*", "name": "WELCOME", "value": "VERSION V3"}
+            server.http("POST", f"/api/rollouts/{NS}/hello-{i:04d}/set-env", body, timeout=120)
+
+        t1 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            for f in [pool.submit(update, i) for i in range(n)]:
+                f.result()
+        wait_all(server, "Paused", n, opts.limit)
+        paused = time.monotonic() - t1
+        cpu_paused = cpu_seconds(server.proc.pid) - cpu0
+        apps = sum(len(p) for p in app_processes(server.state_dir).values())
+        time.sleep(5)
+        idle0 = cpu_seconds(server.proc.pid)
+        time.sleep(opts.idle)
+        idle = cpu_seconds(server.proc.pid) - idle0
+        result = {
+            "controller": "pyrollouts local server", "rollouts": n, "replicas": opts.replicas,
+            "healthy_s": round(healthy, 1), "cpu_healthy_s": round(cpu_healthy, 1),
+            "paused_s": round(paused, 1), "cpu_paused_total_s": round(cpu_paused, 1),
+            "proxy_cpu_update_s": round(cpu_of(proxy) - proxy0, 1), "app_processes": apps,
+            "rss_mib": round(rss_mib(server.proc.pid)), "idle_cpu_s": round(idle, 2),
+            "idle_window_s": opts.idle, "load1": round(os.getloadavg()[0], 1),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        }  # fmt: skip
+    finally:
+        result_load = sampler.stop()
+        left = server.stop(check=False, timeout=300, linger=30)
+    result["load_peak"] = round(result_load, 1)
+    result["left_after_shutdown"] = len(left)
+    return result
+
+
+def row(r: Obj) -> str:
+    cells = [r["rollouts"], r["app_processes"], f"{r['healthy_s']} s", f"{r['cpu_healthy_s']} s",
+             f"{r['paused_s']} s", f"{r['cpu_paused_total_s']} s", f"{r['proxy_cpu_update_s']} s",
+             f"{r['rss_mib']} MiB", f"{r['idle_cpu_s']} s / {r['idle_window_s']:g} s",
+             f"{r['load1']:.1f} (peak {r['load_peak']:.1f})"]  # fmt: skip
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+HEADER = (
+    "| rollouts | app processes when Paused | apply -> all Healthy | server CPU to Healthy "
+    "| update -> all Paused | server CPU to Paused (total) | proxy CPU during the update | server peak RSS "
+    "| server idle CPU | machine load (end, peak) |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rollouts", default="100", help="comma-separated counts, one fresh server each")
+    ap.add_argument("--replicas", type=int, default=1, help="replicas (processes) per Rollout")
+    ap.add_argument("--batch", type=int, default=25, help="Rollouts per POST /api/apply")
+    ap.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU measured at the end")
+    ap.add_argument("--limit", type=float, default=1800.0, help="seconds each phase may take")
+    ap.add_argument("--json", type=Path, help="append each result as one JSON line to this file")
+    ap.add_argument("--smoke", action="store_true", help="seconds: 2 rollouts, 1 s idle")
+    opts = ap.parse_args()
+    if opts.smoke:
+        opts.rollouts, opts.idle, opts.limit = "2", 1.0, 300.0
+    print(HEADER, flush=True)
+    for n in (int(x) for x in opts.rollouts.split(",")):
+        result = run_one(n, opts)
+        print(row(result), flush=True)
+        print(json.dumps(result), flush=True)
+        if opts.json:
+            with opts.json.open("a") as fh:
+                fh.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -377,13 +377,14 @@ def write_docs(path: Path, results: list[Obj]) -> None:
     when = f"{dates[0]} to {dates[-1]}" if len(dates) > 1 else (dates[0] if dates else "")
     table = "\n".join([HEADER, *(row(r) for r in results)])
     lines = [ratio_line(n, rs) for n, rs in ratios(results).items()]
-    replicas = sorted({r.get("replicas", 1) for r in results})
+    replicas = " or ".join(str(x) for x in sorted({r.get("replicas", 1) for r in results}))
     section = (
         f"{begin}\n_Written by `bench/scale_bench.py --docs` ({when}); a fresh control plane per count,"
         f" the controllers one after the other on it, each alone in its own namespace; {replicas} replica(s)"
         f" per Rollout; machine load: the 1-minute load average at the end of the row and the highest"
         f" seen during it (2 cores, shared)._\n\n{table}\n\n"
         + "\n".join(f"- {x}" for x in lines)
+        + "\n\n![scale-time](img/scale-time.png)\n![scale-cpu](img/scale-cpu.png)"
         + f"\n{end}"
     )
     head, _, rest = text.partition(begin)
@@ -455,6 +456,7 @@ def main() -> int:
     ap.add_argument("--docs", type=Path, help="write the table (this series) into this file (benchmarks.md)")
     ap.add_argument("--plots", type=Path, help="write scale-time.png and scale-cpu.png (this series) here")
     ap.add_argument("--smoke", action="store_true", help="seconds: 2 rollouts, 1 s idle")
+    ap.add_argument("--report-only", action="store_true", help="run nothing: --docs/--plots from --json")
     opts = ap.parse_args()
     if opts.smoke:
         opts.rollouts, opts.idle, opts.limit, opts.delete_limit = "2", 1.0, 300.0, 60.0
@@ -463,7 +465,8 @@ def main() -> int:
     if bad:
         raise SystemExit(f"--controllers: unknown {bad}; use {ARGO}, {OURS} or both")
     results: list[Obj] = []
-    for n in (int(x) for x in opts.rollouts.split(",")):
+    counts = [] if opts.report_only else [int(x) for x in opts.rollouts.split(",")]
+    for n in counts:
         for result in run_count(n, opts, opts.profile):
             result["series"] = opts.series
             results.append(result)

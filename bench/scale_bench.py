@@ -408,17 +408,18 @@ def write_plots(out: Path, results: list[Obj]) -> list[Path]:
          "controller CPU seconds"),
     ):  # fmt: skip
         fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
-        for ctrl in sorted({r["controller"] for r in results}):
+        for i, ctrl in enumerate(sorted({r["controller"] for r in results})):
+            color = f"C{i}"
             rows = sorted((r for r in results if r["controller"] == ctrl), key=lambda r: r["rollouts"])
             xs = [r["rollouts"] for r in rows]
             for (key, label), style in zip(keys, ("-o", "--s"), strict=True):
-                ax.plot(xs, [r[key] for r in rows], style, label=f"{ctrl}: {label}")
+                ax.plot(xs, [r[key] for r in rows], style, color=color, label=f"{ctrl}: {label}")
         ax.set_xlabel("rollouts (N)")
         ax.set_ylabel(ylabel)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left")
         ax.set_title(f"{ylabel} against N (bench/scale_bench.py)", fontsize=10)
         fig.tight_layout()
         path = out / name

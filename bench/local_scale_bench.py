@@ -47,13 +47,18 @@ Obj = dict[str, Any]
 NS = "scale"
 
 
-def objects(i: int, replicas: int) -> list[Obj]:
-    """Copy ``i`` of the seed (bench/scale_bench.py's), in namespace NS, each Service on a free port."""
+def objects(i: int, replicas: int, taken: set[int]) -> list[Obj]:
+    """Copy ``i`` of the seed (bench/scale_bench.py's), in namespace NS, each Service on a free port
+    that no other copy has (a port is free until the proxy listens on it: ``taken`` keeps them apart)."""
     out = []
     for o in seed(i, replicas):
         o["metadata"]["namespace"] = NS
         if o["kind"] == "Service":
-            o["spec"]["ports"][0]["port"] = free_port()
+            port = free_port()
+            while port in taken:
+                port = free_port()
+            taken.add(port)
+            o["spec"]["ports"][0]["port"] = port
         out.append(o)
     return out
 
@@ -98,12 +103,17 @@ def run_one(n: int, opts: argparse.Namespace) -> Obj:
         namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
         server.http("POST", "/api/apply", {"text": json.dumps(namespace), "source": "ns"})
         cpu0 = cpu_seconds(server.proc.pid)
-        docs = [objects(i, opts.replicas) for i in range(n)]
+        taken: set[int] = set()
+        docs = [objects(i, opts.replicas, taken) for i in range(n)]
         t0 = time.monotonic()
         for start in range(0, n, opts.batch):
             text = "\n---\n".join(json.dumps(o) for d in docs[start : start + opts.batch] for o in d)
-            server.http("POST", "/api/apply", {"text": text, "source": f"scale-{start}", "namespace": NS},
-                        timeout=300)  # fmt: skip
+            body = {"text": text, "source": f"scale-{start}", "namespace": NS}
+            reply = server.request("POST", "/api/apply", body, timeout=300)
+            if reply.status >= 300:
+                raise SystemExit(
+                    f"apply of rollouts {start}..: HTTP {reply.status}: {str(reply.body)[:2000]}"
+                )
         wait_all(server, "Healthy", n, opts.limit)
         healthy = time.monotonic() - t0
         cpu_healthy = cpu_seconds(server.proc.pid) - cpu0

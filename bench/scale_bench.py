@@ -380,9 +380,9 @@ def write_docs(path: Path, results: list[Obj]) -> None:
     replicas = " or ".join(str(x) for x in sorted({r.get("replicas", 1) for r in results}))
     section = (
         f"{begin}\n_Written by `bench/scale_bench.py --docs` ({when}); a fresh control plane per count,"
-        f" the controllers one after the other on it, each alone in its own namespace; {replicas} replica(s)"
-        f" per Rollout; machine load: the 1-minute load average at the end of the row and the highest"
-        f" seen during it (2 cores, shared)._\n\n{table}\n\n"
+        f" the controllers one after the other on it, each alone in its own namespace;"
+        f" replicas per Rollout: {replicas}; machine load: the 1-minute load average at the end of the"
+        f" row and the highest seen during it (2 cores, shared)._\n\n{table}\n\n"
         + "\n".join(f"- {x}" for x in lines)
         + "\n\n![scale-time](img/scale-time.png)\n![scale-cpu](img/scale-cpu.png)"
         + f"\n{end}"

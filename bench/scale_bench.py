@@ -324,15 +324,20 @@ def run_controller(
     return result
 
 
-def run_count(n: int, opts: argparse.Namespace, profile: Path | None) -> list[Obj]:
-    """One fresh control plane; each controller of ``--controllers`` in turn, alone on it."""
+def run_count(n: int, opts: argparse.Namespace, profile: Path | None, done: Any) -> list[Obj]:
+    """One fresh control plane; each controller of ``--controllers`` in turn, alone on it; ``done``
+    gets each row as soon as it is measured (a long count cut short keeps its finished rows)."""
     nodes = max(3, (2 * n * max(opts.replicas, 1)) // 200 + 2)
     with ControlPlane(nodes=nodes) as cp:
         res = subprocess.run([str(BIN / "rollouts"), "install-crds", "--kubeconfig", str(cp.kubeconfig)],
                              capture_output=True, text=True, timeout=120)  # fmt: skip
         if res.returncode:
             raise SystemExit(f"install-crds failed: {res.stderr}")
-        return [run_controller(cp, which, n, opts, profile) for which in opts.controllers]
+        rows = []
+        for which in opts.controllers:
+            rows.append(run_controller(cp, which, n, opts, profile))
+            done(rows[-1])
+        return rows
 
 
 RATIO_KEYS = (
@@ -467,15 +472,18 @@ def main() -> int:
         raise SystemExit(f"--controllers: unknown {bad}; use {ARGO}, {OURS} or both")
     results: list[Obj] = []
     counts = [] if opts.report_only else [int(x) for x in opts.rollouts.split(",")]
+
+    def done(result: Obj) -> None:
+        result["series"] = opts.series
+        results.append(result)
+        print(row(result), flush=True)
+        print(json.dumps(result), flush=True)
+        if opts.json:
+            with opts.json.open("a") as fh:
+                fh.write(json.dumps(result) + "\n")
+
     for n in counts:
-        for result in run_count(n, opts, opts.profile):
-            result["series"] = opts.series
-            results.append(result)
-            print(row(result), flush=True)
-            print(json.dumps(result), flush=True)
-            if opts.json:
-                with opts.json.open("a") as fh:
-                    fh.write(json.dumps(result) + "\n")
+        run_count(n, opts, opts.profile, done)
         for m, rs in ratios([r for r in results if r["rollouts"] == n]).items():
             print(ratio_line(m, rs), flush=True)
     shown = series(opts.json, opts.series, []) if opts.json else results

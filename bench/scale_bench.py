@@ -1,22 +1,30 @@
-"""The Kubernetes controller at scale (issue 15): N rollouts on the project's control plane.
+"""The Kubernetes controller at scale (issue 15): N rollouts on the project's control plane, for our
+controller and for Argo Rollouts' own, in the same run.
 
-    .venv/bin/python bench/scale_bench.py --rollouts 100,300 [--docs docs/benchmarks.md]
-    .venv/bin/python bench/scale_bench.py --rollouts 100 --profile /tmp/profile.txt
+    .venv/bin/python bench/scale_bench.py --rollouts 100,300 [--docs docs/benchmarks.md --plots docs/img]
+    .venv/bin/python bench/scale_bench.py --rollouts 100 --controllers pyrollouts --profile /tmp/profile.txt
+    .venv/bin/python bench/scale_bench.py --smoke        # seconds: 2 rollouts, both controllers
 
 Starts the test harness's control plane (etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler and kwok from ``~/.cache/pyrollouts/tools``), installs the CRDs, starts one
-``rollouts controller`` process for a fresh namespace, then:
+kube-scheduler and kwok from ``~/.cache/pyrollouts/tools``) and installs our CRDs (Argo's controller
+reads them too). Then, for each controller in ``--controllers`` one after the other (Argo's
+``rollouts-controller`` built by ``make tools``, then ours), in a namespace of its own with the
+other controller stopped:
 
-1. applies N copies of examples/super-hello.yaml (1 replica, distinct names: Rollout ``hello-NNNN``,
-   Services ``hello-NNNN-prod``/``-preview``) and waits until every Rollout is Healthy;
+1. applies N copies of examples/super-hello.yaml (``--replicas`` each, distinct names: Rollout
+   ``hello-NNNN``, Services ``hello-NNNN-prod``/``-preview``) and waits until every Rollout is Healthy;
 2. changes WELCOME on every Rollout and waits until every one is Paused (autoPromotionEnabled: false);
-3. leaves the settled controller alone for ``--idle`` seconds.
+3. leaves the settled controller alone for ``--idle`` seconds;
+4. stops the controller and deletes its namespace (bounded wait), so the next one starts on the
+   same control plane with the same load.
 
-Each count in ``--rollouts`` gets a fresh control plane. It reports the time of each phase, the
-controller's CPU seconds (user + system, from /proc) at the end of each, its peak RSS and its CPU
-over the idle window, as a table row and one JSON line (``--docs`` writes the table between the
-scale markers of docs/benchmarks.md). With ``--profile``, py-spy samples the controller for phases
-1 and 2 and the top frames (self and
+Both controllers run with their defaults (10 rollout threads, resync every 900 s: ours has Argo's
+``--rollout-resync``), so the idle window compares like for like. Each count in ``--rollouts`` gets
+a fresh control plane. It reports the time of each phase, the controller's CPU seconds (user +
+system, from /proc) at the end of each, its peak RSS and its CPU over the idle window, as table rows,
+the ratios ours/Argo's, and one JSON line per row (``--docs`` writes the table between the scale
+markers of docs/benchmarks.md; ``--plots`` writes time and CPU against N as PNGs). With
+``--profile``, py-spy samples our controller for phases 1 and 2 and the top frames (self and
 inclusive) are written to that file.
 """
 
@@ -31,7 +39,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +52,7 @@ sys.path.insert(0, str(REPO / "tests" / "k8s"))
 from lightkube import Client, KubeConfig  # noqa: E402
 from lightkube.types import PatchType  # noqa: E402
 
-from harness.k8s_cluster import ControlPlane  # noqa: E402
+from harness.k8s_cluster import ControlPlane, tool_path, tool_versions  # noqa: E402
 from harness.support import free_port  # noqa: E402
 from pyrollouts.runtimes.kubernetes.resources import RESOURCES  # noqa: E402
 
@@ -51,8 +61,8 @@ Obj = dict[str, Any]
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def seed(i: int) -> list[Obj]:
-    """The seed's Rollout and two Services, renamed for copy ``i``, 1 replica."""
+def seed(i: int, replicas: int = 1) -> list[Obj]:
+    """The seed's Rollout and two Services, renamed for copy ``i``, with ``replicas`` pods."""
     import yaml
 
     docs = [d for d in yaml.safe_load_all((REPO / "examples" / "super-hello.yaml").read_text()) if d]
@@ -65,7 +75,7 @@ def seed(i: int) -> list[Obj]:
         d["metadata"].pop("namespace", None)
         if d["kind"] == "Rollout":
             d["metadata"]["name"] = name
-            d["spec"]["replicas"] = 1
+            d["spec"]["replicas"] = replicas
             d["spec"]["selector"]["matchLabels"] = {"app": name}
             d["spec"]["template"]["metadata"]["labels"] = {"app": name}
             bg = d["spec"]["strategy"]["blueGreen"]
@@ -97,6 +107,24 @@ def phases(client: Client, ns: str) -> collections.Counter[str]:
     return collections.Counter(
         str(((r.to_dict() if hasattr(r, "to_dict") else r).get("status") or {}).get("phase")) for r in items
     )
+
+
+class LoadSampler:
+    """The machine's 1-minute load average, sampled every 5 s in a thread: the highest seen."""
+
+    def __init__(self) -> None:
+        self.peak = os.getloadavg()[0]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(5.0):
+            self.peak = max(self.peak, os.getloadavg()[0])
+
+    def stop(self) -> float:
+        self._stop.set()
+        return max(self.peak, os.getloadavg()[0])
 
 
 def wait_all(
@@ -148,134 +176,322 @@ def row(r: Obj) -> str:
     idle = f"{r['idle_cpu_s']} s / {r['idle_window_s']:g} s"
     cells = [r["rollouts"], r["controller"], f"{r['healthy_s']} s", f"{r['cpu_healthy_s']} s"]
     cells += [f"{r['paused_s']} s", f"{r['cpu_paused_total_s']} s", f"{r['rss_mib']} MiB", idle]
-    cells.append(round(float(r.get("load1", 0)), 1))
+    load = r.get("load_peak")
+    end = f"{r.get('load1', 0):.1f}"
+    cells.append(f"{end} (peak {load:.1f})" if load is not None else end)
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def run_one(n: int, idle_window: float, limit: float, profile: Path | None, label: str) -> Obj:
-    """One fresh control plane, one controller, N rollouts: the figures of one table row."""
-    nodes = max(3, (2 * n) // 200 + 2)
-    with ControlPlane(nodes=nodes) as cp:
-        res = subprocess.run([str(BIN / "rollouts"), "install-crds", "--kubeconfig", str(cp.kubeconfig)],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
-        if res.returncode:
-            raise SystemExit(f"install-crds failed: {res.stderr}")
-        ns = cp.create_namespace("scale")
-        client = Client(KubeConfig.from_file(str(cp.kubeconfig)), namespace=ns, field_manager="scale-bench")
-        log = (cp.root / "logs" / "controller.log").open("ab")
-        ctrl = subprocess.Popen(
-            [str(BIN / "rollouts"), "controller", "--kubeconfig", str(cp.kubeconfig), "--namespace", ns,
-             "--leader-elect=false", "--metrics-port", str(free_port()), "--healthz-port", str(free_port()),
-             "--listen-address", "127.0.0.1", "--loglevel", "warning"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        spy = None
-        raw = profile.with_suffix(".raw") if profile else None
+ARGO = "argo"
+OURS = "pyrollouts"
+
+
+def argo_label() -> str:
+    return f"Argo Rollouts v{tool_versions()['rollouts-controller'].lstrip('v')}"
+
+
+def http_ok(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1.0) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def start_controller(which: str, kubeconfig: Path, ns: str, log: Any) -> subprocess.Popen[bytes]:
+    """Our ``rollouts controller`` or Argo's ``rollouts-controller``, scoped to ``ns``, with their
+    defaults (10 rollout threads, resync 900 s), logging warnings only; returns once /healthz answers."""
+    metrics, healthz = free_port(), free_port()
+    env = dict(os.environ)
+    if which == ARGO:
+        argv = [str(tool_path("rollouts-controller")), "--kubeconfig", str(kubeconfig), "--namespaced",
+                "--namespace", ns, "--leader-elect=false", f"--metricsPort={metrics}",
+                f"--healthzPort={healthz}", "--loglevel=warn"]  # fmt: skip
+        env["POD_NAMESPACE"] = ns
+    else:
+        argv = [str(BIN / "rollouts"), "controller", "--kubeconfig", str(kubeconfig), "--namespace", ns,
+                "--leader-elect=false", "--metrics-port", str(metrics), "--healthz-port", str(healthz),
+                "--listen-address", "127.0.0.1", "--loglevel", "warning"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not http_ok(healthz):
+        if proc.poll() is not None:
+            raise SystemExit(f"the {which} controller exited with {proc.returncode} (log: {log.name})")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"the {which} controller's /healthz did not answer in 120 s (log: {log.name})")
+        time.sleep(0.5)
+    time.sleep(3)  # its informers' first lists (both answer /healthz before they have synced)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def delete_namespace(client: Client, ns: str, limit: float) -> float | None:
+    """Delete ``ns`` and wait (at most ``limit`` s) until it is gone; the seconds it took, or None."""
+    from lightkube.core.exceptions import ApiError
+    from lightkube.resources.core_v1 import Namespace
+
+    started = time.monotonic()
+    client.delete(Namespace, ns)
+    while time.monotonic() - started < limit:
         try:
-            time.sleep(3)
-            if raw is not None:
-                spy = subprocess.Popen(
-                    [str(BIN / "py-spy"), "record", "--pid", str(ctrl.pid), "--format", "raw", "--rate", "25",
-                     "--nonblocking", "--output", str(raw)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
-            cpu0 = cpu_seconds(ctrl.pid)
-            objs = [o for i in range(n) for o in seed(i)]
+            client.get(Namespace, ns)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return round(time.monotonic() - started, 1)
+            raise
+        time.sleep(2.0)
+    return None
 
-            def create(o: Obj) -> None:
-                client.create(RESOURCES[o["kind"]].from_dict(o))
 
-            t0 = time.monotonic()
-            parallel(create, objs)
-            wait_all(client, ns, "Healthy", n, limit, ctrl)
-            healthy = time.monotonic() - t0
-            cpu_healthy = cpu_seconds(ctrl.pid) - cpu0
+def run_controller(
+    cp: ControlPlane, which: str, n: int, opts: argparse.Namespace, profile: Path | None
+) -> Obj:
+    """One controller alone on the control plane, in a namespace of its own: one table row."""
+    ns = cp.create_namespace(f"scale-{which}")
+    client = Client(KubeConfig.from_file(str(cp.kubeconfig)), namespace=ns, field_manager="scale-bench")
+    log = (cp.root / "logs" / f"{which}-controller.log").open("ab")
+    sampler = LoadSampler()
+    ctrl = start_controller(which, cp.kubeconfig, ns, log)
+    spy = None
+    raw = profile.with_suffix(".raw") if profile and which == OURS else None
+    try:
+        if raw is not None:
+            spy = subprocess.Popen(
+                [str(BIN / "py-spy"), "record", "--pid", str(ctrl.pid), "--format", "raw", "--rate", "25",
+                 "--nonblocking", "--output", str(raw)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        cpu0 = cpu_seconds(ctrl.pid)
+        objs = [o for i in range(n) for o in seed(i, opts.replicas)]
 
-            def update(i: int) -> None:
-                body = {"spec": {"template": {"spec": {"containers": [
-                    {"name": "super-hello", "image": "ghcr.io/gbaeke/super:1.0.2",
-                     "env": [{"name": "WELCOME", "value": "VERSION V3"}]}]}}}}  # fmt: skip
-                name = f"hello-{i:04d}"
-                client.patch(RESOURCES["Rollout"], name, body, namespace=ns, patch_type=PatchType.MERGE)
+        def create(o: Obj) -> None:
+            client.create(RESOURCES[o["kind"]].from_dict(o))
 
-            t1 = time.monotonic()
-            parallel(update, list(range(n)))
-            wait_all(client, ns, "Paused", n, limit, ctrl)
-            paused = time.monotonic() - t1
-            cpu_paused = cpu_seconds(ctrl.pid) - cpu0
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(60)
-                spy = None
-            time.sleep(5)
-            idle0 = cpu_seconds(ctrl.pid)
-            time.sleep(idle_window)
-            idle = cpu_seconds(ctrl.pid) - idle0
-            result = {
-                "controller": label, "rollouts": n, "healthy_s": round(healthy, 1),
-                "cpu_healthy_s": round(cpu_healthy, 1), "paused_s": round(paused, 1),
-                "cpu_paused_total_s": round(cpu_paused, 1), "rss_mib": round(rss_mib(ctrl.pid)),
-                "idle_cpu_s": round(idle, 2), "idle_window_s": idle_window, "profiled": raw is not None,
-                "load1": round(os.getloadavg()[0], 1),
-            }  # fmt: skip
-        finally:
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(60)
-            ctrl.send_signal(signal.SIGTERM)
-            try:
-                ctrl.wait(20)
-            except subprocess.TimeoutExpired:
-                ctrl.kill()
-            log.close()
+        t0 = time.monotonic()
+        parallel(create, objs)
+        wait_all(client, ns, "Healthy", n, opts.limit, ctrl)
+        healthy = time.monotonic() - t0
+        cpu_healthy = cpu_seconds(ctrl.pid) - cpu0
+
+        def update(i: int) -> None:
+            body = {"spec": {"template": {"spec": {"containers": [
+                {"name": "super-hello", "image": "ghcr.io/gbaeke/super:1.0.2",
+                 "env": [{"name": "WELCOME", "value": "VERSION V3"}]}]}}}}  # fmt: skip
+            name = f"hello-{i:04d}"
+            client.patch(RESOURCES["Rollout"], name, body, namespace=ns, patch_type=PatchType.MERGE)
+
+        t1 = time.monotonic()
+        parallel(update, list(range(n)))
+        wait_all(client, ns, "Paused", n, opts.limit, ctrl)
+        paused = time.monotonic() - t1
+        cpu_paused = cpu_seconds(ctrl.pid) - cpu0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+            spy = None
+        time.sleep(5)
+        idle0 = cpu_seconds(ctrl.pid)
+        time.sleep(opts.idle)
+        idle = cpu_seconds(ctrl.pid) - idle0
+        result = {
+            "controller": argo_label() if which == ARGO else OURS, "which": which, "rollouts": n,
+            "replicas": opts.replicas, "healthy_s": round(healthy, 1),
+            "cpu_healthy_s": round(cpu_healthy, 1), "paused_s": round(paused, 1),
+            "cpu_paused_total_s": round(cpu_paused, 1), "rss_mib": round(rss_mib(ctrl.pid)),
+            "idle_cpu_s": round(idle, 2), "idle_window_s": opts.idle, "profiled": raw is not None,
+            "load1": round(os.getloadavg()[0], 1), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        }  # fmt: skip
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+        stop(ctrl)
+        log.close()
+        result_load = sampler.stop()
+    result["load_peak"] = round(result_load, 1)
+    result["ns_deleted_s"] = delete_namespace(client, ns, opts.delete_limit)
     if raw is not None and profile is not None and raw.exists():
         profile.write_text(top_frames(raw))
     return result
 
 
+def run_count(n: int, opts: argparse.Namespace, profile: Path | None, done: Any) -> list[Obj]:
+    """One fresh control plane; each controller of ``--controllers`` in turn, alone on it; ``done``
+    gets each row as soon as it is measured (a long count cut short keeps its finished rows)."""
+    nodes = max(3, (2 * n * max(opts.replicas, 1)) // 200 + 2)
+    with ControlPlane(nodes=nodes) as cp:
+        res = subprocess.run([str(BIN / "rollouts"), "install-crds", "--kubeconfig", str(cp.kubeconfig)],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        if res.returncode:
+            raise SystemExit(f"install-crds failed: {res.stderr}")
+        rows = []
+        for which in opts.controllers:
+            rows.append(run_controller(cp, which, n, opts, profile))
+            done(rows[-1])
+        return rows
+
+
+RATIO_KEYS = (
+    ("healthy_s", "time to Healthy"),
+    ("cpu_healthy_s", "CPU to Healthy"),
+    ("paused_s", "time to Paused"),
+    ("cpu_paused_total_s", "CPU to Paused"),
+    ("rss_mib", "RSS"),
+)
+
+
+def ratios(results: list[Obj]) -> dict[int, dict[str, float]]:
+    """Ours over Argo's, per count, for each figure of RATIO_KEYS (where both ran)."""
+    out: dict[int, dict[str, float]] = {}
+    for n in sorted({r["rollouts"] for r in results}):
+        ours = next((r for r in results if r["rollouts"] == n and r.get("which", OURS) == OURS), None)
+        argo = next((r for r in results if r["rollouts"] == n and r.get("which") == ARGO), None)
+        if ours and argo:
+            out[n] = {k: round(ours[k] / argo[k], 2) if argo[k] else float("inf") for k, _ in RATIO_KEYS}
+    return out
+
+
+def ratio_line(n: int, rs: dict[str, float]) -> str:
+    parts = ", ".join(f"{label} {rs[k]:.2f}x" for k, label in RATIO_KEYS)
+    return f"At {n:,} rollouts, pyrollouts / Argo: {parts}."
+
+
 HEADER = (
     "| rollouts | controller | apply -> all Healthy | controller CPU to Healthy | update -> all Paused "
-    "| CPU to Paused (total) | peak RSS | idle CPU | machine load |\n|---|---|---|---|---|---|---|---|---|"
+    "| CPU to Paused (total) | peak RSS | idle CPU | machine load (end, peak) |"
+    "\n|---|---|---|---|---|---|---|---|---|"
 )
 
 
 def write_docs(path: Path, results: list[Obj]) -> None:
-    """Replace the section between the scale markers of docs/benchmarks.md with this run's table."""
+    """Replace the section between the scale markers of docs/benchmarks.md with the table and ratios."""
     begin, end = "<!-- scale:begin -->", "<!-- scale:end -->"
     text = path.read_text()
     if begin not in text or end not in text:
         raise SystemExit(f"{path}: the markers {begin} and {end} are missing; add them where the table goes")
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    dates = sorted({r.get("date", "") for r in results} - {""})
+    when = f"{dates[0]} to {dates[-1]}" if len(dates) > 1 else (dates[0] if dates else "")
     table = "\n".join([HEADER, *(row(r) for r in results)])
+    lines = [ratio_line(n, rs) for n, rs in ratios(results).items()]
+    replicas = " or ".join(str(x) for x in sorted({r.get("replicas", 1) for r in results}))
     section = (
-        f"{begin}\n_Written by `bench/scale_bench.py --docs` on {stamp}; a fresh control plane per row;"
-        f" machine load: the 1-minute load average at the end of the row (2 cores)._\n\n{table}\n{end}"
+        f"{begin}\n_Written by `bench/scale_bench.py --docs` ({when}); a fresh control plane per count,"
+        f" the controllers one after the other on it, each alone in its own namespace;"
+        f" replicas per Rollout: {replicas}; machine load: the 1-minute load average at the end of the"
+        f" row and the highest seen during it (2 cores, shared)._\n\n{table}\n\n"
+        + "\n".join(f"- {x}" for x in lines)
+        + "\n\n![scale-time](img/scale-time.png)\n![scale-cpu](img/scale-cpu.png)"
+        + f"\n{end}"
     )
     head, _, rest = text.partition(begin)
     path.write_text(head + section + rest.partition(end)[2])
 
 
+def write_plots(out: Path, results: list[Obj]) -> list[Path]:
+    """Time and controller CPU against N for each controller: scale-time.png and scale-cpu.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, keys, ylabel in (
+        ("scale-time.png", (("healthy_s", "apply -> all Healthy"), ("paused_s", "update -> all Paused")),
+         "seconds (wall)"),
+        ("scale-cpu.png", (("cpu_healthy_s", "CPU to Healthy"),
+                           ("cpu_paused_total_s", "CPU to Paused (total)")),
+         "controller CPU seconds"),
+    ):  # fmt: skip
+        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+        for i, ctrl in enumerate(sorted({r["controller"] for r in results})):
+            color = f"C{i}"
+            rows = sorted((r for r in results if r["controller"] == ctrl), key=lambda r: r["rollouts"])
+            xs = [r["rollouts"] for r in rows]
+            for (key, label), style in zip(keys, ("-o", "--s"), strict=True):
+                ax.plot(xs, [r[key] for r in rows], style, color=color, label=f"{ctrl}: {label}")
+        ax.set_xlabel("rollouts (N)")
+        ax.set_ylabel(ylabel)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+        ax.set_title(f"{ylabel} against N (bench/scale_bench.py)", fontsize=10)
+        fig.tight_layout()
+        path = out / name
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def series(path: Path, name: str, fresh: list[Obj]) -> list[Obj]:
+    """The rows of series ``name`` in the JSON-lines file (the last per count and controller), so that
+    counts run separately (100,300 then 1,000) end in one table and one plot."""
+    rows: dict[tuple[int, str], Obj] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            r = json.loads(line) if line.strip() else {}
+            if r.get("series") == name:
+                rows[(r["rollouts"], r["controller"])] = r
+    for r in fresh:
+        rows[(r["rollouts"], r["controller"])] = r
+    return sorted(rows.values(), key=lambda r: (r["rollouts"], r.get("which") != ARGO))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rollouts", default="100", help="comma-separated counts, one fresh control plane each")
+    ap.add_argument("--controllers", default=f"{ARGO},{OURS}", help=f"in this order: {ARGO}, {OURS} or both")
+    ap.add_argument("--replicas", type=int, default=1, help="pods per Rollout (0: no pods)")
     ap.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU measured at the end")
     ap.add_argument("--limit", type=float, default=1800.0, help="seconds each phase may take")
+    ap.add_argument("--delete-limit", type=float, default=300.0, help="seconds to wait for a namespace to go")
     ap.add_argument("--profile", type=Path, help="write py-spy's top frames here (and <file>.raw); one count")
     ap.add_argument("--json", type=Path, help="append each result as one JSON line to this file")
-    ap.add_argument("--docs", type=Path, help="write the table into this file (docs/benchmarks.md)")
-    ap.add_argument("--label", default="pyrollouts")
-    args = ap.parse_args()
-    results = []
-    for n in (int(x) for x in args.rollouts.split(",")):
-        result = run_one(n, args.idle, args.limit, args.profile, args.label)
+    ap.add_argument("--series", default="same-run", help="the tag of this run's rows in --json")
+    ap.add_argument("--docs", type=Path, help="write the table (this series) into this file (benchmarks.md)")
+    ap.add_argument("--plots", type=Path, help="write scale-time.png and scale-cpu.png (this series) here")
+    ap.add_argument("--smoke", action="store_true", help="seconds: 2 rollouts, 1 s idle")
+    ap.add_argument("--report-only", action="store_true", help="run nothing: --docs/--plots from --json")
+    opts = ap.parse_args()
+    if opts.smoke:
+        opts.rollouts, opts.idle, opts.limit, opts.delete_limit = "2", 1.0, 300.0, 60.0
+    opts.controllers = [c.strip() for c in opts.controllers.split(",") if c.strip()]
+    bad = [c for c in opts.controllers if c not in (ARGO, OURS)]
+    if bad:
+        raise SystemExit(f"--controllers: unknown {bad}; use {ARGO}, {OURS} or both")
+    results: list[Obj] = []
+    counts = [] if opts.report_only else [int(x) for x in opts.rollouts.split(",")]
+
+    def done(result: Obj) -> None:
+        result["series"] = opts.series
         results.append(result)
         print(row(result), flush=True)
         print(json.dumps(result), flush=True)
-        if args.json:
-            with args.json.open("a") as fh:
+        if opts.json:
+            with opts.json.open("a") as fh:
                 fh.write(json.dumps(result) + "\n")
-    if args.docs:
-        write_docs(args.docs, results)
+
+    for n in counts:
+        run_count(n, opts, opts.profile, done)
+        for m, rs in ratios([r for r in results if r["rollouts"] == n]).items():
+            print(ratio_line(m, rs), flush=True)
+    shown = series(opts.json, opts.series, []) if opts.json else results
+    if opts.docs:
+        write_docs(opts.docs, shown)
+    if opts.plots:
+        for path in write_plots(opts.plots, shown):
+            print(f"wrote {path}", flush=True)
     return 0
 
 

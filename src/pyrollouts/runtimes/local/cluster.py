@@ -6,7 +6,7 @@ keeps one writer thread and makes the watch order the commit order without extra
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 
 from ...model.cluster import Obj, WatchEvent
 from .store import Store
@@ -31,6 +31,19 @@ class LocalCluster:
     ) -> list[Obj]:
         """Objects of a kind, optionally in one namespace and matching all the given labels."""
         return self.store.list(kind, namespace, labels)
+
+    async def list_owned(
+        self,
+        kind: str,
+        namespace: str,
+        owner_uids: Collection[str],
+        *,
+        also_named: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> list[Obj]:
+        """``OwnerIndexedCluster.list_owned``: one Rollout's objects through the store's owner index
+        (a reconcile reads what its Rollout has, not the namespace)."""
+        return self.store.list_owned(kind, namespace, owner_uids, also_named=also_named, labels=labels)
 
     async def create(self, kind: str, obj: Obj) -> Obj:
         """Create; raises Conflict if the name is taken, Invalid if refused. Returns the stored object."""

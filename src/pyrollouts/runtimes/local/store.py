@@ -203,6 +203,39 @@ class Store:
         objs = [json.loads(r[0]) for r in rows]
         return [o for o in objs if labels_match(o, labels)]
 
+    def list_owned(
+        self,
+        kind: str,
+        namespace: str,
+        owner_uids: Iterable[str],
+        *,
+        also_named: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> _Objs:
+        """The objects of a kind in ``namespace`` that one of ``owner_uids`` owns and, with
+        ``also_named``, those named ``<also_named>-<suffix>`` (no dash in the suffix); with
+        ``labels``, only those carrying all of them; by name. Reads the owner index and a range of
+        names: what these objects are, never every object of the namespace."""
+        with self._lock:
+            rows = []
+            for uid in owner_uids:
+                rows += self._db.execute(
+                    "SELECT o.name, o.body FROM owners w JOIN objects o "
+                    "ON o.kind=w.kind AND o.namespace=w.namespace AND o.name=w.name "
+                    "WHERE w.owner_uid=? AND w.kind=? AND w.namespace=?",
+                    (uid, kind, namespace),
+                ).fetchall()
+            if also_named:
+                # Names from "<stem>-" up to (not including) "<stem>." ('.' follows '-' in code order).
+                named = self._db.execute(
+                    "SELECT name, body FROM objects WHERE kind=? AND namespace=? AND name>=? AND name<?",
+                    (kind, namespace, also_named + "-", also_named + "."),
+                ).fetchall()
+                rows += [(n, b) for n, b in named if n.rpartition("-")[0] == also_named]
+        by_name = dict(rows)
+        objs = [json.loads(by_name[n]) for n in sorted(by_name)]
+        return [o for o in objs if labels_match(o, labels)]
+
     def owned_by(self, uid: str, kind: str | None = None) -> _Objs:
         """Objects whose ownerReferences name this uid (optionally of one kind), oldest first."""
         with self._lock:

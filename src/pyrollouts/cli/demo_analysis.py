@@ -139,13 +139,7 @@ class AnalysisDemo(Demo):
         return str(path)
 
     def runs_of(self, revision: str) -> list[dict[str, Any]]:
-        runs = self.backend.list("AnalysisRun", NAMESPACE)
-        mine = [
-            r
-            for r in runs
-            if (r["metadata"].get("annotations") or {}).get("rollout.argoproj.io/revision") == revision
-        ]
-        return sorted(mine, key=lambda r: r["metadata"].get("creationTimestamp") or "")
+        return runs_of_revision(self.backend, NAMESPACE, revision)
 
     def report(self, revision: str) -> None:
         """Each run of the revision: its phase and the error rates it measured."""
@@ -237,3 +231,15 @@ def run_analysis_demo(port_offset: int, keep: bool) -> None:
 
 
 __all__ = ["AnalysisDemo", "analysis_manifest", "run_analysis_demo"]
+
+
+def runs_of_revision(backend: Any, namespace: str, revision: str) -> list[dict[str, Any]]:
+    """The AnalysisRuns of a revision (the revision annotation the controller writes on them),
+    oldest first."""
+    runs = backend.list("AnalysisRun", namespace)
+    mine = [
+        r
+        for r in runs
+        if (r["metadata"].get("annotations") or {}).get("rollout.argoproj.io/revision") == revision
+    ]
+    return sorted(mine, key=lambda r: r["metadata"].get("creationTimestamp") or "")

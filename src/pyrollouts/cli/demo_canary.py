@@ -30,7 +30,7 @@ import yaml
 
 from .client import CliError
 from .demo import SERVER_PORT, STEP_TIMEOUT, Demo, port_free
-from .demo_analysis import Traffic, analysis_template
+from .demo_analysis import Traffic, analysis_template, runs_of_revision
 
 NAMESPACE = "my-app"
 ROLLOUT = "canary-hello"
@@ -188,14 +188,7 @@ class CanaryDemo(Demo):
         return line
 
     def runs_of(self, revision: str) -> list[dict[str, Any]]:
-        """The AnalysisRuns of a revision (the revision annotation the controller writes on them)."""
-        runs = self.backend.list("AnalysisRun", NAMESPACE)
-        mine = [
-            r
-            for r in runs
-            if (r["metadata"].get("annotations") or {}).get("rollout.argoproj.io/revision") == revision
-        ]
-        return sorted(mine, key=lambda r: r["metadata"].get("creationTimestamp") or "")
+        return runs_of_revision(self.backend, NAMESPACE, revision)
 
     def report_runs(self, runs: list[dict[str, Any]]) -> None:
         for run in runs:

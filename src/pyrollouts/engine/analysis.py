@@ -113,9 +113,9 @@ def reconcile(ctx: Ctx, roles: Roles, pc: PauseContext, *, fast_rollback: bool) 
     else:
         runs = Runs()
         runs.pre = _reconcile_one(ctx, roles, pc, pre, _PRE)
-        _verdict(ctx, pc, runs.pre, "pre")
+        verdict(ctx, pc, runs.pre, "Blue/green pre-promotion")
         runs.post = _reconcile_one(ctx, roles, pc, post, _POST)
-        _verdict(ctx, pc, runs.post, "post")
+        verdict(ctx, pc, runs.post, "Blue/green post-promotion")
     current = {r.name for r in (runs.pre, runs.post) if r is not None}
     others = [r for r in others if r.name not in current]
     _terminate(ctx, *others)
@@ -227,8 +227,10 @@ def _needs_new(ctx: Ctx, current: AnalysisRunState | None) -> bool:
     return st.aborted_at is not None
 
 
-def _verdict(ctx: Ctx, pc: PauseContext, run: AnalysisRunState | None, which: str) -> None:
-    """setPauseOrAbortForBlueGreen: Inconclusive pauses, Failed or Error aborts."""
+def verdict(ctx: Ctx, pc: PauseContext, run: AnalysisRunState | None, what: str) -> None:
+    """A run's verdict on the Rollout, for every kind of analysis (Argo's
+    setPauseOrAbortForBlueGreen and the canary's step and background runs): Inconclusive pauses,
+    Failed or Error aborts with "<what> analysis phase error/failed"."""
     if run is None:
         return
     if run.phase == PHASE_INCONCLUSIVE:
@@ -237,7 +239,7 @@ def _verdict(ctx: Ctx, pc: PauseContext, run: AnalysisRunState | None, which: st
             pc.conditions.append(pause)
             pc.controller_pause = True
     elif run.phase in (PHASE_FAILED, PHASE_ERROR):
-        message = f"Blue/green {which}-promotion analysis phase error/failed"
+        message = f"{what} analysis phase error/failed"
         if run.message:
             message += f": {run.message}"
         pc.request_abort(message)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..model import names
-from ..model.analysis import PHASE_ERROR, PHASE_FAILED, PHASE_INCONCLUSIVE, PHASE_SUCCESSFUL
-from ..model.rollout import PauseCondition, RolloutAnalysis
+from ..model.analysis import PHASE_INCONCLUSIVE, PHASE_SUCCESSFUL
+from ..model.rollout import RolloutAnalysis
 from . import analysis
 from .canarysteps import Steps
 from .context import Ctx
@@ -80,7 +80,7 @@ def _reconcile_background(
     if current is None or pc.retrying or _promoted_inconclusive(ctx, current):
         kind = analysis.RunKind("", names.ROLLOUT_TYPE_BACKGROUND, "spec.strategy.canary.analysis")
         return _create(ctx, roles, spec, kind, {})
-    _verdict(ctx, pc, current, "Background")
+    analysis.verdict(ctx, pc, current, "Background")
     return current
 
 
@@ -100,7 +100,7 @@ def _reconcile_step(
             str(steps.index), names.ROLLOUT_TYPE_STEP, f"spec.strategy.canary.steps[{steps.index}].analysis"
         )
         return _create(ctx, roles, step.analysis, kind, {names.STEP_INDEX_LABEL: str(steps.index)})
-    _verdict(ctx, pc, current, "Step-based")
+    analysis.verdict(ctx, pc, current, "Step-based")
     return current
 
 
@@ -128,21 +128,6 @@ def _create(
         name=run_name, labels=meta["labels"], phase="", message="", terminate=False,
         creation_timestamp=ctx.now_s, obj=body,
     )  # fmt: skip
-
-
-def _verdict(ctx: Ctx, pc: PauseContext, run: AnalysisRunState, what: str) -> None:
-    """Inconclusive pauses, Failed or Error aborts (Argo's reconcileStepBasedAnalysisRun and
-    reconcileBackgroundAnalysisRun)."""
-    if run.phase == PHASE_INCONCLUSIVE:
-        if not any(p.reason == names.PAUSE_INCONCLUSIVE_ANALYSIS for p in pc.conditions):
-            pause = PauseCondition(reason=names.PAUSE_INCONCLUSIVE_ANALYSIS, start_time=ctx.now_s)
-            pc.conditions.append(pause)
-            pc.controller_pause = True
-    elif run.phase in (PHASE_FAILED, PHASE_ERROR):
-        message = f"{what} analysis phase error/failed"
-        if run.message:
-            message += f": {run.message}"
-        pc.request_abort(message)
 
 
 def step_succeeded(run: AnalysisRunState | None) -> bool:

@@ -49,7 +49,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "k8s"))
 
+import httpx2  # noqa: E402
 from lightkube import Client, KubeConfig  # noqa: E402
+from lightkube.core.exceptions import ApiError  # noqa: E402
 from lightkube.types import PatchType  # noqa: E402
 
 from harness.k8s_cluster import ControlPlane, tool_path, tool_versions  # noqa: E402
@@ -130,22 +132,62 @@ class LoadSampler:
 def wait_all(
     client: Client, ns: str, phase: str, n: int, limit: float, proc: subprocess.Popen[bytes]
 ) -> float:
-    started = time.monotonic()
+    started = last_report = time.monotonic()
+    # A list of every Rollout each poll: once a second up to 1,000, then less often, so the bench's
+    # own reads do not load the API server it measures (at 10,000 a list is tens of megabytes).
+    every = max(1.0, n / 1000)
     while True:
         got = phases(client, ns)
         if got.get(phase, 0) >= n:
             return time.monotonic() - started
         if proc.poll() is not None:
             raise SystemExit(f"the controller exited with {proc.returncode}")
-        if time.monotonic() - started > limit:
-            raise SystemExit(f"not all {phase} after {limit:.0f} s: {dict(got)}")
-        time.sleep(1.0)
+        now = time.monotonic()
+        if now - started > limit:
+            raise SystemExit(
+                f"not all {phase} after {limit:.0f} s: {dict(got)}; controller CPU so far "
+                f"{cpu_seconds(proc.pid):.1f} s, RSS {rss_mib(proc.pid):.0f} MiB"
+            )
+        if now - last_report >= 30:
+            last_report = now
+            print(
+                f"  {now - started:5.0f} s: {got.get(phase, 0)}/{n} {phase} {dict(got)}; controller CPU "
+                f"{cpu_seconds(proc.pid):.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        time.sleep(every)
+
+
+def retrying(call: Any, *, done_if_exists: bool = False, tries: int = 5) -> None:
+    """Call; again after a timeout or a 429/5xx of a busy API server (at 1,000 Rollouts and more a
+    create could time out and end the run). A create retried after a first try that did land meets
+    409 AlreadyExists: with ``done_if_exists`` that is success. Both calls of the bench are idempotent."""
+    for attempt in range(tries):
+        try:
+            call()
+            return
+        except ApiError as exc:
+            if done_if_exists and exc.status.code == 409:
+                return
+            if exc.status.code not in (429, 500, 503, 504) or attempt == tries - 1:
+                raise
+        except httpx2.TransportError:
+            if attempt == tries - 1:
+                raise
+        time.sleep(1.0 + attempt)
 
 
 def parallel(fn: Any, items: list[Any], threads: int = 8) -> None:
+    started = last_report = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        for f in [pool.submit(fn, it) for it in items]:
+        for done, f in enumerate([pool.submit(fn, it) for it in items], 1):
             f.result()
+            if time.monotonic() - last_report >= 30:
+                last_report = time.monotonic()
+                print(
+                    f"  {last_report - started:5.0f} s: {done}/{len(items)} sent", file=sys.stderr, flush=True
+                )
 
 
 def top_frames(raw: Path, count: int = 25) -> str:
@@ -274,7 +316,7 @@ def run_controller(
         objs = [o for i in range(n) for o in seed(i, opts.replicas)]
 
         def create(o: Obj) -> None:
-            client.create(RESOURCES[o["kind"]].from_dict(o))
+            retrying(lambda: client.create(RESOURCES[o["kind"]].from_dict(o)), done_if_exists=True)
 
         t0 = time.monotonic()
         parallel(create, objs)
@@ -287,7 +329,11 @@ def run_controller(
                 {"name": "super-hello", "image": "ghcr.io/gbaeke/super:1.0.2",
                  "env": [{"name": "WELCOME", "value": "VERSION V3"}]}]}}}}  # fmt: skip
             name = f"hello-{i:04d}"
-            client.patch(RESOURCES["Rollout"], name, body, namespace=ns, patch_type=PatchType.MERGE)
+            retrying(
+                lambda: client.patch(
+                    RESOURCES["Rollout"], name, body, namespace=ns, patch_type=PatchType.MERGE
+                )
+            )
 
         t1 = time.monotonic()
         parallel(update, list(range(n)))
@@ -327,7 +373,8 @@ def run_controller(
 def run_count(n: int, opts: argparse.Namespace, profile: Path | None, done: Any) -> list[Obj]:
     """One fresh control plane; each controller of ``--controllers`` in turn, alone on it; ``done``
     gets each row as soon as it is measured (a long count cut short keeps its finished rows)."""
-    nodes = max(3, (2 * n * max(opts.replicas, 1)) // 200 + 2)
+    # Room for the old and the new pod of every Rollout at kwok's default of 110 pods per node.
+    nodes = max(3, (2 * n * opts.replicas) // 200 + 2)
     with ControlPlane(nodes=nodes) as cp:
         res = subprocess.run([str(BIN / "rollouts"), "install-crds", "--kubeconfig", str(cp.kubeconfig)],
                              capture_output=True, text=True, timeout=120)  # fmt: skip

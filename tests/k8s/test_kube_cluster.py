@@ -11,10 +11,12 @@ import kube_helpers
 import pytest
 import yaml
 from kube_helpers import REPO
+from lightkube.types import PatchType
 
 from harness.k8s_cluster import ControlPlane
 from pyrollouts.model.cluster import Conflict, Invalid, NotFound
 from pyrollouts.runtimes.kubernetes.cluster import KubeCluster, make_client
+from pyrollouts.runtimes.kubernetes.resources import RESOURCES
 
 _crds = pytest.fixture(name="crds")(kube_helpers.crds_fixture)
 
@@ -111,6 +113,103 @@ def test_cluster_protocol(control_plane: ControlPlane, namespace: str, crds: Non
             await cluster.close()
 
     asyncio.run(go())
+
+
+def test_controller_reads_the_rollout_from_its_cache_unless_older_than_it_knows(
+    control_plane: ControlPlane, namespace: str, crds: None
+) -> None:
+    """``cached_rollout_reads`` (the operator's): a Rollout is read from the watch cache, with no
+    request, whenever the cached copy is the newest version this client has seen; after its own
+    write, until the cache has it, and after a lost race, it is read live, never older."""
+
+    async def go() -> None:
+        cluster = KubeCluster(
+            make_client(str(control_plane.kubeconfig)), namespace=namespace, cached_rollout_reads=True
+        )
+        await cluster.start(timeout=120)
+        try:
+            created = await cluster.create("Rollout", _rollout(namespace))
+            rv0 = created["metadata"]["resourceVersion"]
+
+            async def cached_version() -> str | None:
+                assert cluster.informers is not None
+                obj = cluster.informers.informers["Rollout"].get(namespace, "super-hello")
+                return obj["metadata"]["resourceVersion"] if obj else None
+
+            async def until_cached(rv: str) -> None:
+                async with asyncio.timeout(120):
+                    while await cached_version() != rv:
+                        await asyncio.sleep(0.02)
+
+            await until_cached(rv0)
+            cluster.requests.clear()
+            got = await cluster.get("Rollout", namespace, "super-hello")
+            assert got["metadata"]["resourceVersion"] == rv0 and got["kind"] == "Rollout"
+            assert not cluster.requests, "served from the cache"
+
+            # Our own write: until the cache has it, a read is live and returns it (never rv0).
+            out = await cluster.patch(
+                "Rollout",
+                namespace,
+                "super-hello",
+                {"status": {"abort": True}},
+                subresource="status",
+                resource_version=rv0,
+            )
+            rv1 = out["metadata"]["resourceVersion"]
+            cluster.requests.clear()
+            got = await cluster.get("Rollout", namespace, "super-hello")
+            assert got["metadata"]["resourceVersion"] == rv1 and got["status"]["abort"] is True
+            if await cached_version() != rv1:
+                assert cluster.requests["get Rollout"] == 1
+            await until_cached(rv1)
+            cluster.requests.clear()
+            assert (await cluster.get("Rollout", namespace, "super-hello"))["metadata"][
+                "resourceVersion"
+            ] == rv1
+            assert not cluster.requests
+
+            # A lost race (a stale precondition): the next read is live.
+            with pytest.raises(Conflict):
+                await cluster.patch(
+                    "Rollout",
+                    namespace,
+                    "super-hello",
+                    {"status": {"abort": False}},
+                    subresource="status",
+                    resource_version=rv0,
+                )
+            cluster.requests.clear()
+            assert (await cluster.get("Rollout", namespace, "super-hello"))["metadata"][
+                "resourceVersion"
+            ] == rv1
+            assert cluster.requests["get Rollout"] == 1
+            cluster.requests.clear()
+            await cluster.get("Rollout", namespace, "super-hello")
+            assert not cluster.requests, "the live read told it the cache is current again"
+
+            # Someone else's write the client has not seen: the cache's newer copy is read live once.
+            await cluster.client.patch(
+                RESOURCES["Rollout"],
+                "super-hello",
+                {"metadata": {"labels": {"x": "y"}}},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+            )
+            await until_cached(await _live_version(cluster, namespace))
+            cluster.requests.clear()
+            got = await cluster.get("Rollout", namespace, "super-hello")
+            assert got["metadata"]["labels"] == {"x": "y"}
+            assert cluster.requests["get Rollout"] == 1
+        finally:
+            await cluster.close()
+
+    asyncio.run(go())
+
+
+async def _live_version(cluster: KubeCluster, namespace: str) -> str:
+    item = await cluster.client.get(RESOURCES["Rollout"], "super-hello", namespace=namespace)
+    return str(item.to_dict()["metadata"]["resourceVersion"])
 
 
 def _rs(ns: str, name: str) -> dict[str, Any]:

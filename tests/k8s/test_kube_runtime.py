@@ -19,6 +19,7 @@ import pytest
 import runtime_support
 import yaml
 from kube_helpers import (
+    REPO,
     admin_client,
     apply,
     audit_writes,
@@ -263,6 +264,44 @@ def _abort_race(rt: RuntimeEnv, attempts: int) -> None:
         # retry: back to the pause, for the next attempt
         merge_patch(rt.client, "Rollout", NAME, ns, {"status": {"abort": False}}, status=True)
         rt.wait_phase("Paused", 30, f"Paused after retry\n{ctrl.log_tail()}")
+
+
+# -- spec.workloadRef: the Deployment is watched --------------------------------------------------------
+def test_workload_ref_deployment_change_alone_is_a_new_revision(rt: RuntimeEnv) -> None:
+    """A change to the referenced Deployment, with no other write, reaches the controller through its
+    watch: a new revision, paused on the preview Service. (The operator once cached no Deployments,
+    so such a change waited for the 15-minute resync unless some other event came by; a CI run of
+    the workload-ref scenario lost that race.)"""
+    objs = list(
+        yaml.safe_load_all((REPO / "tests/scenarios/manifests/super-hello-workload.yaml").read_text())
+    )
+    rt.apply_all(objs)
+    ctrl = rt.start_controller()
+    rt.wait_healthy(1, 60, f"Healthy on revision 1\n{ctrl.log_tail()}")
+    deploy = next(o for o in objs if o["kind"] == "Deployment")
+    body = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            **deploy["spec"]["template"]["spec"]["containers"][0],
+                            "env": [{"name": "WELCOME", "value": "V3"}],
+                        }
+                    ]
+                }
+            }
+        }
+    }
+    merge_patch(rt.client, "Deployment", deploy["metadata"]["name"], rt.ns, body)
+
+    def paused_on_2() -> bool:
+        st, rss = rt.status(), rt.revisions()
+        return st.get("phase") == "Paused" and 2 in rss and rt.svc_hash(PREVIEW) == rs_hash(rss[2])
+
+    # Generous for a loaded machine, and far below the resync (900 s) that was the only other path.
+    wait_for(paused_on_2, 90, f"Paused on revision 2 after the Deployment changed\n{ctrl.log_tail()}")
+    assert rt.svc_hash(ACTIVE) == rs_hash(rt.revisions()[1])
 
 
 # -- adoption of what Argo left -----------------------------------------------------------------------

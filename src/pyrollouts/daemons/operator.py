@@ -108,7 +108,11 @@ async def operate(
 
     metrics = ControllerMetrics(rollouts)
     cluster = KubeCluster(
-        client, namespace=namespace, on_event=metrics.count_event, cached_kinds=CONTROLLER_CACHED_KINDS
+        client,
+        namespace=namespace,
+        on_event=metrics.count_event,
+        cached_kinds=CONTROLLER_CACHED_KINDS,
+        cached_rollout_reads=True,
     )
     state: dict[str, Any] = {"leader": not leader_elect, "controller": None}
 

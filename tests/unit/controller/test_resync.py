@@ -1,10 +1,13 @@
-"""The operator's periodic resync (Argo's --rollout-resync) queues every Rollout again."""
+"""The operator's periodic resync (Argo's --rollout-resync) queues every Rollout again, and its
+caches hold every kind the rollout controller watches."""
 
 from __future__ import annotations
 
 import asyncio
 
+from pyrollouts.controller.controller import ANALYSIS_KINDS, WATCHED_KINDS, WORKLOAD_KINDS
 from pyrollouts.daemons.operator import resync_every
+from pyrollouts.runtimes.kubernetes.cluster import CONTROLLER_CACHED_KINDS
 
 
 class _Counting:
@@ -31,3 +34,10 @@ async def test_zero_turns_it_off() -> None:
     ctrl = _Counting()
     await asyncio.wait_for(resync_every(ctrl, 0), 5)
     assert ctrl.requeues == 0
+
+
+def test_the_operator_caches_every_kind_the_controller_follows() -> None:
+    """The rollout controller falls back to fewer watches when the cluster's caches lack a kind; the
+    operator's must hold them all, or a workloadRef Deployment change waits for the resync
+    (tests/k8s/test_kube_runtime.py shows the change arriving through the watch)."""
+    assert {*WATCHED_KINDS, *WORKLOAD_KINDS, *ANALYSIS_KINDS} <= set(CONTROLLER_CACHED_KINDS)

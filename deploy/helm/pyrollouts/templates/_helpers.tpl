@@ -61,7 +61,8 @@ app.kubernetes.io/component: dashboard
 
 {{/*
 The controller's grants, exactly what it calls (tests/k8s/test_helm_install.py checks them against
-the apiserver audit log). ReplicaSets, Services and Pods are read from watch caches, so no `get`.
+the apiserver audit log). ReplicaSets, Services, Pods and Deployments (spec.workloadRef) are read
+from watch caches, so no `get`.
 AnalysisRuns are watched (their Rollouts follow them) and read fresh before a measurement; the
 analysis controller writes their status; templates are read when a run is made from them; the job
 metric provider creates, reads, lists and deletes Jobs (their pods are read from the cache). The
@@ -88,6 +89,9 @@ granted separately, in the release namespace only.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch", "patch", "delete"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

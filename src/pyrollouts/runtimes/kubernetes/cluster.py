@@ -7,8 +7,12 @@ the ``/status`` subresource. The API server's refusals map onto the protocol's e
 NotFound, 409 Conflict, 400/422 Invalid (carrying the server's own message, which names the field).
 
 Reads of ReplicaSets, Services and Pods are served from the informers' caches once they have
-synced; the Rollout itself is always read from the API server, because its resourceVersion is the
-precondition of our status write and a stale copy would only cost a lost race and a replan.
+synced. The Rollout is read from the API server, because its resourceVersion is the precondition of
+our status write, except for the controller (``cached_rollout_reads``): there a GET at the start of
+every reconcile was a sixth of its CPU at scale (docs/benchmarks.md), so it reads the cache's copy
+whenever that copy is not older than the newest version this client has seen (from its own writes'
+responses and its live reads); after a write of ours the cache has not received yet, or a lost race,
+it reads live once. Argo's controller plans from its informer's copy alone.
 """
 
 from __future__ import annotations
@@ -35,10 +39,13 @@ FIELD_MANAGER = "rollouts-controller"
 
 #: The kinds the caches hold by default (the dashboard's).
 CACHED_KINDS = ("Rollout", "ReplicaSet", "Service", "Pod")
-#: The controller's: AnalysisRuns too (a run's phase moving requeues its Rollout).
-CONTROLLER_CACHED_KINDS = (*CACHED_KINDS, "AnalysisRun")
+#: The controller's: AnalysisRuns too (a run's phase moving requeues its Rollout), and Deployments
+#: (a change to a spec.workloadRef Deployment is a new revision of the Rollouts that name it; Argo's
+#: controller watches them too). Without them such a change waited for the next resync.
+CONTROLLER_CACHED_KINDS = (*CACHED_KINDS, "AnalysisRun", "Deployment")
 #: Read from the API server on every get, never from a cache: the objects a reconcile starts from
-#: and then writes with their resourceVersion as a precondition.
+#: and then writes with their resourceVersion as a precondition (the Rollout from the cache where
+#: ``cached_rollout_reads`` allows it, see the module's docstring).
 FRESH_KINDS = frozenset({"Rollout", "AnalysisRun"})
 
 
@@ -104,10 +111,16 @@ class KubeCluster:
         cache: bool = True,
         on_event: Callable[[Obj], None] | None = None,
         cached_kinds: Sequence[str] = CACHED_KINDS,
+        cached_rollout_reads: bool = False,
     ) -> None:
         self.client = client
         self.namespace = namespace
         self.cached_kinds = tuple(cached_kinds)
+        self.cached_rollout_reads = cached_rollout_reads
+        #: (namespace, name) -> the newest resourceVersion of that Rollout this client has seen ("":
+        #: a write of ours lost a race, read it live next). A cached copy with another version is
+        #: either behind our own write or ahead of it: both are read live once.
+        self._rollout_seen: dict[tuple[str, str], str] = {}
         self.informers: InformerSet | None = (
             InformerSet(client, self.cached_kinds, namespace) if cache else None
         )
@@ -141,6 +154,10 @@ class KubeCluster:
     # -- the Cluster protocol ----------------------------------------------------------------
     async def get(self, kind: str, namespace: str, name: str) -> Obj:
         """The object; raises NotFound."""
+        if kind == "Rollout" and self.cached_rollout_reads:
+            cached = self._current_cached_rollout(namespace, name)
+            if cached is not None:
+                return cached
         cache = None if kind in FRESH_KINDS else self._cache_for(kind, namespace)
         if cache is not None:
             obj = cache.get(namespace, name)
@@ -151,8 +168,31 @@ class KubeCluster:
         try:
             item = await self.client.get(resource_of(kind), name, namespace=self._ns(kind, namespace))
         except ApiError as exc:
+            if kind == "Rollout":
+                self._rollout_seen.pop((namespace, name), None)
             raise translate(exc, f"{kind} {namespace}/{name}") from None
-        return self._with_kind(kind, _plain(item))
+        out = self._with_kind(kind, _plain(item))
+        self._saw_rollout(kind, namespace, name, out)
+        return out
+
+    def _current_cached_rollout(self, namespace: str, name: str) -> Obj | None:
+        """The cache's copy of a Rollout when it is the newest version this client has seen (see
+        ``_rollout_seen``); None: read it from the API server."""
+        inf = self.informers.informers.get("Rollout") if self.informers is not None else None
+        if inf is None or not inf.synced.is_set() or not inf.covers(namespace):
+            return None
+        obj = inf.get(namespace, name)
+        if obj is None:
+            return None
+        seen = self._rollout_seen.get((namespace, name))
+        if seen is not None and seen != obj.get("metadata", {}).get("resourceVersion"):
+            return None
+        obj.setdefault("kind", "Rollout")
+        return obj
+
+    def _saw_rollout(self, kind: str, namespace: str, name: str, obj: Obj) -> None:
+        if kind == "Rollout" and self.cached_rollout_reads:
+            self._rollout_seen[(namespace, name)] = str(obj.get("metadata", {}).get("resourceVersion", ""))
 
     async def list(
         self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
@@ -246,8 +286,12 @@ class KubeCluster:
                 res, name, body, namespace=self._ns(kind, namespace), patch_type=PatchType.MERGE
             )
         except ApiError as exc:
+            if kind == "Rollout" and self.cached_rollout_reads:
+                self._rollout_seen[(namespace, name)] = ""  # lost a race, or gone: read live next
             raise translate(exc, f"patch {kind} {namespace}/{name}") from None
-        return self._with_kind(kind, _plain(out))
+        result = self._with_kind(kind, _plain(out))
+        self._saw_rollout(kind, namespace, name, result)
+        return result
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete (cascading to owned objects in the background); raises NotFound."""

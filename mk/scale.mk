@@ -5,7 +5,7 @@
 # to docs/bench/scale.jsonl (tagged SCALE_SERIES), writes that series' table and ratios into
 # docs/benchmarks.md (between the scale markers) and its plots into docs/img/scale-*.png.
 .PHONY: bench-scale
-SCALE_ROLLOUTS ?= 100,300
+SCALE_ROLLOUTS ?= 100,300,1000
 SCALE_IDLE ?= 60
 SCALE_SERIES ?= same-run-$(shell date -u +%Y-%m-%d)
 

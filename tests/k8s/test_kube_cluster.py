@@ -44,24 +44,10 @@ def test_cluster_protocol(control_plane: ControlPlane, namespace: str, crds: Non
                 await cluster.get("ReplicaSet", namespace, "nope")  # from the cache
             rv = created["metadata"]["resourceVersion"]
             # status only through the subresource; a stale resourceVersion is a Conflict
-            out = await cluster.patch(
-                "Rollout",
-                namespace,
-                "super-hello",
-                {"status": {"abort": True}},
-                subresource="status",
-                resource_version=rv,
-            )
+            out = await _set_abort(cluster, namespace, True, rv)
             assert out["status"]["abort"] is True
             with pytest.raises(Conflict):
-                await cluster.patch(
-                    "Rollout",
-                    namespace,
-                    "super-hello",
-                    {"status": {"abort": False}},
-                    subresource="status",
-                    resource_version=rv,
-                )
+                await _set_abort(cluster, namespace, False, rv)
             assert (await cluster.get("Rollout", namespace, "super-hello"))["status"]["abort"] is True
             # the API server's refusal, with its own message
             bad = {
@@ -127,66 +113,43 @@ def test_controller_reads_the_rollout_from_its_cache_unless_older_than_it_knows(
             make_client(str(control_plane.kubeconfig)), namespace=namespace, cached_rollout_reads=True
         )
         await cluster.start(timeout=120)
-        try:
-            created = await cluster.create("Rollout", _rollout(namespace))
-            rv0 = created["metadata"]["resourceVersion"]
+        assert cluster.informers is not None
+        cache = cluster.informers.informers["Rollout"]
 
-            async def cached_version() -> str | None:
-                assert cluster.informers is not None
-                obj = cluster.informers.informers["Rollout"].get(namespace, "super-hello")
-                return obj["metadata"]["resourceVersion"] if obj else None
+        def cached_version() -> str | None:
+            obj = cache.get(namespace, "super-hello")
+            return obj["metadata"]["resourceVersion"] if obj else None
 
-            async def until_cached(rv: str) -> None:
-                async with asyncio.timeout(120):
-                    while await cached_version() != rv:
-                        await asyncio.sleep(0.02)
+        async def until_cached(rv: str) -> None:
+            async with asyncio.timeout(120):
+                while cached_version() != rv:
+                    await asyncio.sleep(0.02)
 
-            await until_cached(rv0)
+        async def read() -> tuple[str, int]:
+            """The version a get returns, and how many live GETs it cost."""
             cluster.requests.clear()
             got = await cluster.get("Rollout", namespace, "super-hello")
-            assert got["metadata"]["resourceVersion"] == rv0 and got["kind"] == "Rollout"
-            assert not cluster.requests, "served from the cache"
+            assert got["kind"] == "Rollout"
+            return got["metadata"]["resourceVersion"], cluster.requests["get Rollout"]
+
+        try:
+            rv0 = (await cluster.create("Rollout", _rollout(namespace)))["metadata"]["resourceVersion"]
+            await until_cached(rv0)
+            assert await read() == (rv0, 0), "served from the cache"
 
             # Our own write: until the cache has it, a read is live and returns it (never rv0).
-            out = await cluster.patch(
-                "Rollout",
-                namespace,
-                "super-hello",
-                {"status": {"abort": True}},
-                subresource="status",
-                resource_version=rv0,
-            )
+            out = await _set_abort(cluster, namespace, True, rv0)
             rv1 = out["metadata"]["resourceVersion"]
-            cluster.requests.clear()
-            got = await cluster.get("Rollout", namespace, "super-hello")
-            assert got["metadata"]["resourceVersion"] == rv1 and got["status"]["abort"] is True
-            if await cached_version() != rv1:
-                assert cluster.requests["get Rollout"] == 1
+            in_cache_already = cached_version() == rv1
+            assert await read() == (rv1, 0 if in_cache_already else 1)
             await until_cached(rv1)
-            cluster.requests.clear()
-            assert (await cluster.get("Rollout", namespace, "super-hello"))["metadata"][
-                "resourceVersion"
-            ] == rv1
-            assert not cluster.requests
+            assert await read() == (rv1, 0)
 
-            # A lost race (a stale precondition): the next read is live.
+            # A lost race (a stale precondition): the next read is live, the one after cached.
             with pytest.raises(Conflict):
-                await cluster.patch(
-                    "Rollout",
-                    namespace,
-                    "super-hello",
-                    {"status": {"abort": False}},
-                    subresource="status",
-                    resource_version=rv0,
-                )
-            cluster.requests.clear()
-            assert (await cluster.get("Rollout", namespace, "super-hello"))["metadata"][
-                "resourceVersion"
-            ] == rv1
-            assert cluster.requests["get Rollout"] == 1
-            cluster.requests.clear()
-            await cluster.get("Rollout", namespace, "super-hello")
-            assert not cluster.requests, "the live read told it the cache is current again"
+                await _set_abort(cluster, namespace, False, rv0)
+            assert await read() == (rv1, 1)
+            assert await read() == (rv1, 0), "the live read told it the cache is current again"
 
             # Someone else's write the client has not seen: the cache's newer copy is read live once.
             await cluster.client.patch(
@@ -196,20 +159,30 @@ def test_controller_reads_the_rollout_from_its_cache_unless_older_than_it_knows(
                 namespace=namespace,
                 patch_type=PatchType.MERGE,
             )
-            await until_cached(await _live_version(cluster, namespace))
-            cluster.requests.clear()
-            got = await cluster.get("Rollout", namespace, "super-hello")
-            assert got["metadata"]["labels"] == {"x": "y"}
-            assert cluster.requests["get Rollout"] == 1
+            rv2 = str(
+                (
+                    await cluster.client.get(RESOURCES["Rollout"], "super-hello", namespace=namespace)
+                ).to_dict()["metadata"]["resourceVersion"]
+            )
+            await until_cached(rv2)
+            assert await read() == (rv2, 1)
+            assert await read() == (rv2, 0)
         finally:
             await cluster.close()
 
     asyncio.run(go())
 
 
-async def _live_version(cluster: KubeCluster, namespace: str) -> str:
-    item = await cluster.client.get(RESOURCES["Rollout"], "super-hello", namespace=namespace)
-    return str(item.to_dict()["metadata"]["resourceVersion"])
+async def _set_abort(cluster: KubeCluster, namespace: str, value: bool, rv: str) -> dict[str, Any]:
+    """Write status.abort with ``rv`` as the precondition, as the controller writes status."""
+    return await cluster.patch(
+        "Rollout",
+        namespace,
+        "super-hello",
+        {"status": {"abort": value}},
+        subresource="status",
+        resource_version=rv,
+    )
 
 
 def _rs(ns: str, name: str) -> dict[str, Any]:

@@ -239,8 +239,12 @@ def scale_down_old(ctx: Ctx, old: list[ReplicaSetState], new_deadlines: dict[str
     for rs in sorted(old, key=lambda r: (revision_of(r), r.name), reverse=True):
         if rs.replicas == 0:
             continue
-        deadline = new_deadlines.get(rs.name) or deadline_of(rs)
-        fresh = rs.name in new_deadlines
+        # A deadline already on the RS wins over one the switch gives (Argo adds one only where
+        # there is none): a switch planned again from a cache that missed the first one (after
+        # an API outage) must not push the old RS's scale-down further out.
+        existing = deadline_of(rs)
+        deadline = existing or new_deadlines.get(rs.name)
+        fresh = existing is None and rs.name in new_deadlines
         if deadline is None and not has_deadline(rs) and delay > 0:
             deadline, fresh = ctx.now + timedelta(seconds=delay), True
         if deadline is not None and deadline > ctx.now and (limit is None or waiting < limit):

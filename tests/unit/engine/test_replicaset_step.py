@@ -105,6 +105,21 @@ def test_old_rss_wait_for_their_deadline_within_the_revision_limit() -> None:
     assert _scales(c) == [("super-hello-a", 0)]
 
 
+def test_a_switch_planned_again_keeps_the_deadline_the_old_rs_has() -> None:
+    """A switch planned again from a Service cache that missed the first one (after an API outage)
+    gives the old RS a new deadline; the one it has (written by the first switch) stays."""
+    first = NOW + timedelta(seconds=30)
+    old = rs("a", revision=1, annotations={names.SCALE_DOWN_DEADLINE_ANNOTATION: rfc3339(first)})
+    c = ctx(rollout(), [old])
+    replicaset.scale_down_old(c, [old], {old.name: NOW + timedelta(seconds=600)})
+    assert not [x for x in c.actions if isinstance(x, SetScaleDownDeadline)] and c.requeues == [30.0]
+    fresh = rs("b", revision=1)
+    c = ctx(rollout(), [fresh])
+    replicaset.scale_down_old(c, [fresh], {fresh.name: NOW + timedelta(seconds=600)})
+    at = rfc3339(NOW + timedelta(seconds=600))
+    assert [(x.name, x.deadline) for x in c.actions if isinstance(x, SetScaleDownDeadline)] == [(fresh.name, at)]
+
+
 def test_an_aborted_new_rs_gets_its_deadline_once_the_stable_rs_is_back() -> None:
     c = ctx(rollout(), [rs(OLD), rs(NEW)])
     replicaset.abort_scale_down(c, c.rss[1], c.rss[0], active_is_stable=True)

@@ -294,12 +294,44 @@ def delete_namespace(client: Client, ns: str, limit: float) -> float | None:
     return None
 
 
+#: The bench's own client announces itself so that the audit log tells its requests apart.
+BENCH_AGENT = "pyrollouts-scale-bench"
+#: The control plane's own agents (their requests in the namespace are not the controller's).
+PLATFORM_AGENTS = ("kube-controller-manager", "kube-scheduler", "kwok", BENCH_AGENT)
+
+
+def tally_requests(audit_log: Path, ns: str) -> dict[str, dict[str, int]]:
+    """The API requests on objects of ``ns`` in the audit log, by user agent (its product token)
+    and by "verb resource[/subresource]", the bench's and the control plane's own left out: what
+    each controller asked of the API server (a watch counts once, when it ends)."""
+    out: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    with audit_log.open(errors="replace") as f:
+        for line in f:
+            if f'"{ns}"' not in line:
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            ref = ev.get("objectRef") or {}
+            agent = str(ev.get("userAgent", "")).split("/")[0]
+            if ref.get("namespace") != ns or ev.get("stage") != "ResponseComplete":
+                continue
+            if agent in PLATFORM_AGENTS:
+                continue
+            what = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            out[agent][f"{ev.get('verb')} {what}"] += 1
+    return {agent: dict(c.most_common()) for agent, c in out.items()}
+
+
 def run_controller(
     cp: ControlPlane, which: str, n: int, opts: argparse.Namespace, profile: Path | None
 ) -> Obj:
     """One controller alone on the control plane, in a namespace of its own: one table row."""
     ns = cp.create_namespace(f"scale-{which}")
     client = Client(KubeConfig.from_file(str(cp.kubeconfig)), namespace=ns, field_manager="scale-bench")
+    # lightkube has no user-agent option: set it on its httpx client (tally_requests reads it).
+    client._client._client.headers["User-Agent"] = f"{BENCH_AGENT}/1"
     log = (cp.root / "logs" / f"{which}-controller.log").open("ab")
     sampler = LoadSampler()
     ctrl = start_controller(which, cp.kubeconfig, ns, log)
@@ -364,6 +396,7 @@ def run_controller(
         log.close()
         result_load = sampler.stop()
     result["load_peak"] = round(result_load, 1)
+    result["requests"] = tally_requests(cp.audit_log, ns)
     result["ns_deleted_s"] = delete_namespace(client, ns, opts.delete_limit)
     if raw is not None and profile is not None and raw.exists():
         profile.write_text(top_frames(raw))

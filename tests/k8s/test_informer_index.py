@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyrollouts.model.cluster import WatchEvent
-from pyrollouts.runtimes.kubernetes.informer import Informer, matches
+from pyrollouts.runtimes.kubernetes.informer import Informer, json_copy, matches
 
 Obj = dict[str, Any]
 
@@ -71,3 +71,17 @@ def test_reads_are_copies() -> None:
     got = inf.owned("a", ["u1"])[0]
     got["metadata"]["labels"]["app"] = "changed"
     assert names(inf.list("a", {"app": "app-1"})) == ["app-1-h1"]
+
+
+def test_copies_are_exact_and_independent() -> None:
+    """The cache copies through msgspec's JSON round trip: every JSON value comes back equal and
+    of the same type, and nothing is shared."""
+    inf, _ = informer()
+    obj = rs("a", "app-1-h1", "u1", app="app-1")
+    obj["spec"] = {"replicas": 3, "ratio": 0.25, "big": 2**70, "off": None, "on": True, "ports": [{"p": 80}]}
+    inf._apply("ADDED", obj)
+    got = inf.get("a", "app-1-h1")
+    assert got == obj and [type(v) for v in got["spec"].values()] == [type(v) for v in obj["spec"].values()]
+    got["spec"]["ports"][0]["p"] = 81
+    assert inf.get("a", "app-1-h1")["spec"]["ports"][0]["p"] == 80  # type: ignore[index]
+    assert json_copy({"s": "é\u2028\x00"}) == {"s": "é\u2028\x00"}

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx2
+import msgspec
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 
@@ -29,6 +29,19 @@ from ...model.cluster import ClusterError, Obj, WatchEvent
 from .resources import NAMESPACED, resource_of
 
 log = logging.getLogger("pyrollouts.kubernetes.informer")
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def json_copy(obj: Obj) -> Obj:
+    """A deep copy of an object of the cache. The cache holds only what the API server's JSON
+    decoded to (dicts with string keys, lists, strings, numbers, booleans, None: ``_apply`` is fed
+    by the list and the watch alone), so a round trip through msgspec's C encoder and decoder
+    copies it exactly, about 5x faster than ``copy.deepcopy``, which was 13 % of the controller's
+    CPU at 1,000 Rollouts (issue 15). Not for other values: a tuple would come back a list."""
+    return _decode(_encode(obj))  # type: ignore[no-any-return]
+
 
 # A watch that fails for another reason than 410 is retried after this backoff (doubling, capped).
 _RETRY_MIN = 0.2
@@ -126,7 +139,7 @@ class Informer:
         if obj is None:
             return None
         self.reads += 1
-        return copy.deepcopy(obj)
+        return json_copy(obj)
 
     def list(self, namespace: str | None = None, labels: Mapping[str, str] | None = None) -> list[Obj]:
         """Copies of the cached objects, optionally in one namespace and with all the given labels,
@@ -162,7 +175,7 @@ class Informer:
         return self._copies(k for k in keys if matches(self._objects[k], labels))
 
     def _copies(self, keys: Iterable[Key]) -> list[Obj]:
-        out = [copy.deepcopy(self._objects[k]) for k in sorted(keys)]
+        out = [json_copy(self._objects[k]) for k in sorted(keys)]
         self.reads += len(out)
         return out
 

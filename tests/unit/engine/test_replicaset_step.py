@@ -117,7 +117,8 @@ def test_a_switch_planned_again_keeps_the_deadline_the_old_rs_has() -> None:
     c = ctx(rollout(), [fresh])
     replicaset.scale_down_old(c, [fresh], {fresh.name: NOW + timedelta(seconds=600)})
     at = rfc3339(NOW + timedelta(seconds=600))
-    assert [(x.name, x.deadline) for x in c.actions if isinstance(x, SetScaleDownDeadline)] == [(fresh.name, at)]
+    written = [(x.name, x.deadline) for x in c.actions if isinstance(x, SetScaleDownDeadline)]
+    assert written == [(fresh.name, at)]
 
 
 def test_an_aborted_new_rs_gets_its_deadline_once_the_stable_rs_is_back() -> None:

@@ -303,9 +303,17 @@ PLATFORM_AGENTS = ("kube-controller-manager", "kube-scheduler", "kwok", BENCH_AG
 def tally_requests(audit_log: Path, ns: str) -> dict[str, dict[str, int]]:
     """The API requests on objects of ``ns`` in the audit log, by user agent (its product token)
     and by "verb resource[/subresource]", the bench's and the control plane's own left out: what
-    each controller asked of the API server (a watch counts once, when it ends)."""
+    each controller asked of the API server (a watch counts once, when it ends). The API server
+    rotates its audit log at 100 MB (its log library's default size), so the rotated files
+    (``audit-<time>.log`` beside it) are read too."""
     out: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    with audit_log.open(errors="replace") as f:
+    for path in sorted(audit_log.parent.glob(f"{audit_log.stem}*{audit_log.suffix}")):
+        _tally_file(path, ns, out)
+    return {agent: dict(c.most_common()) for agent, c in out.items()}
+
+
+def _tally_file(path: Path, ns: str, out: dict[str, collections.Counter[str]]) -> None:
+    with path.open(errors="replace") as f:
         for line in f:
             if f'"{ns}"' not in line:
                 continue
@@ -321,7 +329,6 @@ def tally_requests(audit_log: Path, ns: str) -> dict[str, dict[str, int]]:
                 continue
             what = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
             out[agent][f"{ev.get('verb')} {what}"] += 1
-    return {agent: dict(c.most_common()) for agent, c in out.items()}
 
 
 def run_controller(

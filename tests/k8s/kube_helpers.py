@@ -165,7 +165,12 @@ class ControllerProc:
                 f"controller {self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
             )
         try:
-            return http_get(f"http://127.0.0.1:{self.healthz_port}/readyz", 1.0)[0] == 200
+            if http_get(f"http://127.0.0.1:{self.healthz_port}/readyz", 1.0)[0] != 200:
+                return False
+            # The metrics port is bound right after the healthz one. Another process that took the
+            # healthz port between free_port() and the bind answers /readyz while this one fails
+            # to bind and exits (CI saw it): ready only once this one serves its metrics too.
+            return http_get(f"http://127.0.0.1:{self.metrics_port}/metrics", 1.0)[0] == 200
         except OSError:
             return False
 

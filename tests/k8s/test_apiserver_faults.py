@@ -110,7 +110,14 @@ def test_apiserver_stopped_mid_update_converges(rt: RuntimeEnv) -> None:
 
     # The update: the new ReplicaSet is created, then the API server dies before anything else.
     rt.apply_all(with_env(objs, "VERSION V3"))
-    wait_for(lambda: 2 in rt.revisions(), 120, f"the new ReplicaSet\n{ctrl.log_tail()}")
+    # Wait for the create's audit event too: a list can see the new ReplicaSet (from the watch cache)
+    # before the create's handler has written its audit line, and a SIGKILL in that gap loses the line
+    # the last assertion counts (CI: 1 create in the log for 2 revisions).
+    wait_for(
+        lambda: 2 in rt.revisions() and len(rt.replicaset_writes("create")) == 2,
+        120,
+        f"the new ReplicaSet and its create in the audit log\n{ctrl.log_tail()}",
+    )
     _outage(rt, kill=True, down_for=4)
     assert ctrl.alive(), f"the controller died with the API server\n{ctrl.log_tail()}"
 

@@ -355,7 +355,24 @@ class KubeApi:
     def request(
         self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 10.0
     ) -> tuple[int, Any]:
-        """Send one request; return (status, decoded JSON body or text). Does not raise on HTTP errors."""
+        """Send one request; return (status, decoded JSON body or text). Does not raise on HTTP errors.
+
+        A GET lost on the wire (a reset, a TLS record error) is sent again, up to 3 times: CI once saw
+        ``ssl.SSLError: WRONG_VERSION_NUMBER`` on one of 14 namespace polls sent at once under load,
+        which ended a whole module's fixture. Writes are never repeated."""
+        for attempt in range(3):
+            try:
+                return self._request_once(method, path, body, timeout)
+            except (ssl.SSLError, ConnectionError, http.client.HTTPException) as exc:
+                if method != "GET" or attempt == 2:
+                    raise
+                print(f"{method} {path}: {type(exc).__name__}: {exc}; sending it again", file=sys.stderr)
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _request_once(
+        self, method: str, path: str, body: dict[str, Any] | None, timeout: float
+    ) -> tuple[int, Any]:
         conn = http.client.HTTPSConnection(self._host, self._port, context=self._context, timeout=timeout)
         try:
             payload = json.dumps(body).encode() if body is not None else None

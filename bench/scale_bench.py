@@ -264,7 +264,21 @@ def start_controller(which: str, kubeconfig: Path, ns: str, log: Any) -> subproc
             raise SystemExit(f"the {which} controller's /healthz did not answer in 120 s (log: {log.name})")
         time.sleep(0.5)
     time.sleep(3)  # its informers' first lists (both answer /healthz before they have synced)
+    proc.metrics_port = metrics  # type: ignore[attr-defined]
     return proc
+
+
+def reconciles(proc: subprocess.Popen[bytes]) -> int | None:
+    """The controller's reconciles so far: the sum of ``rollout_reconcile_count`` on its /metrics
+    (both controllers export Argo's histogram), or None when the page cannot be read."""
+    url = f"http://127.0.0.1:{proc.metrics_port}/metrics"  # type: ignore[attr-defined]
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    return round(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith("rollout_reconcile_count")))  # fmt: skip
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -362,6 +376,7 @@ def run_controller(
         wait_all(client, ns, "Healthy", n, opts.limit, ctrl)
         healthy = time.monotonic() - t0
         cpu_healthy = cpu_seconds(ctrl.pid) - cpu0
+        reconciles_healthy = reconciles(ctrl)
 
         def update(i: int) -> None:
             body = {"spec": {"template": {"spec": {"containers": [
@@ -379,6 +394,7 @@ def run_controller(
         wait_all(client, ns, "Paused", n, opts.limit, ctrl)
         paused = time.monotonic() - t1
         cpu_paused = cpu_seconds(ctrl.pid) - cpu0
+        reconciles_paused = reconciles(ctrl)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
@@ -393,6 +409,7 @@ def run_controller(
             "cpu_healthy_s": round(cpu_healthy, 1), "paused_s": round(paused, 1),
             "cpu_paused_total_s": round(cpu_paused, 1), "rss_mib": round(rss_mib(ctrl.pid)),
             "idle_cpu_s": round(idle, 2), "idle_window_s": opts.idle, "profiled": raw is not None,
+            "reconciles_healthy": reconciles_healthy, "reconciles_paused": reconciles_paused,
             "load1": round(os.getloadavg()[0], 1), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }  # fmt: skip
     finally:
@@ -538,7 +555,7 @@ def series(path: Path, name: str, fresh: list[Obj]) -> list[Obj]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rollouts", default="100", help="comma-separated counts, one fresh control plane each")
-    ap.add_argument("--controllers", default=f"{ARGO},{OURS}", help=f"in this order: {ARGO}, {OURS} or both")
+    ap.add_argument("--controllers", default=f"{ARGO},{OURS}", help=f"comma-separated: {ARGO},{OURS} or one")
     ap.add_argument("--replicas", type=int, default=1, help="pods per Rollout (0: no pods)")
     ap.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU measured at the end")
     ap.add_argument("--limit", type=float, default=1800.0, help="seconds each phase may take")

@@ -101,6 +101,70 @@ def test_cluster_protocol(control_plane: ControlPlane, namespace: str, crds: Non
     asyncio.run(go())
 
 
+def test_readonly_reads_hand_out_the_cached_objects_without_managed_fields(
+    control_plane: ControlPlane, namespace: str, crds: None
+) -> None:
+    """A caller that only reads (the controller's gather of Pods and Services) gets the cache's own
+    objects, not copies; every other read still gets a copy of its own. The cache keeps no
+    managedFields, which a live read of the same object has (issue 15)."""
+
+    async def go() -> None:
+        cluster = KubeCluster(make_client(str(control_plane.kubeconfig)), namespace=namespace)
+        await cluster.start(timeout=120)
+        try:
+            svc = {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web-prod", "namespace": namespace, "annotations": {"a": "b"}},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+            }
+            rs = {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {"name": "web-1", "namespace": namespace, "labels": {"app": "web"}},
+                "spec": {
+                    "replicas": 0,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "c", "image": "x"}]},
+                    },
+                },
+            }
+            await cluster.create("Service", svc)
+            await cluster.create("ReplicaSet", rs)
+            for _ in range(600):  # until the watch has put both in the caches
+                try:
+                    await cluster.get_readonly("Service", namespace, "web-prod")
+                    if await cluster.list_owned("ReplicaSet", namespace, (), also_named="web"):
+                        break
+                except NotFound:
+                    pass
+                await asyncio.sleep(0.2)
+            view = await cluster.get_readonly("Service", namespace, "web-prod")
+            assert view is await cluster.get_readonly("Service", namespace, "web-prod")
+            copied = await cluster.get("Service", namespace, "web-prod")
+            assert copied == view and copied is not view
+            copied["metadata"]["annotations"]["a"] = "changed"  # a copy's change stays in the copy
+            assert view["metadata"]["annotations"] == {"a": "b"}
+
+            def owned(readonly: bool) -> Any:
+                return cluster.list_owned("ReplicaSet", namespace, (), also_named="web", readonly=readonly)
+
+            [rs_view], [rs_again], [rs_copy] = await owned(True), await owned(True), await owned(False)
+            assert rs_view is rs_again and rs_copy == rs_view and rs_copy is not rs_view
+
+            live = await cluster.client.get(RESOURCES["Service"], "web-prod", namespace=namespace)
+            assert live["metadata"].get("managedFields")
+            assert "managedFields" not in view["metadata"] and "managedFields" not in rs_view["metadata"]
+            with pytest.raises(NotFound):
+                await cluster.get_readonly("Service", namespace, "nope")
+        finally:
+            await cluster.close()
+
+    asyncio.run(go())
+
+
 def test_controller_reads_the_rollout_from_its_cache_unless_older_than_it_knows(
     control_plane: ControlPlane, namespace: str, crds: None
 ) -> None:

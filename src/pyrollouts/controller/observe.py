@@ -7,7 +7,7 @@ from typing import Any
 
 from ..engine.types import AnalysisRunState, Observed, PodState, ReplicaSetState, ServiceState
 from ..model import names
-from ..model.cluster import Cluster, NotFound, Obj, list_owned
+from ..model.cluster import Cluster, NotFound, Obj, get_readonly, list_owned
 from ..model.owners import owned_by_uid
 
 
@@ -166,7 +166,8 @@ async def _services(cluster: Cluster, ns: str, rollout: Obj) -> dict[str, Servic
     named |= {canary.get("stableService"), canary.get("canaryService")}
     for svc_name in named - {None, ""}:
         try:
-            svc = await cluster.get("Service", ns, str(svc_name))
+            # Read only (the selector and annotations are copied below): no copy of the cache's.
+            svc = await get_readonly(cluster, "Service", ns, str(svc_name))
         except NotFound:
             continue
         services[str(svc_name)] = ServiceState(
@@ -185,7 +186,8 @@ async def _pods(
     if not rs_by_uid:
         return ()
     selector = ((rollout.get("spec") or {}).get("selector") or {}).get("matchLabels") or None
-    pods = await list_owned(cluster, "Pod", ns, tuple(rs_by_uid), labels=selector)
+    # Read only: pod_state copies what it keeps, so the cache need not copy whole Pods.
+    pods = await list_owned(cluster, "Pod", ns, tuple(rs_by_uid), labels=selector, readonly=True)
     states = (pod_state(pod, rs_by_uid) for pod in pods)
     return tuple(sorted((s for s in states if s is not None), key=lambda p: p.name))
 

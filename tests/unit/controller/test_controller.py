@@ -19,10 +19,11 @@ import yaml
 
 from harness import support
 from harness.support import wait_until_async
-from pyrollouts.controller.controller import RolloutController
+from pyrollouts.controller.controller import WATCHED_KINDS, RolloutController
 from pyrollouts.model import names
-from pyrollouts.model.cluster import ClusterError, Invalid, Obj
+from pyrollouts.model.cluster import ClusterError, Invalid, Obj, WatchEvent
 from pyrollouts.model.useractions import apply_merge_patch
+from pyrollouts.runtimes.kubernetes.cluster import CONTROLLER_CACHED_KINDS
 from pyrollouts.runtimes.local.cluster import LocalCluster
 from pyrollouts.runtimes.local.store import Store
 
@@ -110,7 +111,8 @@ async def test_a_rollout_created_later_is_reconciled_from_the_watch(cluster: Loc
         await until(lambda: _reconciled(cluster), "the Rollout created after start reconciled")
 
 
-async def test_a_pod_of_its_replicaset_requeues_the_rollout(cluster: LocalCluster) -> None:
+async def test_its_replicasets_status_change_requeues_the_rollout(cluster: LocalCluster) -> None:
+    """What the plan waits for in pods (ready, available) reaches it as its ReplicaSet's status."""
     await create_all(cluster, manifest())
     seen = Reconciles()
     async with running(RolloutController(cluster, on_reconcile=seen)):
@@ -118,31 +120,47 @@ async def test_a_pod_of_its_replicaset_requeues_the_rollout(cluster: LocalCluste
         rollout = await cluster.get("Rollout", NS, "super-hello")
         (rs,) = await owned_replicasets(cluster, rollout)
         before = len(seen.calls)
-        await cluster.create(
-            "Pod",
-            {
-                "metadata": {
-                    "name": f"{rs['metadata']['name']}-x1",
-                    "namespace": NS,
-                    "labels": dict(rs["spec"]["template"]["metadata"]["labels"]),
-                    "ownerReferences": [
-                        {
-                            "apiVersion": "apps/v1",
-                            "kind": "ReplicaSet",
-                            "name": rs["metadata"]["name"],
-                            "uid": rs["metadata"]["uid"],
-                            "controller": True,
-                        }
-                    ],
-                },
-                "spec": copy.deepcopy(rs["spec"]["template"]["spec"]),
-            },
+        await cluster.patch(
+            "ReplicaSet",
+            NS,
+            rs["metadata"]["name"],
+            {"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}},
+            subresource="status",
         )
 
         async def requeued() -> bool:
             return KEY in seen.reconciled()[before:]
 
-        await until(requeued, "a reconcile of the Rollout after its pod appeared")
+        await until(requeued, "a reconcile of the Rollout after its ReplicaSet's status changed")
+
+
+async def test_a_pod_change_is_not_routed_but_its_replicasets_is() -> None:
+    """As Argo's rollout controller: a Pod's change queues nothing (its ReplicaSet's status change
+    follows it); a ReplicaSet's change queues the Rollout that owns it. Pods are still read from the
+    caches by each reconcile, so the operator keeps caching them."""
+    ctl = RolloutController(LocalCluster(Store(":memory:")))
+    rs = {
+        "kind": "ReplicaSet",
+        "metadata": {
+            "namespace": NS,
+            "name": "super-hello-abc",
+            "ownerReferences": [{"kind": "Rollout", "name": "super-hello", "uid": "u1"}],
+        },
+    }
+    pod = {
+        "kind": "Pod",
+        "metadata": {
+            "namespace": NS,
+            "name": "super-hello-abc-x1",
+            "ownerReferences": [{"kind": "ReplicaSet", "name": "super-hello-abc", "uid": "u2"}],
+        },
+    }
+    await ctl._route(WatchEvent("MODIFIED", "ReplicaSet", rs))
+    assert len(ctl.queue) == 1 and await ctl.queue.get() == KEY
+    await ctl.queue.done(KEY)
+    await ctl._route(WatchEvent("MODIFIED", "Pod", pod))
+    assert len(ctl.queue) == 0
+    assert "Pod" not in WATCHED_KINDS and "Pod" in CONTROLLER_CACHED_KINDS
 
 
 async def test_a_service_change_requeues_the_rollouts_of_its_namespace(cluster: LocalCluster) -> None:

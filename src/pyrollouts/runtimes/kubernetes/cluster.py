@@ -31,7 +31,7 @@ from lightkube.types import CascadeType, PatchType
 
 from ...model.cluster import ClusterError, Conflict, Invalid, NotFound, Obj, WatchEvent
 from ...model.owners import owned_by_uid
-from .informer import InformerSet, matches, name_stem
+from .informer import InformerSet, json_copy, matches, name_stem
 from .resources import NAMESPACED, resource_of
 from .transport import AiohttpTransport
 
@@ -182,18 +182,30 @@ class KubeCluster:
         self._saw_rollout(kind, namespace, name, out)
         return out
 
+    async def get_readonly(self, kind: str, namespace: str, name: str) -> Obj:
+        """``OwnerIndexedCluster.get_readonly``: from the cache without a copy where ``get`` would
+        read the cache; otherwise ``get``."""
+        cache = None if kind in FRESH_KINDS or kind == "Rollout" else self._cache_for(kind, namespace)
+        if cache is None:
+            return await self.get(kind, namespace, name)
+        obj = cache.get(namespace, name, copy=False)
+        if obj is None:
+            raise NotFound(f"{kind} {namespace}/{name} not found")
+        return obj  # type: ignore[no-any-return]
+
     def _current_cached_rollout(self, namespace: str, name: str) -> Obj | None:
         """The cache's copy of a Rollout when it is the newest version this client has seen (see
         ``_rollout_seen``); None: read it from the API server."""
         inf = self.informers.informers.get("Rollout") if self.informers is not None else None
         if inf is None or not inf.synced.is_set() or not inf.covers(namespace):
             return None
-        obj = inf.get(namespace, name)
-        if obj is None:
+        cached = inf.get(namespace, name, copy=False)
+        if cached is None:
             return None
         seen = self._rollout_seen.get((namespace, name))
-        if seen is not None and seen != obj.get("metadata", {}).get("resourceVersion"):
-            return None
+        if seen is not None and seen != cached.get("metadata", {}).get("resourceVersion"):
+            return None  # (checked before the copy: a copy read live anyway is wasted)
+        obj = json_copy(cached)
         obj.setdefault("kind", "Rollout")
         return obj
 
@@ -229,13 +241,15 @@ class KubeCluster:
         *,
         also_named: str | None = None,
         labels: Mapping[str, str] | None = None,
+        readonly: bool = False,
     ) -> list[Obj]:
         """The objects of one owner (``OwnerIndexedCluster``): from the cache's owner and name-stem
         indexes, so a reconcile reads only its Rollout's objects and makes no list call; without a
-        synced cache, one list of the namespace filtered here."""
+        synced cache, one list of the namespace filtered here. ``readonly``: the cached objects
+        themselves, not copies."""
         cache = self._cache_for(kind, namespace)
         if cache is not None:
-            return list(cache.owned(namespace, owner_uids, also_named, labels))
+            return list(cache.owned(namespace, owner_uids, also_named, labels, copy=not readonly))
         return [
             o
             for o in await self.list(kind, namespace, labels)

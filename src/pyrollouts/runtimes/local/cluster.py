@@ -40,10 +40,16 @@ class LocalCluster:
         *,
         also_named: str | None = None,
         labels: Mapping[str, str] | None = None,
+        readonly: bool = False,
     ) -> list[Obj]:
         """``OwnerIndexedCluster.list_owned``: one Rollout's objects through the store's owner index
-        (a reconcile reads what its Rollout has, not the namespace)."""
+        (a reconcile reads what its Rollout has, not the namespace). Each read decodes fresh
+        objects from SQLite, so ``readonly`` changes nothing here."""
         return self.store.list_owned(kind, namespace, owner_uids, also_named=also_named, labels=labels)
+
+    async def get_readonly(self, kind: str, namespace: str, name: str) -> Obj:
+        """``OwnerIndexedCluster.get_readonly``: ``get`` (the store's reads are fresh objects)."""
+        return await self.get(kind, namespace, name)
 
     async def create(self, kind: str, obj: Obj) -> Obj:
         """Create; raises Conflict if the name is taken, Invalid if refused. Returns the stored object."""

@@ -134,11 +134,11 @@ async def test_its_replicasets_status_change_requeues_the_rollout(cluster: Local
         await until(requeued, "a reconcile of the Rollout after its ReplicaSet's status changed")
 
 
-async def test_a_pod_change_is_not_routed_but_its_replicasets_is() -> None:
+async def test_a_pod_change_is_not_routed_but_its_replicasets_is(cluster: LocalCluster) -> None:
     """As Argo's rollout controller: a Pod's change queues nothing (its ReplicaSet's status change
     follows it); a ReplicaSet's change queues the Rollout that owns it. Pods are still read from the
     caches by each reconcile, so the operator keeps caching them."""
-    ctl = RolloutController(LocalCluster(Store(":memory:")))
+    ctl = RolloutController(cluster)
     rs = {
         "kind": "ReplicaSet",
         "metadata": {

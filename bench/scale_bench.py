@@ -469,6 +469,22 @@ def ratio_line(n: int, rs: dict[str, float]) -> str:
     return f"At {n:,} rollouts, pyrollouts / Argo: {parts}."
 
 
+def reconcile_line(n: int, results: list[Obj]) -> str | None:
+    """Reconciles per Rollout (to Healthy, and in all to Paused) and CPU per reconcile, per
+    controller at count ``n``, from the rows that read them (``rollout_reconcile_count``)."""
+    parts = []
+    for r in results:
+        if r["rollouts"] != n or not r.get("reconciles_paused"):
+            continue
+        per_h, per_all = r["reconciles_healthy"] / n, r["reconciles_paused"] / n
+        ms = 1000 * r["cpu_paused_total_s"] / r["reconciles_paused"]
+        parts.append(
+            f"{r['controller']} {per_h:.1f} to Healthy and {per_all:.1f} in all"
+            f" ({ms:.2f} ms of controller CPU per reconcile)"
+        )
+    return f"At {n:,} rollouts, reconciles per Rollout: " + "; ".join(parts) + "." if parts else None
+
+
 HEADER = (
     "| rollouts | controller | apply -> all Healthy | controller CPU to Healthy | update -> all Paused "
     "| CPU to Paused (total) | peak RSS | idle CPU | machine load (end, peak) |"
@@ -486,6 +502,7 @@ def write_docs(path: Path, results: list[Obj]) -> None:
     when = f"{dates[0]} to {dates[-1]}" if len(dates) > 1 else (dates[0] if dates else "")
     table = "\n".join([HEADER, *(row(r) for r in results)])
     lines = [ratio_line(n, rs) for n, rs in ratios(results).items()]
+    lines += [x for n in sorted({r["rollouts"] for r in results}) if (x := reconcile_line(n, results))]
     replicas = " or ".join(str(x) for x in sorted({r.get("replicas", 1) for r in results}))
     section = (
         f"{begin}\n_Written by `bench/scale_bench.py --docs` ({when}); a fresh control plane per count,"

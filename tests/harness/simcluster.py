@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -49,7 +50,24 @@ POD_MODES = ("ready", "unready", "crash")
 
 
 class SimulationError(RuntimeError):
-    """The simulated world did not converge (an engine that keeps changing its mind)."""
+    """The simulated world did not converge (an engine that keeps changing its mind), or the
+    engine changed what it was given."""
+
+
+def _whole(observed: a.Observed) -> tuple[a.Observed, list[Any], list[Any]]:
+    """Observed with the JSON objects its states carry (``obj``, which their equality leaves out)."""
+    rss = [rs.obj for rs in (*observed.replicasets, *observed.foreign_replicasets)]
+    return observed, rss, [run.obj for run in observed.analysis_runs]
+
+
+def _diff(before: a.Observed, after: a.Observed) -> str:
+    """The fields of Observed that differ (for the purity check's message)."""
+    return (
+        ", ".join(
+            f.name for f in dataclasses.fields(before) if getattr(before, f.name) != getattr(after, f.name)
+        )
+        or "the objects of its ReplicaSets or AnalysisRuns"
+    )
 
 
 def _merge_in_place(target: Obj, patch: Obj) -> None:
@@ -539,7 +557,12 @@ class SimCluster:
         self._sync_pods()
         read = copy.deepcopy(self.rollout)
         observed = self.observed()
+        before = copy.deepcopy(_whole(observed))
         plan = engine_plan(Rollout.from_wire(read), observed, self.now)
+        if _whole(observed) != before:
+            # The operator hands the engine the caches' own ReplicaSets, Pods and Services (read
+            # only, no copies): a plan that changed what it observed would change the caches.
+            raise SimulationError(f"the plan changed what it observed: {_diff(before[0], observed)}")
         self._seen = True
         if self.plan_hook is not None:
             self.plan_hook(read, observed, plan, self.now)

@@ -2,8 +2,10 @@
 
 The operator's flags are Argo's: --kubeconfig, --namespace, --instance-id, --leader-elect,
 --metrics-port, --healthz-port, --rollout-threads, --rollout-resync, --loglevel, --logformat, and
-the leader election timings. This module is where the app layer hands the RolloutController to
-the Kubernetes runtime.
+the leader election timings; and one of ours, --rollout-coalesce (a Rollout's changes within that
+window make one reconcile: Argo's controller gets much the same from its client-side throttling,
+which lengthens its reconciles under load so that changes pile up behind them; issue 15). This
+module is where the app layer hands the RolloutController to the Kubernetes runtime.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import typer
 
 from ..controller import Clock, RolloutController
 from ..controller.analysisruns import AnalysisRunController, Controllers
+from ..controller.controller import DEFAULT_COALESCE_SECONDS
 from ..model.cluster import ClusterError, Obj
 from .client import CliError
 from .common import echo, parse_duration, state
@@ -64,6 +67,14 @@ def controller(
             "--rollout-resync", min=0, help="Seconds between resyncs of every Rollout (Argo's; 0: never)."
         ),
     ] = 900,
+    rollout_coalesce: Annotated[
+        float,
+        typer.Option(
+            "--rollout-coalesce",
+            min=0,
+            help="Seconds a Rollout's changes are gathered into one reconcile (0: one per change).",
+        ),
+    ] = DEFAULT_COALESCE_SECONDS,
     loglevel: Annotated[str, typer.Option("--loglevel", help="debug|info|warn|error")] = "info",
     logformat: Annotated[str, typer.Option("--logformat", help="text|json")] = "text",
     test_clock: Annotated[
@@ -97,6 +108,7 @@ def controller(
             instance_id=iid,
             workers=workers,
             on_reconcile=on_reconcile,  # type: ignore[arg-type]
+            coalesce=rollout_coalesce,
         )
         runs = AnalysisRunController(cluster, clock, namespace=ns, instance_id=iid)  # type: ignore[arg-type]
         return Controllers(rollouts, runs)

@@ -31,13 +31,14 @@ class QueueController:
         namespace: str | None,
         instance_id: str | None,
         workers: int,
+        coalesce: float = 0.0,
     ) -> None:
         self.cluster = cluster
         self.clock = clock or Clock()
         self.namespace = namespace
         self.instance_id = instance_id or None
         self.workers = max(1, workers)
-        self.queue = WorkQueue()
+        self.queue = WorkQueue(coalesce=coalesce)
         self._keys: set[str] = set()  # every object of the kind known to be in scope
         self._ready = asyncio.Event()
 

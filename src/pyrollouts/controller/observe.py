@@ -149,7 +149,12 @@ async def _replicasets(
     uid = meta.get("uid", "")
     # Not ours but named like ours (``<rollout>-<suffix>``): one of them may hold the name our next
     # RS would get (a hash collision, which the engine steps around with status.collisionCount).
-    related = await list_owned(cluster, "ReplicaSet", ns, (uid,), also_named=str(meta.get("name", "")))
+    # Read only: the engine reads a ReplicaSetState (its obj and template too) and never changes it,
+    # and the caches replace an object on each change rather than change it, so the cache's own
+    # objects serve without copies.
+    related = await list_owned(
+        cluster, "ReplicaSet", ns, (uid,), also_named=str(meta.get("name", "")), readonly=True
+    )
     owned = tuple(replicaset_state(rs) for rs in related if owned_by_uid(rs, uid))
     foreign = tuple(replicaset_state(rs) for rs in related if not owned_by_uid(rs, uid))
     return owned, foreign

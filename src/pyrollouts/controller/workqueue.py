@@ -2,7 +2,9 @@
 
 A key is queued at most once; a key being worked on is never handed to a second worker, and a key
 added meanwhile is queued again once the worker is done. Failures back off per key exponentially
-(1 ms doubling to 10 s); ``add_after`` schedules timed work (scale-down deadlines, auto-promotion).
+(1 ms doubling to 10 s); ``add_after`` schedules timed work (scale-down deadlines, auto-promotion);
+``add_soon`` queues a key once a coalescing window has passed, however many times it is called
+meanwhile (the controller's watch events, issue 15).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import itertools
 
 
 class WorkQueue:
-    def __init__(self, base_backoff: float = 0.001, max_backoff: float = 10.0) -> None:
+    def __init__(self, base_backoff: float = 0.001, max_backoff: float = 10.0, coalesce: float = 0.0) -> None:
+        self._coalesce = coalesce
+        self._soon: set[str] = set()
         self._queue: collections.deque[str] = collections.deque()  # popped from the left in O(1)
         self._queued: set[str] = set()
         self._processing: set[str] = set()
@@ -46,6 +50,17 @@ class WorkQueue:
             self._queued.add(key)
             self._queue.append(key)
             self._cond.notify()
+
+    async def add_soon(self, key: str) -> None:
+        """Queue the key once the coalescing window has passed (at once without one); the changes
+        that arrive for it meanwhile make one reconcile, not one each."""
+        if self._coalesce <= 0:
+            await self.add(key)
+            return
+        if key in self._soon or key in self._queued:
+            return
+        self._soon.add(key)
+        self.add_after(key, self._coalesce)
 
     def add_after(self, key: str, delay: float) -> None:
         """Queue the key after ``delay`` seconds (at once if delay <= 0)."""
@@ -103,6 +118,7 @@ class WorkQueue:
             now = loop.time()
             while self._timers and self._timers[0][0] <= now:
                 _, _, key = heapq.heappop(self._timers)
+                self._soon.discard(key)
                 await self.add(key)
             timeout = self._timers[0][0] - now if self._timers else None
             try:

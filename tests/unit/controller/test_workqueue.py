@@ -137,3 +137,36 @@ async def test_add_after_with_no_delay_queues_at_once(delay: float) -> None:
     queue.add_after("ns/a", delay)
     assert await _get(queue) == "ns/a"
     await queue.shutdown()
+
+
+async def test_add_soon_gathers_a_keys_changes_into_one_add_after_the_window() -> None:
+    """The controller's watch events (issue 15): a burst of changes to one Rollout is one reconcile."""
+    queue = WorkQueue(coalesce=0.2)
+    for key in ("ns/a", "ns/b", "ns/a", "ns/a", "ns/b"):
+        await queue.add_soon(key)
+    assert len(queue) == 0  # nothing before the window has passed
+    assert [await _get(queue) for _ in range(2)] == ["ns/a", "ns/b"]
+    for key in ("ns/a", "ns/b"):
+        await queue.done(key)
+    with pytest.raises(TimeoutError):  # and each came once: no second timer for the repeats
+        await asyncio.wait_for(queue.get(), 1.0)
+
+
+async def test_add_soon_without_a_window_queues_at_once() -> None:
+    queue = WorkQueue()
+    await queue.add_soon("ns/a")
+    assert len(queue) == 1 and await _get(queue) == "ns/a"
+
+
+async def test_add_soon_while_worked_on_comes_back_once_after_done() -> None:
+    queue = WorkQueue(coalesce=0.05)
+    await queue.add("ns/a")
+    assert await _get(queue) == "ns/a"
+    for _ in range(3):
+        await queue.add_soon("ns/a")  # changes while the reconcile runs
+    await asyncio.sleep(0.2)  # the window passes while the key is still worked on: it waits
+    assert len(queue) == 0
+    await queue.done("ns/a")
+    assert await _get(queue) == "ns/a"
+    await queue.done("ns/a")
+    assert len(queue) == 0

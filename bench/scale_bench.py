@@ -485,6 +485,20 @@ def reconcile_line(n: int, results: list[Obj]) -> str | None:
     return f"At {n:,} rollouts, reconciles per Rollout: " + "; ".join(parts) + "." if parts else None
 
 
+def requests_line(n: int, results: list[Obj]) -> str | None:
+    """API requests per Rollout at count ``n`` for each controller, from the audit tally (the user
+    agent with the most requests in the row: the controller's), Event creates apart."""
+    parts = []
+    for r in results:
+        tally = {a: c for a, c in (r.get("requests") or {}).items() if a not in ("", "kube-apiserver")}
+        if r["rollouts"] != n or not tally:
+            continue
+        mine = max(tally.values(), key=lambda c: sum(c.values()))
+        total, events = sum(mine.values()) / n, mine.get("create events", 0) / n
+        parts.append(f"{r['controller']} {total:.1f} ({events:.1f} Event creates)")
+    return f"At {n:,} rollouts, API requests per Rollout: " + "; ".join(parts) + "." if parts else None
+
+
 HEADER = (
     "| rollouts | controller | apply -> all Healthy | controller CPU to Healthy | update -> all Paused "
     "| CPU to Paused (total) | peak RSS | idle CPU | machine load (end, peak) |"
@@ -503,6 +517,7 @@ def write_docs(path: Path, results: list[Obj]) -> None:
     table = "\n".join([HEADER, *(row(r) for r in results)])
     lines = [ratio_line(n, rs) for n, rs in ratios(results).items()]
     lines += [x for n in sorted({r["rollouts"] for r in results}) if (x := reconcile_line(n, results))]
+    lines += [x for n in sorted({r["rollouts"] for r in results}) if (x := requests_line(n, results))]
     replicas = " or ".join(str(x) for x in sorted({r.get("replicas", 1) for r in results}))
     section = (
         f"{begin}\n_Written by `bench/scale_bench.py --docs` ({when}); a fresh control plane per count,"

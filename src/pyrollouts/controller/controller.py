@@ -129,7 +129,7 @@ class RolloutController(QueueController):
                 await self.queue.add_soon(f"{ns}/{ref.get('name')}")
 
     def _stream(self) -> Any:
-        """The watch of every kind this runtime can watch: the Rollout's own four, and where the
+        """The watch of every kind this runtime can watch: the Rollout's own three, and where the
         runtime's caches hold them, Deployments (workloadRef) and AnalysisRuns."""
         self.watches_analysis = True
         for kinds in (

@@ -103,3 +103,19 @@ def test_invalid_spec_status_is_stable() -> None:
     assert first["conditions"][0]["type"] == "InvalidSpec"
     again = _invalid_spec_status(planned, first, "port bad", "2026-01-01T00:01:00Z")
     assert again == first  # unchanged message: times kept, so nothing is written again
+
+
+def test_the_operator_runs_on_uvloop() -> None:
+    import asyncio
+
+    import uvloop
+
+    from pyrollouts.daemons.operator import _run_loop
+
+    seen: list[type] = []
+
+    async def main() -> None:
+        seen.append(type(asyncio.get_running_loop()))
+
+    _run_loop(main())
+    assert seen == [uvloop.Loop]

@@ -21,6 +21,16 @@ import httpx2
 _SKIP_AUTO = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
 
 
+def user_agent() -> str:
+    """What the operator's requests name as their client (audit logs, API priority and fairness)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"pyrollouts/{version('pyrollouts')}"
+    except PackageNotFoundError:  # running from a source tree without an install
+        return "pyrollouts/dev"
+
+
 def _timeout(request: httpx2.Request) -> aiohttp.ClientTimeout:
     t: dict[str, Any] = request.extensions.get("timeout") or {}
     connect = t.get("connect")
@@ -33,7 +43,7 @@ def _timeout(request: httpx2.Request) -> aiohttp.ClientTimeout:
     )
 
 
-def _mapped(exc: BaseException, request: httpx2.Request) -> httpx2.TransportError:
+def mapped_error(exc: BaseException, request: httpx2.Request | None) -> httpx2.TransportError:
     """The httpx error callers expect for an aiohttp or socket error (ConnectError, ReadTimeout, ...)."""
     msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -59,7 +69,7 @@ class _Body(httpx2.AsyncByteStream):
             async for chunk in self._response.content.iter_any():
                 yield chunk
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise _mapped(exc, self._request) from exc
+            raise mapped_error(exc, self._request) from exc
 
     async def aclose(self) -> None:
         # A body read to its end gives the connection back to the pool; one cut short closes it.
@@ -71,13 +81,16 @@ class _Body(httpx2.AsyncByteStream):
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
     """httpx's ``AsyncBaseTransport`` over one ``aiohttp.ClientSession`` (created in the running loop
-    on first use, as aiohttp requires), verifying the server with ``ssl_context``."""
+    on first use, as aiohttp requires), verifying the server with ``ssl_context``. With ``agent``,
+    every request names it as its User-Agent (in place of httpx's, which names httpx)."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None, agent: str | None = None) -> None:
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
+        self.agent = agent
 
-    def _session_now(self) -> aiohttp.ClientSession:
+    def session(self) -> aiohttp.ClientSession:
+        """The session (and so the connection pool) every request over this transport shares."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl, limit=100),
@@ -89,9 +102,15 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         body = await request.aread()
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in request.headers.raw
+            if self.agent is None or k.lower() != b"user-agent"
+        ]
+        if self.agent is not None:
+            headers.append(("User-Agent", self.agent))
         try:
-            response = await self._session_now().request(
+            response = await self.session().request(
                 request.method,
                 str(request.url),
                 headers=headers,
@@ -101,7 +120,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 compress=False,
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise _mapped(exc, request) from exc
+            raise mapped_error(exc, request) from exc
         return httpx2.Response(
             status_code=response.status,
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers],

@@ -31,19 +31,15 @@ from lightkube.config.kubeconfig import SingleConfig
 from lightkube.core.exceptions import ApiError, ConfigError
 
 from ...model.cluster import ClusterError, NotFound, Obj, WatchEvent
-from ...model.kinds import KINDS, TRAFFIC_KINDS
 from ...model.owners import owned_by_uid
 from .informer import InformerSet, json_copy, matches, name_stem
-from .resources import NAMESPACED, resource_of
+from .resources import NAMESPACED, kind_of, resource_of
 from .rest import RestClient, error_for, path_of
 from .transport import AiohttpTransport, user_agent
 
 log = logging.getLogger("pyrollouts.kubernetes")
 
 FIELD_MANAGER = "rollouts-controller"
-
-#: kind -> apiVersion, for the kinds this cluster writes.
-_API_VERSIONS = {k.name: k.api_version for k in (*KINDS.values(), *TRAFFIC_KINDS)}
 
 #: The kinds the caches hold by default (the dashboard's).
 CACHED_KINDS = ("Rollout", "ReplicaSet", "Service", "Pod")
@@ -273,8 +269,8 @@ class KubeCluster:
         """Create; raises Conflict if the name is taken, Invalid if refused. Returns the stored object."""
         body = dict(obj)
         meta = body.get("metadata") or {}
-        path = path_of(kind, self._ns(kind, meta.get("namespace")))  # (ValueError for an unknown kind)
-        body.setdefault("apiVersion", _API_VERSIONS[kind])
+        body.setdefault("apiVersion", kind_of(kind).api_version)  # (ValueError for an unknown kind)
+        path = path_of(kind, self._ns(kind, meta.get("namespace")))
         body.setdefault("kind", kind)
         self.requests[f"create {kind}"] += 1
         what = f"create {kind} {meta.get('namespace', '')}/{meta.get('name', '')}"

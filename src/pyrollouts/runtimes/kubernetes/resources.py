@@ -43,12 +43,15 @@ def _global(group: str, version: str, kind: str, plural: str) -> Any:
     return type(kind, (GenericGlobalResource,), {"_api_info": create_api_info(group, version, kind, plural)})
 
 
-#: kind -> resource class, for every kind the Cluster protocol carries (model/kinds.py; a
-#: Deployment is read, never written, for a Rollout's spec.workloadRef; HTTPRoutes and Ingresses
-#: are the traffic routers').
+#: kind name -> Kind, for every kind the Cluster protocol carries (model/kinds.py; a Deployment is
+#: read, never written, for a Rollout's spec.workloadRef; HTTPRoutes and Ingresses are the traffic
+#: routers').
+KUBE_KINDS: dict[str, kinds.Kind] = {k.name: k for k in (*kinds.KINDS.values(), *kinds.TRAFFIC_KINDS)}
+
+#: kind -> resource class (lightkube's), for the same kinds.
 RESOURCES: dict[str, Any] = {
-    k.name: (_namespaced if k.namespaced else _global)(k.group, k.version, k.name, k.plural)
-    for k in (*kinds.KINDS.values(), *kinds.TRAFFIC_KINDS)
+    name: (_namespaced if k.namespaced else _global)(k.group, k.version, k.name, k.plural)
+    for name, k in KUBE_KINDS.items()
 }
 
 LEASE = _namespaced("coordination.k8s.io", "v1", "Lease", "leases")
@@ -58,10 +61,15 @@ CRD = _global("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customr
 NAMESPACED = kinds.NAMESPACED
 
 
+def kind_of(kind: str) -> kinds.Kind:
+    """The Kind of a kind's name; ValueError naming the known kinds otherwise."""
+    try:
+        return KUBE_KINDS[kind]
+    except KeyError:
+        known = ", ".join(sorted(KUBE_KINDS))
+        raise ValueError(f"unknown kind {kind!r}: the Kubernetes runtime handles {known}") from None
+
+
 def resource_of(kind: str) -> Any:
     """The resource class for a kind; ValueError naming the known kinds otherwise."""
-    try:
-        return RESOURCES[kind]
-    except KeyError:
-        known = ", ".join(sorted(RESOURCES))
-        raise ValueError(f"unknown kind {kind!r}: the Kubernetes runtime handles {known}") from None
+    return RESOURCES[kind_of(kind).name]

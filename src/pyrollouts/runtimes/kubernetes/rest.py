@@ -26,10 +26,9 @@ import httpx2
 import msgspec
 
 from ...model.cluster import ClusterError, Conflict, Invalid, NotFound, Obj
-from ...model.kinds import KINDS, TRAFFIC_KINDS, Kind
+from .resources import kind_of
 from .transport import AiohttpTransport, mapped_error, user_agent
 
-_KINDS: dict[str, Kind] = {**KINDS, **{k.name: k for k in TRAFFIC_KINDS}}
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder().decode
 
@@ -50,11 +49,7 @@ def error_for(code: int, message: str, what: str) -> ClusterError:
 
 def path_of(kind: str, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
     """The API path of a kind's collection (``name`` None), one object, or its subresource."""
-    try:
-        k = _KINDS[kind]
-    except KeyError:
-        known = ", ".join(sorted(_KINDS))
-        raise ValueError(f"unknown kind {kind!r}: the Kubernetes runtime handles {known}") from None
+    k = kind_of(kind)
     parts = ["/api/v1"] if not k.group else [f"/apis/{k.group}/{k.version}"]
     if k.namespaced:
         parts.append(f"/namespaces/{quote(namespace or 'default', safe='')}")
@@ -91,6 +86,7 @@ class RestClient:
         self.transport = transport
         self.auth = auth
         self.field_manager = field_manager
+        self._agent = transport.agent or user_agent()
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=TIMEOUT_SECONDS, sock_connect=TIMEOUT_SECONDS, sock_read=TIMEOUT_SECONDS
         )
@@ -112,7 +108,7 @@ class RestClient:
             query["fieldManager"] = self.field_manager
         url = self.server + path + ("?" + urlencode(query) if query else "")
         data = None if body is None else _ENCODE(body)
-        headers = {"Accept": "application/json", "User-Agent": self.transport.agent or user_agent()}
+        headers = {"Accept": "application/json", "User-Agent": self._agent}
         if data is not None:
             headers["Content-Type"] = content_type
         answer = await self._authenticated(method, url, headers, data)
